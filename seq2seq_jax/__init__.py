@@ -1,0 +1,1 @@
+"""seq2seq_jax: functional Flax encoder-decoders, sharded training and decoding."""

@@ -1,0 +1,63 @@
+"""Model registry: `model.name` names a module `seq2seq_jax.models.<name>` exporting `Model`.
+
+Every `Model` is a Flax Linen module with this contract (shared by the trainer, decoding
+and sharding code, so a new architecture only has to honour it):
+
+  Model(src_vocab_size=int, tgt_vocab_size=int, **config.model minus `name`)
+
+  __call__(batch, *, train) -> logits float32 [B, T, tgt_vocab]
+      batch['inputs'] int32 [B, S] (0 = padding), batch['decoder_inputs'] int32 [B, T]
+      (BOS first, 0 = padding); optional packing keys 'inputs_segmentation',
+      'inputs_position', 'targets_segmentation', 'targets_position' (int32, same shapes).
+      Dropout uses the 'dropout' RNG stream when train=True.
+  init_cache(inputs, max_len) -> cache
+      Runs the encoder and returns a pytree whose array leaves all have leading dim B.
+  decode_step(last_tokens, cache) -> (logits float32 [B, tgt_vocab], new_cache)
+      One incremental decoder step; last_tokens int32 [B] (BOS at the first step).
+
+Parameters carry logical axis names (nn.with_logical_partitioning) from the vocabulary
+'vocab', 'embed', 'mlp', 'heads', 'kv', 'hidden', 'gates'; activations are constrained with
+'batch', 'length', 'embed', 'heads', 'kv', 'mlp', 'vocab'. Models know nothing of meshes.
+"""
+import dataclasses
+import importlib
+from typing import Any, Mapping
+
+import flax.linen as nn
+
+from seq2seq_jax.errors import UserError
+
+
+def build_model(model_config: Mapping[str, Any], src_vocab_size: int,
+                tgt_vocab_size: int) -> nn.Module:
+  """Builds the Flax module named by `model_config['name']`.
+
+  Args:
+    model_config: the experiment's `config.model` (a ConfigDict or dict).
+    src_vocab_size: source vocabulary size (from the task).
+    tgt_vocab_size: target vocabulary size (from the task).
+
+  Returns:
+    An unbound Flax module.
+
+  Raises:
+    UserError: unknown model name or a config key the model does not have.
+  """
+  cfg = dict(model_config)
+  name = cfg.pop('name', None)
+  if not name or not isinstance(name, str) or not name.isidentifier():
+    raise UserError(f'model.name must be a module name, got {name!r}')
+  try:
+    module = importlib.import_module(f'seq2seq_jax.models.{name}')
+  except ModuleNotFoundError as e:
+    if e.name == f'seq2seq_jax.models.{name}':
+      raise UserError(f'unknown model.name {name!r} (no seq2seq_jax/models/{name}.py)') from None
+    raise
+  cls = module.Model
+  fields = {f.name for f in dataclasses.fields(cls)} - {'parent', 'name'}
+  unknown = sorted(set(cfg) - fields)
+  if unknown:
+    raise UserError(f'model {name!r} has no setting(s) {", ".join(unknown)}')
+  # ConfigDict values (tuples/lists, nested dicts) -> plain Python.
+  kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()}
+  return cls(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, **kwargs)
