@@ -1,0 +1,125 @@
+r"""Launches an experiment: train, eval, predict, info (and sweeps).
+
+  python launch.py --config=experiments/g2p_cmudict_transformer.py --workdir=runs/g2p
+  python launch.py --config=experiments/X.py --config.model.emb_dim=256 --workdir=DIR
+  python launch.py --config=experiments/X.py --mode=eval --workdir=DIR
+  echo hello | python launch.py --config=experiments/X.py --mode=predict --workdir=DIR
+  python launch.py --config=experiments/X.py --mode=info
+
+Multi-host: pass --coordinator_address/--num_processes/--process_id, or run under a
+TPU pod / SLURM / Kubernetes where jax.distributed.initialize() finds them itself.
+"""
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_DEFAULT_CONFIG = os.path.join(_HERE, 'experiments', 'g2p_cmudict_transformer.py')
+
+_CONFIG = flags.DEFINE_string('config', _DEFAULT_CONFIG,
+                              'Experiment file, optionally with :variant. Override fields '
+                              'with --config.a.b=value.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, metrics).')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'info', 'sweep'],
+                          'What to do.')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None,
+                                   'host:port of process 0, for multi-process runs.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index.')
+_SWEEP_PRINT = flags.DEFINE_bool('sweep_print_commands', False,
+                                 'With --mode=sweep: print one launch.py command per point.')
+
+_OVERRIDES: list[tuple[str, str]] = []
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """Splits out --config.KEY=VALUE overrides, then lets absl parse the rest."""
+  rest = [argv[0]]
+  i = 1
+  while i < len(argv):
+    arg = argv[i]
+    if arg.startswith('--config.'):
+      body = arg[len('--config.'):]
+      if '=' in body:
+        key, value = body.split('=', 1)
+      elif i + 1 < len(argv):
+        key, value = body, argv[i + 1]
+        i += 1
+      else:
+        _fail(f'{arg} needs a value')
+      _OVERRIDES.append((key, value))
+    else:
+      rest.append(arg)
+    i += 1
+  try:
+    return flags.FLAGS(rest)
+  except flags.Error as e:
+    _fail(str(e))
+
+
+def _fail(msg: str) -> None:
+  print(f'error: {msg}', file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+def _distributed_init() -> None:
+  """Starts jax.distributed when asked to or when a cluster environment is detected."""
+  import jax  # pylint: disable=g-import-not-at-top
+  explicit = [_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value]
+  if any(v is not None for v in explicit):
+    if any(v is None for v in explicit):
+      _fail('--coordinator_address, --num_processes and --process_id go together')
+    # Cross-process collectives on the CPU backend need gloo (no effect on GPU/TPU).
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)
+    return
+  cluster_env = ('TPU_WORKER_HOSTNAMES', 'MEGASCALE_COORDINATOR_ADDRESS', 'SLURM_STEP_NUM_TASKS',
+                 'OMPI_COMM_WORLD_SIZE', 'JAX_COORDINATOR_ADDRESS')
+  multi = (os.environ.get('SLURM_STEP_NUM_TASKS', '1') != '1'
+           or ',' in os.environ.get('TPU_WORKER_HOSTNAMES', '')
+           or any(os.environ.get(v) for v in cluster_env[1:2] + cluster_env[3:]))
+  if multi:
+    jax.distributed.initialize()
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    _fail(f'unexpected arguments: {" ".join(argv[1:])}')
+  from seq2seq_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.WARNING)
+  try:
+    config = config_lib.load_config(_CONFIG.value, _OVERRIDES)
+    mode = _MODE.value
+    if mode != 'info' and not _WORKDIR.value:
+      raise UserError(f'--mode={mode} needs --workdir')
+    if mode == 'sweep':
+      from seq2seq_jax import sweep  # pylint: disable=g-import-not-at-top
+      sweep.run(_CONFIG.value, _OVERRIDES, _WORKDIR.value, print_only=_SWEEP_PRINT.value)
+      return
+    _distributed_init()
+    from seq2seq_jax import train  # pylint: disable=g-import-not-at-top
+    if mode == 'info':
+      print(json.dumps(train.info(config), indent=2, sort_keys=True))
+    elif mode == 'train':
+      train.train(config, _WORKDIR.value)
+    elif mode == 'eval':
+      train.evaluate(config, _WORKDIR.value)
+    elif mode == 'predict':
+      for line in train.predict(config, _WORKDIR.value, sys.stdin):
+        sys.stdout.write(line + '\n')
+        sys.stdout.flush()
+  except UserError as e:
+    _fail(str(e))
+  except KeyboardInterrupt:
+    _fail('interrupted')
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=_parse_flags)

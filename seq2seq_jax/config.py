@@ -1,0 +1,129 @@
+"""Experiment configs: Python files with get_config(arg), plus `--config.a.b=value` overrides.
+
+We parse overrides ourselves (rather than ml_collections.config_flags) so that every user
+mistake - missing file, unknown key, wrong type - is one clear line, not a traceback.
+"""
+import ast
+import importlib.util
+import os
+from typing import Any, Sequence
+
+import ml_collections
+
+from seq2seq_jax.errors import UserError
+
+REQUIRED = {'seed': int, 'batch_size': int, 'train_steps': int, 'log_every_steps': int,
+            'eval_every_steps': int, 'checkpoint_every_steps': int}
+
+
+def load_module(path: str):
+  """Imports a config file by path; UserError if it is missing or fails to import."""
+  if not os.path.isfile(path):
+    raise UserError(f'config file not found: {path}')
+  name = 'experiment_' + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(f'cannot load config file {path}: {type(e).__name__}: {e}') from None
+  if not hasattr(module, 'get_config'):
+    raise UserError(f'config file {path} has no get_config()')
+  return module
+
+
+def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
+  """Loads `path[:arg]`, applies overrides, validates, and locks the config.
+
+  Args:
+    spec: 'experiments/x.py' or 'experiments/x.py:variant' (variant is get_config's arg).
+    overrides: (dotted key, value string) pairs, applied in order.
+
+  Returns:
+    The resolved, locked ConfigDict (new keys cannot be added by mistake).
+  """
+  path, _, arg = spec.partition(':')
+  module = load_module(path)
+  try:
+    config = module.get_config(arg) if arg else module.get_config()
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(f'{path}: get_config({arg!r}) failed: {type(e).__name__}: {e}') from None
+  if not isinstance(config, ml_collections.ConfigDict):
+    config = ml_collections.ConfigDict(config)
+  for key, value in overrides:
+    set_value(config, key, value)
+  validate(config)
+  config.lock()
+  return config
+
+
+def _parse(text: str, current: Any, key: str) -> Any:
+  """Parses an override string into the type of the value it replaces."""
+  if isinstance(current, str):
+    return text
+  if isinstance(current, bool):
+    low = text.lower()
+    if low in ('true', '1', 'yes'):
+      return True
+    if low in ('false', '0', 'no'):
+      return False
+    raise UserError(f'--config.{key}: expected a bool, got {text!r}')
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    if current is None:
+      return text  # an unset optional: take the string as it is
+    raise UserError(f'--config.{key}: expected {type(current).__name__}, got {text!r}') from None
+  if current is None:
+    return value
+  if isinstance(current, int) and not (isinstance(value, int) and not isinstance(value, bool)):
+    raise UserError(f'--config.{key}: expected an int, got {text!r}')
+  if isinstance(current, float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise UserError(f'--config.{key}: expected a float, got {text!r}')
+    return float(value)
+  if isinstance(current, (tuple, list)):
+    if not isinstance(value, (tuple, list)):
+      value = (value,)
+    return type(current)(value)
+  if isinstance(current, (dict, ml_collections.ConfigDict)):
+    raise UserError(f'--config.{key} is a group of settings; set its fields, e.g. '
+                    f'--config.{key}.<field>=...')
+  return value
+
+
+def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+  """Sets a dotted key; a string value is parsed to the existing value's type."""
+  parts = key.split('.')
+  node = config
+  for i, part in enumerate(parts[:-1]):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      raise UserError(f'unknown config key {".".join(parts[:i + 1])!r}')
+    node = node[part]
+  last = parts[-1]
+  if not isinstance(node, ml_collections.ConfigDict) or last not in node:
+    raise UserError(f'unknown config key {key!r}')
+  current = node[last]
+  if isinstance(value, str):
+    value = _parse(value, current, key)
+  try:
+    node[last] = value
+  except (TypeError, ValueError) as e:
+    raise UserError(f'--config.{key}: {e}') from None
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks the keys every experiment must have."""
+  for key, typ in REQUIRED.items():
+    if key not in config:
+      raise UserError(f'config has no {key!r} (every experiment needs it)')
+    value = config[key]
+    if not isinstance(value, typ) or isinstance(value, bool):
+      raise UserError(f'config.{key} must be {typ.__name__}, got {value!r}')
+  for key in ('batch_size', 'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps'):
+    if config[key] <= 0:
+      raise UserError(f'config.{key} must be positive, got {config[key]}')
+  if config.train_steps < 0:
+    raise UserError(f'config.train_steps must be >= 0, got {config.train_steps}')
+  if 'model' not in config or not isinstance(config.model.get('name', None), str):
+    raise UserError('config.model.name must name a model')

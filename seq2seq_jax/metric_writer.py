@@ -1,0 +1,112 @@
+"""Where metrics go: DIR/metrics.jsonl, TensorBoard event files in DIR, and a progress line.
+
+Only process 0 writes (other processes construct a disabled writer).
+"""
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+
+def _fmt_duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return '?'
+  seconds = int(seconds)
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
+
+
+def _fmt_count(x: float) -> str:
+  for unit, scale in (('M', 1e6), ('k', 1e3)):
+    if x >= scale:
+      return f'{x / scale:.1f}{unit}'
+  return f'{x:.0f}'
+
+
+class MetricWriter:
+  """Appends one JSON object per logged step and mirrors scalars to TensorBoard."""
+
+  def __init__(self, workdir: str, enabled: bool = True, truncate_after: int | None = None):
+    """Opens DIR/metrics.jsonl for appending.
+
+    Args:
+      workdir: the run directory.
+      enabled: False on non-zero processes.
+      truncate_after: on resume, rows of steps after the restored step are dropped: the
+        resumed run recomputes exactly those steps and writes them again.
+    """
+    self.enabled = enabled
+    if not enabled:
+      return
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    if truncate_after is not None and os.path.exists(self.path):
+      with open(self.path) as f:
+        rows = [line for line in f if line.strip()]
+      kept = [r for r in rows if json.loads(r).get('step', 0) <= truncate_after]
+      if len(kept) != len(rows):
+        tmp = self.path + '.tmp'
+        with open(tmp, 'w') as f:
+          f.writelines(kept)
+        os.replace(tmp, self.path)
+    self._file = open(self.path, 'a')
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+
+  def write(self, step: int, scalars: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
+    row = {'step': int(step)}
+    row.update({k: float(v) for k, v in scalars.items()})
+    self._file.write(json.dumps(row) + '\n')
+    self._file.flush()
+    for k, v in row.items():
+      if k != 'step':
+        self._tb.add_scalar(k, v, step)
+
+  def close(self) -> None:
+    if self.enabled:
+      self._file.close()
+      self._tb.close()
+
+
+class Progress:
+  """One line per logged step: step, loss, steps/s, tokens/s, ETA."""
+
+  def __init__(self, total_steps: int, start_step: int, enabled: bool = True, stream=None):
+    self.total = total_steps
+    self.enabled = enabled
+    self.stream = stream or sys.stdout
+    self._t = time.perf_counter()
+    self._step = start_step
+    self._t0 = self._t
+    self._step0 = start_step
+
+  def update(self, step: int, loss: float, tokens: float, extra: str = '') -> dict[str, float]:
+    """Reports progress since the previous call; returns the rates it printed."""
+    now = time.perf_counter()
+    dt = max(now - self._t, 1e-9)
+    steps_per_s = (step - self._step) / dt
+    tokens_per_s = tokens / dt
+    overall = (step - self._step0) / max(now - self._t0, 1e-9)
+    eta = (self.total - step) / overall if overall > 0 else float('inf')
+    self._t, self._step = now, step
+    if self.enabled:
+      width = 20
+      filled = int(width * step / max(self.total, 1))
+      bar = '#' * filled + '.' * (width - filled)
+      print(f'[{bar}] step {step}/{self.total} | loss {loss:.4f} | {steps_per_s:.2f} steps/s'
+            f' | {_fmt_count(tokens_per_s)} tok/s | ETA {_fmt_duration(eta)}{extra}',
+            file=self.stream, flush=True)
+    return {'steps_per_s': steps_per_s, 'tokens_per_s': tokens_per_s}
+
+  def pause(self) -> None:
+    """Excludes the time until the next `resume` (e.g. evaluation) from the rates."""
+    self._paused = time.perf_counter()
+
+  def resume(self) -> None:
+    gap = time.perf_counter() - self._paused
+    self._t += gap
+    self._t0 += gap

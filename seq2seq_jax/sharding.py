@@ -1,0 +1,136 @@
+"""Device mesh, logical-axis rules and the shardings the trainer compiles with.
+
+The mesh has three axes, sized from `config.mesh` (-1 takes the remaining devices):
+  data   - pure data parallelism (batch split, parameters replicated)
+  fsdp   - batch split AND parameters/optimizer state split (ZeRO-3 style)
+  tensor - Megatron-style splitting of heads / MLP / vocabulary dimensions
+Parameters carry logical names ('embed', 'mlp', ...); `config.logical_axis_rules` maps them
+to mesh axes, so parallelism is a config change, never a model change.
+"""
+import contextlib
+import math
+from typing import Any, Iterator, Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from seq2seq_jax.errors import UserError
+
+MESH_AXES = ('data', 'fsdp', 'tensor')
+BATCH_AXES = ('data', 'fsdp')  # the global batch is split over both
+
+
+def mesh_shape(mesh_config: Any, num_devices: int) -> tuple[int, int, int]:
+  """Resolves `config.mesh` sizes (one may be -1) against the device count."""
+  sizes = []
+  for axis in MESH_AXES:
+    v = mesh_config.get(axis, 1)
+    if not isinstance(v, int) or (v < 1 and v != -1):
+      raise UserError(f'mesh.{axis} must be a positive int or -1, got {v!r}')
+    sizes.append(v)
+  if sizes.count(-1) > 1:
+    raise UserError('at most one of mesh.data/fsdp/tensor may be -1')
+  known = math.prod(s for s in sizes if s != -1)
+  if -1 in sizes:
+    if num_devices % known:
+      raise UserError(f'mesh {dict(zip(MESH_AXES, sizes))} does not divide {num_devices} devices')
+    sizes[sizes.index(-1)] = num_devices // known
+  if math.prod(sizes) != num_devices:
+    raise UserError(f'mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices, '
+                    f'but {num_devices} are available')
+  return tuple(sizes)
+
+
+def make_mesh(mesh_config: Any, devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """Builds the ('data', 'fsdp', 'tensor') mesh over all (global) devices."""
+  devices = list(jax.devices() if devices is None else devices)
+  shape = mesh_shape(mesh_config, len(devices))
+  try:
+    # Topology-aware device order on TPU/GPU; a plain reshape elsewhere.
+    from jax.experimental import mesh_utils  # pylint: disable=g-import-not-at-top
+    grid = mesh_utils.create_device_mesh(shape, devices)
+  except Exception:  # pylint: disable=broad-except
+    grid = np.asarray(devices).reshape(shape)
+  # Auto axes: XLA propagates shardings between our explicit in/out/constraint points.
+  return Mesh(grid, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
+
+
+def axis_rules(config: Any) -> tuple[tuple[str, Any], ...]:
+  """`config.logical_axis_rules` as the tuple-of-pairs flax expects."""
+  rules = []
+  for rule in config.logical_axis_rules:
+    name, target = rule
+    if isinstance(target, list):
+      target = tuple(target)
+    for t in (target if isinstance(target, tuple) else (target,)):
+      if t is not None and t not in MESH_AXES:
+        raise UserError(f'logical_axis_rules: {name!r} -> unknown mesh axis {t!r} '
+                        f'(known: {", ".join(MESH_AXES)})')
+    rules.append((name, target))
+  return tuple(rules)
+
+
+@contextlib.contextmanager
+def activate(mesh: Mesh, rules) -> Iterator[None]:
+  """Context for tracing model code: mesh + logical rules (for activation constraints)."""
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    yield
+
+
+def logical_to_shardings(boxed_abstract: Any, mesh: Mesh, rules) -> Any:
+  """NamedShardings for a pytree whose leaves may be nn.LogicallyPartitioned boxes.
+
+  Unboxed leaves (step counters, optimizer scalars) are replicated.
+  """
+  specs = nn.get_partition_spec(boxed_abstract)
+  return nn.logical_to_mesh_sharding(specs, mesh, rules)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Sharding of [batch, ...] arrays: batch split over data x fsdp."""
+  return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_divisor(mesh: Mesh) -> int:
+  """How many ways the batch is split; a global batch must be a multiple of it."""
+  return mesh.shape['data'] * mesh.shape['fsdp']
+
+
+def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """Assembles each process's rows into global arrays sharded over the batch axes."""
+  sharding = batch_sharding(mesh)
+  nproc = jax.process_count()
+  out = {}
+  for k, v in local.items():
+    global_shape = (v.shape[0] * nproc,) + v.shape[1:]
+    out[k] = jax.make_array_from_process_local_data(sharding, v, global_shape)
+  return out
+
+
+def process_batch_split(mesh: Mesh, global_batch_size: int) -> tuple[int, int]:
+  """Which contiguous slice of the global batch this process must load.
+
+  Returns (shard_index, num_shards): the process loads rows
+  [shard_index * B / num_shards, (shard_index + 1) * B / num_shards). With the batch split
+  over every process this is (process_index, process_count); when processes share batch
+  shards (e.g. a pure tensor-parallel mesh across hosts) they load the same rows.
+  """
+  if global_batch_size % batch_divisor(mesh):
+    raise UserError(f'batch size {global_batch_size} is not divisible by the '
+                    f'{batch_divisor(mesh)} batch shards of mesh {dict(mesh.shape)}')
+  index_map = batch_sharding(mesh).addressable_devices_indices_map((global_batch_size,))
+  slices = sorted({(idx[0].start or 0, global_batch_size if idx[0].stop is None else idx[0].stop)
+                   for idx in index_map.values()})
+  start, stop = slices[0][0], slices[-1][1]
+  contiguous = all(a[1] == b[0] for a, b in zip(slices, slices[1:]))
+  span = stop - start
+  if not contiguous or global_batch_size % span or start % span:
+    raise UserError("this process's devices do not hold a contiguous slice of the batch; "
+                    'reorder the mesh axes')
+  return start // span, global_batch_size // span

@@ -1,0 +1,435 @@
+"""The trainer: reads top to bottom, one banner per stage.
+
+  setup      mesh, task, model, optimizer, sharded abstract state, compiled steps
+  train      data, restore, loop (log / eval / checkpoint), final test summary
+  evaluate   latest checkpoint on validation and test
+  predict    text lines in, text lines out
+  info       resolved config and abstract parameter count
+
+Everything here is plain functions over a `Run` record; the step functions themselves are
+pure and live in steps.py.
+"""
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from typing import Any, Iterable, Iterator
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+
+from seq2seq_jax import optim
+from seq2seq_jax import sharding
+from seq2seq_jax import steps
+from seq2seq_jax import tasks
+from seq2seq_jax.checkpoint import Checkpointer
+from seq2seq_jax.data import pipeline
+from seq2seq_jax.data.vocab import EOS_ID
+from seq2seq_jax.errors import UserError
+from seq2seq_jax.metric_writer import MetricWriter, Progress
+from seq2seq_jax.models import build_model
+
+
+def config_to_dict(config) -> dict:
+  return json.loads(config.to_json_best_effort())
+
+
+def _is_lead() -> bool:
+  return jax.process_index() == 0
+
+
+def _log(msg: str) -> None:
+  if _is_lead():
+    print(msg, flush=True)
+
+
+# =============================================================================
+# Setup: mesh, task, model, optimizer, sharded state, compiled steps
+# =============================================================================
+@dataclasses.dataclass
+class Run:
+  config: Any
+  mesh: jax.sharding.Mesh
+  rules: Any
+  task: Any
+  model: nn.Module
+  tx: Any
+  schedule: Any
+  abstract_state: Any        # ShapeDtypeStructs carrying the target shardings
+  state_shardings: Any
+  num_params: int
+  init_state: Any            # jitted rng -> sharded TrainState
+  train_step: Any
+  eval_step: Any
+  predict_step: Any
+
+
+def _dummy_batch(rows: int, length: int = 8) -> dict[str, jax.Array]:
+  z = jnp.zeros((rows, length), jnp.int32)
+  return {'inputs': z, 'decoder_inputs': z}
+
+
+def build_model_for(config, task):
+  return build_model(config.model, task.src_vocab_size, task.tgt_vocab_size)
+
+
+def count_params(config) -> int:
+  """Parameter count from shapes alone (jax.eval_shape): nothing is allocated."""
+  task = tasks.get_task(config)
+  model = build_model_for(config, task)
+  abstract = jax.eval_shape(
+      lambda r: model.init({'params': r}, _dummy_batch(1), train=False)['params'],
+      jax.random.key(0))
+  return sum(math.prod(x.shape) for x in jax.tree.leaves(nn.unbox(abstract)))
+
+
+def setup(config) -> Run:
+  """Builds everything a mode needs; compiles lazily (on first call of each step)."""
+  # --- mesh -------------------------------------------------------------------
+  mesh = sharding.make_mesh(config.mesh)
+  rules = sharding.axis_rules(config)
+  for key in ('batch_size',):
+    if config[key] % sharding.batch_divisor(mesh):
+      raise UserError(f'{key}={config[key]} is not divisible by the {sharding.batch_divisor(mesh)}'
+                      f' batch shards of mesh {dict(mesh.shape)}')
+  # --- task and model -----------------------------------------------------------
+  task = tasks.get_task(config)
+  model = build_model_for(config, task)
+  schedule = optim.make_schedule(config.optimizer, config.train_steps)
+  tx = optim.make_optimizer(config.optimizer, config.train_steps)
+
+  # --- state: abstract first, then created directly in its sharded layout ------
+  def init_boxed(rng):
+    params = model.init({'params': rng, 'dropout': rng},
+                        _dummy_batch(sharding.batch_divisor(mesh)), train=False)['params']
+    return steps.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                            opt_state=tx.init(params))
+
+  with sharding.activate(mesh, rules):
+    boxed = jax.eval_shape(init_boxed, jax.random.key(0))
+  state_shardings = sharding.logical_to_shardings(boxed, mesh, rules)
+  unboxed = nn.unbox(boxed)
+  abstract_state = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), unboxed, state_shardings)
+  num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(unboxed.params))
+
+  def init_state(rng):
+    return nn.unbox(init_boxed(rng))
+
+  data_sh = sharding.batch_sharding(mesh)
+  repl = sharding.replicated(mesh)
+  # Batches are dicts of [batch, ...] arrays: one sharding prefix covers every key.
+  train_step = jax.jit(steps.make_train_step(model, tx, schedule, config),
+                       in_shardings=(state_shardings, data_sh),
+                       out_shardings=(state_shardings, repl), donate_argnums=(0,))
+  eval_step = jax.jit(steps.make_eval_step(model),
+                      in_shardings=(state_shardings.params, data_sh), out_shardings=repl)
+  predict_step = jax.jit(steps.make_predict_step(model, config.decode),
+                         in_shardings=(state_shardings.params, data_sh), out_shardings=data_sh)
+  return Run(config=config, mesh=mesh, rules=rules, task=task, model=model, tx=tx,
+             schedule=schedule, abstract_state=abstract_state, state_shardings=state_shardings,
+             num_params=num_params,
+             init_state=jax.jit(init_state, out_shardings=state_shardings),
+             train_step=train_step, eval_step=eval_step, predict_step=predict_step)
+
+
+def _traced(run: Run, fn, *args):
+  """Calls a jitted step inside the mesh + logical-rules context its tracing needs."""
+  with sharding.activate(run.mesh, run.rules):
+    return fn(*args)
+
+
+# =============================================================================
+# Evaluation: loss over every pair, and decoding-based task metrics
+# =============================================================================
+def _make_batcher(run: Run, src, tgt, *, batch_size: int, shuffle: bool):
+  split = sharding.process_batch_split(run.mesh, batch_size)
+  kwargs = dict(batch_size=batch_size, seed=run.config.seed, shuffle=shuffle,
+                process_index=split[0], process_count=split[1])
+  if hasattr(run.task, 'make_batcher'):
+    return run.task.make_batcher(src, tgt, **kwargs)
+  return pipeline.Batcher(src, tgt, buckets=tuple(run.config.data.buckets), **kwargs)
+
+
+def _pad_length(n: int, buckets: Iterable[int]) -> int:
+  """A length from a small fixed set, so decoding compiles a bounded number of times."""
+  for b in sorted(buckets):
+    if n <= b:
+      return b
+  return int(math.ceil(n / 32) * 32)
+
+
+def decode_sources(run: Run, params, sources: list[np.ndarray]) -> list[np.ndarray]:
+  """Beam-search decodes id sequences (no EOS) in batches; returns id arrays, input order."""
+  bs = int(run.config.data.eval_batch_size)
+  if bs % sharding.batch_divisor(run.mesh):
+    raise UserError(f'data.eval_batch_size={bs} is not divisible by the '
+                    f'{sharding.batch_divisor(run.mesh)} batch shards')
+  shard, nshards = sharding.process_batch_split(run.mesh, bs)
+  rows = bs // nshards
+  # Sorting by length keeps padding (and the number of distinct shapes) small.
+  order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+  out: list[np.ndarray | None] = [None] * len(sources)
+  for start in range(0, len(order), bs):
+    idx = order[start:start + bs]
+    length = _pad_length(max(len(sources[i]) for i in idx) + 1, run.config.data.buckets)
+    seqs = [np.append(sources[i], EOS_ID).astype(np.int32) for i in idx]
+    seqs += [np.zeros((0,), np.int32)] * (bs - len(seqs))
+    full = pipeline.pad_to(seqs, length)
+    local = full[shard * rows:(shard + 1) * rows]
+    inputs = sharding.global_batch({'inputs': local}, run.mesh)['inputs']
+    result = _traced(run, run.predict_step, params, inputs)
+    result = np.asarray(multihost_utils.process_allgather(result, tiled=True))
+    for j, i in enumerate(idx):
+      out[i] = result[j]
+  return out
+
+
+def evaluate_split(run: Run, params, split: str) -> dict[str, float]:
+  """Loss and token accuracy over every pair of `split`, plus the task's decoding metrics."""
+  cfg = run.config
+  t0 = time.perf_counter()
+  src, tgt = run.task.eval_loss_data(split)
+  batcher = _make_batcher(run, src, tgt, batch_size=int(cfg.data.eval_batch_size), shuffle=False)
+  nll = tokens = hits = 0.0
+  for local in batcher.epoch_batches():
+    m = _traced(run, run.eval_step, params, sharding.global_batch(local, run.mesh))
+    m = jax.device_get(m)
+    nll += float(m['nll_sum'])
+    tokens += float(m['tokens'])
+    hits += float(m['hits'])
+  metrics = {'loss': nll / max(tokens, 1.0), 'token_accuracy': 100.0 * hits / max(tokens, 1.0)}
+  eval_set = run.task.eval_set(split)
+  decoded = decode_sources(run, params, eval_set.sources)
+  hyps = [run.task.decode_target(ids) for ids in decoded]
+  metrics.update(run.task.score(hyps, eval_set.references))
+  metrics['examples'] = len(hyps)
+  metrics['seconds'] = time.perf_counter() - t0
+  return metrics
+
+
+# =============================================================================
+# Workdir bookkeeping: config.json, and refusing a mismatched checkpoint
+# =============================================================================
+def _check_workdir(config, workdir: str, ckpt: Checkpointer) -> None:
+  """A workdir with checkpoints must belong to the same task and model."""
+  path = os.path.join(workdir, 'config.json')
+  if ckpt.latest_step() is None or not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  current = config_to_dict(config)
+  for key in ('task', 'model'):
+    if saved.get(key) != current.get(key):
+      if isinstance(saved.get(key), dict) and isinstance(current.get(key), dict):
+        diffs = [f'{key}.{k}: {saved[key].get(k)!r} in {workdir} vs {current[key].get(k)!r}'
+                 for k in sorted(set(saved[key]) | set(current[key]))
+                 if saved[key].get(k) != current[key].get(k)]
+      else:
+        diffs = [f'{key}: {saved.get(key)!r} vs {current.get(key)!r}']
+      raise UserError(f'{workdir} holds checkpoints of a different model ({diffs[0]}); '
+                      'use a new --workdir (nothing was changed)')
+
+
+def _write_json(path: str, obj: Any) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+# =============================================================================
+# Train
+# =============================================================================
+def train(config, workdir: str) -> dict[str, Any]:
+  """Trains (resuming from the latest checkpoint in workdir), then reports test metrics."""
+  workdir = os.path.abspath(workdir)
+  if _is_lead():
+    os.makedirs(workdir, exist_ok=True)
+  multihost_utils.sync_global_devices('workdir')
+  ckpt = Checkpointer(workdir, keep=int(config.get('keep_checkpoints', 3)))
+  _check_workdir(config, workdir, ckpt)
+  run = setup(config)
+  if hasattr(run.task, 'setup'):
+    run.task.setup(workdir)
+  if _is_lead():
+    _write_json(os.path.join(workdir, 'config.json'), config_to_dict(config))
+  _log(f'mesh {dict(run.mesh.shape)} over {jax.device_count()} devices, '
+       f'{jax.process_count()} process(es); model {config.model.name}: '
+       f'{run.num_params:,} parameters')
+
+  # --- data ----------------------------------------------------------------------
+  src, tgt = run.task.train_data()
+  batcher = _make_batcher(run, src, tgt, batch_size=int(config.batch_size), shuffle=True)
+  if getattr(batcher, 'num_dropped', 0):
+    _log(f'{batcher.num_dropped} training pairs longer than the largest bucket were dropped')
+
+  # --- state: restore or initialise ----------------------------------------------
+  start = ckpt.latest_step()
+  best = None
+  if start is not None:
+    state, restored_meta = ckpt.restore(run.abstract_state)
+    best = restored_meta.get('best')
+    start = int(state.step)
+    _log(f'resumed from step {start} in {workdir}')
+  else:
+    state = run.init_state(jax.random.key(config.seed))
+    start = 0
+  train_t = 0.0
+  if start:
+    train_t = float(restored_meta.get('train_seconds', 0.0))
+  writer = MetricWriter(workdir, enabled=_is_lead(), truncate_after=start)
+  progress = Progress(config.train_steps, start, enabled=_is_lead())
+  best_metric, best_mode = run.task.best_metric, run.task.best_mode
+
+  def is_better(value: float) -> bool:
+    if best is None:
+      return True
+    return value < best if best_mode == 'min' else value > best
+
+  # --- loop ------------------------------------------------------------------------
+  pending: list[tuple[int, dict]] = []
+  tokens = 0
+  last_saved = start
+  t_mark = time.perf_counter()
+
+  def flush() -> None:
+    """Fetches buffered step metrics; stops the run at the first non-finite loss."""
+    nonlocal tokens
+    if not pending:
+      return
+    fetched = jax.device_get([m for _, m in pending])
+    for (s, _), m in zip(pending, fetched):
+      if not np.isfinite(m['loss']):
+        raise UserError(f'loss became {m["loss"]} at step {s}; stopping. The last good '
+                        f'checkpoint (step {last_saved}) is kept in {workdir}')
+    s, m = pending[-1][0], fetched[-1]
+    means = {k: float(np.mean([f[k] for f in fetched])) for k in m}
+    rates = progress.update(s, means['loss'], tokens)
+    writer.write(s, {f'train/{k}': v for k, v in means.items()}
+                 | {f'train/{k}': v for k, v in rates.items()})
+    pending.clear()
+    tokens = 0
+
+  def run_meta(step: int) -> dict:
+    return {'step': step, 'best': best, 'best_metric': best_metric,
+            'train_seconds': train_t + time.perf_counter() - t_mark}
+
+  for step in range(start, config.train_steps):
+    local = batcher.get_batch(step)
+    batch = sharding.global_batch(local, run.mesh)
+    state, metrics = _traced(run, run.train_step, state, batch)
+    done = step + 1
+    pending.append((done, metrics))
+    tokens += pipeline.count_tokens(local) * (jax.process_count() if jax.process_count() > 1
+                                              else 1)
+    last = done == config.train_steps
+    if done % config.log_every_steps == 0 or last:
+      flush()
+    if done % config.eval_every_steps == 0 or last:
+      flush()
+      progress.pause()
+      ev = evaluate_split(run, state.params, 'validation')
+      writer.write(done, {f'eval/{k}': v for k, v in ev.items()})
+      _log(f'eval step {done}: ' + ', '.join(f'{k} {v:.4g}' for k, v in ev.items()))
+      if is_better(ev[best_metric]):
+        best = ev[best_metric]
+        ckpt.save(done, state, run_meta(done), best=True)
+      progress.resume()
+    if done % config.checkpoint_every_steps == 0 or last:
+      flush()
+      ckpt.save(done, state, run_meta(done))
+      last_saved = done
+  ckpt.wait()
+  train_seconds = train_t + time.perf_counter() - t_mark
+
+  # --- final report: test metrics of the best checkpoint -----------------------------
+  params = state.params
+  source = 'final'
+  if ckpt.best_step() is not None:
+    params = ckpt.restore(run.abstract_state, best=True)[0].params
+    source = f'best (step {ckpt.best_step()}, validation {best_metric} {best:.4g})'
+  test = evaluate_split(run, params, 'test')
+  writer.write(config.train_steps, {f'test/{k}': v for k, v in test.items()})
+  summary = {'workdir': workdir, 'steps': int(config.train_steps), 'num_params': run.num_params,
+             'train_seconds': round(train_seconds, 1), 'checkpoint': source,
+             **{f'test/{k}': v for k, v in test.items()}}
+  if _is_lead():
+    _write_json(os.path.join(workdir, 'summary.json'), summary)
+    print('SUMMARY ' + json.dumps(summary), flush=True)
+  writer.close()
+  ckpt.close()
+  return summary
+
+
+# =============================================================================
+# Evaluate / predict / info
+# =============================================================================
+def _restore_for_inference(config, workdir: str) -> tuple[Run, Any]:
+  workdir = os.path.abspath(workdir)
+  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    raise UserError(f'no checkpoints in {workdir} (train first with --mode=train)')
+  ckpt = Checkpointer(workdir, read_only=True)
+  _check_workdir(config, workdir, ckpt)
+  run = setup(config)
+  if hasattr(run.task, 'setup'):
+    run.task.setup(workdir)
+  state, _ = ckpt.restore(run.abstract_state)
+  ckpt.close()
+  return run, state
+
+
+def evaluate(config, workdir: str) -> list[dict]:
+  """Evaluates the latest checkpoint on validation and test: one JSON line per split."""
+  run, state = _restore_for_inference(config, workdir)
+  rows = []
+  for split in ('validation', 'test'):
+    row = {'split': split, 'step': int(state.step),
+           **evaluate_split(run, state.params, split)}
+    rows.append(row)
+    if _is_lead():
+      print(json.dumps(row), flush=True)
+  return rows
+
+
+def predict(config, workdir: str, lines: Iterable[str]) -> Iterator[str]:
+  """Yields one output line per input line, in input order (empty in, empty out)."""
+  run, state = _restore_for_inference(config, workdir)
+  chunk = max(int(config.data.eval_batch_size), 1)
+  warned = False
+  buf: list[str] = []
+
+  def drain(texts: list[str]) -> list[str]:
+    nonlocal warned
+    encoded = []
+    for t in texts:
+      ids, unknown = run.task.encode_source(t)
+      if unknown and not warned:
+        logging.warning('input has characters outside the vocabulary; they are mapped to '
+                        'the unknown token (first seen in %r)', t)
+        warned = True
+      encoded.append(ids)
+    nonempty = [i for i, t in enumerate(texts) if t.strip()]
+    decoded = decode_sources(run, state.params, [encoded[i] for i in nonempty]) if nonempty else []
+    out = [''] * len(texts)
+    for i, ids in zip(nonempty, decoded):
+      out[i] = run.task.decode_target(ids)
+    return out
+
+  for line in lines:
+    buf.append(line.rstrip('\n'))
+    if len(buf) == chunk:
+      yield from drain(buf)
+      buf = []
+  if buf:
+    yield from drain(buf)
+
+
+def info(config) -> dict:
+  """The resolved config and the abstract parameter count."""
+  return {'config': config_to_dict(config), 'num_params': count_params(config)}
