@@ -57,6 +57,11 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_coll
   return config
 
 
+def _kind(value: Any) -> str:
+  name = type(value).__name__
+  return ('an ' if name[0] in 'aeiou' else 'a ') + name
+
+
 def _parse(text: str, current: Any, key: str) -> Any:
   """Parses an override string into the type of the value it replaces."""
   if isinstance(current, str):
@@ -73,7 +78,7 @@ def _parse(text: str, current: Any, key: str) -> Any:
   except (ValueError, SyntaxError):
     if current is None:
       return text  # an unset optional: take the string as it is
-    raise UserError(f'--config.{key}: expected {type(current).__name__}, got {text!r}') from None
+    raise UserError(f'--config.{key}: expected {_kind(current)}, got {text!r}') from None
   if current is None:
     return value
   if isinstance(current, int) and not (isinstance(value, int) and not isinstance(value, bool)):

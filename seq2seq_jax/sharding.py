@@ -37,7 +37,7 @@ def mesh_shape(mesh_config: Any, num_devices: int) -> tuple[int, int, int]:
     if num_devices % known:
       raise UserError(f'mesh {dict(zip(MESH_AXES, sizes))} does not divide {num_devices} devices')
     sizes[sizes.index(-1)] = num_devices // known
-  if math.prod(sizes) != num_devices:
+  if math.prod(sizes) > num_devices:
     raise UserError(f'mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices, '
                     f'but {num_devices} are available')
   return tuple(sizes)
@@ -47,6 +47,9 @@ def make_mesh(mesh_config: Any, devices: Sequence[jax.Device] | None = None) -> 
   """Builds the ('data', 'fsdp', 'tensor') mesh over all (global) devices."""
   devices = list(jax.devices() if devices is None else devices)
   shape = mesh_shape(mesh_config, len(devices))
+  # A mesh smaller than the machine (e.g. (1, 1, 1) for a reference run) uses the first
+  # devices; multi-process runs must cover every process, so they use them all.
+  devices = devices[:math.prod(shape)]
   try:
     # Topology-aware device order on TPU/GPU; a plain reshape elsewhere.
     from jax.experimental import mesh_utils  # pylint: disable=g-import-not-at-top

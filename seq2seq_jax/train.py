@@ -357,6 +357,7 @@ def train(config, workdir: str) -> dict[str, Any]:
   test = evaluate_split(run, params, 'test')
   writer.write(config.train_steps, {f'test/{k}': v for k, v in test.items()})
   summary = {'workdir': workdir, 'steps': int(config.train_steps), 'num_params': run.num_params,
+             'best_metric': best_metric,
              'train_seconds': round(train_seconds, 1), 'checkpoint': source,
              **{f'test/{k}': v for k, v in test.items()}}
   if _is_lead():

@@ -1,0 +1,154 @@
+"""Ablation sweeps: an experiment file's get_sweep() -> list of {dotted key: value} points.
+
+`launch.py --mode=sweep --workdir=DIR` runs every point in DIR/<NN>_<slug>/ (one launch.py
+process each, sequentially; finished points are skipped, interrupted ones resume from their
+checkpoints), then writes DIR/results.csv, DIR/results.md and DIR/results.png.
+With --sweep_print_commands it only prints one launch.py command per point, for a scheduler.
+"""
+import csv
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from typing import Any, Sequence
+
+from seq2seq_jax import config as config_lib
+from seq2seq_jax.errors import UserError
+
+_LAUNCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'launch.py')
+
+
+def load_points(spec: str) -> list[dict[str, Any]]:
+  """The sweep points of an experiment file, validated against its config."""
+  path = spec.partition(':')[0]
+  module = config_lib.load_module(path)
+  if not hasattr(module, 'get_sweep'):
+    raise UserError(f'{path} defines no get_sweep()')
+  points = module.get_sweep()
+  if not isinstance(points, (list, tuple)) or not points or not all(
+      isinstance(p, dict) for p in points):
+    raise UserError(f'{path}: get_sweep() must return a non-empty list of dicts')
+  return [dict(p) for p in points]
+
+
+def _value_text(value: Any) -> str:
+  return value if isinstance(value, str) else repr(value)
+
+
+def point_name(index: int, point: dict[str, Any]) -> str:
+  """A readable, filesystem-safe sub-directory name, unique by its index prefix."""
+  parts = [f'{k.split(".")[-1]}={_value_text(v)}' for k, v in point.items()]
+  slug = re.sub(r'[^A-Za-z0-9=.,_-]+', '', ','.join(parts))[:80]
+  return f'{index:02d}_{slug}' if slug else f'{index:02d}'
+
+
+def point_command(spec: str, base: Sequence[tuple[str, str]], point: dict[str, Any],
+                  workdir: str) -> list[str]:
+  """The launch.py command line that trains one point."""
+  cmd = [sys.executable, _LAUNCH, f'--config={spec}', f'--workdir={workdir}']
+  cmd += [f'--config.{k}={v}' for k, v in base]
+  cmd += [f'--config.{k}={_value_text(v)}' for k, v in point.items()]
+  return cmd
+
+
+def run(spec: str, base_overrides: Sequence[tuple[str, str]], workdir: str,
+        print_only: bool = False) -> list[dict[str, Any]]:
+  """Runs (or prints) every point, then tabulates and plots the finished ones."""
+  points = load_points(spec)
+  # Validate every point's overrides before spending any compute.
+  for p in points:
+    config_lib.load_config(spec, list(base_overrides) + [(k, _value_text(v)) for k, v in p.items()])
+  dirs = [os.path.join(os.path.abspath(workdir), point_name(i, p)) for i, p in enumerate(points)]
+  if print_only:
+    for p, d in zip(points, dirs):
+      print(shlex.join(point_command(spec, base_overrides, p, d)))
+    return []
+  os.makedirs(workdir, exist_ok=True)
+  for i, (p, d) in enumerate(zip(points, dirs)):
+    if os.path.exists(os.path.join(d, 'summary.json')):
+      print(f'[sweep] point {i + 1}/{len(points)} {os.path.basename(d)}: done, skipped',
+            flush=True)
+      continue
+    print(f'[sweep] point {i + 1}/{len(points)} {os.path.basename(d)}', flush=True)
+    t0 = time.time()
+    proc = subprocess.run(point_command(spec, base_overrides, p, d), check=False)
+    if proc.returncode:
+      print(f'[sweep] point {os.path.basename(d)} failed (exit {proc.returncode}) after '
+            f'{time.time() - t0:.0f}s; continuing', flush=True)
+  rows = collect(points, dirs)
+  write_results(workdir, rows)
+  return rows
+
+
+def collect(points: list[dict[str, Any]], dirs: list[str]) -> list[dict[str, Any]]:
+  """One row per finished point: overrides, final test metrics, params, train time."""
+  rows = []
+  for p, d in zip(points, dirs):
+    path = os.path.join(d, 'summary.json')
+    if not os.path.exists(path):
+      continue
+    with open(path) as f:
+      summary = json.load(f)
+    curve = []
+    metrics_path = os.path.join(d, 'metrics.jsonl')
+    if os.path.exists(metrics_path):
+      with open(metrics_path) as f:
+        curve = [json.loads(line) for line in f if line.strip()]
+    row = {'point': os.path.basename(d), **{k: _value_text(v) for k, v in p.items()}}
+    row['num_params'] = summary.get('num_params')
+    row['train_seconds'] = summary.get('train_seconds')
+    for k, v in summary.items():
+      if k.startswith('test/') and k not in ('test/seconds', 'test/examples'):
+        row[k] = v
+    row['_curve'] = curve
+    row['_best_metric'] = summary.get('best_metric', '')
+    rows.append(row)
+  return rows
+
+
+def _fmt(v: Any) -> str:
+  if isinstance(v, float):
+    return f'{v:.2f}'
+  return '' if v is None else str(v)
+
+
+def write_results(workdir: str, rows: list[dict[str, Any]]) -> None:
+  """DIR/results.csv, DIR/results.md and DIR/results.png (validation metric vs step)."""
+  if not rows:
+    return
+  cols = []
+  for r in rows:
+    cols += [k for k in r if not k.startswith('_') and k not in cols]
+  with open(os.path.join(workdir, 'results.csv'), 'w', newline='') as f:
+    w = csv.DictWriter(f, fieldnames=cols)
+    w.writeheader()
+    for r in rows:
+      w.writerow({k: r.get(k, '') for k in cols})
+  with open(os.path.join(workdir, 'results.md'), 'w') as f:
+    f.write('| ' + ' | '.join(cols) + ' |\n')
+    f.write('|' + '---|' * len(cols) + '\n')
+    for r in rows:
+      f.write('| ' + ' | '.join(_fmt(r.get(k)) for k in cols) + ' |\n')
+  _plot(workdir, rows)
+
+
+def _plot(workdir: str, rows: list[dict[str, Any]]) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  metric = next((f'eval/{r["_best_metric"]}' for r in rows if r['_best_metric']), 'eval/loss')
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for r in rows:
+    pts = [(m['step'], m[metric]) for m in r['_curve'] if metric in m]
+    if pts:
+      ax.plot(*zip(*pts), marker='o', label=r['point'])
+  ax.set_xlabel('step')
+  ax.set_ylabel(f'validation {metric.split("/", 1)[1]}')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, 'results.png'), dpi=120)
+  plt.close(fig)

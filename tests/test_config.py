@@ -1,0 +1,57 @@
+"""Config loading and overrides: every user mistake is a one-line UserError."""
+import os
+
+import pytest
+
+from seq2seq_jax import config as config_lib
+from seq2seq_jax.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT = os.path.join(ROOT, 'experiments', 'g2p_cmudict_transformer.py')
+
+
+def test_default_config_has_required_keys():
+  c = config_lib.load_config(DEFAULT)
+  for key in ('seed', 'batch_size', 'train_steps', 'log_every_steps', 'eval_every_steps',
+              'checkpoint_every_steps'):
+    assert isinstance(c[key], int)
+  assert c.model.name == 'transformer'
+
+
+def test_overrides_are_typed():
+  c = config_lib.load_config(DEFAULT, [('model.emb_dim', '64'), ('optimizer.learning_rate', '1'),
+                                       ('model.pre_norm', 'false'), ('data.buckets', '(8, 16)'),
+                                       ('model.positions', 'learned')])
+  assert c.model.emb_dim == 64
+  assert c.optimizer.learning_rate == 1.0 and isinstance(c.optimizer.learning_rate, float)
+  assert c.model.pre_norm is False
+  assert tuple(c.data.buckets) == (8, 16)
+  assert c.model.positions == 'learned'
+
+
+def test_variant_argument():
+  c = config_lib.load_config(DEFAULT + ':smoke')
+  assert c.train_steps < 100
+
+
+@pytest.mark.parametrize('spec,overrides,message', [
+    ('nope/missing.py', [], 'config file not found'),
+    (DEFAULT, [('model.no_such_key', '1')], "unknown config key 'model.no_such_key'"),
+    (DEFAULT, [('nosection.x', '1')], "unknown config key 'nosection'"),
+    (DEFAULT, [('batch_size', 'abc')], 'expected an int'),
+    (DEFAULT, [('batch_size', '1.5')], 'expected an int'),
+    (DEFAULT, [('model.pre_norm', 'maybe')], 'expected a bool'),
+    (DEFAULT, [('optimizer.learning_rate', 'fast')], 'expected a float'),
+    (DEFAULT, [('model', '3')], 'group of settings'),
+    (DEFAULT, [('batch_size', '0')], 'must be positive'),
+    (DEFAULT + ':nope', [], 'unknown config variant'),
+])
+def test_user_mistakes(spec, overrides, message):
+  with pytest.raises(UserError, match=message):
+    config_lib.load_config(spec, overrides)
+
+
+def test_locked_config_rejects_new_keys():
+  c = config_lib.load_config(DEFAULT)
+  with pytest.raises(AttributeError):
+    c.new_key = 1

@@ -1,0 +1,181 @@
+"""launch.py end to end on a tiny G2P config: train, eval, predict, info, and error paths.
+
+Every run is a real subprocess (as a user runs it) on the real dictionary.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAUNCH = os.path.join(ROOT, 'launch.py')
+CONFIG = os.path.join(ROOT, 'experiments', 'g2p_cmudict_transformer.py') + ':smoke'
+# One bucket and one device: one compiled train program, the fastest possible runs.
+TINY = ['--config.data.buckets=(24,)', '--config.mesh.data=1']
+
+
+def launch(*args: str, stdin: str | None = None, timeout: float = 300,
+           env_extra: dict | None = None) -> subprocess.CompletedProcess:
+  env = dict(os.environ)
+  env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=1'
+  env['JAX_PLATFORMS'] = 'cpu'
+  env.update(env_extra or {})
+  return subprocess.run([sys.executable, LAUNCH, *args], input=stdin, capture_output=True,
+                        text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def snapshot(path: str) -> dict[str, tuple[int, float]]:
+  out = {}
+  for d, _, files in os.walk(path):
+    for name in files:
+      p = os.path.join(d, name)
+      st = os.stat(p)
+      out[os.path.relpath(p, path)] = (st.st_size, st.st_mtime)
+  return out
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, tfds_data_dir):
+  workdir = str(tmp_path_factory.mktemp('run'))
+  proc = launch(f'--config={CONFIG}', f'--workdir={workdir}', *TINY,
+                f'--config.data.data_dir={tfds_data_dir}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir, proc, tfds_data_dir
+
+
+def test_train_writes_metrics_checkpoints_and_summary(trained):
+  workdir, proc, _ = trained
+  rows = read_metrics(workdir)
+  train_rows = [r for r in rows if 'train/loss' in r]
+  eval_rows = [r for r in rows if 'eval/wer' in r]
+  assert [r['step'] for r in train_rows] == [5, 10, 15, 20]
+  assert all(r['train/loss'] > 0 for r in train_rows)
+  assert train_rows[-1]['train/loss'] < train_rows[0]['train/loss']
+  assert [r['step'] for r in eval_rows] == [10, 20]
+  assert all(0 <= r['eval/per'] <= 100 and 0 <= r['eval/wer'] <= 100 for r in eval_rows)
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['model']['name'] == 'transformer'
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['10', '20']
+  summary = [l for l in proc.stdout.splitlines() if l.startswith('SUMMARY ')]
+  assert len(summary) == 1
+  s = json.loads(summary[0][len('SUMMARY '):])
+  assert 0 <= s['test/wer'] <= 100 and 0 <= s['test/per'] <= 100
+  assert 'steps/s' in proc.stdout and 'tok/s' in proc.stdout and 'ETA' in proc.stdout
+
+
+def test_eval_mode_prints_one_json_line_per_split(trained):
+  workdir, _, data_dir = trained
+  proc = launch(f'--config={CONFIG}', f'--workdir={workdir}', '--mode=eval', *TINY,
+                f'--config.data.data_dir={data_dir}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith('{')]
+  assert [r['split'] for r in rows] == ['validation', 'test']
+  assert all(r['step'] == 20 and 'per' in r and 'wer' in r for r in rows)
+
+
+def test_predict_mode_keeps_order_and_survives_odd_input(trained):
+  workdir, _, data_dir = trained
+  lines = ['hello', '', 'WORLD', 'ab\u00e9c', 'x' * 60]
+  proc = launch(f'--config={CONFIG}', f'--workdir={workdir}', '--mode=predict', *TINY,
+                f'--config.data.data_dir={data_dir}', stdin='\n'.join(lines) + '\n')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = proc.stdout.split('\n')
+  assert out[-1] == '' and len(out) - 1 == len(lines)
+  assert out[1] == ''
+  for i in (0, 2, 3, 4):
+    assert all(tok.isupper() or tok[:-1].isupper() for tok in out[i].split())
+  assert proc.stderr.count('outside the vocabulary') == 1
+
+
+def test_info_mode_counts_params_abstractly():
+  proc = launch(f'--config={CONFIG}', '--mode=info', '--config.model.emb_dim=48')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  info = json.loads(proc.stdout)
+  assert info['config']['model']['emb_dim'] == 48
+  assert isinstance(info['num_params'], int) and info['num_params'] > 10_000
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--config=missing/nothing.py', '--mode=info'], 'config file not found'),
+    ([f'--config={CONFIG}', '--mode=info', '--config.model.nope=1'], 'unknown config key'),
+    ([f'--config={CONFIG}', '--mode=info', '--config.batch_size=big'], 'expected an int'),
+    ([f'--config={CONFIG}', '--mode=info', '--config.model.name=bogus'], "unknown model.name"),
+    ([f'--config={CONFIG}', '--mode=train'], 'needs --workdir'),
+    ([f'--config={CONFIG}', '--mode=dance', '--workdir=/tmp/x'], 'mode'),
+])
+def test_user_mistakes_get_one_line_and_nonzero_exit(args, message):
+  proc = launch(*args)
+  assert proc.returncode != 0
+  assert message in proc.stderr
+  assert 'Traceback' not in proc.stderr
+  assert len([l for l in proc.stderr.splitlines() if l.strip()]) <= 2, proc.stderr
+
+
+def test_mismatched_checkpoint_is_refused_and_nothing_changes(trained):
+  workdir, _, data_dir = trained
+  before = snapshot(workdir)
+  proc = launch(f'--config={CONFIG}', f'--workdir={workdir}', *TINY,
+                f'--config.data.data_dir={data_dir}', '--config.model.emb_dim=48')
+  assert proc.returncode != 0
+  assert 'different model' in proc.stderr and 'emb_dim' in proc.stderr
+  assert 'Traceback' not in proc.stderr
+  assert snapshot(workdir) == before
+
+
+def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path, tfds_data_dir):
+  workdir = str(tmp_path)
+  proc = launch(f'--config={CONFIG}', f'--workdir={workdir}', *TINY,
+                f'--config.data.data_dir={tfds_data_dir}', '--config.log_every_steps=1',
+                '--config.checkpoint_every_steps=1', '--config.optimizer.learning_rate=1e30',
+                '--config.optimizer.grad_clip_norm=0.0', '--config.optimizer.warmup_steps=0',
+                '--config.optimizer.schedule=constant')
+  assert proc.returncode != 0
+  assert 'Traceback' not in proc.stderr
+  msg = [l for l in proc.stderr.splitlines() if 'loss became' in l]
+  assert len(msg) == 1, proc.stderr[-2000:]
+  bad_step = int(msg[0].split(' at step ')[1].split(';')[0])
+  steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints')))
+  assert steps and max(steps) == bad_step - 1
+
+
+def test_sigkill_and_restart_gives_identical_losses(tmp_path, tfds_data_dir):
+  common = [f'--config={CONFIG}', *TINY, f'--config.data.data_dir={tfds_data_dir}',
+            '--config.log_every_steps=1', '--config.checkpoint_every_steps=4',
+            '--config.eval_every_steps=1000', '--config.train_steps=16']
+  ref_dir, kill_dir = str(tmp_path / 'ref'), str(tmp_path / 'killed')
+  ref = launch(*common, f'--workdir={ref_dir}')
+  assert ref.returncode == 0, ref.stderr[-3000:]
+
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
+             JAX_PLATFORMS='cpu')
+  proc = subprocess.Popen([sys.executable, LAUNCH, *common, f'--workdir={kill_dir}'],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                          cwd=ROOT)
+  # Kill hard as soon as the step-8 checkpoint is committed (orbax renames it into place).
+  deadline = time.time() + 240
+  ckpt8 = os.path.join(kill_dir, 'checkpoints', '8')
+  while not os.path.isdir(ckpt8) and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert os.path.isdir(ckpt8)
+  resumed = launch(*common, f'--workdir={kill_dir}')
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert 'resumed from step' in resumed.stdout
+
+  def losses(d):
+    return {r['step']: r['train/loss'] for r in read_metrics(d) if 'train/loss' in r}
+  a, b = losses(ref_dir), losses(kill_dir)
+  assert sorted(a) == sorted(b) == list(range(1, 17))
+  for step in a:
+    assert a[step] == pytest.approx(b[step], rel=1e-6, abs=1e-7), step

@@ -1,0 +1,141 @@
+"""Sharding: the same run on different meshes, processes and restores gives the same losses.
+
+Runs on the 8 simulated CPU devices set up in conftest.py.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from seq2seq_jax import config as config_lib
+from seq2seq_jax import sharding
+from seq2seq_jax import train
+from seq2seq_jax.checkpoint import Checkpointer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAUNCH = os.path.join(ROOT, 'launch.py')
+SPEC = os.path.join(ROOT, 'experiments', 'g2p_cmudict_transformer.py') + ':smoke'
+STEPS = 4
+
+
+def tiny_config(data_dir: str, mesh: tuple[int, int, int]):
+  d, f, t = mesh
+  return config_lib.load_config(SPEC, [
+      ('data.data_dir', data_dir), ('data.buckets', '(24,)'), ('batch_size', '16'),
+      ('mesh.data', str(d)), ('mesh.fsdp', str(f)), ('mesh.tensor', str(t)),
+      # Sizes divisible by every mesh axis, so each rule really splits its dimension.
+      ('model.emb_dim', '32'), ('model.num_heads', '4'), ('model.mlp_dim', '64')])
+
+
+def run_steps(run: train.Run, state, start: int, n: int) -> tuple[object, list[float]]:
+  batcher = train._make_batcher(run, *run.task.train_data(), batch_size=16, shuffle=True)
+  losses = []
+  for step in range(start, start + n):
+    batch = sharding.global_batch(batcher.get_batch(step), run.mesh)
+    state, metrics = train._traced(run, run.train_step, state, batch)
+    losses.append(float(metrics['loss']))
+  return state, losses
+
+
+@pytest.fixture(scope='module')
+def reference(tfds_data_dir):
+  run = train.setup(tiny_config(tfds_data_dir, (1, 1, 1)))
+  state = run.init_state(jax.random.key(0))
+  _, losses = run_steps(run, state, 0, STEPS)
+  return losses
+
+
+@pytest.mark.parametrize('mesh', [(8, 1, 1), (2, 2, 2), (1, 2, 4)])
+def test_same_losses_on_every_mesh_and_params_sharded_by_rules(mesh, reference, tfds_data_dir):
+  run = train.setup(tiny_config(tfds_data_dir, mesh))
+  state = run.init_state(jax.random.key(0))
+  assert dict(run.mesh.shape) == dict(zip(sharding.MESH_AXES, mesh))
+
+  # Every parameter's actual sharding is what the logical rules say for its names.
+  with sharding.activate(run.mesh, run.rules):
+    boxed = jax.eval_shape(lambda r: run.model.init(
+        {'params': r}, train._dummy_batch(sharding.batch_divisor(run.mesh)), train=False),
+                           jax.random.key(0))['params']
+  specs = nn.get_partition_spec(boxed)
+  leaves = jax.tree_util.tree_leaves_with_path(state.params)
+  expected = dict(jax.tree_util.tree_leaves_with_path(
+      nn.logical_to_mesh(specs, run.rules), is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec)))
+  split = 0
+  for path, leaf in leaves:
+    want = jax.sharding.NamedSharding(run.mesh, expected[path])
+    assert leaf.sharding.is_equivalent_to(want, leaf.ndim), (path, leaf.sharding, want)
+    shard_shape = leaf.addressable_shards[0].data.shape
+    split += shard_shape != leaf.shape
+  if mesh[1] * mesh[2] > 1:
+    assert split > 0, 'fsdp/tensor axes must really split some parameters'
+  else:
+    assert split == 0
+
+  _, losses = run_steps(run, state, 0, STEPS)
+  np.testing.assert_allclose(losses, reference, rtol=2e-5, atol=2e-5)
+
+
+def test_checkpoint_restores_onto_another_mesh(tmp_path, reference, tfds_data_dir):
+  run_a = train.setup(tiny_config(tfds_data_dir, (8, 1, 1)))
+  state, first = run_steps(run_a, run_a.init_state(jax.random.key(0)), 0, 2)
+  ckpt = Checkpointer(str(tmp_path))
+  ckpt.save(2, state, {'step': 2})
+  ckpt.wait()
+
+  run_b = train.setup(tiny_config(tfds_data_dir, (1, 2, 4)))
+  restored, meta = Checkpointer(str(tmp_path)).restore(run_b.abstract_state)
+  assert meta['step'] == 2 and int(restored.step) == 2
+  some = jax.tree.leaves(restored.params)
+  assert all(x.sharding.mesh.shape == run_b.mesh.shape for x in some)
+  _, rest = run_steps(run_b, restored, 2, STEPS - 2)
+  np.testing.assert_allclose(first + rest, reference, rtol=2e-5, atol=2e-5)
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process(tmp_path, tfds_data_dir):
+  common = [f'--config={SPEC}', f'--config.data.data_dir={tfds_data_dir}',
+            '--config.data.buckets=(24,)', '--config.batch_size=16', '--config.train_steps=6',
+            '--config.log_every_steps=1', '--config.eval_every_steps=6',
+            '--config.checkpoint_every_steps=3', '--config.data.eval_batch_size=16',
+            '--config.data.eval_max_examples=16']
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+
+  def start(workdir, devices, extra=()):
+    e = dict(env, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+    return subprocess.Popen([sys.executable, LAUNCH, *common, f'--workdir={workdir}', *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e,
+                            cwd=ROOT)
+
+  single = start(tmp_path / 'single', 4)
+  out, _ = single.communicate(timeout=400)
+  assert single.returncode == 0, out[-3000:]
+
+  port = _free_port()
+  multi_dir = tmp_path / 'multi'
+  procs = [start(multi_dir, 2, [f'--coordinator_address=127.0.0.1:{port}',
+                                '--num_processes=2', f'--process_id={i}']) for i in range(2)]
+  outs = [p.communicate(timeout=400)[0] for p in procs]
+  for p, o in zip(procs, outs):
+    assert p.returncode == 0, o[-3000:]
+  assert 'SUMMARY' in outs[0] and 'SUMMARY' not in outs[1]  # only process 0 reports
+
+  def losses(d):
+    with open(os.path.join(d, 'metrics.jsonl')) as f:
+      rows = [json.loads(line) for line in f]
+    return [r['train/loss'] for r in rows if 'train/loss' in r]
+  a, b = losses(tmp_path / 'single'), losses(multi_dir)
+  assert len(a) == len(b) == 6
+  np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-5)
+  # Both processes wrote their shards into the same checkpoints.
+  assert sorted(os.listdir(multi_dir / 'checkpoints')) == ['3', '6']
