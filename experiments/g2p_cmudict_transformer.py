@@ -17,7 +17,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.data = dict(
       name='cmudict_g2p',
       data_dir='',            # '' -> $TFDS_DATA_DIR or ~/tensorflow_datasets
-      buckets=(12, 18, 36),   # padded lengths (incl. BOS/EOS); longer pairs are dropped
+      buckets=(10, 14, 20, 30),  # padded lengths (incl. BOS/EOS); longer pairs are dropped
       eval_batch_size=512,
       eval_max_examples=0,    # 0 = the whole split
   )

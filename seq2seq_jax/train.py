@@ -88,8 +88,14 @@ def count_params(config) -> int:
   return sum(math.prod(x.shape) for x in jax.tree.leaves(nn.unbox(abstract)))
 
 
-def setup(config) -> Run:
-  """Builds everything a mode needs; compiles lazily (on first call of each step)."""
+def setup(config, task: Any = None) -> Run:
+  """Builds everything a mode needs; compiles lazily (on first call of each step).
+
+  Args:
+    config: the resolved experiment config.
+    task: a Task to use instead of `config.task`'s (benchmarks pass one with fixed
+      vocabulary sizes and synthetic data).
+  """
   # --- mesh -------------------------------------------------------------------
   mesh = sharding.make_mesh(config.mesh)
   rules = sharding.axis_rules(config)
@@ -98,7 +104,7 @@ def setup(config) -> Run:
       raise UserError(f'{key}={config[key]} is not divisible by the {sharding.batch_divisor(mesh)}'
                       f' batch shards of mesh {dict(mesh.shape)}')
   # --- task and model -----------------------------------------------------------
-  task = tasks.get_task(config)
+  task = task or tasks.get_task(config)
   model = build_model_for(config, task)
   schedule = optim.make_schedule(config.optimizer, config.train_steps)
   tx = optim.make_optimizer(config.optimizer, config.train_steps)

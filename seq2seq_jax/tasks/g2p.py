@@ -1,0 +1,84 @@
+"""Grapheme-to-phoneme conversion on the CMU Pronouncing Dictionary.
+
+Source: the word's characters (lowercased). Target: ARPAbet phonemes with stress digits.
+A prediction is correct if it matches any of the word's pronunciations; PER uses the
+closest one (see text_metrics.g2p_scores).
+"""
+import collections
+from typing import Any
+
+import numpy as np
+
+from seq2seq_jax import text_metrics
+from seq2seq_jax.data import cmudict_builder
+from seq2seq_jax.data.pipeline import EvalSet
+from seq2seq_jax.data.vocab import SymbolVocab
+from seq2seq_jax.errors import UserError
+
+# Every character in the dictionary's words, plus digits for user input.
+GRAPHEMES = tuple("'-." + '0123456789' + 'abcdefghijklmnopqrstuvwxyz')
+_VOWELS = ('AA', 'AE', 'AH', 'AO', 'AW', 'AY', 'EH', 'ER', 'EY', 'IH', 'IY', 'OW', 'OY', 'UH',
+           'UW')
+_CONSONANTS = ('B', 'CH', 'D', 'DH', 'F', 'G', 'HH', 'JH', 'K', 'L', 'M', 'N', 'NG', 'P', 'R',
+               'S', 'SH', 'T', 'TH', 'V', 'W', 'Y', 'Z', 'ZH')
+# The 84 ARPAbet symbols of cmudict (vowels bare and with stress 0/1/2), fixed and sorted.
+PHONEMES = tuple(sorted(_CONSONANTS + _VOWELS + tuple(v + s for v in _VOWELS for s in '012')))
+
+
+class Task:
+  """The G2P task; see seq2seq_jax/tasks/__init__.py for the contract."""
+
+  best_metric = 'wer'
+  best_mode = 'min'
+
+  def __init__(self, config: Any):
+    name = config.data.get('name', 'cmudict_g2p')
+    if name != 'cmudict_g2p':
+      raise UserError(f"task 'g2p' reads data.name='cmudict_g2p', got {name!r}")
+    self.data_dir = config.data.get('data_dir', '')
+    self.eval_max_examples = int(config.data.get('eval_max_examples', 0))
+    self.src_vocab = SymbolVocab(GRAPHEMES)
+    self.tgt_vocab = SymbolVocab(PHONEMES)
+    self.src_vocab_size = len(self.src_vocab)
+    self.tgt_vocab_size = len(self.tgt_vocab)
+    self._cache: dict[str, list[tuple[str, str]]] = {}
+
+  def _pairs(self, split: str) -> list[tuple[str, str]]:
+    if split not in self._cache:
+      self._cache[split] = cmudict_builder.load_split(self.data_dir, split)
+    return self._cache[split]
+
+  def _encode_pairs(self, pairs) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    src = [self.src_vocab.encode(w)[0] for w, _ in pairs]
+    tgt = [self.tgt_vocab.encode(p.split())[0] for _, p in pairs]
+    return src, tgt
+
+  def train_data(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    return self._encode_pairs(self._pairs('train'))
+
+  def eval_loss_data(self, split: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    pairs = self._pairs(split)
+    if self.eval_max_examples:
+      words = set(self.eval_set(split).texts)
+      pairs = [p for p in pairs if p[0] in words]
+    return self._encode_pairs(pairs)
+
+  def eval_set(self, split: str) -> EvalSet:
+    refs: dict[str, list[str]] = collections.defaultdict(list)
+    for word, pron in self._pairs(split):
+      refs[word].append(pron)
+    words = sorted(refs)
+    if self.eval_max_examples:
+      words = words[:self.eval_max_examples]
+    return EvalSet(sources=[self.src_vocab.encode(w)[0] for w in words], texts=words,
+                   references=[refs[w] for w in words])
+
+  def encode_source(self, text: str) -> tuple[np.ndarray, int]:
+    return self.src_vocab.encode(text.strip().lower())
+
+  def decode_target(self, ids) -> str:
+    return ' '.join(self.tgt_vocab.decode(ids))
+
+  def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
+    return text_metrics.g2p_scores([h.split() for h in hyps],
+                                   [[r.split() for r in rs] for rs in refs])
