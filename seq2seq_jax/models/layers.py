@@ -1,0 +1,143 @@
+"""Building blocks shared by the models: embeddings, positions, dense layers, attention core.
+
+Every parameter carries logical axis names; nothing here knows about meshes.
+"""
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+NEG_INF = -1e9  # additive mask value; finite so fully masked rows give a uniform softmax
+
+
+def dtype_of(name: str) -> jnp.dtype:
+  if name not in ('float32', 'bfloat16', 'float16'):
+    raise ValueError(f'unknown dtype {name!r}')
+  return jnp.dtype(name)
+
+
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+  """Sharding constraint by logical names (a no-op without logical axis rules)."""
+  return nn.with_logical_constraint(x, tuple(names))
+
+
+def partitioned(init, names: Sequence[str | None]):
+  return nn.with_logical_partitioning(init, tuple(names))
+
+
+class Embed(nn.Module):
+  """A token embedding table that can also produce tied output logits (`attend`)."""
+  num_embeddings: int
+  features: int
+  stddev: float | None = None  # default features ** -0.5
+  dtype: jnp.dtype = jnp.float32
+
+  def setup(self):
+    std = self.stddev if self.stddev is not None else self.features ** -0.5
+    self.embedding = self.param(
+        'embedding', partitioned(nn.initializers.normal(stddev=std), ('vocab', 'embed')),
+        (self.num_embeddings, self.features), jnp.float32)
+
+  def __call__(self, ids: jax.Array) -> jax.Array:
+    return jnp.take(self.embedding, ids, axis=0).astype(self.dtype)
+
+  def attend(self, x: jax.Array) -> jax.Array:
+    """Logits x @ E^T (Press & Wolf 2017 weight tying)."""
+    return jnp.einsum('...d,vd->...v', x, self.embedding.astype(self.dtype))
+
+
+def sinusoidal(positions: jax.Array, dim: int, max_timescale: float = 1e4) -> jax.Array:
+  """Sinusoidal position encodings (Vaswani et al. 2017, Sec. 3.5) for int positions [...]."""
+  half = dim // 2
+  freqs = np.exp(-np.log(max_timescale) * np.arange(half) / max(half - 1, 1)).astype(np.float32)
+  angles = positions[..., None].astype(jnp.float32) * freqs
+  enc = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+  if dim % 2:
+    enc = jnp.pad(enc, [(0, 0)] * (enc.ndim - 1) + [(0, 1)])
+  return enc
+
+
+def xavier(num_in_axes: int = 1, fused: int = 1):
+  """Xavier-uniform (Glorot & Bengio 2010) for a kernel [*in_dims, *out_dims].
+
+  For a fused projection (e.g. QKV, fused=3) the fan-out is that of ONE projection, so a
+  fused kernel is initialised exactly like separate ones.
+  """
+  def init(key, shape, dtype=jnp.float32):
+    fan_in = int(np.prod(shape[:num_in_axes]))
+    fan_out = int(np.prod(shape[num_in_axes:])) // fused
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return jax.random.uniform(key, shape, dtype, -limit, limit)
+  return init
+
+
+class DenseGeneral(nn.Module):
+  """y = x . W (+ b) contracting the last `num_in_axes` axes of x into `features` axes.
+
+  Written here rather than using nn.DenseGeneral, whose initialiser sees a flattened kernel
+  and so cannot carry per-dimension logical axis names.
+  """
+  features: tuple[int, ...]
+  names: tuple[str | None, ...]   # logical names of the kernel's axes (in..., out...)
+  num_in_axes: int = 1
+  use_bias: bool = True
+  fused: int = 1                  # >1: the leading out axis stacks independent projections
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    in_shape = x.shape[x.ndim - self.num_in_axes:]
+    shape = tuple(in_shape) + tuple(self.features)
+    kernel = self.param('kernel', partitioned(xavier(self.num_in_axes, self.fused), self.names),
+                        shape, jnp.float32)
+    letters = 'abcdefghijklmnopqrstuvwxyz'
+    n_in, n_out = self.num_in_axes, len(self.features)
+    batch = letters[:x.ndim - n_in]
+    ins = letters[x.ndim - n_in:x.ndim]
+    outs = letters[x.ndim:x.ndim + n_out]
+    y = jnp.einsum(f'{batch}{ins},{ins}{outs}->{batch}{outs}', x.astype(self.dtype),
+                   kernel.astype(self.dtype))
+    if self.use_bias:
+      bias = self.param('bias', partitioned(nn.initializers.zeros_init(), self.names[n_in:]),
+                        tuple(self.features), jnp.float32)
+      y = y + bias.astype(self.dtype)
+    return y
+
+
+def dense(features, names: Sequence[str | None], *, num_in_axes: int = 1,
+          use_bias: bool = True, fused: int = 1, dtype=jnp.float32,
+          name: str | None = None) -> DenseGeneral:
+  """A dense layer whose kernel (and bias) carry logical axis names."""
+  feats = tuple(features) if isinstance(features, (tuple, list)) else (features,)
+  return DenseGeneral(features=feats, names=tuple(names), num_in_axes=num_in_axes,
+                      use_bias=use_bias, fused=fused, dtype=dtype, name=name)
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None,
+              dropout: nn.Module | None = None, deterministic: bool = True) -> jax.Array:
+  """Scaled dot-product attention (Vaswani et al. 2017, Eq. 1) over [B, L, H, D] arrays.
+
+  Args:
+    q: queries [B, Q, H, D]. k, v: keys and values [B, K, H, D].
+    bias: additive mask broadcastable to [B, H, Q, K] (0 keep, NEG_INF drop).
+    dropout: an nn.Dropout applied to the attention weights, or None.
+    deterministic: disables dropout.
+
+  Returns:
+    [B, Q, H, D] in q's dtype. The softmax runs in float32 for stability.
+  """
+  depth = q.shape[-1]
+  logits = jnp.einsum('bqhd,bkhd->bhqk', q * (depth ** -0.5), k).astype(jnp.float32)
+  if bias is not None:
+    logits = logits + bias
+  weights = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
+  if dropout is not None:
+    weights = dropout(weights, deterministic=deterministic)
+  return jnp.einsum('bhqk,bkhd->bqhd', weights, v)
+
+
+def mask_bias(mask: jax.Array) -> jax.Array:
+  """Boolean keep-mask [B, Q, K] -> additive float32 bias [B, 1, Q, K]."""
+  return jnp.where(mask, 0.0, NEG_INF).astype(jnp.float32)[:, None]

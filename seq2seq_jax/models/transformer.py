@@ -1,0 +1,316 @@
+"""The Transformer encoder-decoder (Vaswani et al. 2017, "Attention Is All You Need").
+
+Options beyond the paper: pre-LayerNorm (Xiong et al. 2020; the paper is post-LN,
+`pre_norm=False`), learned positions, a compute dtype. Packed rows (several pairs per row,
+with segment ids and positions) are supported: attention never crosses segments.
+
+Incremental decoding uses an explicit cache pytree (every leaf has leading dim = batch, so beam
+search can tile and reorder it): per decoder layer, self-attention K/V buffers and the
+precomputed cross-attention K/V; the source mask; the current position per row.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from seq2seq_jax.errors import UserError
+from seq2seq_jax.models import layers
+from seq2seq_jax.models.layers import constrain
+
+
+def _layer_norm(dtype) -> nn.LayerNorm:
+  return nn.LayerNorm(epsilon=1e-6, dtype=dtype, param_dtype=jnp.float32,
+                      scale_init=layers.partitioned(nn.initializers.ones_init(), ('embed',)),
+                      bias_init=layers.partitioned(nn.initializers.zeros_init(), ('embed',)))
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention with one fused QKV projection."""
+  num_heads: int
+  head_dim: int
+  emb_dim: int
+  attention_dropout_rate: float
+  dtype: Any
+
+  def setup(self):
+    self.qkv = layers.dense((3, self.num_heads, self.head_dim), ('embed', None, 'heads', 'kv'),
+                            dtype=self.dtype, fused=3)
+    self.out = layers.dense(self.emb_dim, ('heads', 'kv', 'embed'), num_in_axes=2,
+                            dtype=self.dtype)
+    self.drop = nn.Dropout(self.attention_dropout_rate)
+
+  def _project(self, x):
+    qkv = self.qkv(x)
+    names = ('batch', 'length', 'heads', 'kv')
+    return [constrain(qkv[:, :, i], names) for i in range(3)]
+
+  def __call__(self, x, bias, deterministic: bool):
+    q, k, v = self._project(x)
+    return self.out(layers.attention(q, k, v, bias, self.drop, deterministic))
+
+  def step(self, x, k_cache, v_cache, index):
+    """One new position per row: x [B, 1, E], caches [B, M, H, D], index [B]."""
+    q, k, v = self._project(x)
+    rows = jnp.arange(x.shape[0])
+    k_cache = k_cache.at[rows, index].set(k[:, 0].astype(k_cache.dtype))
+    v_cache = v_cache.at[rows, index].set(v[:, 0].astype(v_cache.dtype))
+    keep = jnp.arange(k_cache.shape[1])[None, :] <= index[:, None]       # [B, M]
+    bias = layers.mask_bias(keep[:, None, :])                              # [B, 1, 1, M]
+    out = layers.attention(q, k_cache.astype(q.dtype), v_cache.astype(q.dtype), bias)
+    return self.out(out), k_cache, v_cache
+
+
+class CrossAttention(nn.Module):
+  """Multi-head encoder-decoder attention; K/V of the source can be computed once."""
+  num_heads: int
+  head_dim: int
+  emb_dim: int
+  attention_dropout_rate: float
+  dtype: Any
+
+  def setup(self):
+    self.q = layers.dense((self.num_heads, self.head_dim), ('embed', 'heads', 'kv'),
+                          dtype=self.dtype)
+    self.kv = layers.dense((2, self.num_heads, self.head_dim), ('embed', None, 'heads', 'kv'),
+                           dtype=self.dtype, fused=2)
+    self.out = layers.dense(self.emb_dim, ('heads', 'kv', 'embed'), num_in_axes=2,
+                            dtype=self.dtype)
+    self.drop = nn.Dropout(self.attention_dropout_rate)
+
+  def project_kv(self, memory):
+    kv = self.kv(memory)
+    names = ('batch', 'length', 'heads', 'kv')
+    return constrain(kv[:, :, 0], names), constrain(kv[:, :, 1], names)
+
+  def __call__(self, x, k, v, bias, deterministic: bool = True):
+    q = constrain(self.q(x), ('batch', 'length', 'heads', 'kv'))
+    return self.out(layers.attention(q, k, v, bias, self.drop, deterministic))
+
+
+class Mlp(nn.Module):
+  """Position-wise feed-forward network (Sec. 3.3): ReLU between two projections."""
+  mlp_dim: int
+  emb_dim: int
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x):
+    h = layers.dense(self.mlp_dim, ('embed', 'mlp'), dtype=self.dtype, name='wi')(x)
+    h = constrain(nn.relu(h), ('batch', 'length', 'mlp'))
+    return layers.dense(self.emb_dim, ('mlp', 'embed'), dtype=self.dtype, name='wo')(h)
+
+
+class _Block(nn.Module):
+  """Shared residual wiring: pre-LN x + f(LN(x)), or the paper's post-LN LN(x + f(x))."""
+  pre_norm: bool
+  dropout_rate: float
+  dtype: Any
+
+  def residual(self, x, fn, norm, deterministic):
+    if self.pre_norm:
+      return x + self.drop(fn(norm(x)), deterministic=deterministic)
+    return norm(x + self.drop(fn(x), deterministic=deterministic))
+
+
+class EncoderLayer(_Block):
+  num_heads: int = 8
+  head_dim: int = 64
+  emb_dim: int = 512
+  mlp_dim: int = 2048
+  attention_dropout_rate: float = 0.0
+
+  def setup(self):
+    self.attn = SelfAttention(self.num_heads, self.head_dim, self.emb_dim,
+                              self.attention_dropout_rate, self.dtype)
+    self.mlp = Mlp(self.mlp_dim, self.emb_dim, self.dtype)
+    self.ln_attn = _layer_norm(self.dtype)
+    self.ln_mlp = _layer_norm(self.dtype)
+    self.drop = nn.Dropout(self.dropout_rate)
+
+  def __call__(self, x, bias, deterministic: bool):
+    x = self.residual(x, lambda h: self.attn(h, bias, deterministic), self.ln_attn,
+                      deterministic)
+    x = self.residual(x, self.mlp, self.ln_mlp, deterministic)
+    return constrain(x, ('batch', 'length', 'embed'))
+
+
+class DecoderLayer(_Block):
+  num_heads: int = 8
+  head_dim: int = 64
+  emb_dim: int = 512
+  mlp_dim: int = 2048
+  attention_dropout_rate: float = 0.0
+
+  def setup(self):
+    self.self_attn = SelfAttention(self.num_heads, self.head_dim, self.emb_dim,
+                                   self.attention_dropout_rate, self.dtype)
+    self.cross_attn = CrossAttention(self.num_heads, self.head_dim, self.emb_dim,
+                                     self.attention_dropout_rate, self.dtype)
+    self.mlp = Mlp(self.mlp_dim, self.emb_dim, self.dtype)
+    self.ln_self = _layer_norm(self.dtype)
+    self.ln_cross = _layer_norm(self.dtype)
+    self.ln_mlp = _layer_norm(self.dtype)
+    self.drop = nn.Dropout(self.dropout_rate)
+
+  def __call__(self, y, self_bias, memory, cross_bias, deterministic: bool):
+    ck, cv = self.cross_attn.project_kv(memory)
+    y = self.residual(y, lambda h: self.self_attn(h, self_bias, deterministic), self.ln_self,
+                      deterministic)
+    y = self.residual(y, lambda h: self.cross_attn(h, ck, cv, cross_bias, deterministic),
+                      self.ln_cross, deterministic)
+    y = self.residual(y, self.mlp, self.ln_mlp, deterministic)
+    return constrain(y, ('batch', 'length', 'embed'))
+
+  def step(self, y, cache, index, cross_bias):
+    new = {}
+
+    def self_attn(h):
+      out, new['k'], new['v'] = self.self_attn.step(h, cache['k'], cache['v'], index)
+      return out
+
+    y = self.residual(y, self_attn, self.ln_self, True)
+    y = self.residual(y, lambda h: self.cross_attn(h, cache['ck'], cache['cv'], cross_bias),
+                      self.ln_cross, True)
+    y = self.residual(y, self.mlp, self.ln_mlp, True)
+    return y, {**cache, 'k': new['k'], 'v': new['v']}
+
+
+class Model(nn.Module):
+  """Transformer encoder-decoder. Field defaults are the paper's base model (Table 3)."""
+  src_vocab_size: int
+  tgt_vocab_size: int
+  emb_dim: int = 512
+  num_heads: int = 8
+  qkv_dim: int = 0              # total attention width; 0 -> emb_dim
+  mlp_dim: int = 2048
+  num_encoder_layers: int = 6
+  num_decoder_layers: int = 6
+  dropout_rate: float = 0.1
+  attention_dropout_rate: float = 0.0
+  positions: str = 'sinusoidal'  # 'sinusoidal' (Sec. 3.5) | 'learned'
+  pre_norm: bool = True
+  share_embeddings: bool = False
+  tie_output: bool = True
+  max_len: int = 256
+  dtype: str = 'float32'
+
+  def setup(self):
+    dt = layers.dtype_of(self.dtype)
+    width = self.qkv_dim or self.emb_dim
+    if width % self.num_heads:
+      raise UserError(f'attention width {width} is not divisible by num_heads {self.num_heads}')
+    if self.positions not in ('sinusoidal', 'learned'):
+      raise UserError(f"model.positions must be 'sinusoidal' or 'learned', got {self.positions!r}")
+    if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+      raise UserError('share_embeddings needs one vocabulary for source and target '
+                      f'({self.src_vocab_size} != {self.tgt_vocab_size})')
+    kw = dict(num_heads=self.num_heads, head_dim=width // self.num_heads, emb_dim=self.emb_dim,
+              mlp_dim=self.mlp_dim, attention_dropout_rate=self.attention_dropout_rate,
+              pre_norm=self.pre_norm, dropout_rate=self.dropout_rate, dtype=dt)
+    self.src_embed = layers.Embed(self.src_vocab_size, self.emb_dim, dtype=dt)
+    if not self.share_embeddings:
+      self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt)
+    if self.positions == 'learned':
+      init = layers.partitioned(nn.initializers.normal(0.02), (None, 'embed'))
+      self.src_pos = self.param('src_pos', init, (self.max_len, self.emb_dim), jnp.float32)
+      self.tgt_pos = self.param('tgt_pos', init, (self.max_len, self.emb_dim), jnp.float32)
+    self.encoder_layers = [EncoderLayer(**kw) for _ in range(self.num_encoder_layers)]
+    self.decoder_layers = [DecoderLayer(**kw) for _ in range(self.num_decoder_layers)]
+    if self.pre_norm:
+      self.encoder_norm = _layer_norm(dt)
+      self.decoder_norm = _layer_norm(dt)
+    if not self.tie_output:
+      self.logits_dense = layers.dense(self.tgt_vocab_size, ('embed', 'vocab'), dtype=dt)
+    self.drop = nn.Dropout(self.dropout_rate)
+
+  # --- pieces ---------------------------------------------------------------------
+  def _target_embed(self) -> layers.Embed:
+    return self.src_embed if self.share_embeddings else self.tgt_embed
+
+  def _embed(self, table, pos_table_name, ids, positions, deterministic):
+    x = table(ids) * jnp.sqrt(self.emb_dim).astype(table.dtype)  # Sec. 3.4
+    if self.positions == 'learned':
+      x = x + jnp.take(getattr(self, pos_table_name), positions, axis=0).astype(x.dtype)
+    else:
+      x = x + layers.sinusoidal(positions, self.emb_dim).astype(x.dtype)
+    x = self.drop(x, deterministic=deterministic)
+    return constrain(x, ('batch', 'length', 'embed'))
+
+  def _logits(self, y):
+    logits = (self._target_embed().attend(y) if self.tie_output else self.logits_dense(y))
+    return constrain(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
+
+  @staticmethod
+  def _positions(ids, positions):
+    if positions is not None:
+      return positions
+    return jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
+
+  # --- the contract -------------------------------------------------------------
+  def encode(self, inputs, *, inputs_segmentation=None, inputs_position=None,
+             train: bool = False):
+    """Encoder states [B, S, E]."""
+    keep = inputs[:, None, :] > 0
+    if inputs_segmentation is not None:
+      keep &= inputs_segmentation[:, :, None] == inputs_segmentation[:, None, :]
+    bias = layers.mask_bias(keep)
+    x = self._embed(self.src_embed, 'src_pos', inputs,
+                    self._positions(inputs, inputs_position), not train)
+    for layer in self.encoder_layers:
+      x = layer(x, bias, not train)
+    return self.encoder_norm(x) if self.pre_norm else x
+
+  def decode(self, encoded, inputs, decoder_inputs, *, inputs_segmentation=None,
+             targets_segmentation=None, targets_position=None, train: bool = False):
+    """Teacher-forced decoder logits [B, T, V] (float32)."""
+    t = decoder_inputs.shape[1]
+    keep_self = jnp.tril(jnp.ones((t, t), bool))[None]
+    keep_cross = inputs[:, None, :] > 0
+    if targets_segmentation is not None:
+      keep_self = keep_self & (targets_segmentation[:, :, None] == targets_segmentation[:, None, :])
+      keep_cross = keep_cross & (targets_segmentation[:, :, None] == inputs_segmentation[:, None, :])
+    self_bias, cross_bias = layers.mask_bias(keep_self), layers.mask_bias(keep_cross)
+    y = self._embed(self._target_embed(), 'tgt_pos', decoder_inputs,
+                    self._positions(decoder_inputs, targets_position), not train)
+    for layer in self.decoder_layers:
+      y = layer(y, self_bias, encoded, cross_bias, not train)
+    if self.pre_norm:
+      y = self.decoder_norm(y)
+    return self._logits(y)
+
+  def __call__(self, batch, *, train: bool = False):
+    seg = batch.get('inputs_segmentation')
+    encoded = self.encode(batch['inputs'], inputs_segmentation=seg,
+                          inputs_position=batch.get('inputs_position'), train=train)
+    return self.decode(encoded, batch['inputs'], batch['decoder_inputs'],
+                       inputs_segmentation=seg,
+                       targets_segmentation=batch.get('targets_segmentation'),
+                       targets_position=batch.get('targets_position'), train=train)
+
+  def init_cache(self, inputs, max_len: int):
+    """Encodes `inputs` and allocates the decoder cache for `max_len` steps."""
+    encoded = self.encode(inputs, train=False)
+    b = inputs.shape[0]
+    width = self.qkv_dim or self.emb_dim
+    shape = (b, max_len, self.num_heads, width // self.num_heads)
+    per_layer = []
+    for layer in self.decoder_layers:
+      ck, cv = layer.cross_attn.project_kv(encoded)
+      per_layer.append({'k': jnp.zeros(shape, encoded.dtype), 'v': jnp.zeros(shape, encoded.dtype),
+                        'ck': ck, 'cv': cv})
+    return {'index': jnp.zeros((b,), jnp.int32), 'src_mask': inputs > 0, 'layers': per_layer}
+
+  def decode_step(self, last_tokens, cache):
+    """Logits [B, V] for the next token after `last_tokens` [B], and the updated cache."""
+    index = cache['index']
+    y = self._embed(self._target_embed(), 'tgt_pos', last_tokens[:, None], index[:, None], True)
+    cross_bias = layers.mask_bias(cache['src_mask'][:, None, :])
+    new_layers = []
+    for layer, layer_cache in zip(self.decoder_layers, cache['layers']):
+      y, layer_cache = layer.step(y, layer_cache, index, cross_bias)
+      new_layers.append(layer_cache)
+    if self.pre_norm:
+      y = self.decoder_norm(y)
+    logits = self._logits(y)[:, 0]
+    return logits, {'index': index + 1, 'src_mask': cache['src_mask'], 'layers': new_layers}
