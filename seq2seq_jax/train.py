@@ -259,118 +259,122 @@ def train(config, workdir: str) -> dict[str, Any]:
     os.makedirs(workdir, exist_ok=True)
   multihost_utils.sync_global_devices('workdir')
   ckpt = Checkpointer(workdir, keep=int(config.get('keep_checkpoints', 3)))
-  _check_workdir(config, workdir, ckpt)
-  run = setup(config)
-  if hasattr(run.task, 'setup'):
-    run.task.setup(workdir)
-  if _is_lead():
-    _write_json(os.path.join(workdir, 'config.json'), config_to_dict(config))
-  _log(f'mesh {dict(run.mesh.shape)} over {jax.device_count()} devices, '
-       f'{jax.process_count()} process(es); model {config.model.name}: '
-       f'{run.num_params:,} parameters')
+  try:
+    _check_workdir(config, workdir, ckpt)
+    run = setup(config)
+    if hasattr(run.task, 'setup'):
+      run.task.setup(workdir)
+    if _is_lead():
+      _write_json(os.path.join(workdir, 'config.json'), config_to_dict(config))
+    _log(f'mesh {dict(run.mesh.shape)} over {jax.device_count()} devices, '
+         f'{jax.process_count()} process(es); model {config.model.name}: '
+         f'{run.num_params:,} parameters')
 
-  # --- data ----------------------------------------------------------------------
-  src, tgt = run.task.train_data()
-  batcher = _make_batcher(run, src, tgt, batch_size=int(config.batch_size), shuffle=True)
-  if getattr(batcher, 'num_dropped', 0):
-    _log(f'{batcher.num_dropped} training pairs longer than the largest bucket were dropped')
+    # --- data ----------------------------------------------------------------------
+    src, tgt = run.task.train_data()
+    batcher = _make_batcher(run, src, tgt, batch_size=int(config.batch_size), shuffle=True)
+    if getattr(batcher, 'num_dropped', 0):
+      _log(f'{batcher.num_dropped} training pairs longer than the largest bucket were dropped')
 
-  # --- state: restore or initialise ----------------------------------------------
-  start = ckpt.latest_step()
-  best = None
-  if start is not None:
-    state, restored_meta = ckpt.restore(run.abstract_state)
-    best = restored_meta.get('best')
-    start = int(state.step)
-    _log(f'resumed from step {start} in {workdir}')
-  else:
-    state = run.init_state(jax.random.key(config.seed))
-    start = 0
-  train_t = 0.0
-  if start:
-    train_t = float(restored_meta.get('train_seconds', 0.0))
-  writer = MetricWriter(workdir, enabled=_is_lead(), truncate_after=start)
-  progress = Progress(config.train_steps, start, enabled=_is_lead())
-  best_metric, best_mode = run.task.best_metric, run.task.best_mode
+    # --- state: restore or initialise ----------------------------------------------
+    start = ckpt.latest_step()
+    best = None
+    if start is not None:
+      state, restored_meta = ckpt.restore(run.abstract_state)
+      best = restored_meta.get('best')
+      start = int(state.step)
+      _log(f'resumed from step {start} in {workdir}')
+    else:
+      state = run.init_state(jax.random.key(config.seed))
+      start = 0
+    train_t = 0.0
+    if start:
+      train_t = float(restored_meta.get('train_seconds', 0.0))
+    writer = MetricWriter(workdir, enabled=_is_lead(), truncate_after=start)
+    progress = Progress(config.train_steps, start, enabled=_is_lead())
+    best_metric, best_mode = run.task.best_metric, run.task.best_mode
 
-  def is_better(value: float) -> bool:
-    if best is None:
-      return True
-    return value < best if best_mode == 'min' else value > best
+    def is_better(value: float) -> bool:
+      if best is None:
+        return True
+      return value < best if best_mode == 'min' else value > best
 
-  # --- loop ------------------------------------------------------------------------
-  pending: list[tuple[int, dict]] = []
-  tokens = 0
-  last_saved = start
-  t_mark = time.perf_counter()
-
-  def flush() -> None:
-    """Fetches buffered step metrics; stops the run at the first non-finite loss."""
-    nonlocal tokens
-    if not pending:
-      return
-    fetched = jax.device_get([m for _, m in pending])
-    for (s, _), m in zip(pending, fetched):
-      if not np.isfinite(m['loss']):
-        raise UserError(f'loss became {m["loss"]} at step {s}; stopping. The last good '
-                        f'checkpoint (step {last_saved}) is kept in {workdir}')
-    s, m = pending[-1][0], fetched[-1]
-    means = {k: float(np.mean([f[k] for f in fetched])) for k in m}
-    rates = progress.update(s, means['loss'], tokens)
-    writer.write(s, {f'train/{k}': v for k, v in means.items()}
-                 | {f'train/{k}': v for k, v in rates.items()})
-    pending.clear()
+    # --- loop ------------------------------------------------------------------------
+    pending: list[tuple[int, dict]] = []
     tokens = 0
+    last_saved = start
+    t_mark = time.perf_counter()
 
-  def run_meta(step: int) -> dict:
-    return {'step': step, 'best': best, 'best_metric': best_metric,
-            'train_seconds': train_t + time.perf_counter() - t_mark}
+    def flush() -> None:
+      """Fetches buffered step metrics; stops the run at the first non-finite loss."""
+      nonlocal tokens
+      if not pending:
+        return
+      fetched = jax.device_get([m for _, m in pending])
+      for (s, _), m in zip(pending, fetched):
+        if not np.isfinite(m['loss']):
+          raise UserError(f'loss became {m["loss"]} at step {s}; stopping. The last good '
+                          f'checkpoint (step {last_saved}) is kept in {workdir}')
+      s, m = pending[-1][0], fetched[-1]
+      means = {k: float(np.mean([f[k] for f in fetched])) for k in m}
+      rates = progress.update(s, means['loss'], tokens)
+      writer.write(s, {f'train/{k}': v for k, v in means.items()}
+                   | {f'train/{k}': v for k, v in rates.items()})
+      pending.clear()
+      tokens = 0
 
-  for step in range(start, config.train_steps):
-    local = batcher.get_batch(step)
-    batch = sharding.global_batch(local, run.mesh)
-    state, metrics = _traced(run, run.train_step, state, batch)
-    done = step + 1
-    pending.append((done, metrics))
-    tokens += pipeline.count_tokens(local) * (jax.process_count() if jax.process_count() > 1
-                                              else 1)
-    last = done == config.train_steps
-    if done % config.log_every_steps == 0 or last:
-      flush()
-    if done % config.eval_every_steps == 0 or last:
-      flush()
-      progress.pause()
-      ev = evaluate_split(run, state.params, 'validation')
-      writer.write(done, {f'eval/{k}': v for k, v in ev.items()})
-      _log(f'eval step {done}: ' + ', '.join(f'{k} {v:.4g}' for k, v in ev.items()))
-      if is_better(ev[best_metric]):
-        best = ev[best_metric]
-        ckpt.save(done, state, run_meta(done), best=True)
-      progress.resume()
-    if done % config.checkpoint_every_steps == 0 or last:
-      flush()
-      ckpt.save(done, state, run_meta(done))
-      last_saved = done
-  ckpt.wait()
-  train_seconds = train_t + time.perf_counter() - t_mark
+    def run_meta(step: int) -> dict:
+      return {'step': step, 'best': best, 'best_metric': best_metric,
+              'train_seconds': train_t + time.perf_counter() - t_mark}
 
-  # --- final report: test metrics of the best checkpoint -----------------------------
-  params = state.params
-  source = 'final'
-  if ckpt.best_step() is not None:
-    params = ckpt.restore(run.abstract_state, best=True)[0].params
-    source = f'best (step {ckpt.best_step()}, validation {best_metric} {best:.4g})'
-  test = evaluate_split(run, params, 'test')
-  writer.write(config.train_steps, {f'test/{k}': v for k, v in test.items()})
-  summary = {'workdir': workdir, 'steps': int(config.train_steps), 'num_params': run.num_params,
-             'best_metric': best_metric,
-             'train_seconds': round(train_seconds, 1), 'checkpoint': source,
-             **{f'test/{k}': v for k, v in test.items()}}
-  if _is_lead():
-    _write_json(os.path.join(workdir, 'summary.json'), summary)
-    print('SUMMARY ' + json.dumps(summary), flush=True)
-  writer.close()
-  ckpt.close()
+    for step in range(start, config.train_steps):
+      local = batcher.get_batch(step)
+      batch = sharding.global_batch(local, run.mesh)
+      state, metrics = _traced(run, run.train_step, state, batch)
+      done = step + 1
+      pending.append((done, metrics))
+      tokens += pipeline.count_tokens(local) * (jax.process_count() if jax.process_count() > 1
+                                                else 1)
+      last = done == config.train_steps
+      if done % config.log_every_steps == 0 or last:
+        flush()
+      if done % config.eval_every_steps == 0 or last:
+        flush()
+        progress.pause()
+        ev = evaluate_split(run, state.params, 'validation')
+        writer.write(done, {f'eval/{k}': v for k, v in ev.items()})
+        _log(f'eval step {done}: ' + ', '.join(f'{k} {v:.4g}' for k, v in ev.items()))
+        if is_better(ev[best_metric]):
+          best = ev[best_metric]
+          ckpt.save(done, state, run_meta(done), best=True)
+        progress.resume()
+      if done % config.checkpoint_every_steps == 0 or last:
+        flush()
+        ckpt.save(done, state, run_meta(done))
+        last_saved = done
+    ckpt.wait()
+    train_seconds = train_t + time.perf_counter() - t_mark
+
+    # --- final report: test metrics of the best checkpoint -----------------------------
+    params = state.params
+    source = 'final'
+    if ckpt.best_step() is not None:
+      params = ckpt.restore(run.abstract_state, best=True)[0].params
+      source = f'best (step {ckpt.best_step()}, validation {best_metric} {best:.4g})'
+    test = evaluate_split(run, params, 'test')
+    writer.write(config.train_steps, {f'test/{k}': v for k, v in test.items()})
+    summary = {'workdir': workdir, 'steps': int(config.train_steps), 'num_params': run.num_params,
+               'best_metric': best_metric,
+               'train_seconds': round(train_seconds, 1), 'checkpoint': source,
+               **{f'test/{k}': v for k, v in test.items()}}
+    if _is_lead():
+      _write_json(os.path.join(workdir, 'summary.json'), summary)
+      print('SUMMARY ' + json.dumps(summary), flush=True)
+    writer.close()
+  finally:
+    # Let async saves finish (or fail) cleanly, also when the run stops on an error.
+    ckpt.wait()
+    ckpt.close()
   return summary
 
 
