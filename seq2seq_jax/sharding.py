@@ -85,10 +85,26 @@ def activate(mesh: Mesh, rules) -> Iterator[None]:
 def logical_to_shardings(boxed_abstract: Any, mesh: Mesh, rules) -> Any:
   """NamedShardings for a pytree whose leaves may be nn.LogicallyPartitioned boxes.
 
-  Unboxed leaves (step counters, optimizer scalars) are replicated.
+  Unboxed leaves (step counters, optimizer scalars) are replicated. A dimension whose size
+  the mesh axes do not divide (e.g. a 43-symbol vocabulary over tensor=2) stays unsplit
+  rather than failing: the rule is a preference, the model's sizes are the truth.
   """
   specs = nn.get_partition_spec(boxed_abstract)
-  return nn.logical_to_mesh_sharding(specs, mesh, rules)
+  mesh_specs = nn.logical_to_mesh(specs, rules)
+  unboxed = nn.unbox(boxed_abstract)
+
+  def fit(x, spec):
+    if spec is None:
+      return NamedSharding(mesh, P())
+    dims = []
+    for size, axes in zip(x.shape, tuple(spec) + (None,) * (len(x.shape) - len(spec))):
+      names = axes if isinstance(axes, tuple) else (axes,) if axes else ()
+      ways = math.prod(mesh.shape[a] for a in names)
+      dims.append(axes if ways and size % ways == 0 else None)
+    return NamedSharding(mesh, P(*dims))
+
+  return jax.tree.map(fit, unboxed, mesh_specs,
+                      is_leaf=lambda v: isinstance(v, P) or v is None)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

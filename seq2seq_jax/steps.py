@@ -70,7 +70,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     (loss, nll), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {'loss': loss, 'nll': nll, 'grad_norm': optax.global_norm(grads),
+    metrics = {'loss': loss, 'nll': nll, 'grad_norm': optax.tree.norm(grads),
                'learning_rate': schedule(state.step), 'target_tokens': jnp.sum(weights)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
