@@ -22,7 +22,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       eval_max_examples=0,    # 0 = the whole split
   )
   c.batch_size = 256          # global, across all devices and hosts
-  c.train_steps = 4000
+  c.train_steps = 3500
   c.log_every_steps = 50
   c.eval_every_steps = 1000
   c.checkpoint_every_steps = 500
