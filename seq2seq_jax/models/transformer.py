@@ -253,7 +253,7 @@ class Model(nn.Module):
     """Encoder states [B, S, E]."""
     keep = inputs[:, None, :] > 0
     if inputs_segmentation is not None:
-      keep &= inputs_segmentation[:, :, None] == inputs_segmentation[:, None, :]
+      keep = keep & (inputs_segmentation[:, :, None] == inputs_segmentation[:, None, :])
     bias = layers.mask_bias(keep)
     x = self._embed(self.src_embed, 'src_pos', inputs,
                     self._positions(inputs, inputs_position), not train)
