@@ -33,12 +33,13 @@ class Embed(nn.Module):
   features: int
   stddev: float | None = None  # default features ** -0.5
   dtype: jnp.dtype = jnp.float32
+  init_fn: Any = None          # overrides the normal initialiser
 
   def setup(self):
     std = self.stddev if self.stddev is not None else self.features ** -0.5
-    self.embedding = self.param(
-        'embedding', partitioned(nn.initializers.normal(stddev=std), ('vocab', 'embed')),
-        (self.num_embeddings, self.features), jnp.float32)
+    init = self.init_fn or nn.initializers.normal(stddev=std)
+    self.embedding = self.param('embedding', partitioned(init, ('vocab', 'embed')),
+                                (self.num_embeddings, self.features), jnp.float32)
 
   def __call__(self, ids: jax.Array) -> jax.Array:
     return jnp.take(self.embedding, ids, axis=0).astype(self.dtype)
@@ -85,13 +86,14 @@ class DenseGeneral(nn.Module):
   use_bias: bool = True
   fused: int = 1                  # >1: the leading out axis stacks independent projections
   dtype: Any = jnp.float32
+  init_fn: Any = None             # overrides Xavier (kernel) and zeros (bias), e.g. uniform
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     in_shape = x.shape[x.ndim - self.num_in_axes:]
     shape = tuple(in_shape) + tuple(self.features)
-    kernel = self.param('kernel', partitioned(xavier(self.num_in_axes, self.fused), self.names),
-                        shape, jnp.float32)
+    kernel_init = self.init_fn or xavier(self.num_in_axes, self.fused)
+    kernel = self.param('kernel', partitioned(kernel_init, self.names), shape, jnp.float32)
     letters = 'abcdefghijklmnopqrstuvwxyz'
     n_in, n_out = self.num_in_axes, len(self.features)
     batch = letters[:x.ndim - n_in]
@@ -100,19 +102,20 @@ class DenseGeneral(nn.Module):
     y = jnp.einsum(f'{batch}{ins},{ins}{outs}->{batch}{outs}', x.astype(self.dtype),
                    kernel.astype(self.dtype))
     if self.use_bias:
-      bias = self.param('bias', partitioned(nn.initializers.zeros_init(), self.names[n_in:]),
+      bias_init = self.init_fn or nn.initializers.zeros_init()
+      bias = self.param('bias', partitioned(bias_init, self.names[n_in:]),
                         tuple(self.features), jnp.float32)
       y = y + bias.astype(self.dtype)
     return y
 
 
 def dense(features, names: Sequence[str | None], *, num_in_axes: int = 1,
-          use_bias: bool = True, fused: int = 1, dtype=jnp.float32,
+          use_bias: bool = True, fused: int = 1, dtype=jnp.float32, init=None,
           name: str | None = None) -> DenseGeneral:
   """A dense layer whose kernel (and bias) carry logical axis names."""
   feats = tuple(features) if isinstance(features, (tuple, list)) else (features,)
   return DenseGeneral(features=feats, names=tuple(names), num_in_axes=num_in_axes,
-                      use_bias=use_bias, fused=fused, dtype=dtype, name=name)
+                      use_bias=use_bias, fused=fused, dtype=dtype, init_fn=init, name=name)
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None,
