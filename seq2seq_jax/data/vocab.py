@@ -3,7 +3,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-PAD_ID = 0
+PAD_ID = 0  # padding; loss weight = targets > 0 relies on PAD being 0
 BOS_ID = 1
 EOS_ID = 2
 UNK_ID = 3
@@ -12,11 +12,17 @@ SPECIALS = ('<pad>', '<s>', '</s>', '<unk>')
 
 
 class SymbolVocab:
-  """A vocabulary of a fixed, ordered symbol list after the four special tokens."""
+  """A vocabulary of a fixed, ordered symbol list after the four special tokens.
+
+  Fixed in code rather than counted from data, so the vocabulary (and the model's shapes)
+  are known without loading the dataset and never shift when the data changes.
+  """
 
   def __init__(self, symbols: Sequence[str]):
     if len(set(symbols)) != len(symbols):
       raise ValueError('duplicate symbols')
+    if set(symbols) & set(SPECIALS):
+      raise ValueError('a symbol clashes with a special token')
     self.symbols = tuple(symbols)
     self._index = {s: i + NUM_SPECIAL for i, s in enumerate(self.symbols)}
 
@@ -24,12 +30,27 @@ class SymbolVocab:
     return NUM_SPECIAL + len(self.symbols)
 
   def encode(self, symbols: Iterable[str]) -> tuple[np.ndarray, int]:
-    """Ids of `symbols` (unknown ones -> UNK_ID) and how many were unknown."""
-    ids = [self._index.get(s, UNK_ID) for s in symbols]
-    return np.asarray(ids, np.int32), sum(i == UNK_ID for i in ids)
+    """Maps symbols to ids, without BOS/EOS.
+
+    Args:
+      symbols: e.g. the characters of a word, or a list of phonemes.
+
+    Returns:
+      (int32 ids, number of symbols not in the vocabulary, which map to UNK_ID).
+    """
+    ids = np.fromiter((self._index.get(s, UNK_ID) for s in symbols), np.int32)
+    return ids, int(np.count_nonzero(ids == UNK_ID))
 
   def decode(self, ids: Iterable[int]) -> list[str]:
-    """Symbols of `ids` up to the first EOS; PAD and BOS are skipped."""
+    """Maps ids back to symbols.
+
+    Args:
+      ids: token ids, e.g. a decoder output row.
+
+    Returns:
+      The symbols up to (not including) the first EOS; PAD and BOS are skipped, UNK
+      becomes '<unk>'.
+    """
     out = []
     for i in ids:
       i = int(i)

@@ -1,0 +1,45 @@
+"""Settings every translation experiment shares (imported by the experiment files)."""
+import ml_collections
+
+
+def translation_data(**overrides) -> dict:
+  """config.data for task='translation'; experiments override what differs."""
+  data = dict(
+      source='tfds',                      # 'tfds' | 'files' | 'tsv' | 'num2words'
+      tfds_name='wmt14_translate/de-en',
+      src_lang='en', tgt_lang='de',       # either direction of the TFDS pair
+      train_split='train', eval_split='validation', test_split='test',
+      train_files=('', ''), eval_files=('', ''), test_files=('', ''),  # source='files'
+      train_tsv='', eval_tsv='', test_tsv='',                          # source='tsv'
+      num2words_max=0,                    # source='num2words': numbers 0..max-1
+      bad_pairs='error',                  # 'error' (file:line) | 'skip' (counted)
+      data_dir='',                        # TFDS data dir ('' -> $TFDS_DATA_DIR or ~/tensorflow_datasets)
+      vocab_type='sentencepiece',
+      spm_model_type='bpe',               # 'bpe' | 'unigram' | 'word'
+      shared_vocab=True,
+      vocab_size=37000,                   # when shared_vocab
+      src_vocab_size=0, tgt_vocab_size=0, # when not shared_vocab
+      spm_train_sentences=1_000_000,
+      max_len=128,                        # tokens per side incl. EOS; longer pairs dropped
+      packing=True,
+      buckets=(32, 64, 128),              # when packing=False
+      eval_batch_size=64,
+      eval_max_examples=0,
+  )
+  data.update(overrides)
+  return data
+
+
+def mesh_and_rules(c: ml_collections.ConfigDict) -> None:
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)
+  c.logical_axis_rules = (
+      ('batch', ('data', 'fsdp')),
+      ('vocab', 'tensor'),
+      ('mlp', 'tensor'),
+      ('heads', 'tensor'),
+      ('hidden', 'tensor'),
+      ('gates', None),
+      ('kv', None),
+      ('length', None),
+      ('embed', 'fsdp'),
+  )

@@ -1,0 +1,51 @@
+r"""Transformer base on WMT'14 English->German (Vaswani et al. 2017, Table 3 "base").
+
+Needs the prepared TFDS dataset wmt14_translate/de-en (array_record) in data.data_dir:
+  tfds build wmt14_translate/de-en --file_format=array_record
+  python launch.py --config=experiments/wmt14_ende_transformer_base.py --workdir=runs/base
+  python launch.py --config=experiments/wmt14_ende_transformer_base.py --mode=info
+"""
+import ml_collections
+
+from common import mesh_and_rules, translation_data
+
+D_MODEL = 512
+WARMUP = 4000                              # Sec. 5.3
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  del arg
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = 'translation'
+  # Sec. 5.1: byte-pair encoding, a shared source-target vocabulary of about 37000 tokens.
+  c.data = translation_data(tfds_name='wmt14_translate/de-en', src_lang='en', tgt_lang='de',
+                            shared_vocab=True, vocab_size=37000, spm_model_type='bpe',
+                            max_len=256, packing=True, eval_batch_size=64)
+  # Sec. 5.1: batches of ~25000 source + ~25000 target tokens: 96 packed rows x 256 tokens.
+  c.batch_size = 96
+  c.train_steps = 100_000                  # Sec. 5.2: base models, 100,000 steps
+  c.log_every_steps = 100
+  c.eval_every_steps = 5000
+  c.checkpoint_every_steps = 5000
+  c.keep_checkpoints = 5                   # Sec. 6.1 averages the last 5 checkpoints
+  c.model = dict(
+      name='transformer',
+      emb_dim=D_MODEL, num_heads=8, qkv_dim=D_MODEL, mlp_dim=2048,   # Table 3: d_model, h, d_ff
+      num_encoder_layers=6, num_decoder_layers=6,                     # Table 3: N = 6
+      dropout_rate=0.1,                                               # Table 3: P_drop
+      attention_dropout_rate=0.0,
+      positions='sinusoidal',                                          # Sec. 3.5
+      pre_norm=False,                                                  # Sec. 3.1: post-LN
+      share_embeddings=True, tie_output=True,                          # Sec. 3.4
+      max_len=256, dtype='float32')
+  c.label_smoothing = 0.1                  # Sec. 5.4: eps_ls = 0.1
+  # Sec. 5.3, Eq. 3: lr = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5); its peak,
+  # d_model^-0.5 * warmup^-0.5, is our learning_rate with the 'rsqrt' schedule.
+  c.optimizer = dict(name='adam', learning_rate=D_MODEL ** -0.5 * WARMUP ** -0.5,
+                     b1=0.9, b2=0.98, eps=1e-9,          # Sec. 5.3
+                     weight_decay=0.0, schedule='rsqrt', warmup_steps=WARMUP,
+                     grad_clip_norm=0.0)
+  c.decode = dict(beam_size=4, alpha=0.6, max_len=256)  # Sec. 6.1: beam 4, alpha 0.6
+  mesh_and_rules(c)
+  return c
