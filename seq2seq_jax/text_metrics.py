@@ -3,9 +3,17 @@ from typing import Sequence
 
 
 def edit_distance(a: Sequence, b: Sequence) -> int:
-  """Levenshtein distance (unit insert / delete / substitute costs)."""
+  """Levenshtein distance with unit insert / delete / substitute costs.
+
+  Args:
+    a: a sequence of comparable items (phonemes, characters, tokens).
+    b: another such sequence.
+
+  Returns:
+    The minimum number of edits turning a into b.
+  """
   if len(a) < len(b):
-    a, b = b, a
+    a, b = b, a  # the DP row runs over the shorter sequence
   prev = list(range(len(b) + 1))
   for i, x in enumerate(a, 1):
     cur = [i]
@@ -19,6 +27,10 @@ def g2p_scores(hyps: Sequence[Sequence[str]],
                refs: Sequence[Sequence[Sequence[str]]]) -> dict[str, float]:
   """Phoneme and word error rates in percent, over words with several references.
 
+  Many words have several accepted pronunciations (READ: R IY1 D / R EH1 D), so a word is
+  right if it matches any of them and its phoneme errors count against the closest one,
+  the usual convention for multi-pronunciation G2P scoring.
+
   PER = sum of edit distances to each word's closest reference / sum of those references'
   lengths (ties go to the shorter reference). WER = share of words whose hypothesis matches
   no reference exactly.
@@ -28,16 +40,18 @@ def g2p_scores(hyps: Sequence[Sequence[str]],
     refs: per word, its reference phoneme lists (at least one).
 
   Returns:
-    {'per': ..., 'wer': ...} in percent.
+    {'per': ..., 'wer': ...} in percent (0 for no words).
   """
   if len(hyps) != len(refs):
     raise ValueError(f'{len(hyps)} hypotheses for {len(refs)} reference sets')
   errors = length = wrong = 0
-  for hyp, rs in zip(hyps, refs):
+  for n, (hyp, rs) in enumerate(zip(hyps, refs)):
+    if not rs:
+      raise ValueError(f'word {n} has no reference')
     hyp = list(hyp)
-    dist, ref_len = min((edit_distance(hyp, list(r)), len(r)) for r in rs)
+    rs = [list(r) for r in rs]
+    dist, ref_len = min((edit_distance(hyp, r), len(r)) for r in rs)
     errors += dist
     length += ref_len
-    wrong += not any(hyp == list(r) for r in rs)
-  n = max(len(hyps), 1)
-  return {'per': 100.0 * errors / max(length, 1), 'wer': 100.0 * wrong / n}
+    wrong += dist > 0  # distance 0 to the closest reference <=> an exact match
+  return {'per': 100.0 * errors / max(length, 1), 'wer': 100.0 * wrong / max(len(hyps), 1)}

