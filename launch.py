@@ -119,6 +119,9 @@ def main(argv: list[str]) -> None:
     _fail(str(e))
   except KeyboardInterrupt:
     _fail('interrupted')
+  except BrokenPipeError:  # e.g. `... | head`: the reader left; not an error of ours
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(0)
 
 
 if __name__ == '__main__':

@@ -25,7 +25,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       attention='general',         # Luong et al. 2015, Eq. 8; try none/bahdanau/dot/concat
       input_feeding=True,
       readout='linear',
-      bridge='none',
+      bridge='dense',              # decoder starts from tanh(W h_1 backward) (Bahdanau et al.)
       tie_output=False)
   c.label_smoothing = 0.1
   c.optimizer.update(name='adam', learning_rate=2e-3, b2=0.999, eps=1e-8, schedule='cosine',

@@ -48,6 +48,8 @@ def point_name(index: int, point: dict[str, Any]) -> str:
 def point_command(spec: str, base: Sequence[tuple[str, str]], point: dict[str, Any],
                   workdir: str) -> list[str]:
   """The launch.py command line that trains one point."""
+  path, sep, arg = spec.partition(':')
+  spec = os.path.abspath(path) + sep + arg  # runnable from any directory
   cmd = [sys.executable, _LAUNCH, f'--config={spec}', f'--workdir={workdir}']
   cmd += [f'--config.{k}={v}' for k, v in base]
   cmd += [f'--config.{k}={_value_text(v)}' for k, v in point.items()]
