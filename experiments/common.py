@@ -1,4 +1,4 @@
-"""Settings every translation experiment shares (imported by the experiment files)."""
+"""Settings experiments share (imported by the experiment files)."""
 import ml_collections
 
 
@@ -31,6 +31,7 @@ def translation_data(**overrides) -> dict:
 
 
 def mesh_and_rules(c: ml_collections.ConfigDict) -> None:
+  """Data parallelism by default; the rules say where each logical axis may be split."""
   c.mesh = dict(data=-1, fsdp=1, tensor=1)
   c.logical_axis_rules = (
       ('batch', ('data', 'fsdp')),

@@ -9,6 +9,8 @@ Vaswani et al. 2017 encoder-decoder, small enough to train on a 2-core CPU in un
 """
 import ml_collections
 
+from common import mesh_and_rules
+
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -58,18 +60,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.decode = dict(beam_size=4, alpha=0.6, max_len=36)
 
   # Parallelism: mesh sizes (-1 = the remaining devices) and logical -> mesh axis rules.
-  c.mesh = dict(data=-1, fsdp=1, tensor=1)
-  c.logical_axis_rules = (
-      ('batch', ('data', 'fsdp')),
-      ('vocab', 'tensor'),
-      ('mlp', 'tensor'),
-      ('heads', 'tensor'),
-      ('hidden', 'tensor'),
-      ('gates', None),
-      ('kv', None),
-      ('length', None),
-      ('embed', 'fsdp'),
-  )
+  mesh_and_rules(c)
 
   if arg == 'smoke':  # seconds on a CPU: checks the whole path, learns little
     c.batch_size = 32
