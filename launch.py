@@ -112,7 +112,8 @@ def main(argv: list[str]) -> None:
     elif mode == 'eval':
       train.evaluate(config, _WORKDIR.value)
     elif mode == 'predict':
-      for line in train.predict(config, _WORKDIR.value, sys.stdin):
+      for line in train.predict(config, _WORKDIR.value, sys.stdin,
+                                interactive=sys.stdin.isatty()):
         sys.stdout.write(line + '\n')
         sys.stdout.flush()
   except UserError as e:

@@ -408,10 +408,15 @@ def evaluate(config, workdir: str) -> list[dict]:
   return rows
 
 
-def predict(config, workdir: str, lines: Iterable[str]) -> Iterator[str]:
-  """Yields one output line per input line, in input order (empty in, empty out)."""
+def predict(config, workdir: str, lines: Iterable[str],
+            interactive: bool = False) -> Iterator[str]:
+  """Yields one output line per input line, in input order (empty in, empty out).
+
+  Lines are decoded in batches of data.eval_batch_size for speed; interactive=True (a
+  terminal on stdin) answers every line as soon as it is read.
+  """
   run, state = _restore_for_inference(config, workdir)
-  chunk = max(int(config.data.eval_batch_size), 1)
+  chunk = 1 if interactive else max(int(config.data.eval_batch_size), 1)
   warned = False
   buf: list[str] = []
 
