@@ -110,7 +110,14 @@ def main() -> None:
   p.add_argument('--warmup', type=int, default=3)
   p.add_argument('--sweep_lengths', default='', help='comma-separated lengths (src = tgt)')
   p.add_argument('--sweep_batches', default='', help='comma-separated batch sizes')
+  p.add_argument('--dropout', type=float, default=None, help='override the dropout rate')
+  p.add_argument('--prng', default='', help="jax_default_prng_impl, e.g. 'rbg'")
   a = p.parse_args()
+  if a.dropout is not None:
+    for m in MODELS.values():
+      m['dropout_rate'] = a.dropout
+  if a.prng:
+    jax.config.update('jax_default_prng_impl', a.prng)
   peak = peak_flops_per_s()
   settings = [(a.batch, a.src_len, a.tgt_len)]
   if a.sweep_lengths:

@@ -32,10 +32,6 @@ def _tile(cache: Any, k: int) -> Any:
   return jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), cache)
 
 
-def _gather(cache: Any, rows: jax.Array) -> Any:
-  return jax.tree.map(lambda x: jnp.take(x, rows, axis=0), cache)
-
-
 @functools.partial(jax.jit, static_argnums=(0,), static_argnames=(
     'batch_size', 'beam_size', 'max_len', 'bos_id', 'eos_id', 'alpha'))
 def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int,
@@ -73,7 +69,12 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
   def body(s):
     i, live_seqs, live_lp, fin_seqs, fin_scores, c = s
     last = jnp.where(i == 0, bos_id, live_seqs[:, :, jnp.maximum(i - 1, 0)]).reshape(b * k)
+    old_leaves = jax.tree.leaves(c)
     logits, c = tokens_to_logits(last.astype(jnp.int32), c)
+    # A leaf the callback hands back untouched (e.g. the encoder's cross-attention K/V) still
+    # holds its tiled initial value, identical across the beams of an item, so reordering
+    # beams cannot change it: skip its (large) gather.
+    changed = [new is not old for new, old in zip(jax.tree.leaves(c), old_leaves)]
     logp = _log_probs(logits, bos_id).reshape(b, k, -1)
     vocab = logp.shape[-1]
     cand = (live_lp[:, :, None] + logp).reshape(b, k * vocab)
@@ -97,7 +98,9 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
     live_lp, top = lax.top_k(live_cand, k)
     live_seqs = jnp.take_along_axis(seqs, top[:, :, None], axis=1)
     rows = (jnp.arange(b)[:, None] * k + jnp.take_along_axis(src_beam, top, axis=1)).reshape(-1)
-    c = _gather(c, rows)
+    leaves, treedef = jax.tree.flatten(c)
+    c = jax.tree.unflatten(treedef, [jnp.take(x, rows, axis=0) if ch else x
+                                     for x, ch in zip(leaves, changed)])
     return i + 1, live_seqs, live_lp, fin_seqs, fin_scores, c
 
   init_lp = jnp.tile(jnp.array([0.0] + [-jnp.inf] * (k - 1), jnp.float32), (b, 1))

@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import layers
@@ -52,9 +53,11 @@ class SelfAttention(nn.Module):
   def step(self, x, k_cache, v_cache, index):
     """One new position per row: x [B, 1, E], caches [B, M, H, D], index [B]."""
     q, k, v = self._project(x)
-    rows = jnp.arange(x.shape[0])
-    k_cache = k_cache.at[rows, index].set(k[:, 0].astype(k_cache.dtype))
-    v_cache = v_cache.at[rows, index].set(v[:, 0].astype(v_cache.dtype))
+    # Every row of a decode batch is at the same position (decode_step advances them
+    # together), so one dynamic-update-slice writes the step in place, unlike a scatter.
+    pos = index[0]
+    k_cache = lax.dynamic_update_slice_in_dim(k_cache, k.astype(k_cache.dtype), pos, axis=1)
+    v_cache = lax.dynamic_update_slice_in_dim(v_cache, v.astype(v_cache.dtype), pos, axis=1)
     keep = jnp.arange(k_cache.shape[1])[None, :] <= index[:, None]       # [B, M]
     bias = layers.mask_bias(keep[:, None, :])                              # [B, 1, 1, M]
     out = layers.attention(q, k_cache.astype(q.dtype), v_cache.astype(q.dtype), bias)
