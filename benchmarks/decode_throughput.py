@@ -1,106 +1,154 @@
 r"""Decoding throughput of seq2seq_jax's beam search, and of Hugging Face generate() beside it.
 
 The fixed model: a Transformer with embedding 256, 4 heads, MLP 1024, 3 + 3 layers,
-vocabulary 64, batch 64, source length 32 and exactly 32 output tokens. Exactly 32 tokens are
-forced by giving EOS a large negative bias (ours: eos_id is a token the model never picks;
-Hugging Face: min_new_tokens = max_new_tokens = 32), so both sides do the same work.
+vocabulary 64, batch 64, source length 32, random parameters, and exactly 32 output tokens
+per hypothesis, so both sides do the same work:
+  - seq2seq_jax: eos_id=64, an id outside the 64-token vocabulary. No hypothesis can end,
+    so every search runs all 32 steps (early stopping never fires); checked on the output.
+  - transformers: min_new_tokens = max_new_tokens = 32 (EOS is masked until step 32).
+The Hugging Face model is BART-shaped (d_model 256, 4 heads, FFN 1024, 3 + 3 layers,
+vocabulary 64); BART normalises after each block where ours normalises before, which costs
+the same.
 
-  python benchmarks/decode_throughput.py                 # seq2seq_jax, beam 1 and 4
-  python benchmarks/decode_throughput.py --hf            # + transformers (PyTorch, CPU)
+Threads: --threads 1 (the default) runs both single-threaded (XLA:
+--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1; torch.set_num_threads(1));
+--threads 0 leaves both at their defaults (all cores). Each line reports `cpu_util`, CPU
+seconds per wall second while timing, to show the threads really used.
 
-The --hf side needs `pip install -r benchmarks/requirements.txt`. Prints one JSON line per
-(implementation, beam size) with beam_size, sentences_per_s and tokens_per_s.
+  python benchmarks/decode_throughput.py                   # seq2seq_jax, beam 1 and 4
+  python benchmarks/decode_throughput.py --hf --greedy     # + transformers, + greedy_search
+
+--hf needs `pip install -r benchmarks/requirements.txt`. Prints one JSON line per
+(implementation, search, beam size) with beam_size, sentences_per_s and tokens_per_s, the
+median over --repeats timed runs after two warm-up runs (the first compiles). tokens_per_s
+counts the returned sentences' tokens (64 x 32 per batch), not every beam's.
 """
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import flax.linen as nn  # pylint: disable=g-import-not-at-top
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from seq2seq_jax import decoding
-from seq2seq_jax.models import build_model
 
 VOCAB, BATCH, SRC_LEN, OUT_LEN = 64, 64, 32, 32
 MODEL = dict(name='transformer', emb_dim=256, num_heads=4, mlp_dim=1024, num_encoder_layers=3,
              num_decoder_layers=3, dropout_rate=0.0, share_embeddings=True, tie_output=True,
              max_len=64)
+BOS_ID = 1
+NEVER_EOS = VOCAB  # outside the vocabulary: never generated, so all OUT_LEN steps run
 
 
-def bench_jax(beam_size: int, repeats: int) -> dict:
+def _timed(fn, repeats: int) -> tuple[float, float]:
+  """Median wall seconds of `repeats` calls of fn(), and CPU seconds per wall second."""
+  walls, cpu0, wall0 = [], time.process_time(), time.perf_counter()
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    walls.append(time.perf_counter() - t)
+  return statistics.median(walls), (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+
+
+def _line(impl: str, search: str, beam_size: int, seconds: float, cpu_util: float,
+          **extra) -> dict:
+  return {'impl': impl, 'search': search, 'beam_size': beam_size,
+          'sentences_per_s': round(BATCH / seconds, 2),
+          'tokens_per_s': round(BATCH * OUT_LEN / seconds, 1),
+          'seconds_per_batch': round(seconds, 4), 'cpu_util': round(cpu_util, 2), **extra}
+
+
+def bench_jax(search: str, beam_size: int, repeats: int) -> dict:
+  """Times seq2seq_jax's beam_search (or greedy_search) over the model's decode_step."""
+  # Imported here so main() can set XLA_FLAGS first.
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax import decoding  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.models import build_model  # pylint: disable=g-import-not-at-top
+
   model = build_model(MODEL, VOCAB, VOCAB)
   rng = np.random.default_rng(0)
   inputs = jnp.asarray(rng.integers(4, VOCAB, (BATCH, SRC_LEN)), jnp.int32)
   params = nn.unbox(model.init(jax.random.key(0), {'inputs': inputs, 'decoder_inputs': inputs},
                                train=False)['params'])
-  never = VOCAB  # an id outside the vocabulary: never generated, so all 32 steps run
 
   @jax.jit
   def decode(params, inputs):
     cache = model.apply({'params': params}, inputs, OUT_LEN, method='init_cache')
     fn = lambda t, c: model.apply({'params': params}, t, c, method='decode_step')
-    if beam_size == 1:
-      return decoding.greedy_search(fn, cache, batch_size=BATCH, max_len=OUT_LEN, bos_id=1,
-                                    eos_id=never)[0]
+    if search == 'greedy':
+      return decoding.greedy_search(fn, cache, batch_size=BATCH, max_len=OUT_LEN,
+                                    bos_id=BOS_ID, eos_id=NEVER_EOS)[0]
     return decoding.beam_search(fn, cache, batch_size=BATCH, beam_size=beam_size,
-                                max_len=OUT_LEN, bos_id=1, eos_id=never, alpha=0.6)[0]
+                                max_len=OUT_LEN, bos_id=BOS_ID, eos_id=NEVER_EOS, alpha=0.6)[0]
 
   t = time.perf_counter()
-  out = decode(params, inputs).block_until_ready()
+  out = decode(params, inputs).block_until_ready()  # compile + warm-up
   compile_s = time.perf_counter() - t
-  assert out.shape[-1] == OUT_LEN and bool((out[..., -1] != 0).all())  # really 32 tokens
-  t = time.perf_counter()
-  for _ in range(repeats):
-    out = decode(params, inputs)
-  out.block_until_ready()
-  dt = (time.perf_counter() - t) / repeats
-  return {'impl': 'seq2seq_jax', 'beam_size': beam_size, 'sentences_per_s': BATCH / dt,
-          'tokens_per_s': BATCH * OUT_LEN / dt, 'seconds_per_batch': dt, 'compile_s': compile_s,
-          'backend': jax.default_backend()}
+  if not bool((out[..., -1] != 0).all()):
+    raise RuntimeError('a hypothesis ended before 32 tokens')
+  decode(params, inputs).block_until_ready()  # second warm-up
+  seconds, util = _timed(lambda: decode(params, inputs).block_until_ready(), repeats)
+  return _line('seq2seq_jax', search, beam_size, seconds, util,
+               compile_s=round(compile_s, 2), backend=jax.default_backend())
 
 
 def bench_hf(beam_size: int, repeats: int) -> dict:
+  """Times transformers' generate(num_beams=beam_size) on a BART of the same size."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
-  from transformers import BartConfig, BartForConditionalGeneration  # pylint: disable=g-import-not-at-top
-  cfg = BartConfig(vocab_size=VOCAB, d_model=256, encoder_attention_heads=4,
-                   decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024,
-                   encoder_layers=3, decoder_layers=3, max_position_embeddings=128,
-                   pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
-                   forced_bos_token_id=None, forced_eos_token_id=None, dropout=0.0)
-  model = BartForConditionalGeneration(cfg).eval()
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  torch.manual_seed(0)
+  cfg = transformers.BartConfig(
+      vocab_size=VOCAB, d_model=256, encoder_attention_heads=4, decoder_attention_heads=4,
+      encoder_ffn_dim=1024, decoder_ffn_dim=1024, encoder_layers=3, decoder_layers=3,
+      max_position_embeddings=128, pad_token_id=0, bos_token_id=BOS_ID, eos_token_id=2,
+      decoder_start_token_id=BOS_ID, forced_bos_token_id=None, forced_eos_token_id=None,
+      dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+  model = transformers.BartForConditionalGeneration(cfg).eval()
   rng = np.random.default_rng(0)
   inputs = torch.tensor(rng.integers(4, VOCAB, (BATCH, SRC_LEN)), dtype=torch.long)
   kwargs = dict(num_beams=beam_size, do_sample=False, max_new_tokens=OUT_LEN,
-                min_new_tokens=OUT_LEN, early_stopping=False, length_penalty=0.6,
-                use_cache=True)
+                min_new_tokens=OUT_LEN, no_repeat_ngram_size=0, use_cache=True)
+  if beam_size > 1:  # beam-only flags (generate() warns about them otherwise)
+    kwargs.update(early_stopping=False, length_penalty=0.6)
   with torch.inference_mode():
     out = model.generate(inputs, **kwargs)  # warm-up
-    t = time.perf_counter()
-    for _ in range(repeats):
-      out = model.generate(inputs, **kwargs)
-    dt = (time.perf_counter() - t) / repeats
-  generated = out.shape[1] - 1  # minus the decoder start token
-  return {'impl': 'transformers.generate', 'beam_size': beam_size,
-          'sentences_per_s': BATCH / dt, 'tokens_per_s': BATCH * generated / dt,
-          'seconds_per_batch': dt, 'torch_threads': torch.get_num_threads(),
-          'torch': torch.__version__}
+    model.generate(inputs, **kwargs)
+    seconds, util = _timed(lambda: model.generate(inputs, **kwargs), repeats)
+  if out.shape[1] - 1 != OUT_LEN:  # minus the decoder start token
+    raise RuntimeError(f'generate() made {out.shape[1] - 1} tokens, not {OUT_LEN}')
+  return _line('transformers.generate', 'greedy' if beam_size == 1 else 'beam', beam_size,
+               seconds, util, torch_threads=torch.get_num_threads(), torch=torch.__version__,
+               transformers=transformers.__version__)
 
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--beams', default='1,4')
-  p.add_argument('--repeats', type=int, default=3)
+  p.add_argument('--beams', default='1,4', help='comma-separated beam sizes')
+  p.add_argument('--repeats', type=int, default=5, help='timed runs (median reported)')
+  p.add_argument('--threads', type=int, default=1, choices=(0, 1),
+                 help='1: both single-threaded; 0: both at their defaults (all cores)')
+  p.add_argument('--greedy', action='store_true', help='also time greedy_search (beam 1)')
   p.add_argument('--hf', action='store_true', help='also time Hugging Face generate()')
   a = p.parse_args()
+  os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+  if a.threads == 1:
+    # Must be set before jax is imported (bench_jax imports it).
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_cpu_multi_thread_eigen'
+                               '=false intra_op_parallelism_threads=1').strip()
+  if a.hf:
+    import torch  # pylint: disable=g-import-not-at-top
+    if a.threads == 1:
+      torch.set_num_threads(1)
+      torch.set_num_interop_threads(1)
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   for beam in (int(b) for b in a.beams.split(',')):
-    print(json.dumps(bench_jax(beam, a.repeats)), flush=True)
+    print(json.dumps(bench_jax('beam', beam, a.repeats)), flush=True)
+    if beam == 1 and a.greedy:
+      print(json.dumps(bench_jax('greedy', 1, a.repeats)), flush=True)
     if a.hf:
       print(json.dumps(bench_hf(beam, a.repeats)), flush=True)
 

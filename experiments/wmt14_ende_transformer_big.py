@@ -16,5 +16,5 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                  dropout_rate=0.3)         # Table 3: P_drop 0.3 (0.1 for en-fr, Sec. 6.1)
   c.train_steps = 300_000                  # Sec. 5.2: big models, 300,000 steps
   c.optimizer.learning_rate = D_MODEL ** -0.5 * base.WARMUP ** -0.5  # Eq. 3 peak
-  c.keep_checkpoints = 20                  # Sec. 6.1 averages the last 20 checkpoints
+  c.keep_checkpoints = 20                  # Sec. 6.1 averages the last 20 (not done here)
   return c

@@ -2,7 +2,8 @@ r"""Sutskever, Vinyals & Le 2014, "Sequence to Sequence Learning with Neural Net
 
 WMT'14 English->French, deep LSTM without attention, reversed source. Needs the prepared
 TFDS dataset wmt14_translate/fr-en.
-  python launch.py --config=experiments/wmt14_enfr_sutskever.py --mode=info   # ~384M params
+  python launch.py --config=experiments/wmt14_enfr_sutskever.py --mode=info   # 384,112,000
+(Sec. 3.4: "384M parameters"; their Graves-2013 LSTM adds 24k peephole weights.)
 """
 import ml_collections
 

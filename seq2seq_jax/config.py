@@ -13,6 +13,9 @@ import ml_collections
 
 from seq2seq_jax.errors import UserError
 
+EXPERIMENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               'experiments')
+
 REQUIRED = {'seed': int, 'batch_size': int, 'train_steps': int, 'log_every_steps': int,
             'eval_every_steps': int, 'checkpoint_every_steps': int}
 
@@ -24,10 +27,11 @@ def load_module(path: str):
   name = 'experiment_' + os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
-  # Experiment files may import their neighbours (a baseline, experiments/common.py).
-  folder = os.path.dirname(os.path.abspath(path))
-  if folder not in sys.path:
-    sys.path.insert(0, folder)
+  # Experiment files may import their neighbours (a baseline) and experiments/common.py,
+  # also from a config file kept outside this repository.
+  for folder in (EXPERIMENTS_DIR, os.path.dirname(os.path.abspath(path))):
+    if folder not in sys.path:
+      sys.path.insert(0, folder)
   try:
     spec.loader.exec_module(module)
   except Exception as e:  # pylint: disable=broad-except

@@ -2,9 +2,23 @@
 
 All three drive a model through one callback,
   tokens_to_logits(last_tokens int32 [N], cache) -> (logits [N, vocab], new_cache),
-where every array leaf of `cache` has leading dimension N. Outputs never include BOS,
-include EOS where a hypothesis ends, and are padded with 0 after it. Scores are summed
-log-probabilities under the model's full softmax; PAD (0) and BOS are never generated.
+where every array leaf of `cache` has leading dimension N (N = batch * beam for beam search,
+item-major: all beams of item 0 first). Outputs never include BOS, include EOS where a
+hypothesis ends, and are padded with 0 after it.
+
+Scores are log-probabilities under the model's softmax over the full vocabulary, except that
+PAD (id 0) and `bos_id` are never generated: their log-probability is forced to -inf after
+the log_softmax (the other tokens keep their log-probabilities, which then sum to slightly less
+than 1). A trained model gives both ~zero mass, since neither ever appears as a target, and
+emitting PAD would end a sequence silently. This is fixed behaviour, not an option.
+
+Only jnp operations act on the batch axis, so every search works unchanged when the cache is
+sharded over devices along it. Beams are reordered within an item by a gather batched over
+items, which the partitioner keeps local; `lax.top_k` however is replicated by XLA (jax 0.10,
+CPU), i.e. each step all-gathers the [batch, beam * vocab] candidate scores. A sort-based
+top-k would stay sharded but is two orders of magnitude slower on CPU at vocab 32k.
+An `eos_id` outside the vocabulary is allowed: it never ends a hypothesis, so every search
+runs exactly `max_len` steps (the decode benchmark uses this).
 """
 import functools
 from typing import Any, Callable
@@ -13,23 +27,35 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from seq2seq_jax.errors import UserError
+
 PAD_ID = 0
 TokensToLogits = Callable[[jax.Array, Any], tuple[jax.Array, Any]]
 
 
-def length_penalty(length: jax.Array, alpha: float) -> jax.Array:
+def length_penalty(length: jax.Array | int, alpha: float) -> jax.Array:
   """GNMT length penalty ((5 + length) / 6) ** alpha (Wu et al. 2016, Eq. 14)."""
-  return ((5.0 + length.astype(jnp.float32)) / 6.0) ** alpha
+  return ((5.0 + jnp.asarray(length, jnp.float32)) / 6.0) ** alpha
 
 
 def _log_probs(logits: jax.Array, bos_id: int) -> jax.Array:
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  # Out-of-range ids are dropped by the scatter, so a bos_id beyond the vocabulary is fine.
   return logp.at[..., PAD_ID].set(-jnp.inf).at[..., bos_id].set(-jnp.inf)
 
 
-def _tile(cache: Any, k: int) -> Any:
-  """[B, ...] -> [B * k, ...], item-major (all beams of item 0 first)."""
-  return jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), cache)
+def _gather_beams(x: jax.Array, beam_idx: jax.Array) -> jax.Array:
+  """x [B, K, ...], beam_idx int [B, J] -> [B, J, ...]: x[b, beam_idx[b, j]].
+
+  A gather batched over items: with B sharded over devices each device only reads its own
+  rows, so reordering beams needs no communication.
+  """
+  return jax.vmap(lambda xb, ib: xb[ib])(x, beam_idx)
+
+
+def _check(condition: bool, message: str) -> None:
+  if not condition:
+    raise UserError(message)
 
 
 @functools.partial(jax.jit, static_argnums=(0,), static_argnames=(
@@ -39,38 +65,57 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
                 alpha: float = 0.6) -> tuple[jax.Array, jax.Array]:
   """Beam search with the GNMT length penalty and exact early stopping.
 
+  Keeps two sets per item, as in flax examples/wmt: k = `beam_size` live hypotheses (no
+  EOS yet) and the k best finished ones. At each step the k most probable extensions of
+  the live hypotheses form the beam; those that end in EOS become finished candidates, and
+  the live set is refilled with the next most probable non-EOS extensions so that k stay
+  live (the 2k-candidate scheme of tensor2tensor/flax). At step `max_len` the live set is
+  finished too (length max_len, no EOS). With beam_size=1 and alpha=0 this is exactly
+  greedy search; with beam_size >= the number of possible hypotheses it is exhaustive.
+
   Args:
     tokens_to_logits: the model callback (see module docstring); called with
       batch_size * beam_size rows, item-major.
-    cache: pytree of arrays with leading dim batch_size; tiled to batch * beam here.
+    cache: pytree of arrays with leading dim batch_size; tiled to batch * beam here and
+      reordered along dim 0 as beams are reselected.
     batch_size: number of items.
-    beam_size: hypotheses kept per item.
-    max_len: maximum output length (tokens, EOS included).
+    beam_size: hypotheses kept per item (live and finished each).
+    max_len: maximum output length in tokens, EOS included.
     bos_id: the first input token.
     eos_id: the end token.
-    alpha: length-penalty exponent; 0 ranks by plain log-probability.
+    alpha: length-penalty exponent (>= 0); 0 ranks by plain log-probability.
 
   Returns:
-    (sequences int32 [batch, beam, max_len], scores float32 [batch, beam]), best first.
-    A hypothesis that reaches max_len without EOS is scored like a finished one.
+    (sequences int32 [batch, beam, max_len], scores float32 [batch, beam]), best first;
+    score = summed log-probs / length_penalty(length incl. EOS, alpha). Slots for which no
+    hypothesis exists (tiny vocabularies) have score -inf and an all-zero sequence.
+
+  Raises:
+    UserError: beam_size or max_len below 1, or alpha < 0.
   """
+  _check(beam_size >= 1, f'beam_size must be >= 1, got {beam_size}')
+  _check(max_len >= 1, f'max_len must be >= 1, got {max_len}')
+  # The early-stopping bound below is only valid for a penalty that grows with length.
+  _check(alpha >= 0, f'alpha must be >= 0, got {alpha}')
   b, k = batch_size, beam_size
   neg_inf = jnp.float32(-jnp.inf)
-  best_possible_lp = length_penalty(jnp.int32(max_len), alpha)
+  max_len_lp = length_penalty(max_len, alpha)
 
   def cond(s):
     i, _, live_lp, _, fin_scores, _ = s
-    # Log-probs only fall as a hypothesis grows and the penalty divisor is largest at
-    # max_len, so live_lp / lp(max_len) bounds every score a live beam can still reach.
-    bound = live_lp[:, 0] / best_possible_lp
+    # A live hypothesis with log-prob x <= 0 can only reach log-probs y <= x, at a length L
+    # <= max_len, so its final score y / lp(L) <= x / lp(L) <= x / lp(max_len) (alpha >= 0
+    # makes lp increasing and >= 1). Once no item's best live beam can reach that item's
+    # k-th best finished score, further steps cannot change the result: stop.
+    bound = live_lp[:, 0] / max_len_lp
     done = jnp.all(fin_scores[:, -1] >= bound)
     return (i < max_len) & ~done
 
   def body(s):
     i, live_seqs, live_lp, fin_seqs, fin_scores, c = s
-    last = jnp.where(i == 0, bos_id, live_seqs[:, :, jnp.maximum(i - 1, 0)]).reshape(b * k)
+    last = jnp.where(i == 0, bos_id, live_seqs[:, :, jnp.maximum(i - 1, 0)])
     old_leaves = jax.tree.leaves(c)
-    logits, c = tokens_to_logits(last.astype(jnp.int32), c)
+    logits, c = tokens_to_logits(last.reshape(b * k).astype(jnp.int32), c)
     # A leaf the callback hands back untouched (e.g. the encoder's cross-attention K/V) still
     # holds its tiled initial value, identical across the beams of an item, so reordering
     # beams cannot change it: skip its (large) gather.
@@ -78,48 +123,54 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
     logp = _log_probs(logits, bos_id).reshape(b, k, -1)
     vocab = logp.shape[-1]
     cand = (live_lp[:, :, None] + logp).reshape(b, k * vocab)
-    # 2k candidates: even if k of them end here, k can stay live.
+    # At most k of the 2k best are EOS extensions (one per live beam), so at least k are not.
     n = min(2 * k, k * vocab)
-    cand_lp, cand_idx = lax.top_k(cand, n)
-    src_beam, token = cand_idx // vocab, cand_idx % vocab
-    seqs = jnp.take_along_axis(live_seqs, src_beam[:, :, None], axis=1)
-    seqs = lax.dynamic_update_slice_in_dim(seqs, token[:, :, None].astype(jnp.int32), i, axis=2)
-    ends = (token == eos_id) | (i + 1 == max_len)
+    top_lp, idx = lax.top_k(cand, n)
+    src_beam, token = idx // vocab, idx % vocab
+    seqs = lax.dynamic_update_slice_in_dim(
+        _gather_beams(live_seqs, src_beam), token[:, :, None].astype(jnp.int32), i, axis=2)
+    is_eos = token == eos_id
 
-    # Finished: merge the new endings into the k best so far.
-    new_scores = jnp.where(ends, cand_lp / length_penalty(i + 1, alpha), neg_inf)
-    all_scores = jnp.concatenate([fin_scores, new_scores], axis=1)
-    all_seqs = jnp.concatenate([fin_seqs, seqs], axis=1)
+    # Finished candidates: EOS extensions among the k best, length i + 1.
+    in_beam = jnp.arange(n) < k
+    eos_scores = jnp.where(is_eos & in_beam, top_lp / length_penalty(i + 1, alpha), neg_inf)
+    # Live: the k best that did not end (top_k keeps the order, so these are the first k).
+    live_lp, keep = lax.top_k(jnp.where(is_eos, neg_inf, top_lp), k)
+    live_seqs = _gather_beams(seqs, keep)
+    src_beam = jnp.take_along_axis(src_beam, keep, axis=1)
+
+    # Merge into the k best finished; at max_len the live set counts as finished too.
+    last_step = i + 1 == max_len
+    all_scores = jnp.concatenate([
+        fin_scores, eos_scores, jnp.where(last_step, live_lp / max_len_lp, neg_inf)], axis=1)
     fin_scores, top = lax.top_k(all_scores, k)
-    fin_seqs = jnp.take_along_axis(all_seqs, top[:, :, None], axis=1)
+    fin_seqs = _gather_beams(jnp.concatenate([fin_seqs, seqs, live_seqs], axis=1), top)
 
-    # Live: the k best that did not end.
-    live_cand = jnp.where(ends, neg_inf, cand_lp)
-    live_lp, top = lax.top_k(live_cand, k)
-    live_seqs = jnp.take_along_axis(seqs, top[:, :, None], axis=1)
-    rows = (jnp.arange(b)[:, None] * k + jnp.take_along_axis(src_beam, top, axis=1)).reshape(-1)
+    def reorder(x):
+      x = x.reshape(b, k, *x.shape[1:])
+      return _gather_beams(x, src_beam).reshape(b * k, *x.shape[2:])
     leaves, treedef = jax.tree.flatten(c)
-    c = jax.tree.unflatten(treedef, [jnp.take(x, rows, axis=0) if ch else x
-                                     for x, ch in zip(leaves, changed)])
+    c = jax.tree.unflatten(treedef, [reorder(x) if ch else x for x, ch in zip(leaves, changed)])
     return i + 1, live_seqs, live_lp, fin_seqs, fin_scores, c
 
+  # Only beam 0 starts live, so the first step does not pick k copies of one hypothesis.
   init_lp = jnp.tile(jnp.array([0.0] + [-jnp.inf] * (k - 1), jnp.float32), (b, 1))
   zeros = jnp.zeros((b, k, max_len), jnp.int32)
-  state = (jnp.int32(0), zeros, init_lp, zeros, jnp.full((b, k), neg_inf), _tile(cache, k))
+  tiled = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), cache)      # item-major
+  state = (jnp.int32(0), zeros, init_lp, zeros, jnp.full((b, k), neg_inf), tiled)
   _, _, _, fin_seqs, fin_scores, _ = lax.while_loop(cond, body, state)
-  # Empty slots (fewer than k hypotheses exist) come back as all-zero sequences.
-  fin_seqs = jnp.where(jnp.isfinite(fin_scores)[:, :, None], _zero_after_eos(fin_seqs, eos_id), 0)
+  # Empty slots may hold a -inf candidate's tokens: blank them.
+  fin_seqs = jnp.where(jnp.isfinite(fin_scores)[:, :, None], fin_seqs, 0)
   return fin_seqs, fin_scores
 
 
-def _zero_after_eos(seqs: jax.Array, eos_id: int) -> jax.Array:
-  ended_before = jnp.cumsum(seqs == eos_id, axis=-1) - (seqs == eos_id)
-  return jnp.where(ended_before > 0, 0, seqs)
-
-
 def _filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
-  """Keeps the top_k tokens and/or the smallest set with probability >= top_p."""
-  if top_k:
+  """Keeps the top_k tokens and/or the smallest set with probability >= top_p.
+
+  Top-p is nucleus sampling (Holtzman et al. 2020, Eq. 3), applied after top-k. Tokens tied
+  with the last kept one are kept too.
+  """
+  if 0 < top_k < logits.shape[-1]:
     kth = lax.top_k(logits, top_k)[0][..., -1:]
     logits = jnp.where(logits < kth, -jnp.inf, logits)
   if top_p < 1.0:
@@ -127,8 +178,8 @@ def _filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
     probs = jax.nn.softmax(sorted_logits, axis=-1)
     # Keep a token if the mass strictly before it is < top_p (the top token always stays).
     before = jnp.cumsum(probs, axis=-1) - probs
-    cutoff_count = jnp.sum(before < top_p, axis=-1, keepdims=True)
-    threshold = jnp.take_along_axis(sorted_logits, cutoff_count - 1, axis=-1)
+    keep = jnp.sum(before < top_p, axis=-1, keepdims=True)
+    threshold = jnp.take_along_axis(sorted_logits, keep - 1, axis=-1)
     logits = jnp.where(logits < threshold, -jnp.inf, logits)
   return logits
 
@@ -136,6 +187,7 @@ def _filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
 def _sequential(tokens_to_logits, cache, rng, *, batch_size, max_len, bos_id, eos_id,
                 temperature, top_k, top_p):
   """Greedy (temperature 0) or ancestral sampling, one token per row per step."""
+  _check(max_len >= 1, f'max_len must be >= 1, got {max_len}')
 
   def cond(s):
     i, _, _, finished, _, _ = s
@@ -150,9 +202,10 @@ def _sequential(tokens_to_logits, cache, rng, *, batch_size, max_len, bos_id, eo
       token = jnp.argmax(logp, axis=-1)
     else:
       key, sub = jax.random.split(key)
-      scaled = _filter_logits(jnp.where(jnp.isfinite(logp), logp / temperature, -jnp.inf),
-                              top_k, top_p)
+      scaled = _filter_logits(logp / temperature, top_k, top_p)
       token = jax.random.categorical(sub, scaled, axis=-1)
+    # Ended rows still run through the model (the batch is processed as a whole) but
+    # their outputs are PAD and add nothing to the score.
     token = jnp.where(finished, PAD_ID, token).astype(jnp.int32)
     gained = jnp.take_along_axis(logp, token[:, None], axis=-1)[:, 0]
     scores = scores + jnp.where(finished, 0.0, gained)
@@ -169,7 +222,15 @@ def _sequential(tokens_to_logits, cache, rng, *, batch_size, max_len, bos_id, eo
     'batch_size', 'max_len', 'bos_id', 'eos_id'))
 def greedy_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int,
                   max_len: int, bos_id: int, eos_id: int) -> tuple[jax.Array, jax.Array]:
-  """The most probable token at every step.
+  """The most probable token at every step; stops once every row has emitted EOS.
+
+  Args:
+    tokens_to_logits: the model callback (see module docstring), called with batch_size rows.
+    cache: pytree of arrays with leading dim batch_size.
+    batch_size: number of items.
+    max_len: maximum output length in tokens, EOS included.
+    bos_id: the first input token.
+    eos_id: the end token.
 
   Returns:
     (sequences int32 [batch, max_len], scores float32 [batch] = summed log-probs).
@@ -184,14 +245,30 @@ def greedy_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: i
 def sample(tokens_to_logits: TokensToLogits, cache: Any, rng: jax.Array, *, batch_size: int,
            max_len: int, bos_id: int, eos_id: int, temperature: float = 1.0, top_k: int = 0,
            top_p: float = 1.0) -> tuple[jax.Array, jax.Array]:
-  """Ancestral sampling from softmax(logits / temperature), optionally top-k / nucleus.
+  """Ancestral sampling from softmax(logits / temperature), optionally top-k and/or nucleus.
 
-  temperature=0 is greedy search exactly. Scores are the summed log-probabilities of the
-  sampled tokens under the unmodified model distribution.
+  Args:
+    tokens_to_logits: the model callback (see module docstring), called with batch_size rows.
+    cache: pytree of arrays with leading dim batch_size.
+    rng: a PRNG key; one split per step.
+    batch_size: number of items.
+    max_len: maximum output length in tokens, EOS included.
+    bos_id: the first input token.
+    eos_id: the end token.
+    temperature: 0 is greedy search exactly (argmax); otherwise > 0.
+    top_k: sample only among the top_k most probable tokens (0 = all).
+    top_p: then only among the smallest set holding probability >= top_p (1 = all).
 
   Returns:
-    (sequences int32 [batch, max_len], scores float32 [batch]).
+    (sequences int32 [batch, max_len], scores float32 [batch]): scores are the summed
+    log-probabilities of the sampled tokens under the unmodified model distribution.
+
+  Raises:
+    UserError: temperature < 0, top_k < 0 or top_p outside (0, 1].
   """
+  _check(temperature >= 0, f'temperature must be >= 0, got {temperature}')
+  _check(top_k >= 0, f'top_k must be >= 0, got {top_k}')
+  _check(0 < top_p <= 1, f'top_p must be in (0, 1], got {top_p}')
   return _sequential(tokens_to_logits, cache, rng, batch_size=batch_size, max_len=max_len,
                      bos_id=bos_id, eos_id=eos_id, temperature=float(temperature),
                      top_k=int(top_k), top_p=float(top_p))

@@ -1,7 +1,6 @@
-"""Translation: corpora and their error paths, SentencePiece, packing, TFDS, BLEU, end to end."""
-import json
+"""The translation task: config checks, SentencePiece in the workdir, the trainer's data,
+packing versus the model, and BLEU/chrF against sacreBLEU."""
 import os
-import subprocess
 import sys
 
 import flax.linen as nn
@@ -10,13 +9,15 @@ import ml_collections
 import numpy as np
 import pytest
 import sacrebleu
-import tensorflow_datasets as tfds
+from num2words import num2words
 
-from seq2seq_jax.data import corpus, packing, spm
+from seq2seq_jax import bleu
+from seq2seq_jax.data import packing, pipeline
+from seq2seq_jax.data.vocab import EOS_ID
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import build_model
 from seq2seq_jax.steps import cross_entropy
-from seq2seq_jax.tasks import translation
+from seq2seq_jax.tasks import get_task, translation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'experiments'))
@@ -28,176 +29,243 @@ def write(path, lines):
   return str(path)
 
 
-# --- corpora -------------------------------------------------------------------------------
-def test_aligned_files_and_tsv_read(tmp_path):
-  s = write(tmp_path / 's.txt', ['hello world', 'good night'])
-  t = write(tmp_path / 't.txt', ['hallo welt', 'gute nacht'])
-  assert corpus.read_aligned_files(s, t).pairs == [('hello world', 'hallo welt'),
-                                                   ('good night', 'gute nacht')]
-  tsv = write(tmp_path / 'c.tsv', ['a b\tc d', 'e\tf'])
-  assert corpus.read_tsv(tsv).pairs == [('a b', 'c d'), ('e', 'f')]
+@pytest.fixture(scope='module')
+def corpus_files(tmp_path_factory):
+  """Aligned English/German number words: train, validation and test file pairs."""
+  d = tmp_path_factory.mktemp('corpus')
+  files = {}
+  for split, numbers in (('train', range(0, 1500, 2)), ('eval', range(1, 80, 2)),
+                         ('test', range(81, 160, 2))):
+    files[split] = (write(d / f'{split}.en', [num2words(n) for n in numbers]),
+                    write(d / f'{split}.de', [num2words(n, lang='de') for n in numbers]))
+  return files
 
 
-@pytest.mark.parametrize('src_lines,tgt_lines,where,skipped', [
-    (['a', '', 'c'], ['x', 'y', 'z'], 's.txt:2', 1),          # empty source line
-    (['a', 'b', 'c'], ['x', '   ', 'z'], 't.txt:2', 1),       # whitespace-only target
-    (['a', 'b', 'c', 'd'], ['x', 'y'], 't.txt:3', 2),         # target file shorter
-])
-def test_bad_pairs_error_names_file_and_line_or_are_skipped(tmp_path, src_lines, tgt_lines,
-                                                             where, skipped):
-  s = write(tmp_path / 's.txt', src_lines)
-  t = write(tmp_path / 't.txt', tgt_lines)
-  with pytest.raises(UserError, match=where.replace('.', r'\.')):
-    corpus.read_aligned_files(s, t, 'error')
-  c = corpus.read_aligned_files(s, t, 'skip')
-  assert c.skipped == skipped
-  assert len(c.pairs) == min(len(src_lines), len(tgt_lines)) - (skipped if len(src_lines) ==
-                                                                  len(tgt_lines) else 0)
-  assert all(a and b for a, b in c.pairs)
+def make_config(corpus_files, **data):
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = 'translation'
+  c.data = translation_data(**{
+      'source': 'files', 'train_files': corpus_files['train'],
+      'eval_files': corpus_files['eval'], 'test_files': corpus_files['test'], 'src_lang': 'en',
+      'tgt_lang': 'de', 'vocab_size': 150, 'max_len': 32, **data})
+  c.model = dict(name='transformer', positions='sinusoidal', max_len=64)
+  return c
 
 
-def test_tsv_with_wrong_columns(tmp_path):
-  tsv = write(tmp_path / 'c.tsv', ['a\tb', 'only one column', 'x\ty\tz', 'c\t'])
-  with pytest.raises(UserError, match=r'c\.tsv:2: expected 2 tab-separated columns, found 1'):
-    corpus.read_tsv(tsv, 'error')
-  c = corpus.read_tsv(tsv, 'skip')
-  assert c.pairs == [('a', 'b')] and c.skipped == 3
-
-
-def test_missing_corpus_file_is_a_user_error(tmp_path):
-  with pytest.raises(UserError, match='corpus file not found'):
-    corpus.read_tsv(str(tmp_path / 'nope.tsv'))
-
-
-# --- sentencepiece ---------------------------------------------------------------------------
-def test_sentencepiece_train_load_round_trip_and_reuse(tmp_path):
-  from num2words import num2words  # pylint: disable=g-import-not-at-top
-  sentences = [num2words(n) for n in range(2000)]
-  path = str(tmp_path / 'spm' / 'shared.model')
-  spm.train_once(lambda: sentences, path, vocab_size=200, model_type='bpe')
-  sp = spm.load(path)
-  assert sp.get_piece_size() <= 200
-  assert (sp.pad_id(), sp.bos_id(), sp.eos_id(), sp.unk_id()) == (0, 1, 2, 3)
-  text = 'three hundred and forty-two'
-  ids = sp.encode(text)
-  assert sp.decode(ids) == text and 0 not in ids
-  mtime = os.path.getmtime(path)
-  calls = []
-  spm.train_once(lambda: calls.append(1) or sentences, path, vocab_size=200)
-  assert not calls and os.path.getmtime(path) == mtime  # reused, not retrained
-  assert spm.load(path).encode(text) == ids
-
-
-# --- packing -----------------------------------------------------------------------------------
-def test_packed_batch_gives_the_same_per_pair_loss_as_unpacked_pairs():
-  rng = np.random.default_rng(0)
-  src = [rng.integers(4, 30, n).astype(np.int32) for n in (3, 5, 2, 4, 6)]
-  tgt = [rng.integers(4, 30, n).astype(np.int32) for n in (4, 2, 5, 3, 2)]
-  batcher = packing.PackedBatcher(src, tgt, batch_size=2, max_len=16, seed=0, shuffle=False)
-  batch = next(batcher.epoch_batches())
-  assert batch['inputs_segmentation'].max() >= 2  # really packed
-  model = build_model(dict(name='transformer', emb_dim=32, num_heads=4, mlp_dim=64,
-                           num_encoder_layers=1, num_decoder_layers=1), 30, 30)
-  params = nn.unbox(model.init(jax.random.key(0), batch, train=False)['params'])
-  logits = model.apply({'params': params}, batch, train=False)
-  for r in range(batch['inputs'].shape[0]):
-    for seg in range(1, int(batch['targets_segmentation'][r].max()) + 1):
-      cols = batch['targets_segmentation'][r] == seg
-      w = cols.astype(np.float32)
-      packed_loss = float(cross_entropy(logits[r:r + 1], batch['targets'][r:r + 1], w[None])[0])
-      # The same pair on its own, unpacked.
-      s_cols = batch['inputs_segmentation'][r] == seg
-      single = {'inputs': batch['inputs'][r][s_cols][None],
-                'decoder_inputs': batch['decoder_inputs'][r][cols][None]}
-      alone = model.apply({'params': params}, single, train=False)
-      alone_loss = float(cross_entropy(alone, batch['targets'][r][cols][None],
-                                       np.ones((1, int(cols.sum())), np.float32))[0])
-      assert packed_loss == pytest.approx(alone_loss, rel=1e-5)
-
-
-def test_packing_is_deterministic_and_drops_overlong_pairs():
-  rng = np.random.default_rng(1)
-  src = [rng.integers(4, 30, rng.integers(1, 10)).astype(np.int32) for _ in range(300)]
-  tgt = [rng.integers(4, 30, rng.integers(1, 10)).astype(np.int32) for _ in range(300)]
-  src.append(np.arange(4, 40, dtype=np.int32))  # too long for max_len 16
-  tgt.append(np.array([5], np.int32))
-  a = packing.PackedBatcher(src, tgt, batch_size=4, max_len=16, seed=3)
-  b = packing.PackedBatcher(src, tgt, batch_size=4, max_len=16, seed=3)
-  assert a.num_dropped == 1
-  for step in (0, 7, a.batches_per_epoch + 1):
-    for k, v in a.get_batch(step).items():
-      np.testing.assert_array_equal(v, b.get_batch(step)[k])
-  assert set(a.get_batch(0)) == set(packing.KEYS)
-  # Packing at least halves the padding of one pair per 16-token row.
-  tokens = sum(len(t) + 1 for t in tgt[:-1])
-  packed_rows = sum(b['targets'].shape[0] for b in a.epoch_batches())
-  assert tokens / (packed_rows * 16) > 1.5 * tokens / (len(tgt[:-1]) * 16)
-
-
-# --- TFDS translation datasets (offline: a local dataset with WMT's feature spec) ------------
-class Wmt14Translate(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Same name, config and features as tfds' wmt14_translate, with a few made-up pairs."""
-  VERSION = tfds.core.Version('1.0.0')
-  BUILDER_CONFIGS = [tfds.core.BuilderConfig(name='de-en')]
-
-  def _info(self):
-    return tfds.core.DatasetInfo(builder=self,
-                                 features=tfds.features.Translation(languages=('de', 'en')),
-                                 supervised_keys=('de', 'en'))
-
-  def _split_generators(self, dl_manager):
-    return {'train': self._generate_examples(4), 'validation': self._generate_examples(2)}
-
-  def _generate_examples(self, n):
-    for i in range(n):
-      yield i, {'de': f'satz nummer {i}', 'en': f'sentence number {i}'}
-
-
-def test_tfds_translation_dataset_read_by_name_in_both_directions(tmp_path):
-  Wmt14Translate(data_dir=str(tmp_path), file_format='array_record').download_and_prepare()
-  c = corpus.read_tfds('wmt14_translate/de-en', 'train', 'en', 'de', str(tmp_path))
-  assert sorted(c.pairs) == [(f'sentence number {i}', f'satz nummer {i}') for i in range(4)]
-  back = corpus.read_tfds('wmt14_translate/de-en', 'validation', 'de', 'en', str(tmp_path))
-  assert sorted(back.pairs) == [(f'satz nummer {i}', f'sentence number {i}') for i in range(2)]
-  with pytest.raises(UserError, match='not'):
-    corpus.read_tfds('wmt14_translate/de-en', 'train', 'en', 'fr', str(tmp_path))
-  with pytest.raises(UserError):
-    corpus.read_tfds('wmt14_translate/de-en', 'train', 'en', 'de', str(tmp_path / 'empty'))
-
-
-def test_task_vocab_sizes_need_no_data():
-  cfg = ml_collections.ConfigDict({'seed': 0, 'data': translation_data(
+# --- config --------------------------------------------------------------------------------------
+def test_vocab_sizes_come_from_the_config_without_data():
+  cfg = ml_collections.ConfigDict({'seed': 0, 'task': 'translation', 'data': translation_data(
       shared_vocab=False, src_vocab_size=160_000, tgt_vocab_size=80_000)})
-  task = translation.Task(cfg)
+  task = get_task(cfg)  # wmt14 is not prepared here: nothing may be read
   assert (task.src_vocab_size, task.tgt_vocab_size) == (160_000, 80_000)
+  assert (task.best_metric, task.best_mode) == ('bleu', 'max')
 
 
-# --- BLEU ----------------------------------------------------------------------------------------
-def test_bleu_and_chrf_equal_sacrebleu():
-  hyps = ['the cat sat on the mat', 'a quick brown dog jumps']
-  refs = [['the cat is on the mat'], ['a fast brown fox jumps']]
-  ours = translation.bleu_chrf(hyps, refs)
-  assert ours['bleu'] == pytest.approx(sacrebleu.corpus_bleu(hyps, [[r[0] for r in refs]]).score)
-  assert ours['chrf'] == pytest.approx(sacrebleu.corpus_chrf(hyps, [[r[0] for r in refs]]).score)
-  assert translation.bleu_chrf(['x y z w'], [['x y z w']])['bleu'] == pytest.approx(100.0)
+@pytest.mark.parametrize('change,message', [
+    (dict(source='csv'), 'data.source must be one of'),
+    (dict(bad_pairs='ignore'), 'bad_pairs'),
+    (dict(spm_model_type='wordpiece'), 'spm_model_type'),
+    (dict(tgt_lang='en'), "both 'en'"),
+    (dict(vocab_size=0), 'data.vocab_size must be set'),
+    (dict(source='num2words', num2words_max=1000, tgt_lang='xx'), 'num2words has no language'),
+])
+def test_config_mistakes_are_user_errors(corpus_files, change, message):
+  cfg = make_config(corpus_files)
+  cfg.data.update(change)
+  with pytest.raises(UserError, match=message):
+    translation.Task(cfg)
 
 
-# --- end to end -----------------------------------------------------------------------------------
-def test_offline_translation_experiment_runs_end_to_end(tmp_path):
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
-             JAX_PLATFORMS='cpu')
-  workdir = str(tmp_path / 'n2w')
-  cmd = [sys.executable, os.path.join(ROOT, 'launch.py'),
-         f'--config={os.path.join(ROOT, "experiments", "num2words_transformer.py")}:smoke',
-         f'--workdir={workdir}']
-  proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert os.path.exists(os.path.join(workdir, 'spm', 'shared.model'))
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    rows = [json.loads(l) for l in f]
-  assert any('eval/bleu' in r and 'eval/chrf' in r for r in rows)
-  assert 'BLEU signature: nrefs:1' in proc.stdout
-  pred = subprocess.run(cmd + ['--mode=predict'], input='twenty-one\n\nseven hundred\n',
-                        capture_output=True, text=True, env=env, timeout=300)
-  assert pred.returncode == 0, pred.stderr[-3000:]
-  assert len(pred.stdout.split('\n')) == 4 and pred.stdout.split('\n')[1] == ''
+def test_missing_key_and_short_learned_positions_are_user_errors(corpus_files):
+  cfg = make_config(corpus_files)
+  del cfg.data['train_files']
+  with pytest.raises(UserError, match='config.data.train_files is missing'):
+    translation.Task(cfg)
+  cfg = make_config(corpus_files)
+  cfg.model.update(positions='learned', max_len=16)
+  with pytest.raises(UserError, match='model.max_len=16 is shorter than the data rows'):
+    translation.Task(cfg)
+
+
+# --- SentencePiece in the workdir ----------------------------------------------------------------
+def test_setup_trains_once_then_reuses_without_reading_data(corpus_files, tmp_path, capsys):
+  cfg = make_config(corpus_files)
+  task = translation.Task(cfg)
+  task.setup(str(tmp_path))
+  model = tmp_path / 'spm' / 'shared.model'
+  assert model.exists() and 'trained' in capsys.readouterr().err
+  mtime = os.path.getmtime(model)
+  text = 'three hundred and forty-two'
+  ids, unknown = task.encode_source(text)
+  assert unknown == 0 and 0 < len(ids) < len(text)
+  # A resumed run or predict mode: same ids, the model is not retrained, and the corpus
+  # is not read (its path now points nowhere).
+  cfg2 = make_config(corpus_files)
+  cfg2.data.train_files = (str(tmp_path / 'gone.en'), str(tmp_path / 'gone.de'))
+  again = translation.Task(cfg2)
+  again.setup(str(tmp_path))
+  assert 'loaded' in capsys.readouterr().err
+  assert os.path.getmtime(model) == mtime
+  np.testing.assert_array_equal(again.encode_source(text)[0], ids)
+  # Shared vocabulary: a source sentence's ids decode as target text.
+  assert again.decode_target(np.concatenate([ids, [EOS_ID, 0, 0]])) == text
+
+
+def test_separate_vocabularies(corpus_files, tmp_path):
+  cfg = make_config(corpus_files, shared_vocab=False, src_vocab_size=100, tgt_vocab_size=130,
+                    spm_model_type='unigram')
+  task = translation.Task(cfg)
+  task.setup(str(tmp_path))
+  src = task._sp_src  # pylint: disable=protected-access
+  tgt = task._sp_tgt  # pylint: disable=protected-access
+  assert src.get_piece_size() <= 100 and tgt.get_piece_size() <= 130
+  pieces = [{sp.id_to_piece(i) for i in range(sp.get_piece_size())} for sp in (src, tgt)]
+  assert '▁hundred' in pieces[0] - pieces[1]
+  de = 'dreihundertzweiundvierzig'
+  assert task.decode_target(tgt.encode(de)) == de
+  assert sorted(os.listdir(tmp_path / 'spm')) == [
+      'source.json', 'source.model', 'source.model.lock', 'source.vocab',
+      'target.json', 'target.model', 'target.model.lock', 'target.vocab']
+
+
+# --- the trainer's data --------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def ready_task(corpus_files, tmp_path_factory):
+  task = translation.Task(make_config(corpus_files))
+  task.setup(str(tmp_path_factory.mktemp('work')))
+  return task
+
+
+def test_train_and_eval_data(ready_task, corpus_files):
+  src, tgt = ready_task.train_data()
+  assert len(src) == len(tgt) == 750
+  assert all(s.dtype == np.int32 and len(s) and EOS_ID not in s for s in src + tgt)
+  assert ready_task.decode_target(tgt[21]) == num2words(42, lang='de')
+  ev = ready_task.eval_set('test')
+  assert ev.texts[:2] == [num2words(81), num2words(83)]
+  assert ev.references[:2] == [[num2words(81, lang='de')], [num2words(83, lang='de')]]
+  loss_src, loss_tgt = ready_task.eval_loss_data('test')
+  assert len(loss_src) == len(ev.sources) == 40
+  np.testing.assert_array_equal(loss_src[5], ev.sources[5])
+
+
+def test_every_segment_is_scored_with_its_own_reference(corpus_files, tmp_path):
+  # A source that occurs twice stays two segments (as sacreBLEU scores WMT test sets).
+  ev = (write(tmp_path / 'e.en', ['one', 'two', 'one', 'four']),
+        write(tmp_path / 'e.de', ['eins', 'zwei', 'ein', 'vier']))
+  task = translation.Task(make_config(corpus_files, eval_files=ev))
+  task.setup(str(tmp_path))
+  s = task.eval_set('validation')
+  assert s.texts == ['one', 'two', 'one', 'four']
+  assert s.references == [['eins'], ['zwei'], ['ein'], ['vier']]
+  # eval_max_examples takes segments spread over the split, for loss and BLEU alike.
+  task = translation.Task(make_config(corpus_files, eval_files=ev, eval_max_examples=2))
+  task.setup(str(tmp_path))
+  assert task.eval_set('validation').texts == ['one', 'four']
+  src, tgt = task.eval_loss_data('validation')
+  assert [task.decode_target(t) for t in tgt] == ['eins', 'vier']
+
+
+@pytest.mark.parametrize('policy', ['error', 'skip'])
+def test_a_bad_test_file_is_found_before_training(corpus_files, tmp_path, capsys, policy):
+  bad = (write(tmp_path / 't.en', ['one', 'two', 'three']),
+         write(tmp_path / 't.de', ['eins', '', 'drei']))
+  task = translation.Task(make_config(corpus_files, test_files=bad, bad_pairs=policy))
+  task.setup(str(tmp_path))
+  if policy == 'error':
+    with pytest.raises(UserError, match=r't[.]de:2: empty line'):
+      task.train_data()
+  else:
+    task.train_data()
+    assert 'test: 2 pairs' in capsys.readouterr().err
+    assert task.eval_set('test').texts == ['one', 'three']
+
+
+def test_make_batcher_packs_or_buckets_and_drops_long_pairs(ready_task):
+  src = [np.arange(4, 4 + n, dtype=np.int32) for n in [3, 5, 40, 7] * 10]
+  tgt = [np.arange(4, 4 + n, dtype=np.int32) for n in [4, 2, 5, 31] * 10]
+  kw = dict(batch_size=2, seed=0, shuffle=True, process_index=0, process_count=1)
+  packed = ready_task.make_batcher(src, tgt, **kw)
+  assert isinstance(packed, packing.PackedBatcher) and packed.num_dropped == 10
+  assert set(packed.get_batch(0)) == set(packing.KEYS)
+  ready_task.data.packing = False
+  try:
+    bucketed = ready_task.make_batcher(src, tgt, **kw)
+  finally:
+    ready_task.data.packing = True
+  assert isinstance(bucketed, pipeline.Batcher)
+  assert bucketed.num_dropped == 10  # data.max_len applies too: 40 + EOS fits bucket 64
+  assert set(bucketed.get_batch(0)) == {'inputs', 'decoder_inputs', 'targets'}
+
+
+# --- packing versus the model --------------------------------------------------------------------
+def test_a_packed_batch_gives_each_pair_the_loss_it_has_alone():
+  rng = np.random.default_rng(0)
+  src = [rng.integers(4, 40, n).astype(np.int32) for n in (3, 5, 2, 4, 6, 1)]
+  tgt = [rng.integers(4, 40, n).astype(np.int32) for n in (4, 2, 5, 3, 2, 6)]
+  packed = next(packing.PackedBatcher(src, tgt, batch_size=2, max_len=16, seed=0,
+                                      shuffle=False).epoch_batches())
+  assert packed['inputs_segmentation'].max() >= 3
+  # The same pairs unpacked: one per row, right-padded.
+  alone = next(pipeline.Batcher(src, tgt, batch_size=6, buckets=(8,), seed=0,
+                                shuffle=False).epoch_batches())
+  model = build_model(dict(name='transformer', emb_dim=32, num_heads=4, mlp_dim=64,
+                           num_encoder_layers=1, num_decoder_layers=1, pre_norm=False), 40, 40)
+  params = nn.unbox(model.init(jax.random.key(0), alone, train=False)['params'])
+  apply = jax.jit(lambda b: model.apply({'params': params}, b, train=False))
+  logits_packed, logits_alone = np.asarray(apply(packed)), np.asarray(apply(alone))
+  found = 0
+  for r in range(packed['inputs'].shape[0]):
+    for seg in range(1, packed['targets_segmentation'][r].max() + 1):
+      cols = packed['targets_segmentation'][r] == seg
+      # Which pair is it? Match its target against the unpacked rows.
+      (row,) = [i for i in range(6) if np.array_equal(alone['targets'][i][:cols.sum()],
+                                                      packed['targets'][r][cols])]
+      n = int(cols.sum())
+      np.testing.assert_allclose(logits_packed[r][cols], logits_alone[row][:n], atol=1e-4)
+      w = cols.astype(np.float32)[None]
+      loss_packed = cross_entropy(logits_packed[r:r + 1], packed['targets'][r:r + 1], w, 0.1)[0]
+      loss_alone = cross_entropy(logits_alone[row:row + 1, :n], alone['targets'][row:row + 1, :n],
+                                 np.ones((1, n), np.float32), 0.1)[0]
+      assert float(loss_packed) == pytest.approx(float(loss_alone), rel=1e-5)
+      found += 1
+  assert found == 6
+
+
+# --- BLEU and chrF -------------------------------------------------------------------------------
+HYPS = ['the cat sat on the mat', 'a quick brown dog jumps over it', 'hello']
+REFS = [['the cat is on the mat'], ['a fast brown fox jumps over it'], ['hello there']]
+
+
+def test_bleu_and_chrf_equal_sacrebleu_and_the_signature_is_printed_once(ready_task, capsys):
+  streams = [[r[0] for r in REFS]]
+  got = ready_task.score(HYPS, REFS)
+  assert got['bleu'] == pytest.approx(sacrebleu.corpus_bleu(HYPS, streams).score)
+  assert got['chrf'] == pytest.approx(sacrebleu.corpus_chrf(HYPS, streams).score)
+  assert 0 < got['bleu'] < 100
+  assert 'sacreBLEU signature: BLEU nrefs:1|case:mixed|eff:no|tok:13a' in capsys.readouterr().err
+  assert ready_task.score(HYPS[:1], REFS[:1]) and 'signature' not in capsys.readouterr().err
+  assert ready_task.score(['x y z w'], [['x y z w']])['bleu'] == pytest.approx(100.0)
+
+
+def test_several_references_per_segment():
+  refs = [REFS[0] + ['the cat sat on a mat'], REFS[1], REFS[2] + ['hello', 'hi']]
+  got, signature = bleu.corpus_scores(HYPS, refs)
+  assert 'nrefs:var' in signature or 'nrefs:3' in signature
+  # Repeating a segment's own reference to fill the missing streams changes neither metric.
+  filled = [[r[min(j, len(r) - 1)] for r in refs] for j in range(3)]
+  assert got['bleu'] == pytest.approx(sacrebleu.corpus_bleu(HYPS, filled).score)
+  assert got['chrf'] == pytest.approx(sacrebleu.corpus_chrf(HYPS, filled).score)
+  assert got['bleu'] > bleu.corpus_scores(HYPS, REFS)[0]['bleu']  # more refs, more matches
+  with pytest.raises(ValueError, match='no reference'):
+    bleu.corpus_scores(HYPS, [[], ['a'], ['b']])
+
+
+def test_chinese_targets_use_sacrebleus_chinese_tokenizer():
+  _, signature = bleu.corpus_scores(['我们的猫'], [['我的猫']], tgt_lang='zh')
+  assert 'tok:zh' in signature
+  same = ['猫 が マット の 上 に 座った']
+  scores, signature = bleu.corpus_scores(same, [same], tgt_lang='ja')
+  assert 'tok:ja-mecab' in signature or 'tok:13a' in signature  # 13a without MeCab
+  assert scores['bleu'] == pytest.approx(100.0)

@@ -1,29 +1,47 @@
 """Parallel corpora: TFDS translation datasets by name, aligned text files, TSV, num2words.
 
-Every reader returns a list of (source, target) strings. A user's corpus with empty lines,
-one-sided lines or mismatched line counts is either refused with an error naming the file
-and line (bad_pairs='error') or the bad pairs are skipped and counted (bad_pairs='skip').
+Every reader returns a `Corpus`: (source, target) string pairs in file order. A user's corpus
+with empty lines, one-sided lines, undecodable bytes or mismatched line counts is either
+refused with a UserError naming file and line (bad_pairs='error') or the bad pairs are
+skipped and counted (bad_pairs='skip'). Readers run before training starts, so a bad
+corpus stops a run at once, never half way through.
 """
 import dataclasses
 import itertools
 import os
 import zlib
+from typing import Iterator
 
 from seq2seq_jax.errors import UserError
+
+BAD_PAIR_POLICIES = ('error', 'skip')
 
 
 @dataclasses.dataclass
 class Corpus:
+  """Sentence pairs of one split."""
   pairs: list[tuple[str, str]]
-  skipped: int = 0            # bad pairs dropped under bad_pairs='skip'
-  origin: str = ''
+  skipped: int = 0            # bad pairs dropped (bad_pairs='skip', or empty sides in TFDS)
+  origin: str = ''            # where they came from, for messages
 
 
-def _bad(policy: str, where: str, what: str) -> None:
-  if policy == 'error':
-    raise UserError(f'{where}: {what} (set data.bad_pairs=skip to drop such pairs)')
-  if policy != 'skip':
-    raise UserError(f"data.bad_pairs must be 'error' or 'skip', got {policy!r}")
+def check_policy(bad_pairs: str) -> None:
+  if bad_pairs not in BAD_PAIR_POLICIES:
+    raise UserError(f"data.bad_pairs must be 'error' or 'skip', got {bad_pairs!r}")
+
+
+class _BadPairs:
+  """Applies the bad-pair policy: raise naming file:line, or count and go on."""
+
+  def __init__(self, policy: str):
+    check_policy(policy)
+    self.policy = policy
+    self.count = 0
+
+  def __call__(self, where: str, what: str, n: int = 1) -> None:
+    if self.policy == 'error':
+      raise UserError(f'{where}: {what} (set data.bad_pairs=skip to drop such pairs)')
+    self.count += n
 
 
 def _open(path: str):
@@ -31,99 +49,185 @@ def _open(path: str):
     raise UserError('a corpus file path is empty in the config')
   if not os.path.isfile(path):
     raise UserError(f'corpus file not found: {path}')
-  return open(path, encoding='utf-8', errors='strict')
+  return open(path, 'rb')
+
+
+def _lines(f) -> Iterator[str | None]:
+  """Lines of a binary file split on b'\\n' only, decoded; None for a line that is not UTF-8.
+
+  Splitting on '\\n' alone (not Python's universal newlines, which also split on a lone
+  '\\r') keeps line numbers equal to `wc -l` / editor line numbers, so two aligned files
+  stay aligned even when one contains a stray carriage return.
+  """
+  for n, raw in enumerate(f):
+    if n == 0 and raw.startswith(b'\xef\xbb\xbf'):  # UTF-8 byte order mark
+      raw = raw[3:]
+    try:
+      yield raw.decode('utf-8').rstrip('\r\n')
+    except UnicodeDecodeError:
+      yield None
 
 
 def read_aligned_files(src_path: str, tgt_path: str, bad_pairs: str = 'error') -> Corpus:
-  """Two plain-text files, one sentence per line, line i of one translating line i of the other."""
-  pairs, skipped = [], 0
+  """Two plain-text files, line i of one translating line i of the other.
+
+  Args:
+    src_path: source sentences, one per line, UTF-8.
+    tgt_path: target sentences, aligned by line number.
+    bad_pairs: 'error' or 'skip' (see module docstring).
+
+  Returns:
+    The pairs, both sides stripped of surrounding whitespace.
+  """
+  bad = _BadPairs(bad_pairs)
+  pairs = []
   with _open(src_path) as fs, _open(tgt_path) as ft:
-    try:
-      for n, (s, t) in enumerate(itertools.zip_longest(fs, ft), 1):
-        if s is None or t is None:
-          short = src_path if s is None else tgt_path
-          longer = tgt_path if s is None else src_path
-          rest = 1 + sum(1 for _ in (ft if s is None else fs))
-          _bad(bad_pairs, f'{short}:{n}', f'file ends while {longer} has {rest} more line(s)')
-          skipped += rest
-          break
-        s, t = s.rstrip('\n').strip(), t.rstrip('\n').strip()
-        if not s or not t:
-          side = 'both sides are' if not s and not t else (
-              f'{src_path} is' if not s else f'{tgt_path} is')
-          _bad(bad_pairs, f'{src_path if not s else tgt_path}:{n}', f'empty line ({side} empty)')
-          skipped += 1
-          continue
-        pairs.append((s, t))
-    except UnicodeDecodeError as e:
-      raise UserError(f'{src_path} or {tgt_path}: not UTF-8 text ({e.reason})') from None
-  return Corpus(pairs, skipped, f'{src_path} + {tgt_path}')
+    src_lines, tgt_lines = _lines(fs), _lines(ft)
+    for n, (s, t) in enumerate(itertools.zip_longest(src_lines, tgt_lines, fillvalue=False), 1):
+      if s is False or t is False:  # one file ended
+        short, longer, rest = ((src_path, tgt_path, tgt_lines) if s is False
+                               else (tgt_path, src_path, src_lines))
+        extra = 1 + sum(1 for _ in rest)
+        bad(f'{short}:{n}', f'file ends while {longer} has {extra} more line(s) '
+            '(the files must have the same number of lines)', extra)
+        break
+      if s is None or t is None:
+        bad(f'{src_path if s is None else tgt_path}:{n}', 'line is not valid UTF-8')
+        continue
+      s, t = s.strip(), t.strip()
+      if not s or not t:
+        what = 'empty line on both sides' if not s and not t else (
+            f'empty line (the aligned line {n} of {tgt_path if not s else src_path} is not)')
+        bad(f'{src_path if not s else tgt_path}:{n}', what)
+        continue
+      pairs.append((s, t))
+  return Corpus(pairs, bad.count, f'{src_path} + {tgt_path}')
 
 
 def read_tsv(path: str, bad_pairs: str = 'error') -> Corpus:
-  """One pair per line: source<TAB>target."""
-  pairs, skipped = [], 0
+  """One pair per line: source<TAB>target (UTF-8).
+
+  Args:
+    path: the TSV file.
+    bad_pairs: 'error' or 'skip'; a line without exactly two columns or with an empty
+      column is a bad pair.
+
+  Returns:
+    The pairs, both sides stripped of surrounding whitespace.
+  """
+  bad = _BadPairs(bad_pairs)
+  pairs = []
   with _open(path) as f:
-    try:
-      for n, line in enumerate(f, 1):
-        line = line.rstrip('\n')
-        cols = line.split('\t')
-        if len(cols) != 2:
-          _bad(bad_pairs, f'{path}:{n}', f'expected 2 tab-separated columns, found {len(cols)}')
-          skipped += 1
-          continue
-        s, t = cols[0].strip(), cols[1].strip()
-        if not s or not t:
-          _bad(bad_pairs, f'{path}:{n}', 'one side of the pair is empty')
-          skipped += 1
-          continue
-        pairs.append((s, t))
-    except UnicodeDecodeError as e:
-      raise UserError(f'{path}: not UTF-8 text ({e.reason})') from None
-  return Corpus(pairs, skipped, path)
+    for n, line in enumerate(_lines(f), 1):
+      if line is None:
+        bad(f'{path}:{n}', 'line is not valid UTF-8')
+        continue
+      cols = line.split('\t')
+      if len(cols) != 2:
+        bad(f'{path}:{n}', f'expected 2 tab-separated columns, found {len(cols)}')
+        continue
+      s, t = cols[0].strip(), cols[1].strip()
+      if not s or not t:
+        bad(f'{path}:{n}', f'the {"source" if not s else "target"} column is empty')
+        continue
+      pairs.append((s, t))
+  return Corpus(pairs, bad.count, path)
 
 
-def read_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: str) -> Corpus:
+def read_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: str,
+              chunk_size: int = 65536) -> Corpus:
   """A prepared TFDS translation dataset (e.g. 'wmt14_translate/de-en'), either direction.
 
-  Read through tfds.data_source (array_record; no TensorFlow). Nothing is downloaded here:
-  prepare the dataset once with `tfds build` where the data can be fetched.
+  Read with tfds.data_source (array_record, random access, no TensorFlow). Nothing is
+  downloaded here: the dataset must have been prepared once, where it can be downloaded,
+  with `tfds build NAME --file_format=array_record`. Pairs with an empty side (web-crawled
+  WMT data has a few) are skipped and counted whatever data.bad_pairs says: a user cannot
+  fix a TFDS dataset.
+
+  Args:
+    name: 'dataset/config' as TFDS names it.
+    split: a TFDS split, slices allowed ('train[:10%]').
+    src_lang: the feature holding source sentences (a language code).
+    tgt_lang: the feature holding target sentences.
+    data_dir: TFDS data dir; '' -> $TFDS_DATA_DIR or ~/tensorflow_datasets.
+    chunk_size: records fetched per read.
+
+  Returns:
+    The pairs in dataset order.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from seq2seq_jax.data.cmudict_builder import default_data_dir  # pylint: disable=g-import-not-at-top
-  data_dir = default_data_dir(data_dir)
+  from seq2seq_jax.data import cmudict_builder  # pylint: disable=g-import-not-at-top
+  data_dir = cmudict_builder.default_data_dir(data_dir)  # the same default as G2P's data
+  how = (f'prepare it once where it can be downloaded: `tfds build {name} '
+         f'--file_format=array_record --data_dir={data_dir}` (or copy a prepared directory)')
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # pylint: disable=broad-except
     raise UserError(f'TFDS dataset {name!r} is not prepared in {data_dir} '
-                    f'({str(e).splitlines()[0]}); prepare it where it can be downloaded: '
-                    f'`tfds build {name} --file_format=array_record --data_dir=...`') from None
+                    f'({_first_line(e)}); {how}') from None
   if not builder.is_prepared():
-    raise UserError(f'TFDS dataset {name} is not prepared in {data_dir}; prepare it first '
-                    f'(e.g. `tfds build {name} --data_dir={data_dir} --file_format=array_record`)')
-  langs = set(builder.info.supervised_keys or ())
-  if {src_lang, tgt_lang} - langs:
-    raise UserError(f'{name} has languages {sorted(langs)}, not {src_lang!r} -> {tgt_lang!r}')
+    raise UserError(f'TFDS dataset {name!r} is not prepared in {data_dir}; {how}')
+  file_format = getattr(builder.info.file_format, 'value', builder.info.file_format)
+  if file_format != 'array_record':
+    raise UserError(f'{name} in {data_dir} is stored as {file_format}; reading without '
+                    f'TensorFlow needs array_record: {how}')
+  langs = sorted(builder.info.features.keys())
+  if src_lang == tgt_lang or {src_lang, tgt_lang} - set(langs):
+    raise UserError(f'{name} has languages {langs}; data.src_lang={src_lang!r} and '
+                    f'data.tgt_lang={tgt_lang!r} must be two of them')
   try:
-    source = builder.as_data_source(split=split)
+    source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   except Exception as e:  # pylint: disable=broad-except
-    raise UserError(f'{name}: cannot read split {split!r} ({str(e).splitlines()[0]})') from None
-  examples = source.__getitems__(list(range(len(source))))
-  pairs = [(ex[src_lang].decode('utf-8'), ex[tgt_lang].decode('utf-8')) for ex in examples]
-  return Corpus(pairs, 0, f'tfds:{name}/{split}')
+    raise UserError(f'{name}: cannot read split {split!r} (splits: '
+                    f'{sorted(builder.info.splits.keys())}; {_first_line(e)})') from None
+  pairs, skipped = [], 0
+  for start in range(0, len(source), chunk_size):
+    for ex in source.__getitems__(list(range(start, min(start + chunk_size, len(source))))):
+      s, t = _text(ex[src_lang]).strip(), _text(ex[tgt_lang]).strip()
+      if s and t:
+        pairs.append((s, t))
+      else:
+        skipped += 1
+  return Corpus(pairs, skipped, f'tfds:{name}/{split} ({data_dir})')
+
+
+def _text(value) -> str:
+  return value.decode('utf-8') if isinstance(value, bytes) else str(value)
+
+
+def _first_line(e: Exception) -> str:
+  text = str(e).strip()
+  return text.splitlines()[0] if text else type(e).__name__
 
 
 # --- An offline corpus: numbers written out in two languages (num2words) ---------------
 def num2words_split(n: int) -> str:
+  """Split of number n, fixed by a hash of the number: 5% test, 5% validation, 90% train."""
   v = zlib.crc32(str(n).encode()) % 100
   return 'test' if v < 5 else 'validation' if v < 10 else 'train'
 
 
+def check_num2words_lang(lang: str) -> None:
+  from num2words import CONVERTER_CLASSES  # pylint: disable=g-import-not-at-top
+  if lang not in CONVERTER_CLASSES:
+    raise UserError(f'num2words has no language {lang!r} (known: {sorted(CONVERTER_CLASSES)})')
+
+
 def read_num2words(split: str, src_lang: str, tgt_lang: str, max_number: int) -> Corpus:
-  """Number words, e.g. 'four hundred and two' -> 'quatre cent deux', split by number."""
+  """Numbers of `split` below max_number in words: 'four hundred and two' -> 'quatre cent deux'.
+
+  Args:
+    split: 'train', 'validation' or 'test' (see num2words_split).
+    src_lang: a num2words language code, e.g. 'en'.
+    tgt_lang: another, e.g. 'fr' or 'de'.
+    max_number: how many numbers (all splits together).
+
+  Returns:
+    The pairs in increasing number order.
+  """
   from num2words import num2words  # pylint: disable=g-import-not-at-top
-  pairs = []
-  for n in range(max_number):
-    if num2words_split(n) == split:
-      pairs.append((num2words(n, lang=src_lang), num2words(n, lang=tgt_lang)))
+  check_num2words_lang(src_lang)
+  check_num2words_lang(tgt_lang)
+  pairs = [(num2words(n, lang=src_lang), num2words(n, lang=tgt_lang))
+           for n in range(max_number) if num2words_split(n) == split]
   return Corpus(pairs, 0, f'num2words:{src_lang}-{tgt_lang}/{split}')

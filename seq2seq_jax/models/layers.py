@@ -2,19 +2,32 @@
 
 Every parameter carries logical axis names; nothing here knows about meshes.
 """
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seq2seq_jax.errors import UserError
+
 NEG_INF = -1e9  # additive mask value; finite so fully masked rows give a uniform softmax
 
 
 def dtype_of(name: str) -> jnp.dtype:
+  """The compute dtype named by a model config's `dtype` string.
+
+  Args:
+    name: 'float32', 'bfloat16' or 'float16'.
+
+  Returns:
+    The jnp dtype.
+
+  Raises:
+    UserError: any other name.
+  """
   if name not in ('float32', 'bfloat16', 'float16'):
-    raise ValueError(f'unknown dtype {name!r}')
+    raise UserError(f"model.dtype must be 'float32', 'bfloat16' or 'float16', got {name!r}")
   return jnp.dtype(name)
 
 
@@ -23,12 +36,19 @@ def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
   return nn.with_logical_constraint(x, tuple(names))
 
 
-def partitioned(init, names: Sequence[str | None]):
+def partitioned(init: Callable, names: Sequence[str | None]) -> Callable:
+  """Wraps an initialiser so the parameter is boxed with logical axis `names`."""
   return nn.with_logical_partitioning(init, tuple(names))
 
 
 class Embed(nn.Module):
-  """A token embedding table that can also produce tied output logits (`attend`)."""
+  """A token embedding table that can also produce tied output logits (`attend`).
+
+  The default N(0, features^-0.5) initialiser is that of the paper's reference code
+  (tensor2tensor): with the sqrt(d_model) input scaling of Vaswani et al. 2017, Sec. 3.4,
+  embedded tokens have unit-variance entries, and tied logits of a layer-normalised
+  decoder state have unit variance too.
+  """
   num_embeddings: int
   features: int
   stddev: float | None = None  # default features ** -0.5
@@ -45,12 +65,26 @@ class Embed(nn.Module):
     return jnp.take(self.embedding, ids, axis=0).astype(self.dtype)
 
   def attend(self, x: jax.Array) -> jax.Array:
-    """Logits x @ E^T (Press & Wolf 2017 weight tying)."""
-    return jnp.einsum('...d,vd->...v', x, self.embedding.astype(self.dtype))
+    """Logits x @ E^T (Press & Wolf 2017 weight tying), accumulated in float32."""
+    return jnp.einsum('...d,vd->...v', x, self.embedding.astype(self.dtype),
+                      preferred_element_type=jnp.float32)
 
 
 def sinusoidal(positions: jax.Array, dim: int, max_timescale: float = 1e4) -> jax.Array:
-  """Sinusoidal position encodings (Vaswani et al. 2017, Sec. 3.5) for int positions [...]."""
+  """Sinusoidal position encodings (Vaswani et al. 2017, Sec. 3.5).
+
+  Laid out as tensor2tensor's `get_timing_signal_1d` (the paper's code): all sines, then all
+  cosines, timescales geometric from 1 to `max_timescale`. The paper interleaves sin/cos;
+  that is only a fixed permutation of the model dimension, which learned weights absorb.
+
+  Args:
+    positions: integer positions, any shape [...].
+    dim: encoding width (d_model).
+    max_timescale: the longest wavelength over 2*pi (the paper's 10000).
+
+  Returns:
+    float32 encodings [..., dim].
+  """
   half = dim // 2
   freqs = np.exp(-np.log(max_timescale) * np.arange(half) / max(half - 1, 1)).astype(np.float32)
   angles = positions[..., None].astype(jnp.float32) * freqs
@@ -60,11 +94,18 @@ def sinusoidal(positions: jax.Array, dim: int, max_timescale: float = 1e4) -> ja
   return enc
 
 
-def xavier(num_in_axes: int = 1, fused: int = 1):
+def xavier(num_in_axes: int = 1, fused: int = 1) -> Callable:
   """Xavier-uniform (Glorot & Bengio 2010) for a kernel [*in_dims, *out_dims].
 
   For a fused projection (e.g. QKV, fused=3) the fan-out is that of ONE projection, so a
   fused kernel is initialised exactly like separate ones.
+
+  Args:
+    num_in_axes: how many leading kernel axes are inputs (fan-in).
+    fused: how many independent projections the output axes stack.
+
+  Returns:
+    An initialiser `init(key, shape, dtype)`.
   """
   def init(key, shape, dtype=jnp.float32):
     fan_in = int(np.prod(shape[:num_in_axes]))
@@ -109,10 +150,24 @@ class DenseGeneral(nn.Module):
     return y
 
 
-def dense(features, names: Sequence[str | None], *, num_in_axes: int = 1,
-          use_bias: bool = True, fused: int = 1, dtype=jnp.float32, init=None,
-          name: str | None = None) -> DenseGeneral:
-  """A dense layer whose kernel (and bias) carry logical axis names."""
+def dense(features: int | Sequence[int], names: Sequence[str | None], *,
+          num_in_axes: int = 1, use_bias: bool = True, fused: int = 1, dtype: Any = jnp.float32,
+          init: Callable | None = None, name: str | None = None) -> DenseGeneral:
+  """A dense layer whose kernel (and bias) carry logical axis names.
+
+  Args:
+    features: output size, or a tuple of output axes (e.g. (heads, head_dim)).
+    names: logical names of the kernel axes, inputs then outputs.
+    num_in_axes: how many trailing axes of x are contracted.
+    use_bias: add a bias (named like the output axes).
+    fused: >1 when the first output axis stacks independent projections (Xavier fan-out).
+    dtype: compute dtype (parameters are always float32).
+    init: overrides Xavier for the kernel and zeros for the bias.
+    name: the submodule name.
+
+  Returns:
+    An unbound DenseGeneral.
+  """
   feats = tuple(features) if isinstance(features, (tuple, list)) else (features,)
   return DenseGeneral(features=feats, names=tuple(names), num_in_axes=num_in_axes,
                       use_bias=use_bias, fused=fused, dtype=dtype, init_fn=init, name=name)
@@ -132,7 +187,10 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None,
     [B, Q, H, D] in q's dtype. The softmax runs in float32 for stability.
   """
   depth = q.shape[-1]
-  logits = jnp.einsum('bqhd,bkhd->bhqk', q * (depth ** -0.5), k).astype(jnp.float32)
+  # Scores accumulate and come out in float32 even for bfloat16 inputs: a bfloat16 logit
+  # has ~3 significant digits, too coarse for a softmax over long rows.
+  logits = jnp.einsum('bqhd,bkhd->bhqk', q * (depth ** -0.5), k,
+                      preferred_element_type=jnp.float32)
   if bias is not None:
     logits = logits + bias
   weights = jax.nn.softmax(logits, axis=-1).astype(q.dtype)

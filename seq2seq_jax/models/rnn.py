@@ -1,44 +1,70 @@
-"""Recurrent encoder-decoders: Sutskever et al. 2014, Bahdanau et al. 2015, Luong et al. 2015.
+"""Recurrent encoder-decoders: Sutskever et al. 2014, Cho et al. 2014, Bahdanau et al. 2015 and
+Luong et al. 2015 as one `Model`, configured per paper (experiments/wmt14_*).
 
-One `Model`, configured to each paper:
-  attention='none'      Sutskever et al. 2014: the decoder starts from the encoder's final
-                        states (bridge='final') and sees no other source information.
-  attention='bahdanau'  RNNsearch (Bahdanau et al. 2015): the previous decoder state queries
-                        the annotations; the context is fed into the recurrence; readout from
-                        [s_{i-1}, E y_{i-1}, c_i] with maxout (App. A.2.2), bridge='dense'.
+  attention='none'      Sutskever et al. 2014 (Sec. 2): the decoder sees the source only through
+                        its initial state, the encoder's final state (bridge='final').
+                        With feed_context: Cho et al. 2014 (Sec. 2.2): a fixed context c also
+                        enters every decoder step and the readout, h_t = f(h_{t-1}, y_{t-1}, c),
+                        p(y_t | ...) = g(h_t, y_{t-1}, c). Here c is the top encoder layer's
+                        final state ([forward; backward] if bidirectional); Cho et al. squash it
+                        once more, c = tanh(V h_N), which we leave out.
+  attention='bahdanau'  RNNsearch (Bahdanau et al. 2015, App. A.2.2): the previous state s_{i-1}
+                        queries the annotations, c_i enters the recurrence, the readout reads
+                        [s_{i-1}, E y_{i-1}, c_i] (maxout), s_0 = tanh(W_s h_1 backward).
   attention='dot' | 'general' | 'concat'
-                        Luong et al. 2015 global attention: the current top state queries;
-                        h~_t = tanh(W_c [c_t; h_t]) (Eq. 5) is the output and, with
-                        input_feeding, is fed to the next step's input (Sec. 3.3).
+                        Luong et al. 2015 global attention (Sec. 3.1): the new top state h_t
+                        queries; h~_t = tanh(W_c [c_t; h_t]) (Eq. 5) feeds the softmax (Eq. 6)
+                        and, with input_feeding, the next step's first layer (Sec. 3.3).
 
 Fields (config.model.*):
+  src_vocab_size, tgt_vocab_size  from the task (build_model passes them first)
   cell               'lstm' | 'gru'
-  emb_dim            token embedding size (source and target)
-  hidden_dim         encoder RNN size per direction
-  decoder_hidden_dim decoder RNN size; 0 -> encoder output size (2*hidden_dim if bidirectional)
+  emb_dim            source and target embedding size
+  hidden_dim         encoder cells per layer and direction
+  decoder_hidden_dim decoder cells per layer; 0 -> the encoder's output size (2 * hidden_dim
+                     if bidirectional)
   encoder_layers, decoder_layers
-  bidirectional      every encoder layer reads both directions; outputs are concatenated
-  reverse_source     reverse each source sentence (Sutskever et al. 2014, Sec. 3.3)
-  dropout_rate       between stacked layers and before the readout (Zaremba et al. 2014)
-  residual           residual connections between stacked layers of equal size from the
-                     second layer up (Wu et al. 2016, GNMT, Sec. 3.1 uses them from the third)
-  attention          one of attention.ATTENTION_TYPES
-  attention_dim      additive scorer size; 0 -> decoder_hidden_dim
-  input_feeding      Luong-style input feeding (ignored by 'none' and 'bahdanau')
-  readout            'linear' | 'maxout' (pool size 2, Goodfellow et al. 2013)
-  readout_dim        size before the vocabulary projection; 0 -> decoder size
-  bridge             'none' (zeros) | 'final' (copy the encoder's final states, layer by
-                     layer) | 'dense' (tanh(W h_1 backward), Bahdanau et al. App. A.2.2)
-  tie_output         vocabulary projection = target embedding (needs readout_dim == emb_dim)
-  init_scale         >0: every parameter uniform in [-s, s] (Sutskever 0.08; Luong 0.1)
-  max_len, dtype
+  bidirectional      every encoder layer reads both ways; its outputs are [forward; backward]
+  reverse_source     reverse the real tokens of each source (Sutskever et al. 2014, Sec. 3.3);
+                     padding stays at the end
+  dropout_rate       on the non-recurrent connections: every layer's input (embeddings
+                     included) and the readout (Zaremba et al. 2014, Sec. 3; Luong Sec. 4.1)
+  residual           layers from the third up add their input to their output,
+                     x_{l+1} = RNN_l(x_l) + x_l (Wu et al. 2016, GNMT, Sec. 3.1 and Fig. 1)
+  attention          'none' | 'bahdanau' | 'dot' | 'general' | 'concat'
+  attention_dim      additive scorer size for bahdanau/concat; 0 -> decoder size
+  input_feeding      Luong Sec. 3.3: h~_{t-1} joins the first layer's input (dot/general/concat
+                     only; ignored otherwise)
+  feed_context       Cho et al. 2014 fixed context at every step (attention='none' only)
+  readout            'linear' | 'maxout' (pool 2: Goodfellow et al. 2013; Bahdanau App. A.2.2)
+  readout_dim        units the vocabulary projection reads (after maxout); 0 -> decoder size
+                     (with attention='none' and a linear readout: no layer in between)
+  bridge             the decoder's initial state: 'none' zeros | 'final' the encoder's final
+                     states layer by layer ([h_N forward; h_1 backward] if bidirectional;
+                     Sutskever) | 'dense' tanh(W h), h = h_1 backward (Bahdanau App. A.2.2;
+                     h_N forward if unidirectional) of the encoder layer at the same height
+                     counted from the top (the bottom one for extra decoder layers), or h = c
+                     with feed_context (Cho et al. 2014, App. A); LSTM memory cells start at 0
+  tie_output         vocabulary projection = target embedding^T (needs readout size == emb_dim)
+  init_scale         > 0: every parameter ~ U[-s, s] (Sutskever Sec. 3.4: 0.08; Luong Sec. 4.1:
+                     0.1). 0: Xavier-uniform kernels, orthogonal recurrent blocks, zero biases
+  max_len            unused: the recurrent state has a fixed size
+  dtype              matmul dtype; parameters, recurrent states and gates stay float32
 
-Padding never changes results: encoder carries are frozen on padded steps, the backward
-direction starts at each sentence's last real token, and padded positions are masked out of
-attention. The decoder is one cell `nn.scan`-ed over time for teacher forcing and run for a
-single step in `decode_step`, so both paths compute exactly the same function.
+Cells have one bias per gate (an LSTM layer: 4 * (h * (in + h) + h) parameters; cuDNN keeps two
+bias vectors, 4h more, for the same function) and no peepholes (Sutskever et al. cite Graves
+2013, whose LSTM has 3h peephole weights per layer: 24k of their 384M). The GRU applies the
+reset gate before the recurrent product, U (r * h), as Cho et al. 2014 (Eq. 8) and Bahdanau
+et al. (App. A.2.2) write it, not after it as cuDNN does.
+
+Padding never changes results: encoder carries freeze on padded steps (the final state is the
+state at the last real token), the backward direction starts at each sentence's last real
+token, and attention gives padding zero weight. The decoder is one cell, `nn.scan`-ned over
+time for teacher forcing and run for a single step by `decode_step`: both compute the same
+function. Packed batches (several pairs per row) are refused: set data.packing=False.
 """
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -49,130 +75,216 @@ from seq2seq_jax.models import attention as attn_lib
 from seq2seq_jax.models import layers
 from seq2seq_jax.models.layers import constrain
 
+LUONG = ('dot', 'general', 'concat')
 
+
+# --- cells ------------------------------------------------------------------------------
+def _matmul(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
+  return jnp.dot(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def _orthogonal_blocks(n: int) -> Callable:
+  """Orthogonal init (Saxe et al. 2014) for each gate's [h, h] block of a fused kernel."""
+  def init(key, shape, dtype=jnp.float32):
+    rows, cols = shape
+    blocks = [nn.initializers.orthogonal()(k, (rows, cols // n), dtype)
+              for k in jax.random.split(key, n)]
+    return jnp.concatenate(blocks, axis=1)
+  return init
+
+
+class _Cell(nn.Module):
+  """A fused-gate recurrent cell split in two: `project` (the input part of every gate, W x + b,
+  one matmul over a whole sequence in the encoder) and `step` (the recurrence)."""
+  hidden: int
+  in_features: int
+  init_fn: Callable | None = None
+  dtype: Any = jnp.float32
+  num_gates = 0
+
+  def setup(self):
+    g = self.num_gates * self.hidden
+    self.input_kernel = self.param('input_kernel', layers.partitioned(
+        self.init_fn or layers.xavier(1, fused=self.num_gates), ('embed', 'gates')),
+                                   (self.in_features, g), jnp.float32)
+    self.recurrent_kernel = self.param('recurrent_kernel', layers.partitioned(
+        self.init_fn or _orthogonal_blocks(self.num_gates), ('hidden', 'gates')),
+                                       (self.hidden, g), jnp.float32)
+    self.bias = self.param('bias', layers.partitioned(
+        self.init_fn or nn.initializers.zeros_init(), ('gates',)), (g,), jnp.float32)
+
+  def project(self, x: jax.Array) -> jax.Array:
+    return _matmul(x, self.input_kernel, self.dtype) + self.bias
+
+  def step(self, carry: dict[str, jax.Array], xw: jax.Array) -> dict[str, jax.Array]:
+    raise NotImplementedError
+
+  def __call__(self, carry, x):
+    return self.step(carry, self.project(x))
+
+
+class LSTMCell(_Cell):
+  """c' = s(f) c + s(i) tanh(g), h' = s(o) tanh(c') with [i f g o] = W x + U h + b
+  (the LSTM of Zaremba et al. 2014, Sec. 3, used by Luong et al.)."""
+  num_gates = 4
+
+  def step(self, carry, xw):
+    z = xw + _matmul(carry['h'], self.recurrent_kernel, self.dtype)
+    i, f, g, o = jnp.split(z, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * carry['c'] + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return {'c': c, 'h': jax.nn.sigmoid(o) * jnp.tanh(c)}
+
+
+class GRUCell(_Cell):
+  """Cho et al. 2014, Eq. 5-8: r, z = s(W x + U h + b); h~ = tanh(W x + U (r * h) + b);
+  h' = z * h + (1 - z) * h~."""
+  num_gates = 3
+
+  def step(self, carry, xw):
+    h, n = carry['h'], self.hidden
+    xr, xz, xn = jnp.split(xw, 3, axis=-1)
+    u = self.recurrent_kernel
+    rz = _matmul(h, u[:, :2 * n], self.dtype)
+    r = jax.nn.sigmoid(xr + rz[:, :n])
+    z = jax.nn.sigmoid(xz + rz[:, n:])
+    candidate = jnp.tanh(xn + _matmul(r * h, u[:, 2 * n:], self.dtype))
+    return {'h': z * h + (1.0 - z) * candidate}
+
+
+def make_cell(kind: str, hidden: int, in_features: int, init_fn, dtype, name: str) -> _Cell:
+  cls = {'lstm': LSTMCell, 'gru': GRUCell}[kind]
+  return cls(hidden, in_features, init_fn, dtype, name=name)
+
+
+def zero_carry(kind: str, batch: int, hidden: int) -> dict[str, jax.Array]:
+  """The all-zero float32 state: {'c', 'h'} for LSTM, {'h'} for GRU."""
+  z = jnp.zeros((batch, hidden), jnp.float32)
+  return {'c': z, 'h': z} if kind == 'lstm' else {'h': z}
+
+
+# --- encoder ----------------------------------------------------------------------------
 def reverse_valid(x: jax.Array, lengths: jax.Array) -> jax.Array:
-  """Reverses the first `lengths[b]` positions of each row of x [B, T, ...]; padding stays."""
+  """Reverses the first lengths[b] positions of each row of x [B, T, ...]; padding stays."""
   t = jnp.arange(x.shape[1])[None, :]
   idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
   return jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
 
 
-class _MaskedStep(nn.Module):
-  """One time step of a cell that keeps its carry unchanged where mask is False."""
-  cell: str
-  hidden: int
-  init_fn: Any
-  dtype: Any
-
-  @nn.compact
-  def __call__(self, carry, inputs):
-    x, m = inputs
-    new = attn_lib.make_cell(self.cell, self.hidden, self.init_fn, self.dtype)(carry, x)
-    carry = jax.tree.map(lambda n, o: jnp.where(m[:, None], n, o), new, carry)
-    return carry, carry['h'] * m[:, None].astype(carry['h'].dtype)
+def _masked_step(cell: _Cell, carry, inputs):
+  """One encoder step; on padding (m False) the carry stays and the output is 0."""
+  xw, m = inputs
+  new = cell.step(carry, xw)
+  carry = jax.tree.map(lambda n, o: jnp.where(m[:, None], n, o), new, carry)
+  return carry, carry['h'] * m[:, None]
 
 
-_ScanStep = nn.scan(_MaskedStep, variable_broadcast='params', split_rngs={'params': False},
-                    in_axes=1, out_axes=1)
+_scan_encoder = nn.scan(_masked_step, variable_broadcast='params', split_rngs={'params': False},
+                        in_axes=1, out_axes=1)
 
 
 class EncoderLayer(nn.Module):
+  """One (bi)directional layer: x [B, S, in] -> outputs [B, S, H or 2H], final carries."""
   cell: str
   hidden: int
+  in_features: int
   bidirectional: bool
-  init_fn: Any
+  init_fn: Callable | None
   dtype: Any
 
   @nn.compact
   def __call__(self, x, mask, lengths):
-    """Returns outputs [B, S, H or 2H] and final carries (forward, backward or None)."""
-    zero = attn_lib.zero_carry(self.cell, x.shape[0], self.hidden, self.dtype)
-    fwd_carry, fwd = _ScanStep(self.cell, self.hidden, self.init_fn, self.dtype, name='fwd')(
-        zero, (x, mask))
+    zero = zero_carry(self.cell, x.shape[0], self.hidden)
+
+    def run(name, inputs):
+      cell = make_cell(self.cell, self.hidden, self.in_features, self.init_fn, self.dtype, name)
+      return _scan_encoder(cell, zero, (cell.project(inputs), mask))
+
+    fwd_final, fwd = run('fwd', x)
     if not self.bidirectional:
-      return fwd, (fwd_carry, None)
-    bwd_carry, bwd = _ScanStep(self.cell, self.hidden, self.init_fn, self.dtype, name='bwd')(
-        zero, (reverse_valid(x, lengths), mask))
-    return jnp.concatenate([fwd, reverse_valid(bwd, lengths)], -1), (fwd_carry, bwd_carry)
+      return fwd, (fwd_final, None)
+    # Backward: read each sentence from its last real token. Reversing the real tokens keeps
+    # padding at the end, so the same mask applies; the outputs are reversed back.
+    bwd_final, bwd = run('bwd', reverse_valid(x, lengths))
+    return jnp.concatenate([fwd, reverse_valid(bwd, lengths)], -1), (fwd_final, bwd_final)
 
 
-class DecoderCell(nn.Module):
-  """One decoder time step, shared by teacher forcing (scanned) and decode_step."""
-  cell: str
-  hidden: int
-  num_layers: int
-  attention: str
-  attention_dim: int
-  input_feeding: bool
-  readout: str
-  readout_dim: int
-  residual: bool
-  dropout_rate: float
-  deterministic: bool
-  init_fn: Any
-  dtype: Any
-
-  @nn.compact
-  def __call__(self, carry, y_emb, memory, keys, mask):
-    drop = nn.Dropout(self.dropout_rate, deterministic=self.deterministic)
-    att = (None if self.attention == 'none' else
-           attn_lib.Attention(self.attention, self.hidden, self.attention_dim, self.init_fn,
-                              self.dtype, name='attention'))
-    states = list(carry['layers'])
-    x = y_emb
-    context = None
-    if self.attention == 'bahdanau':  # query with the previous top state (Eq. 6)
-      context, _ = att(states[-1]['h'], keys, memory, mask)
-      x = jnp.concatenate([x, context], -1)
-    elif self.attention != 'none' and self.input_feeding:
-      x = jnp.concatenate([x, carry['feed']], -1)
-    prev_top = states[-1]['h']
-    for i in range(self.num_layers):
-      inp = drop(x) if i else x
-      new = attn_lib.make_cell(self.cell, self.hidden, self.init_fn, self.dtype)(states[i], inp)
-      states[i] = new
-      x = new['h'] + x if (self.residual and i and x.shape[-1] == self.hidden) else new['h']
-    dense = lambda n, name, bias=True: layers.dense(n, ('hidden', 'embed'), use_bias=bias,
-                                                    dtype=self.dtype, init=self.init_fn, name=name)
-    feed = carry.get('feed')
-    if self.attention == 'bahdanau':
-      out = (dense(self.readout_width, 'readout_state')(prev_top)
-             + dense(self.readout_width, 'readout_embed', False)(y_emb)
-             + dense(self.readout_width, 'readout_context', False)(context))
-    elif self.attention == 'none':
-      out = x
-      if self.readout == 'maxout' or self.readout_dim:
-        out = dense(self.readout_width, 'readout')(x)
-    else:  # Luong: h~_t = tanh(W_c [c_t; h_t]) (Eq. 5)
-      context, _ = att(x, keys, memory, mask)
-      out = jnp.tanh(dense(self.readout_width, 'combine', False)(
-          jnp.concatenate([context, x], -1)))
-      feed = out if self.readout != 'maxout' else _maxout(out)
-    if self.readout == 'maxout':
-      out = _maxout(out)
-    new_carry = {'layers': tuple(states)}
-    if 'feed' in carry:
-      new_carry['feed'] = feed
-    return new_carry, drop(out)
-
-  @property
-  def readout_width(self) -> int:
-    base = self.readout_dim or self.hidden
-    return 2 * base if self.readout == 'maxout' else base
-
-
+# --- decoder ----------------------------------------------------------------------------
 def _maxout(x: jax.Array) -> jax.Array:
   """Maxout with pool size 2 over adjacent units (Bahdanau et al. 2015, App. A.2.2)."""
   return jnp.max(x.reshape(x.shape[:-1] + (x.shape[-1] // 2, 2)), axis=-1)
 
 
+class DecoderCell(nn.Module):
+  """One decoder step: (carry, E y_{t-1} [B, E], source) -> (carry, readout [B, readout]).
+
+  `source` holds what the encoder gives every step: {'memory', 'keys', 'mask'} with attention
+  ('dot' has no separate keys), {'context'} for Cho et al., {} for Sutskever et al.
+  """
+  cell: str
+  hidden: int
+  num_layers: int
+  attention: str
+  attention_dim: int
+  readout: str
+  readout_dim: int
+  residual: bool
+  dropout_rate: float
+  deterministic: bool
+  init_fn: Callable | None
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, carry, y_emb, source):
+    drop = nn.Dropout(self.dropout_rate, deterministic=self.deterministic)
+    dense = functools.partial(layers.dense, names=('hidden', 'embed'), dtype=self.dtype,
+                              init=self.init_fn)
+    width = 2 * self.readout_dim if self.readout == 'maxout' else self.readout_dim
+    attend = (None if self.attention == 'none' else attn_lib.Attention(
+        self.attention, self.attention_dim, self.init_fn, self.dtype, name='attention'))
+    states = list(carry['layers'])
+    prev_top = states[-1]['h']
+    context = source.get('context')          # Cho et al.: the fixed c
+    keys = source.get('keys', source.get('memory'))
+    if self.attention == 'bahdanau':         # c_i from s_{i-1} (App. A.1.2)
+      context, _ = attend(prev_top, keys, source['memory'], source['mask'])
+    x = jnp.concatenate([y_emb] + [v for v in (context, carry.get('feed')) if v is not None], -1)
+    for i in range(self.num_layers):
+      cell = make_cell(self.cell, self.hidden, x.shape[-1], self.init_fn, self.dtype,
+                       f'layer_{i}')
+      states[i] = cell(states[i], drop(x))
+      x = states[i]['h'] + x if (self.residual and i >= 2) else states[i]['h']
+    new_carry = {'layers': tuple(states)}
+
+    if self.attention in LUONG:              # h~_t = tanh(W_c [c_t; h_t]) (Eq. 5)
+      context, _ = attend(x, keys, source['memory'], source['mask'])
+      out = jnp.tanh(dense(width, use_bias=False, name='combine')(
+          jnp.concatenate([context, x], -1)))
+    elif context is not None:
+      # Deep output from the state, the previous word and the context: Bahdanau (App. A.2.2)
+      # reads s_{i-1}; Cho et al. (Sec. 2.2) read h_t.
+      state = prev_top if self.attention == 'bahdanau' else x
+      out = (dense(width, name='readout_state')(state)
+             + dense(width, use_bias=False, name='readout_embed')(y_emb)
+             + dense(width, use_bias=False, name='readout_context')(context))
+    elif width != x.shape[-1] or self.readout == 'maxout':
+      out = dense(width, name='readout')(x)
+    else:                                    # Sutskever et al.: softmax on the top state
+      out = x
+    if self.readout == 'maxout':
+      out = _maxout(out)
+    if 'feed' in carry:                      # input feeding (Luong Sec. 3.3)
+      new_carry['feed'] = out.astype(jnp.float32)
+    return new_carry, drop(out)
+
+
 _ScanDecoder = nn.scan(DecoderCell, variable_broadcast='params',
                        split_rngs={'params': False, 'dropout': True},
-                       in_axes=(1, nn.broadcast, nn.broadcast, nn.broadcast), out_axes=1)
+                       in_axes=(1, nn.broadcast), out_axes=1)
 
 
+# --- model ------------------------------------------------------------------------------
 class Model(nn.Module):
-  """RNN encoder-decoder; see the module docstring for every field."""
+  """RNN encoder-decoder; the module docstring documents every field."""
   src_vocab_size: int
   tgt_vocab_size: int
   cell: str = 'lstm'
@@ -188,6 +300,7 @@ class Model(nn.Module):
   attention: str = 'general'
   attention_dim: int = 0
   input_feeding: bool = True
+  feed_context: bool = False
   readout: str = 'linear'
   readout_dim: int = 0
   bridge: str = 'none'
@@ -195,28 +308,6 @@ class Model(nn.Module):
   init_scale: float = 0.0
   max_len: int = 256
   dtype: str = 'float32'
-
-  def _check(self):
-    if self.cell not in ('lstm', 'gru'):
-      raise UserError(f"model.cell must be 'lstm' or 'gru', got {self.cell!r}")
-    if self.attention not in attn_lib.ATTENTION_TYPES:
-      raise UserError(f'model.attention must be one of {attn_lib.ATTENTION_TYPES}, '
-                      f'got {self.attention!r}')
-    if self.readout not in ('linear', 'maxout'):
-      raise UserError(f"model.readout must be 'linear' or 'maxout', got {self.readout!r}")
-    if self.bridge not in ('none', 'final', 'dense'):
-      raise UserError(f"model.bridge must be 'none', 'final' or 'dense', got {self.bridge!r}")
-    if self.bridge == 'final':
-      if self.encoder_layers != self.decoder_layers:
-        raise UserError("bridge='final' needs as many encoder as decoder layers")
-      if self.dec_hidden != self.enc_out:
-        raise UserError(f"bridge='final' needs decoder_hidden_dim == encoder output size "
-                        f'({self.enc_out})')
-    if self.attention == 'dot' and self.dec_hidden != self.enc_out:
-      raise UserError(f"attention='dot' needs decoder_hidden_dim == encoder output size "
-                      f"({self.enc_out}); use 'general'")
-    if self.tie_output and self.out_width != self.emb_dim:
-      raise UserError(f'tie_output needs the readout size ({self.out_width}) == emb_dim')
 
   @property
   def enc_out(self) -> int:
@@ -230,31 +321,54 @@ class Model(nn.Module):
   def out_width(self) -> int:
     return self.readout_dim or self.dec_hidden
 
+  @property
+  def _feeds(self) -> bool:
+    return self.input_feeding and self.attention in LUONG
+
+  @property
+  def _cho(self) -> bool:
+    return self.feed_context and self.attention == 'none'
+
+  def _check(self):
+    choices = dict(cell=('lstm', 'gru'), attention=attn_lib.ATTENTION_TYPES,
+                   readout=('linear', 'maxout'), bridge=('none', 'final', 'dense'))
+    for field, allowed in choices.items():
+      if getattr(self, field) not in allowed:
+        raise UserError(f'model.{field} must be one of {allowed}, got {getattr(self, field)!r}')
+    if min(self.encoder_layers, self.decoder_layers, self.hidden_dim, self.emb_dim) < 1:
+      raise UserError('model layers, hidden_dim and emb_dim must be positive')
+    if self.bridge == 'final' and (self.encoder_layers != self.decoder_layers
+                                   or self.dec_hidden != self.enc_out):
+      raise UserError(f"bridge='final' needs encoder_layers == decoder_layers and "
+                      f'decoder_hidden_dim == the encoder output size ({self.enc_out})')
+    if self.attention == 'dot' and self.dec_hidden != self.enc_out:
+      raise UserError(f"attention='dot' needs decoder_hidden_dim == the encoder output size "
+                      f"({self.enc_out}); 'general' has no such constraint")
+    if self.tie_output and self.out_width != self.emb_dim:
+      raise UserError(f'tie_output needs the readout size ({self.out_width}) == emb_dim')
+
   def setup(self):
     self._check()
     dt = layers.dtype_of(self.dtype)
     init = _uniform(self.init_scale) if self.init_scale > 0 else None
-    self._init = init
+    self._init, self._dt = init, dt
     self.src_embed = layers.Embed(self.src_vocab_size, self.emb_dim, dtype=dt, init_fn=init)
     self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt, init_fn=init)
-    self.encoder = [EncoderLayer(self.cell, self.hidden_dim, self.bidirectional, init, dt)
-                    for _ in range(self.encoder_layers)]
+    self.encoder = [EncoderLayer(self.cell, self.hidden_dim, self.emb_dim if i == 0 else
+                                 self.enc_out, self.bidirectional, init, dt)
+                    for i in range(self.encoder_layers)]
     if self.bridge == 'dense':
-      self.bridge_proj = [layers.dense(self.dec_hidden, ('hidden', 'embed'), dtype=dt,
-                                       init=init) for _ in range(self.decoder_layers)]
-    if self.attention in ('bahdanau', 'concat', 'general'):
-      # U h_j (additive, Bahdanau Eq. A.1.2 / Luong concat) or W h_j (Luong general).
-      width = self.dec_hidden if self.attention == 'general' else (self.attention_dim
-                                                                    or self.dec_hidden)
-      self.key_proj = layers.dense(width, ('hidden', 'kv'), use_bias=False, dtype=dt,
-                                   init=init, name='attention_keys')
+      self.bridge_proj = [layers.dense(self.dec_hidden, ('hidden', 'embed'), dtype=dt, init=init)
+                          for _ in range(self.decoder_layers)]
+    if self.attention not in ('none', 'dot'):
+      self.source_keys = attn_lib.SourceKeys(attn_lib.key_width(
+          self.attention, self.dec_hidden, self.attention_dim or self.dec_hidden), init, dt)
     if not self.tie_output:
       self.out_proj = layers.dense(self.tgt_vocab_size, ('embed', 'vocab'), dtype=dt, init=init)
     self.drop = nn.Dropout(self.dropout_rate)
 
-  # --- encoder ----------------------------------------------------------------------
-  def encode(self, inputs, *, train: bool = False):
-    """Returns (memory [B, S, enc_out], mask [B, S], per-layer final carries)."""
+  def encode(self, inputs: jax.Array, *, train: bool = False):
+    """inputs [B, S] -> (memory [B, S, enc_out], mask [B, S], per-layer final carries)."""
     mask = inputs > 0
     lengths = jnp.sum(mask, axis=1).astype(jnp.int32)
     if self.reverse_source:
@@ -262,81 +376,83 @@ class Model(nn.Module):
     x = self.src_embed(inputs)
     finals = []
     for i, layer in enumerate(self.encoder):
-      inp = self.drop(x, deterministic=not train) if i else x
-      out, carries = layer(inp, mask, lengths)
-      x = out + x if (self.residual and i and out.shape[-1] == x.shape[-1]) else out
-      x = constrain(x, ('batch', 'length', 'hidden'))
-      finals.append(carries)
+      out, final = layer(self.drop(x, deterministic=not train), mask, lengths)
+      x = out + x if (self.residual and i >= 2) else out
+      x = constrain(x.astype(self._dt), ('batch', 'length', 'embed'))
+      finals.append(final)
     return x, mask, finals
 
-  def _initial_carry(self, memory, finals):
-    b = memory.shape[0]
-    zero = attn_lib.zero_carry(self.cell, b, self.dec_hidden, memory.dtype)
+  def _source(self, memory, mask, finals) -> dict[str, jax.Array]:
+    """What every decoder step reads from the encoder."""
+    if self.attention == 'dot':    # the keys are the annotations themselves
+      return {'memory': memory, 'mask': mask}
+    if self.attention != 'none':
+      return {'memory': memory, 'keys': self.source_keys(memory), 'mask': mask}
+    if self._cho:  # c: the top layer's final state(s)
+      fwd, bwd = finals[-1]
+      return {'context': fwd['h'] if bwd is None else jnp.concatenate([fwd['h'], bwd['h']], -1)}
+    return {}
+
+  def _initial_carry(self, batch: int, finals, source):
+    zero = zero_carry(self.cell, batch, self.dec_hidden)
     states = []
     for i in range(self.decoder_layers):
       if self.bridge == 'final':
         fwd, bwd = finals[i]
         states.append(fwd if bwd is None else jax.tree.map(
-            lambda a, c: jnp.concatenate([a, c], -1), fwd, bwd))
+            lambda a, b: jnp.concatenate([a, b], -1), fwd, bwd))
       elif self.bridge == 'dense':
-        fwd, bwd = finals[min(i, len(finals) - 1)]
-        src = (bwd or fwd)['h']   # h_1 backward: the backward RNN's state at the first word
-        state = dict(zero)
-        state['h'] = jnp.tanh(self.bridge_proj[i](src))
-        states.append(state)
+        # Stacks aligned at the top: the top decoder layer reads the top encoder layer.
+        fwd, bwd = finals[max(0, i + self.encoder_layers - self.decoder_layers)]
+        h = source['context'] if self._cho else (fwd if bwd is None else bwd)['h']
+        states.append({**zero, 'h': jnp.tanh(self.bridge_proj[i](h)).astype(jnp.float32)})
       else:
         states.append(zero)
     carry = {'layers': tuple(states)}
-    if self.attention not in ('none', 'bahdanau') and self.input_feeding:
-      width = self.out_width
-      carry['feed'] = jnp.zeros((b, width), memory.dtype)
+    if self._feeds:
+      carry['feed'] = jnp.zeros((batch, self.out_width), jnp.float32)
     return carry
 
-  def _keys(self, memory):
-    """Source-side attention projections, computed once per sentence."""
-    if self.attention in ('none', 'dot'):
-      return memory[:, :, :0] if self.attention == 'none' else memory
-    return self.key_proj(memory)
-
-  # --- the contract -------------------------------------------------------------------
   @nn.compact
-  def _decode(self, carry, y_emb, memory, keys, mask, train: bool):
+  def _decode(self, carry, y_emb, source, train: bool):
     """Runs the decoder cell over y_emb [B, T, E] (T = 1 in decode_step)."""
-    scanned = _ScanDecoder(
+    return _ScanDecoder(
         self.cell, self.dec_hidden, self.decoder_layers, self.attention,
-        self.attention_dim or self.dec_hidden, self.input_feeding, self.readout,
-        self.readout_dim, self.residual, self.dropout_rate, not train, self._init,
-        layers.dtype_of(self.dtype), name='decoder')
-    return scanned(carry, y_emb, memory, keys, mask)
+        self.attention_dim or self.dec_hidden, self.readout, self.out_width, self.residual,
+        self.dropout_rate, not train, self._init, self._dt, name='decoder')(carry, y_emb, source)
 
   def _logits(self, out):
     logits = self.tgt_embed.attend(out) if self.tie_output else self.out_proj(out)
     return constrain(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
 
-  def __call__(self, batch, *, train: bool = False):
+  # --- the model contract (seq2seq_jax/models/__init__.py) ---------------------------------
+  def __call__(self, batch: dict[str, jax.Array], *, train: bool = False) -> jax.Array:
+    """Teacher forcing: logits float32 [B, T, tgt_vocab_size]."""
     if 'inputs_segmentation' in batch:
-      raise UserError('RNN models do not read packed batches; set data.packing=False')
+      raise UserError('RNN models read one sentence pair per row: set data.packing=False')
     memory, mask, finals = self.encode(batch['inputs'], train=train)
-    carry = self._initial_carry(memory, finals)
-    y = self.tgt_embed(batch['decoder_inputs'])
-    _, out = self._decode(carry, y, memory, self._keys(memory), mask, train)
+    source = self._source(memory, mask, finals)
+    carry = self._initial_carry(memory.shape[0], finals, source)
+    _, out = self._decode(carry, self.tgt_embed(batch['decoder_inputs']), source, train)
     return self._logits(out)
 
-  def init_cache(self, inputs, max_len: int):
+  def init_cache(self, inputs: jax.Array, max_len: int) -> dict[str, Any]:
+    """The encoder's part for decoding: {'source': ..., 'carry': ...}, leading dim B."""
     del max_len  # the recurrent state has a fixed size
     memory, mask, finals = self.encode(inputs, train=False)
-    return {'memory': memory, 'keys': self._keys(memory), 'mask': mask,
-            'carry': self._initial_carry(memory, finals)}
+    source = self._source(memory, mask, finals)
+    return {'source': source, 'carry': self._initial_carry(inputs.shape[0], finals, source)}
 
-  def decode_step(self, last_tokens, cache):
+  def decode_step(self, last_tokens: jax.Array,
+                  cache: dict[str, Any]) -> tuple[jax.Array, dict[str, Any]]:
+    """last_tokens [B] -> (logits float32 [B, tgt_vocab_size], the cache one step on)."""
     y = self.tgt_embed(last_tokens[:, None])
-    carry, out = self._decode(cache['carry'], y, cache['memory'], cache['keys'], cache['mask'],
-                              False)
-    return self._logits(out)[:, 0], {**cache, 'carry': carry}
+    carry, out = self._decode(cache['carry'], y, cache['source'], False)
+    # The same `source` leaves go back, so beam search need not reorder them.
+    return self._logits(out)[:, 0], {'source': cache['source'], 'carry': carry}
 
 
-def _uniform(scale: float):
+def _uniform(scale: float) -> Callable:
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -scale, scale)
   return init
-

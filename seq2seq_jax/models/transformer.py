@@ -180,7 +180,7 @@ class DecoderLayer(_Block):
 
 
 class Model(nn.Module):
-  """Transformer encoder-decoder. Field defaults are the paper's base model (Table 3)."""
+  """Transformer encoder-decoder. Defaults: the paper's base model (Table 3), but pre-LN."""
   src_vocab_size: int
   tgt_vocab_size: int
   emb_dim: int = 512
@@ -234,13 +234,23 @@ class Model(nn.Module):
   def _embed(self, table, pos_table_name, ids, positions, deterministic):
     x = table(ids) * jnp.sqrt(self.emb_dim).astype(table.dtype)  # Sec. 3.4
     if self.positions == 'learned':
+      # A learned table has max_len rows; a longer row would read past it (NaN).
+      self._check_length(ids.shape[1], 'a batch of length')
       x = x + jnp.take(getattr(self, pos_table_name), positions, axis=0).astype(x.dtype)
     else:
       x = x + layers.sinusoidal(positions, self.emb_dim).astype(x.dtype)
     x = self.drop(x, deterministic=deterministic)
     return constrain(x, ('batch', 'length', 'embed'))
 
+  def _check_length(self, length: int, what: str) -> None:
+    if self.positions == 'learned' and length > self.max_len:
+      raise UserError(f'{what} {length} exceeds model.max_len={self.max_len} (the size of the '
+                      "learned position table); raise model.max_len or use 'sinusoidal'")
+
   def _logits(self, y):
+    # Tied (Sec. 3.4, Press & Wolf 2017): y @ E^T with no extra factor. The paper multiplies
+    # by sqrt(d_model) only in the embedding layers; with E ~ N(0, 1/d_model) and y
+    # layer-normalised, these logits already have unit variance.
     logits = (self._target_embed().attend(y) if self.tie_output else self.logits_dense(y))
     return constrain(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
 
@@ -251,9 +261,19 @@ class Model(nn.Module):
     return jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
 
   # --- the contract -------------------------------------------------------------
-  def encode(self, inputs, *, inputs_segmentation=None, inputs_position=None,
-             train: bool = False):
-    """Encoder states [B, S, E]."""
+  def encode(self, inputs: jax.Array, *, inputs_segmentation: jax.Array | None = None,
+             inputs_position: jax.Array | None = None, train: bool = False) -> jax.Array:
+    """Runs the encoder.
+
+    Args:
+      inputs: source ids [B, S], 0 = padding.
+      inputs_segmentation: packed rows: the pair each token belongs to [B, S] (0 = padding).
+      inputs_position: packed rows: each token's position within its pair [B, S].
+      train: enables dropout (the 'dropout' rng stream).
+
+    Returns:
+      Encoder states [B, S, emb_dim] in the compute dtype.
+    """
     keep = inputs[:, None, :] > 0
     if inputs_segmentation is not None:
       keep = keep & (inputs_segmentation[:, :, None] == inputs_segmentation[:, None, :])
@@ -264,15 +284,34 @@ class Model(nn.Module):
       x = layer(x, bias, not train)
     return self.encoder_norm(x) if self.pre_norm else x
 
-  def decode(self, encoded, inputs, decoder_inputs, *, inputs_segmentation=None,
-             targets_segmentation=None, targets_position=None, train: bool = False):
-    """Teacher-forced decoder logits [B, T, V] (float32)."""
+  def decode(self, encoded: jax.Array, inputs: jax.Array, decoder_inputs: jax.Array, *,
+             inputs_segmentation: jax.Array | None = None,
+             targets_segmentation: jax.Array | None = None,
+             targets_position: jax.Array | None = None, train: bool = False) -> jax.Array:
+    """Runs the decoder with teacher forcing.
+
+    Args:
+      encoded: encoder states [B, S, emb_dim] from `encode`.
+      inputs: source ids [B, S] (their padding masks the cross-attention).
+      decoder_inputs: target ids shifted right, BOS first [B, T], 0 = padding.
+      inputs_segmentation: packed rows: source segment ids [B, S].
+      targets_segmentation: packed rows: target segment ids [B, T]; a target token attends
+        only to earlier target tokens and source tokens of the same segment.
+      targets_position: packed rows: positions within each target [B, T].
+      train: enables dropout.
+
+    Returns:
+      Logits [B, T, tgt_vocab_size], float32.
+    """
+    if (targets_segmentation is None) != (inputs_segmentation is None):
+      raise UserError('packed batches need both inputs_segmentation and targets_segmentation')
     t = decoder_inputs.shape[1]
     keep_self = jnp.tril(jnp.ones((t, t), bool))[None]
     keep_cross = inputs[:, None, :] > 0
     if targets_segmentation is not None:
-      keep_self = keep_self & (targets_segmentation[:, :, None] == targets_segmentation[:, None, :])
-      keep_cross = keep_cross & (targets_segmentation[:, :, None] == inputs_segmentation[:, None, :])
+      tgt_seg = targets_segmentation[:, :, None]
+      keep_self = keep_self & (tgt_seg == targets_segmentation[:, None, :])
+      keep_cross = keep_cross & (tgt_seg == inputs_segmentation[:, None, :])
     self_bias, cross_bias = layers.mask_bias(keep_self), layers.mask_bias(keep_cross)
     y = self._embed(self._target_embed(), 'tgt_pos', decoder_inputs,
                     self._positions(decoder_inputs, targets_position), not train)
@@ -282,7 +321,8 @@ class Model(nn.Module):
       y = self.decoder_norm(y)
     return self._logits(y)
 
-  def __call__(self, batch, *, train: bool = False):
+  def __call__(self, batch: dict[str, jax.Array], *, train: bool = False) -> jax.Array:
+    """Teacher-forced logits [B, T, tgt_vocab_size] (float32) for a (possibly packed) batch."""
     seg = batch.get('inputs_segmentation')
     encoded = self.encode(batch['inputs'], inputs_segmentation=seg,
                           inputs_position=batch.get('inputs_position'), train=train)
@@ -291,8 +331,19 @@ class Model(nn.Module):
                        targets_segmentation=batch.get('targets_segmentation'),
                        targets_position=batch.get('targets_position'), train=train)
 
-  def init_cache(self, inputs, max_len: int):
-    """Encodes `inputs` and allocates the decoder cache for `max_len` steps."""
+  def init_cache(self, inputs: jax.Array, max_len: int) -> dict[str, Any]:
+    """Encodes `inputs` and allocates the decoder cache for `max_len` steps.
+
+    Args:
+      inputs: source ids [B, S], 0 = padding (unpacked).
+      max_len: the most decoder steps that will be taken (static).
+
+    Returns:
+      {'index': int32 [B] (the next position), 'src_mask': bool [B, S], 'layers': one dict
+      per decoder layer with self-attention buffers 'k', 'v' [B, max_len, heads, head_dim]
+      and cross-attention 'ck', 'cv' [B, S, heads, head_dim]}. Every leaf has leading dim B.
+    """
+    self._check_length(max_len, 'decoding length')
     encoded = self.encode(inputs, train=False)
     b = inputs.shape[0]
     width = self.qkv_dim or self.emb_dim
@@ -304,8 +355,18 @@ class Model(nn.Module):
                         'ck': ck, 'cv': cv})
     return {'index': jnp.zeros((b,), jnp.int32), 'src_mask': inputs > 0, 'layers': per_layer}
 
-  def decode_step(self, last_tokens, cache):
-    """Logits [B, V] for the next token after `last_tokens` [B], and the updated cache."""
+  def decode_step(self, last_tokens: jax.Array,
+                  cache: dict[str, Any]) -> tuple[jax.Array, dict[str, Any]]:
+    """One incremental decoder step (no dropout).
+
+    Args:
+      last_tokens: int32 [B], the token at position cache['index'] (BOS first).
+      cache: from `init_cache` or the previous step. All rows must be at the same position
+        (the searches in seq2seq_jax/decoding.py advance them together).
+
+    Returns:
+      (logits float32 [B, tgt_vocab_size] for the next token, the updated cache).
+    """
     index = cache['index']
     y = self._embed(self._target_embed(), 'tgt_pos', last_tokens[:, None], index[:, None], True)
     cross_bias = layers.mask_bias(cache['src_mask'][:, None, :])
