@@ -6,6 +6,7 @@ and the optimizer differ). Trains on a 2-core CPU in under 30 minutes.
 
   python launch.py --config=experiments/g2p_cmudict_lstm_attention.py --workdir=runs/g2p_lstm
   python launch.py --config=experiments/g2p_cmudict_lstm_attention.py:smoke --workdir=/tmp/l
+  python launch.py --config=experiments/g2p_cmudict_lstm_attention.py:long --workdir=runs/g2p_lstm_long
 """
 import ml_collections
 
@@ -13,9 +14,9 @@ import g2p_cmudict_transformer as base
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  if arg not in ('', 'smoke'):
-    raise ValueError(f'unknown config variant {arg!r} (known: smoke)')
-  c = base.get_config(arg)
+  if arg not in ('', 'smoke', 'long'):
+    raise ValueError(f'unknown config variant {arg!r} (known: smoke, long)')
+  c = base.get_config(arg)         # 'long': 16000 steps, as the Transformer's
   c.model = dict(
       name='rnn', cell='lstm',
       emb_dim=128,

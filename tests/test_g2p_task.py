@@ -104,11 +104,15 @@ def test_decode_target_stops_at_eos_and_skips_padding(task):
 def test_score_perfect_and_wrong_predictions(task):
   es = task.eval_set('test')
   perfect = task.score([r[-1] for r in es.references], es.references)
-  assert perfect == {'per': 0.0, 'wer': 0.0}
+  assert perfect == {'per': 0.0, 'wer': 0.0, 'per_nostress': 0.0, 'wer_nostress': 0.0}
   refs = [['HH AH0 L OW1', 'HH EH0 L OW1'], ['R EH1 D', 'R IY1 D']]
   scores = task.score(['HH EH0 L OW1', 'R EH1 D D'], refs)
   assert scores['wer'] == pytest.approx(50.0)
   assert scores['per'] == pytest.approx(100.0 * 1 / 7)
+  # A stress-only error counts with stress digits and vanishes without them.
+  scores = task.score(['HH AH1 L OW0', 'R EH1 D'], refs)
+  assert scores['wer'] == pytest.approx(50.0) and scores['per'] == pytest.approx(100.0 * 2 / 7)
+  assert scores['wer_nostress'] == 0.0 and scores['per_nostress'] == 0.0
 
 
 # --- metrics -----------------------------------------------------------------------

@@ -100,6 +100,18 @@ class Task:
     return ' '.join(self.tgt_vocab.decode(ids))
 
   def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
-    """{'per', 'wer'} in percent; hyps and references are space-separated phonemes."""
-    return text_metrics.g2p_scores([h.split() for h in hyps],
-                                   [[r.split() for r in rs] for rs in refs])
+    """PER and WER in percent; hyps and references are space-separated phonemes.
+
+    'per'/'wer' score ARPAbet with stress digits, as trained. 'per_nostress'/'wer_nostress'
+    score the same predictions with the digits removed (AH0 -> AH), the 39-phoneme setting
+    in which most published CMUdict G2P results are reported: a diagnostic for comparison,
+    not what the model is selected on.
+    """
+    hyp_ph = [h.split() for h in hyps]
+    ref_ph = [[r.split() for r in rs] for rs in refs]
+    scores = text_metrics.g2p_scores(hyp_ph, ref_ph)
+    strip = lambda phones: [p.rstrip('012') for p in phones]
+    nostress = text_metrics.g2p_scores([strip(h) for h in hyp_ph],
+                                       [[strip(r) for r in rs] for rs in ref_ph])
+    scores.update({f'{k}_nostress': v for k, v in nostress.items()})
+    return scores
