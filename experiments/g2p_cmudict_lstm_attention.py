@@ -16,7 +16,7 @@ import g2p_cmudict_transformer as base
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   if arg not in ('', 'smoke', 'long'):
     raise ValueError(f'unknown config variant {arg!r} (known: smoke, long)')
-  c = base.get_config(arg)         # 'long': 16000 steps, as the Transformer's
+  c = base.get_config(arg)         # 'long': 12000 steps, as the Transformer's
   c.model = dict(
       name='rnn', cell='lstm',
       emb_dim=128,

@@ -109,6 +109,11 @@ class _Block(nn.Module):
   pre_norm: bool
   dropout_rate: float
   dtype: Any
+  num_heads: int = 8
+  head_dim: int = 64
+  emb_dim: int = 512
+  mlp_dim: int = 2048
+  attention_dropout_rate: float = 0.0
 
   def residual(self, x, fn, norm, deterministic):
     if self.pre_norm:
@@ -117,11 +122,7 @@ class _Block(nn.Module):
 
 
 class EncoderLayer(_Block):
-  num_heads: int = 8
-  head_dim: int = 64
-  emb_dim: int = 512
-  mlp_dim: int = 2048
-  attention_dropout_rate: float = 0.0
+  """Self-attention then MLP, each a residual block."""
 
   def setup(self):
     self.attn = SelfAttention(self.num_heads, self.head_dim, self.emb_dim,
@@ -139,11 +140,7 @@ class EncoderLayer(_Block):
 
 
 class DecoderLayer(_Block):
-  num_heads: int = 8
-  head_dim: int = 64
-  emb_dim: int = 512
-  mlp_dim: int = 2048
-  attention_dropout_rate: float = 0.0
+  """Causal self-attention, cross-attention to the encoder, then MLP."""
 
   def setup(self):
     self.self_attn = SelfAttention(self.num_heads, self.head_dim, self.emb_dim,
