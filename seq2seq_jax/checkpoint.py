@@ -16,9 +16,12 @@ from seq2seq_jax.errors import UserError
 
 
 def _manager(path: str, keep: int, read_only: bool) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(
-      max_to_keep=keep, create=not read_only, read_only=read_only,
-      enable_async_checkpointing=True)
+  if read_only:  # eval / predict: never writes (and orbax warns if given saving options)
+    options = ocp.CheckpointManagerOptions(read_only=True, save_interval_steps=0,
+                                           create=False)
+  else:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           enable_async_checkpointing=True)
   return ocp.CheckpointManager(path, options=options)
 
 
