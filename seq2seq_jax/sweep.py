@@ -102,9 +102,12 @@ def collect(points: list[dict[str, Any]], dirs: list[str]) -> list[dict[str, Any
     row = {'point': os.path.basename(d), **{k: _value_text(v) for k, v in p.items()}}
     row['num_params'] = summary.get('num_params')
     row['train_seconds'] = summary.get('train_seconds')
-    for k, v in summary.items():
-      if k.startswith('test/') and k not in ('test/seconds', 'test/examples'):
-        row[k] = v
+    # Test metrics, the one the best checkpoint is chosen by first, then the rest by name.
+    best = f"test/{summary.get('best_metric', '')}"
+    tests = sorted((k for k in summary if k.startswith('test/')
+                    and k not in ('test/seconds', 'test/examples')), key=lambda k: (k != best, k))
+    for k in tests:
+      row[k] = summary[k]
     row['_curve'] = curve
     row['_best_metric'] = summary.get('best_metric', '')
     rows.append(row)
