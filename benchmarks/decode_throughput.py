@@ -76,7 +76,8 @@ def bench_jax(search: str, beam_size: int, repeats: int) -> dict:
 
   @jax.jit
   def decode(params, inputs):
-    cache = model.apply({'params': params}, inputs, OUT_LEN, method='init_cache')
+    cache = model.apply({'params': params}, inputs, OUT_LEN,
+                        1 if search == 'greedy' else beam_size, method='init_cache')
     fn = lambda t, c: model.apply({'params': params}, t, c, method='decode_step')
     if search == 'greedy':
       return decoding.greedy_search(fn, cache, batch_size=BATCH, max_len=OUT_LEN,

@@ -19,6 +19,15 @@ CPU), i.e. each step all-gathers the [batch, beam * vocab] candidate scores. A s
 top-k would stay sharded but is two orders of magnitude slower on CPU at vocab 32k.
 An `eos_id` outside the vocabulary is allowed: it never ends a hypothesis, so every search
 runs exactly `max_len` steps (the decode benchmark uses this).
+
+Per-item cache entries (`PerItem`): by default beam search tiles every cache leaf to
+batch * beam rows and gathers the rows each step as beams are reselected. For large buffers
+(a Transformer's self-attention K/V) that gather, and the copy back into the loop state,
+cost more memory traffic than the model step itself. A model may instead wrap an entry in
+`PerItem(value, beam_size)`: one [batch, ...] value shared by all beams of an item, which
+beam search neither tiles nor reorders. The model then owns the beam bookkeeping, e.g. it
+keeps every beam's K/V in a slot of its own and a small (reordered) ancestry mask saying
+which slot holds each hypothesis's past (see models/transformer.py).
 """
 import functools
 from typing import Any, Callable
@@ -58,6 +67,40 @@ def _check(condition: bool, message: str) -> None:
     raise UserError(message)
 
 
+@jax.tree_util.register_pytree_node_class
+class PerItem:
+  """A cache entry held once per item ([batch, ...]) for all `beam_size` beams of it.
+
+  Beam search neither tiles nor reorders it; greedy search and sampling need beam_size 1.
+  """
+
+  def __init__(self, value: Any, beam_size: int):
+    self.value = value
+    self.beam_size = beam_size
+
+  def tree_flatten(self):
+    return (self.value,), self.beam_size
+
+  @classmethod
+  def tree_unflatten(cls, beam_size, children):
+    return cls(children[0], beam_size)
+
+  def __repr__(self):
+    return f'PerItem({self.value!r}, beam_size={self.beam_size})'
+
+
+def _is_per_item(x: Any) -> bool:
+  return isinstance(x, PerItem)
+
+
+def _check_per_item(cache: Any, beam_size: int, search: str) -> None:
+  for x in jax.tree.leaves(cache, is_leaf=_is_per_item):
+    if _is_per_item(x):
+      _check(x.beam_size == beam_size,
+             f'the decoding cache was built for beam_size={x.beam_size} but {search} runs '
+             f'beam_size={beam_size}: pass beam_size={beam_size} to init_cache')
+
+
 @functools.partial(jax.jit, static_argnums=(0,), static_argnames=(
     'batch_size', 'beam_size', 'max_len', 'bos_id', 'eos_id', 'alpha'))
 def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int,
@@ -77,7 +120,8 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
     tokens_to_logits: the model callback (see module docstring); called with
       batch_size * beam_size rows, item-major.
     cache: pytree of arrays with leading dim batch_size; tiled to batch * beam here and
-      reordered along dim 0 as beams are reselected.
+      reordered along dim 0 as beams are reselected, except `PerItem` entries (built for
+      this beam_size), which are passed through as they are.
     batch_size: number of items.
     beam_size: hypotheses kept per item (live and finished each).
     max_len: maximum output length in tokens, EOS included.
@@ -91,7 +135,8 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
     hypothesis exists (tiny vocabularies) have score -inf and an all-zero sequence.
 
   Raises:
-    UserError: beam_size or max_len below 1, or alpha < 0.
+    UserError: beam_size or max_len below 1, alpha < 0, or a PerItem cache entry built for
+      another beam_size.
   """
   _check(beam_size >= 1, f'beam_size must be >= 1, got {beam_size}')
   _check(max_len >= 1, f'max_len must be >= 1, got {max_len}')
@@ -114,12 +159,13 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
   def body(s):
     i, live_seqs, live_lp, fin_seqs, fin_scores, c = s
     last = jnp.where(i == 0, bos_id, live_seqs[:, :, jnp.maximum(i - 1, 0)])
-    old_leaves = jax.tree.leaves(c)
+    old_leaves = jax.tree.leaves(c, is_leaf=_is_per_item)
     logits, c = tokens_to_logits(last.reshape(b * k).astype(jnp.int32), c)
     # A leaf the callback hands back untouched (e.g. the encoder's cross-attention K/V) still
     # holds its tiled initial value, identical across the beams of an item, so reordering
-    # beams cannot change it: skip its (large) gather.
-    changed = [new is not old for new, old in zip(jax.tree.leaves(c), old_leaves)]
+    # beams cannot change it: skip its (large) gather. PerItem entries are never reordered.
+    changed = [not _is_per_item(new) and new is not old
+               for new, old in zip(jax.tree.leaves(c, is_leaf=_is_per_item), old_leaves)]
     logp = _log_probs(logits, bos_id).reshape(b, k, -1)
     vocab = logp.shape[-1]
     cand = (live_lp[:, :, None] + logp).reshape(b, k * vocab)
@@ -149,14 +195,16 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
     def reorder(x):
       x = x.reshape(b, k, *x.shape[1:])
       return _gather_beams(x, src_beam).reshape(b * k, *x.shape[2:])
-    leaves, treedef = jax.tree.flatten(c)
+    leaves, treedef = jax.tree.flatten(c, is_leaf=_is_per_item)
     c = jax.tree.unflatten(treedef, [reorder(x) if ch else x for x, ch in zip(leaves, changed)])
     return i + 1, live_seqs, live_lp, fin_seqs, fin_scores, c
 
   # Only beam 0 starts live, so the first step does not pick k copies of one hypothesis.
   init_lp = jnp.tile(jnp.array([0.0] + [-jnp.inf] * (k - 1), jnp.float32), (b, 1))
   zeros = jnp.zeros((b, k, max_len), jnp.int32)
-  tiled = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), cache)      # item-major
+  _check_per_item(cache, k, 'beam search')
+  tiled = jax.tree.map(lambda x: x if _is_per_item(x) else jnp.repeat(x, k, axis=0),
+                       cache, is_leaf=_is_per_item)                       # item-major
   state = (jnp.int32(0), zeros, init_lp, zeros, jnp.full((b, k), neg_inf), tiled)
   _, _, _, fin_seqs, fin_scores, _ = lax.while_loop(cond, body, state)
   # Empty slots may hold a -inf candidate's tokens: blank them.
@@ -188,6 +236,7 @@ def _sequential(tokens_to_logits, cache, rng, *, batch_size, max_len, bos_id, eo
                 temperature, top_k, top_p):
   """Greedy (temperature 0) or ancestral sampling, one token per row per step."""
   _check(max_len >= 1, f'max_len must be >= 1, got {max_len}')
+  _check_per_item(cache, 1, 'greedy search or sampling')
 
   def cond(s):
     i, _, _, finished, _, _ = s

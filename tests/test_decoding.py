@@ -132,6 +132,32 @@ def test_small_beam_matches_reference_and_stops_early(alpha):
     np.testing.assert_allclose(np.asarray(scores[item]), [sc for sc, _ in ref], atol=1e-4)
 
 
+def per_item_fn(tokens, c):
+  """TableLM with the table held once per item (decoding.PerItem): row r is item r // k."""
+  table = c['table'].value
+  assert table.shape[0] == BATCH  # not tiled to batch * beam (checked while tracing)
+  item = jnp.arange(tokens.shape[0]) // (tokens.shape[0] // table.shape[0])
+  return table[item, c['pos'], tokens], {**c, 'pos': c['pos'] + 1}
+
+
+def test_per_item_entries_are_neither_tiled_nor_reordered():
+  max_len, k = 6, 3
+  lm = TableLM(3, max_len=max_len, eos_bias=1.0)
+  cache = {'pos': lm.cache['pos'], 'table': decoding.PerItem(lm.cache['table'], k)}
+  kwargs = dict(batch_size=BATCH, max_len=max_len, bos_id=BOS, eos_id=EOS)
+  seqs, scores = decoding.beam_search(per_item_fn, cache, beam_size=k, alpha=0.6, **kwargs)
+  ref_seqs, ref_scores = decoding.beam_search(lm.fn, lm.cache, beam_size=k, alpha=0.6, **kwargs)
+  np.testing.assert_array_equal(seqs, ref_seqs)
+  np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+  with pytest.raises(UserError, match='built for beam_size=3 but beam search runs beam_size=2'):
+    decoding.beam_search(per_item_fn, cache, beam_size=2, **kwargs)
+  with pytest.raises(UserError, match='built for beam_size=3 but greedy search'):
+    decoding.greedy_search(per_item_fn, cache, **kwargs)
+  one = {'pos': lm.cache['pos'], 'table': decoding.PerItem(lm.cache['table'], 1)}
+  np.testing.assert_array_equal(decoding.greedy_search(per_item_fn, one, **kwargs)[0],
+                                decoding.greedy_search(lm.fn, lm.cache, **kwargs)[0])
+
+
 def test_small_beam_matches_reference_on_many_models():
   # No EOS bias: long hypotheses compete with short ones under the length penalty.
   lm = TableLM(2, max_len=6, batch=16)

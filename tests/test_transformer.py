@@ -132,17 +132,70 @@ def test_incremental_decoding_matches_teacher_forcing(setup):
   heads = cfg['num_heads']
   head_dim = (cfg.get('qkv_dim') or cfg['emb_dim']) // heads
   assert cache['index'].shape == (B,) and cache['index'].dtype == jnp.int32
-  assert cache['src_mask'].shape == (B, S)
+  assert cache['history'].shape == (B, max_len, 1)
+  assert cache['src_mask'].value.shape == (B, S)
   assert len(cache['layers']) == cfg['num_decoder_layers']
   for layer in cache['layers']:
-    assert layer['k'].shape == layer['v'].shape == (B, max_len, heads, head_dim)
-    assert layer['ck'].shape == layer['cv'].shape == (B, S, heads, head_dim)
+    assert layer['k'].value.shape == (B, heads, head_dim, max_len)
+    assert layer['v'].value.shape == (B, heads, max_len, head_dim)
+    assert layer['ck'].value.shape == (B, heads, head_dim, S)
+    assert layer['cv'].value.shape == (B, heads, S, head_dim)
   assert all(x.shape[0] == B for x in jax.tree.leaves(cache))
 
   stepped, cache = run_incremental(model, params, batch, max_len)
   assert stepped.dtype == np.float32
   np.testing.assert_array_equal(cache['index'], np.full((B,), T))
   np.testing.assert_allclose(stepped, forward(params, batch), atol=1e-5)
+
+
+@pytest.mark.parametrize('name', list(CONFIGS))
+def test_beam_search_over_shared_slots_scores_every_beam_by_its_own_history(name):
+  """Beam search with the per-item K/V slots (decoding.PerItem, never reordered) returns the
+  hypotheses and scores of a search whose callback re-runs the decoder on each beam's whole
+  prefix (no cache, rows reordered by beam search), and each score is the teacher-forced
+  log-probability of its own sequence: a beam reading another beam's slots would break both.
+  """
+  from seq2seq_jax import decoding  # pylint: disable=g-import-not-at-top
+  model, _, params, batch, _ = built(name)
+  inputs, k, max_len, bos, eos = jnp.asarray(batch['inputs']), 3, 5, 1, 2
+
+  def cached(params, inputs):
+    cache = model.apply({'params': params}, inputs, max_len, k, method='init_cache')
+    fn = lambda t, c: model.apply({'params': params}, t, c, method='decode_step')
+    return decoding.beam_search(fn, cache, batch_size=B, beam_size=k, max_len=max_len,
+                                bos_id=bos, eos_id=eos, alpha=0.0)
+
+  def recomputed(params, inputs):
+    def fn(tokens, c):
+      prefix = c['prefix'].at[:, c['pos'][0]].set(tokens)
+      logits = model.apply({'params': params}, {'inputs': c['src'], 'decoder_inputs': prefix},
+                           train=False)
+      return logits[:, c['pos'][0]], {**c, 'prefix': prefix, 'pos': c['pos'] + 1}
+    cache = {'src': inputs, 'pos': jnp.zeros((B,), jnp.int32),
+             'prefix': jnp.zeros((B, max_len), jnp.int32)}
+    return decoding.beam_search(fn, cache, batch_size=B, beam_size=k, max_len=max_len,
+                                bos_id=bos, eos_id=eos, alpha=0.0)
+
+  seqs, scores = jax.jit(cached)(params, inputs)
+  ref_seqs, ref_scores = jax.jit(recomputed)(params, inputs)
+  np.testing.assert_array_equal(seqs, ref_seqs)
+  np.testing.assert_allclose(scores, ref_scores, atol=1e-4)
+  # Teacher-forced log-probability of every returned hypothesis.
+  flat = np.asarray(seqs).reshape(B * k, max_len)
+  dec = np.concatenate([np.full((B * k, 1), bos), flat[:, :-1]], axis=1)
+  logits = model.apply({'params': params}, {'inputs': np.repeat(batch['inputs'], k, 0),
+                                            'decoder_inputs': dec}, train=False)
+  logp = np.asarray(jax.nn.log_softmax(logits, -1))
+  for row, seq in enumerate(flat):
+    n = int(np.sum(seq != 0))
+    expected = sum(logp[row, t, seq[t]] for t in range(n))
+    assert float(np.asarray(scores).reshape(-1)[row]) == pytest.approx(expected, abs=1e-4)
+  for item in np.asarray(seqs):  # k different hypotheses per item
+    assert len({tuple(r) for r in item}) == k
+  with pytest.raises(UserError, match='beam_size=3'):
+    cache = model.apply({'params': params}, inputs, max_len, k, method='init_cache')
+    decoding.greedy_search(lambda t, c: (None, c), cache, batch_size=B, max_len=max_len,
+                           bos_id=bos, eos_id=eos)
 
 
 def test_packing_keeps_pairs_separate(setup):
@@ -182,7 +235,7 @@ def test_bfloat16_compute_keeps_float32_params_and_logits():
   scale = np.abs(reference).max()
   assert 0 < np.abs(logits - reference).max() < 0.05 * scale  # bfloat16, not float32
   stepped, cache = run_incremental(model, params, batch, 8)
-  assert cache['layers'][0]['k'].dtype == jnp.bfloat16 and stepped.dtype == np.float32
+  assert cache['layers'][0]['k'].value.dtype == jnp.bfloat16 and stepped.dtype == np.float32
   np.testing.assert_allclose(stepped, logits, atol=0.05 * scale)
 
 

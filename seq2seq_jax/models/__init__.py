@@ -10,10 +10,14 @@ and sharding code, so a new architecture only has to honour it):
       (BOS first, 0 = padding); optional packing keys 'inputs_segmentation',
       'inputs_position', 'targets_segmentation', 'targets_position' (int32, same shapes).
       Dropout uses the 'dropout' RNG stream when train=True.
-  init_cache(inputs, max_len) -> cache
-      Runs the encoder and returns a pytree whose array leaves all have leading dim B.
-  decode_step(last_tokens, cache) -> (logits float32 [B, tgt_vocab], new_cache)
-      One incremental decoder step; last_tokens int32 [B] (BOS at the first step).
+  init_cache(inputs, max_len, beam_size=1) -> cache
+      Runs the encoder and returns a pytree whose array leaves all have leading dim B, for
+      a search with beam_size hypotheses per item (decoding.beam_search tiles it to
+      B * beam_size rows, except decoding.PerItem entries, which the model shares among the
+      beams itself; a model without such entries may ignore beam_size).
+  decode_step(last_tokens, cache) -> (logits float32 [N, tgt_vocab], new_cache)
+      One incremental decoder step; last_tokens int32 [N] (BOS at the first step), N = B
+      times the beam size, item-major.
 
 Parameters carry logical axis names (nn.with_logical_partitioning) from the vocabulary
 'vocab', 'embed', 'mlp', 'heads', 'kv', 'hidden', 'gates'; activations are constrained with

@@ -199,6 +199,26 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None,
   return jnp.einsum('bhqk,bkhd->bqhd', weights, v)
 
 
+def attention_step(q: jax.Array, k_t: jax.Array, v: jax.Array, bias: jax.Array) -> jax.Array:
+  """Attention of a few queries per item over cached keys, in decode-friendly layouts.
+
+  The cache layouts are the ones XLA's CPU dot wants as they are, so no step transposes a
+  (large) K/V buffer: keys are stored transposed.
+
+  Args:
+    q: queries [B, H, J, D] (J = the beams of an item, or 1).
+    k_t: keys [B, H, D, N]. v: values [B, H, N, D].
+    bias: additive mask broadcastable to [B, H, J, N].
+
+  Returns:
+    [B, H, J, D] in q's dtype (scores and softmax in float32, as in `attention`).
+  """
+  logits = jnp.einsum('bhjd,bhdn->bhjn', q * (q.shape[-1] ** -0.5), k_t.astype(q.dtype),
+                      preferred_element_type=jnp.float32)
+  weights = jax.nn.softmax(logits + bias, axis=-1).astype(q.dtype)
+  return jnp.einsum('bhjn,bhnd->bhjd', weights, v.astype(q.dtype))
+
+
 def mask_bias(mask: jax.Array) -> jax.Array:
   """Boolean keep-mask [B, Q, K] -> additive float32 bias [B, 1, Q, K]."""
   return jnp.where(mask, 0.0, NEG_INF).astype(jnp.float32)[:, None]

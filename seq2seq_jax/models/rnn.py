@@ -436,9 +436,12 @@ class Model(nn.Module):
     _, out = self._decode(carry, self.tgt_embed(batch['decoder_inputs']), source, train)
     return self._logits(out)
 
-  def init_cache(self, inputs: jax.Array, max_len: int) -> dict[str, Any]:
-    """The encoder's part for decoding: {'source': ..., 'carry': ...}, leading dim B."""
-    del max_len  # the recurrent state has a fixed size
+  def init_cache(self, inputs: jax.Array, max_len: int, beam_size: int = 1) -> dict[str, Any]:
+    """The encoder's part for decoding: {'source': ..., 'carry': ...}, leading dim B.
+
+    Beam search tiles and reorders all of it, so one cache serves any beam_size.
+    """
+    del max_len, beam_size  # the recurrent state has a fixed size
     memory, mask, finals = self.encode(inputs, train=False)
     source = self._source(memory, mask, finals)
     return {'source': source, 'carry': self._initial_carry(inputs.shape[0], finals, source)}

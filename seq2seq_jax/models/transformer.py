@@ -4,9 +4,9 @@ Options beyond the paper: pre-LayerNorm (Xiong et al. 2020; the paper is post-LN
 `pre_norm=False`), learned positions, a compute dtype. Packed rows (several pairs per row,
 with segment ids and positions) are supported: attention never crosses segments.
 
-Incremental decoding uses an explicit cache pytree (every leaf has leading dim = batch, so beam
-search can tile and reorder it): per decoder layer, self-attention K/V buffers and the
-precomputed cross-attention K/V; the source mask; the current position per row.
+Incremental decoding uses an explicit cache pytree (see Model.init_cache): per decoder layer,
+self-attention K/V slots for every beam and the precomputed cross-attention K/V, held once per
+item (decoding.PerItem); the source mask; per hypothesis, its position and slot history.
 """
 from typing import Any
 
@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from seq2seq_jax import decoding
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import layers
 from seq2seq_jax.models.layers import constrain
@@ -50,18 +51,24 @@ class SelfAttention(nn.Module):
     q, k, v = self._project(x)
     return self.out(layers.attention(q, k, v, bias, self.drop, deterministic))
 
-  def step(self, x, k_cache, v_cache, index):
-    """One new position per row: x [B, 1, E], caches [B, M, H, D], index [B]."""
-    q, k, v = self._project(x)
-    # Every row of a decode batch is at the same position (decode_step advances them
-    # together), so one dynamic-update-slice writes the step in place, unlike a scatter.
-    pos = index[0]
-    k_cache = lax.dynamic_update_slice_in_dim(k_cache, k.astype(k_cache.dtype), pos, axis=1)
-    v_cache = lax.dynamic_update_slice_in_dim(v_cache, v.astype(v_cache.dtype), pos, axis=1)
-    keep = jnp.arange(k_cache.shape[1])[None, :] <= index[:, None]       # [B, M]
-    bias = layers.mask_bias(keep[:, None, :])                              # [B, 1, 1, M]
-    out = layers.attention(q, k_cache.astype(q.dtype), v_cache.astype(q.dtype), bias)
-    return self.out(out), k_cache, v_cache
+  def step(self, x, k_slots, v_slots, pos, bias):
+    """One new position per hypothesis (see Model.init_cache for the layouts).
+
+    x [B * J, 1, E] (J beams per item, item-major); k_slots [B, H, D, M * J] and v_slots
+    [B, H, M * J, D]: beam j writes its key/value for position m to slot m * J + j; pos: the
+    step (all rows are at the same one); bias [B, 1, J, M * J]: each beam's own history.
+    """
+    b, h, d, n = k_slots.shape
+    j = x.shape[0] // b
+    q, k, v = (t.reshape(b, j, h, d) for t in self._project(x))
+    # One dynamic-update-slice per buffer writes the step's J slots in place.
+    k_slots = lax.dynamic_update_slice(
+        k_slots, k.transpose(0, 2, 3, 1).astype(k_slots.dtype), (0, 0, 0, pos * j))
+    v_slots = lax.dynamic_update_slice(
+        v_slots, v.transpose(0, 2, 1, 3).astype(v_slots.dtype), (0, 0, pos * j, 0))
+    # Every beam attends over all slots of its item; the bias keeps its own history.
+    out = layers.attention_step(q.transpose(0, 2, 1, 3), k_slots, v_slots, bias)
+    return self.out(out.transpose(0, 2, 1, 3).reshape(b * j, 1, h, d)), k_slots, v_slots
 
 
 class CrossAttention(nn.Module):
@@ -89,6 +96,14 @@ class CrossAttention(nn.Module):
   def __call__(self, x, k, v, bias, deterministic: bool = True):
     q = constrain(self.q(x), ('batch', 'length', 'heads', 'kv'))
     return self.out(layers.attention(q, k, v, bias, self.drop, deterministic))
+
+  def step(self, x, k_t, v, bias):
+    """x [B * J, 1, E] (J beams per item) against one item's source keys k_t [B, H, D, S]
+    and values v [B, H, S, D] (held once per item, not per beam)."""
+    b, h, d, _ = k_t.shape
+    q = constrain(self.q(x), ('batch', 'length', 'heads', 'kv'))
+    out = layers.attention_step(q.reshape(b, -1, h, d).transpose(0, 2, 1, 3), k_t, v, bias)
+    return self.out(out.transpose(0, 2, 1, 3).reshape(-1, 1, h, d))
 
 
 class Mlp(nn.Module):
@@ -162,18 +177,22 @@ class DecoderLayer(_Block):
     y = self.residual(y, self.mlp, self.ln_mlp, deterministic)
     return constrain(y, ('batch', 'length', 'embed'))
 
-  def step(self, y, cache, index, cross_bias):
+  def step(self, y, cache, pos, self_bias, cross_bias):
+    """One decode step; cache holds this layer's unwrapped 'k', 'v', 'ck', 'cv'.
+
+    Returns (y, new k slots, new v slots).
+    """
     new = {}
 
     def self_attn(h):
-      out, new['k'], new['v'] = self.self_attn.step(h, cache['k'], cache['v'], index)
+      out, new['k'], new['v'] = self.self_attn.step(h, cache['k'], cache['v'], pos, self_bias)
       return out
 
     y = self.residual(y, self_attn, self.ln_self, True)
-    y = self.residual(y, lambda h: self.cross_attn(h, cache['ck'], cache['cv'], cross_bias),
+    y = self.residual(y, lambda h: self.cross_attn.step(h, cache['ck'], cache['cv'], cross_bias),
                       self.ln_cross, True)
     y = self.residual(y, self.mlp, self.ln_mlp, True)
-    return y, {**cache, 'k': new['k'], 'v': new['v']}
+    return y, new['k'], new['v']
 
 
 class Model(nn.Module):
@@ -328,50 +347,82 @@ class Model(nn.Module):
                        targets_segmentation=batch.get('targets_segmentation'),
                        targets_position=batch.get('targets_position'), train=train)
 
-  def init_cache(self, inputs: jax.Array, max_len: int) -> dict[str, Any]:
-    """Encodes `inputs` and allocates the decoder cache for `max_len` steps.
+  def init_cache(self, inputs: jax.Array, max_len: int, beam_size: int = 1) -> dict[str, Any]:
+    """Encodes `inputs` and allocates the decoder cache for `max_len` steps of `beam_size`
+    hypotheses per item (1 for greedy search and sampling).
+
+    Beam search would tile a plain cache to batch * beam rows and gather every buffer as beams
+    are reselected; here the large buffers are `decoding.PerItem` entries instead, one per
+    item, which beam search leaves in place: at position m beam j writes its self-attention
+    K/V to slot m * J + j, and a small per-hypothesis mask `history` (which beam search does
+    reorder) records which beam's slot holds each of its past positions. Keys are stored transposed, in the
+    layouts the attention dots read without a transpose (see layers.attention_step).
 
     Args:
       inputs: source ids [B, S], 0 = padding (unpacked).
       max_len: the most decoder steps that will be taken (static).
+      beam_size: hypotheses per item J (static); the search must use the same.
 
     Returns:
-      {'index': int32 [B] (the next position), 'src_mask': bool [B, S], 'layers': one dict
-      per decoder layer with self-attention buffers 'k', 'v' [B, max_len, heads, head_dim]
-      and cross-attention 'ck', 'cv' [B, S, heads, head_dim]}. Every leaf has leading dim B.
+      {'index': int32 [B], the next position; 'history': bool [B, max_len, J], position m of
+      a hypothesis was computed by beam j (slot m * J + j); PerItem entries 'src_mask' bool
+      [B, S] and, per decoder layer in 'layers', self-attention slots 'k' [B, H, head_dim,
+      max_len * J] and 'v' [B, H, max_len * J, head_dim], source keys 'ck' [B, H, head_dim, S]
+      and values 'cv' [B, H, S, head_dim]}. Every array has leading dim B.
     """
     self._check_length(max_len, 'decoding length')
+    if beam_size < 1:
+      raise UserError(f'beam_size must be >= 1, got {beam_size}')
     encoded = self.encode(inputs, train=False)
     b = inputs.shape[0]
-    width = self.qkv_dim or self.emb_dim
-    shape = (b, max_len, self.num_heads, width // self.num_heads)
+    heads = self.num_heads
+    head_dim = (self.qkv_dim or self.emb_dim) // heads
+    wrap = lambda x: decoding.PerItem(x, beam_size)
     per_layer = []
     for layer in self.decoder_layers:
       ck, cv = layer.cross_attn.project_kv(encoded)
-      per_layer.append({'k': jnp.zeros(shape, encoded.dtype), 'v': jnp.zeros(shape, encoded.dtype),
-                        'ck': ck, 'cv': cv})
-    return {'index': jnp.zeros((b,), jnp.int32), 'src_mask': inputs > 0, 'layers': per_layer}
+      per_layer.append({
+          'k': wrap(jnp.zeros((b, heads, head_dim, max_len * beam_size), encoded.dtype)),
+          'v': wrap(jnp.zeros((b, heads, max_len * beam_size, head_dim), encoded.dtype)),
+          'ck': wrap(ck.transpose(0, 2, 3, 1)), 'cv': wrap(cv.transpose(0, 2, 1, 3))})
+    return {'index': jnp.zeros((b,), jnp.int32),
+            'history': jnp.zeros((b, max_len, beam_size), bool),
+            'src_mask': wrap(inputs > 0), 'layers': per_layer}
 
   def decode_step(self, last_tokens: jax.Array,
                   cache: dict[str, Any]) -> tuple[jax.Array, dict[str, Any]]:
     """One incremental decoder step (no dropout).
 
     Args:
-      last_tokens: int32 [B], the token at position cache['index'] (BOS first).
-      cache: from `init_cache` or the previous step. All rows must be at the same position
-        (the searches in seq2seq_jax/decoding.py advance them together).
+      last_tokens: int32 [B * J], the token at position cache['index'] (BOS first), item-major
+        (the J hypotheses of item 0 first).
+      cache: from `init_cache` or the previous step, with the per-hypothesis entries ('index',
+        'history') tiled to B * J rows and reordered by the search. All rows must be at the
+        same position (the searches in seq2seq_jax/decoding.py advance them together).
 
     Returns:
-      (logits float32 [B, tgt_vocab_size] for the next token, the updated cache).
+      (logits float32 [B * J, tgt_vocab_size] for the next token, the updated cache).
     """
-    index = cache['index']
+    index, history = cache['index'], cache['history']
+    rows, max_len, beams = history.shape
+    src_mask = cache['src_mask'].value
+    b = src_mask.shape[0]
+    if rows != b * beams or last_tokens.shape != (rows,):
+      raise UserError(f'decode_step got {last_tokens.shape[0]} tokens for a cache of {b} items '
+                      f'x {beams} beams ({rows} hypothesis rows)')
+    pos = index[0]
+    own_slot = (jnp.arange(rows) % beams)[:, None] == jnp.arange(beams)[None, :]   # [R, J]
+    history = lax.dynamic_update_slice(history, own_slot[:, None, :], (0, pos, 0))
+    self_bias = layers.mask_bias(history.reshape(b, beams, max_len * beams))  # [B, 1, J, M*J]
+    cross_bias = layers.mask_bias(src_mask[:, None, :])                       # [B, 1, 1, S]
     y = self._embed(self._target_embed(), 'tgt_pos', last_tokens[:, None], index[:, None], True)
-    cross_bias = layers.mask_bias(cache['src_mask'][:, None, :])
     new_layers = []
-    for layer, layer_cache in zip(self.decoder_layers, cache['layers']):
-      y, layer_cache = layer.step(y, layer_cache, index, cross_bias)
-      new_layers.append(layer_cache)
+    for layer, lc in zip(self.decoder_layers, cache['layers']):
+      y, k, v = layer.step(y, {name: x.value for name, x in lc.items()}, pos, self_bias,
+                           cross_bias)
+      new_layers.append({**lc, 'k': decoding.PerItem(k, beams), 'v': decoding.PerItem(v, beams)})
     if self.pre_norm:
       y = self.decoder_norm(y)
     logits = self._logits(y)[:, 0]
-    return logits, {'index': index + 1, 'src_mask': cache['src_mask'], 'layers': new_layers}
+    return logits, {'index': index + 1, 'history': history, 'src_mask': cache['src_mask'],
+                    'layers': new_layers}
