@@ -5,7 +5,6 @@ r"""Training throughput of the real train_step (the one launch.py runs), with MF
   python benchmarks/train_throughput.py --model=transformer_big
   python benchmarks/train_throughput.py --sweep_lengths=32,64,128,256
   python benchmarks/train_throughput.py --sweep_batches=32,64,128,256
-  python benchmarks/train_throughput.py --dropout_prng=threefry2x32   # JAX's default PRNG
 
 Prints one JSON line per measured setting: steps_per_s, tokens_per_s (source + target),
 step_flops (XLA cost analysis of the compiled step), peak_flops_per_s (a large float32 matmul
@@ -63,15 +62,13 @@ def peak_flops_per_s(n: int = 2048, reps: int = 10) -> float:
 
 
 def measure(model: str, batch: int, src_len: int, tgt_len: int, steps: int, warmup: int,
-            peak: float, dropout_prng: str = '') -> dict:
+            peak: float) -> dict:
   base = os.path.join(ROOT, 'experiments', 'g2p_cmudict_transformer.py')
   config = config_lib.load_config(base, [('batch_size', str(batch)), ('mesh.data', '1')])
   config.unlock()
   config.model = MODELS[model]
   config.optimizer.update(name='adam', schedule='constant', warmup_steps=0, grad_clip_norm=0.0)
   config.label_smoothing = 0.0
-  if dropout_prng:
-    config.dropout_prng = dropout_prng
   run = train.setup(config, task=_FixedVocabTask())
   rng = np.random.default_rng(0)
   src = rng.integers(4, VOCAB, (batch, src_len), dtype=np.int32)
@@ -114,12 +111,13 @@ def main() -> None:
   p.add_argument('--sweep_lengths', default='', help='comma-separated lengths (src = tgt)')
   p.add_argument('--sweep_batches', default='', help='comma-separated batch sizes')
   p.add_argument('--dropout', type=float, default=None, help='override the dropout rate')
-  p.add_argument('--dropout_prng', default='',
-                 help="the config's dropout_prng (default: the config's, 'rbg')")
+  p.add_argument('--prng', default='', help="jax_default_prng_impl, e.g. 'rbg'")
   a = p.parse_args()
   if a.dropout is not None:
     for m in MODELS.values():
       m['dropout_rate'] = a.dropout
+  if a.prng:
+    jax.config.update('jax_default_prng_impl', a.prng)
   peak = peak_flops_per_s()
   settings = [(a.batch, a.src_len, a.tgt_len)]
   if a.sweep_lengths:
@@ -127,8 +125,7 @@ def main() -> None:
   if a.sweep_batches:
     settings = [(int(b), a.src_len, a.tgt_len) for b in a.sweep_batches.split(',')]
   for batch, s, t in settings:
-    print(json.dumps(measure(a.model, batch, s, t, a.steps, a.warmup, peak, a.dropout_prng)),
-          flush=True)
+    print(json.dumps(measure(a.model, batch, s, t, a.steps, a.warmup, peak)), flush=True)
 
 
 if __name__ == '__main__':

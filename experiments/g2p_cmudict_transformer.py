@@ -23,7 +23,6 @@ from common import mesh_and_rules
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.dropout_prng = 'rbg'     # dropout masks: 'rbg' (fast on CPU) or 'threefry2x32'
   c.task = 'g2p'
   c.data = dict(
       name='cmudict_g2p',

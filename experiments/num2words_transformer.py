@@ -22,7 +22,6 @@ from common import mesh_and_rules, translation_data
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.dropout_prng = 'rbg'     # dropout masks: 'rbg' (fast on CPU) or 'threefry2x32'
   c.task = 'translation'
   c.data = translation_data(
       source='num2words', src_lang='en', tgt_lang='fr', num2words_max=20000,

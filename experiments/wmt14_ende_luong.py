@@ -15,7 +15,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   del arg
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.dropout_prng = 'rbg'     # dropout masks: 'rbg' (fast on CPU) or 'threefry2x32'
   c.task = 'translation'
   # Sec. 4.1: the 50K most frequent words of each language; sentences over 50 words dropped.
   c.data = translation_data(tfds_name='wmt14_translate/de-en', src_lang='en', tgt_lang='de',

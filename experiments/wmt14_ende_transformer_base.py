@@ -23,7 +23,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   del arg
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.dropout_prng = 'rbg'     # dropout masks: 'rbg' (fast on CPU) or 'threefry2x32'
   c.task = 'translation'
   # Sec. 5.1: byte-pair encoding, a shared source-target vocabulary of about 37000 tokens.
   c.data = translation_data(tfds_name='wmt14_translate/de-en', src_lang='en', tgt_lang='de',

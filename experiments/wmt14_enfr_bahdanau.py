@@ -13,7 +13,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   del arg
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.dropout_prng = 'rbg'     # dropout masks: 'rbg' (fast on CPU) or 'threefry2x32'
   c.task = 'translation'
   # Sec. 4.1: a shortlist of the 30,000 most frequent words per language; others -> UNK.
   # Sec. 4.2: RNNsearch-50 trains on sentences of up to 50 words.

@@ -16,7 +16,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   del arg
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.dropout_prng = 'rbg'     # dropout masks: 'rbg' (fast on CPU) or 'threefry2x32'
   c.task = 'translation'
   # Sec. 3.1: 160,000 most frequent source words, 80,000 target words; others -> UNK.
   c.data = translation_data(tfds_name='wmt14_translate/fr-en', src_lang='en', tgt_lang='fr',

@@ -14,7 +14,6 @@ import optax
 
 from seq2seq_jax import decoding
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
-from seq2seq_jax.errors import UserError
 
 
 @flax.struct.dataclass
@@ -54,16 +53,8 @@ def _weights(batch: dict[str, jax.Array]) -> jax.Array:
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                     schedule: Callable[[jax.Array], jax.Array], config: Any) -> Callable:
-  """Returns train_step(state, batch) -> (state, metrics).
-
-  Dropout masks come from `config.dropout_prng` (default 'rbg': XLA's RngBitGenerator, which
-  made the benchmark Transformer's step 19% faster on CPU than 'threefry2x32', JAX's default,
-  whose bits are computed with many integer ops; `benchmarks/train_throughput.py`).
-  """
-  impl = str(config.get('dropout_prng', 'rbg'))
-  if impl not in ('rbg', 'unsafe_rbg', 'threefry2x32'):
-    raise UserError(f"dropout_prng must be 'rbg', 'unsafe_rbg' or 'threefry2x32', got {impl!r}")
-  dropout_root = jax.random.fold_in(jax.random.key(config.seed, impl=impl), 0x5EED)
+  """Returns train_step(state, batch) -> (state, metrics)."""
+  dropout_root = jax.random.fold_in(jax.random.key(config.seed), 0x5EED)
   smoothing = float(config.get('label_smoothing', 0.0))
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
