@@ -10,6 +10,7 @@ know (compare with `wer_nostress`). Trains on a 2-core CPU in under 30 minutes.
   python launch.py --config=experiments/g2p_cmudict_lstm_attention.py --workdir=runs/g2p_lstm
   python launch.py --config=experiments/g2p_cmudict_lstm_attention.py:smoke --workdir=/tmp/l
   python launch.py --config=experiments/g2p_cmudict_lstm_attention.py:long --workdir=runs/g2p_lstm_long
+  python launch.py --config=experiments/g2p_cmudict_lstm_attention.py:paper --workdir=runs/g2p_lstm_paper
 """
 import ml_collections
 
@@ -17,9 +18,9 @@ import g2p_cmudict_transformer as base
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  if arg not in ('', 'smoke', 'long'):
-    raise ValueError(f'unknown config variant {arg!r} (known: smoke, long)')
-  c = base.get_config(arg)         # 'long': 12000 steps, as the Transformer's
+  if arg not in ('', 'smoke', 'long', 'paper'):
+    raise ValueError(f'unknown config variant {arg!r} (known: smoke, long, paper)')
+  c = base.get_config(arg)         # 'long': 12000 steps, as the Transformer's; 'paper': no stress
   c.model = dict(
       name='rnn', cell='lstm',
       emb_dim=128,

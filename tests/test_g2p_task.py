@@ -54,6 +54,25 @@ def test_training_and_loss_data_are_every_pronunciation(task, tfds_data_dir):
     assert all(s.dtype == np.int32 and EOS_ID not in s and BOS_ID not in s for s in src)
 
 
+def test_without_stress_targets_have_no_digits_and_no_duplicates(task, tfds_data_dir):
+  plain = get_task(_config(tfds_data_dir, stress=False))
+  src, tgt = plain.train_data()
+  decoded = [(''.join(plain.src_vocab.decode(s)), plain.decode_target(t))
+             for s, t in zip(src, tgt)]
+  assert not any(ch.isdigit() for _, p in decoded for ch in p)
+  assert len(set(decoded)) == len(decoded)
+  stressed = task._pairs('train')  # pylint: disable=protected-access
+  expected = {(w, ' '.join(x.rstrip('012') for x in p.split())) for w, p in stressed}
+  assert set(decoded) == expected and len(decoded) < len(stressed)  # some variants merge
+  es = plain.eval_set('test')
+  assert es.texts == task.eval_set('test').texts
+  refs = [r for rs in es.references for r in rs]
+  assert not any(ch.isdigit() for r in refs for ch in r)
+  assert all(len(set(rs)) == len(rs) for rs in es.references)
+  scores = plain.score([rs[0] for rs in es.references], es.references)
+  assert scores['wer'] == scores['wer_nostress'] == 0.0
+
+
 def test_config_buckets_hold_every_training_pair(task):
   src, tgt = task.train_data()
   buckets = tuple(_config('').data.buckets)

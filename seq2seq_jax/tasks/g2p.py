@@ -1,8 +1,9 @@
 """Grapheme-to-phoneme conversion on the CMU Pronouncing Dictionary.
 
-Source: the word's characters (lowercased). Target: ARPAbet phonemes with stress digits.
-A prediction is correct if it matches any of the word's pronunciations; PER uses the
-closest one (see text_metrics.g2p_scores).
+Source: the word's characters (lowercased). Target: ARPAbet phonemes with stress digits, or
+without them (`data.stress=False`: the 39-phoneme setting of most published CMUdict results;
+pronunciations that then coincide count once). A prediction is correct if it matches any of
+the word's pronunciations; PER uses the closest one (see text_metrics.g2p_scores).
 """
 import collections
 from typing import Any, Sequence
@@ -29,6 +30,11 @@ PHONEMES = tuple(sorted(_CONSONANTS + _VOWELS + tuple(v + s for v in _VOWELS for
 Pairs = tuple[list[np.ndarray], list[np.ndarray]]
 
 
+def _strip_stress(phonemes: str) -> str:
+  """'HH AH0 L OW1' -> 'HH AH L OW'."""
+  return ' '.join(p.rstrip('012') for p in phonemes.split())
+
+
 class Task:
   """The G2P task; see seq2seq_jax/tasks/__init__.py for the contract."""
 
@@ -41,6 +47,7 @@ class Task:
       raise UserError(f"task 'g2p' reads data.name='cmudict_g2p', got {name!r}")
     self.data_dir = config.data.get('data_dir', '')
     self.eval_max_examples = int(config.data.get('eval_max_examples', 0))
+    self.stress = bool(config.data.get('stress', True))
     self.src_vocab = SymbolVocab(GRAPHEMES)
     self.tgt_vocab = SymbolVocab(PHONEMES)
     self.src_vocab_size = len(self.src_vocab)
@@ -50,7 +57,10 @@ class Task:
 
   def _pairs(self, split: str) -> list[tuple[str, str]]:
     if split not in self._pairs_cache:
-      self._pairs_cache[split] = cmudict_builder.load_split(self.data_dir, split)
+      pairs = cmudict_builder.load_split(self.data_dir, split)
+      if not self.stress:  # AH0 -> AH; a word's pronunciations that become equal count once
+        pairs = list(dict.fromkeys((w, _strip_stress(p)) for w, p in pairs))
+      self._pairs_cache[split] = pairs
     return self._pairs_cache[split]
 
   def _encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> Pairs:
@@ -102,15 +112,16 @@ class Task:
   def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
     """PER and WER in percent; hyps and references are space-separated phonemes.
 
-    'per'/'wer' score ARPAbet with stress digits, as trained. 'per_nostress'/'wer_nostress'
-    score the same predictions with the digits removed (AH0 -> AH), the 39-phoneme setting
-    in which most published CMUdict G2P results are reported: a diagnostic for comparison,
-    not what the model is selected on.
+    'per'/'wer' score the phonemes as trained (with stress digits unless data.stress=False).
+    'per_nostress'/'wer_nostress' score the same predictions with the digits removed (AH0 ->
+    AH), the 39-phoneme setting in which most published CMUdict G2P results are reported: a
+    diagnostic for comparison, not what the model is selected on (with data.stress=False
+    the two agree).
     """
     hyp_ph = [h.split() for h in hyps]
     ref_ph = [[r.split() for r in rs] for rs in refs]
     scores = text_metrics.g2p_scores(hyp_ph, ref_ph)
-    strip = lambda phones: [p.rstrip('012') for p in phones]
+    strip = lambda phones: _strip_stress(' '.join(phones)).split()
     nostress = text_metrics.g2p_scores([strip(h) for h in hyp_ph],
                                        [[strip(r) for r in rs] for rs in ref_ph])
     scores.update({f'{k}_nostress': v for k, v in nostress.items()})
