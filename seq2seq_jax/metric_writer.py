@@ -2,6 +2,7 @@
 
 Only process 0 writes (other processes construct a disabled writer).
 """
+import collections
 import json
 import math
 import os
@@ -73,25 +74,33 @@ class MetricWriter:
 
 
 class Progress:
-  """One line per logged step: step, loss, steps/s, tokens/s, ETA."""
+  """One line per logged step: step, loss, steps/s, tokens/s, ETA.
 
-  def __init__(self, total_steps: int, start_step: int, enabled: bool = True, stream=None):
+  The ETA divides the steps left by the rate over the last `window` reports, so a slow start
+  (compilation, a stalled or shared machine) stops weighing on it once it has passed.
+  """
+
+  def __init__(self, total_steps: int, start_step: int, enabled: bool = True, stream=None,
+               window: int = 20, clock=time.perf_counter):
     self.total = total_steps
     self.enabled = enabled
     self.stream = stream or sys.stdout
-    self._t = time.perf_counter()
+    self.eta_s = float('inf')
+    self._clock = clock
+    self._t = clock()
     self._step = start_step
-    self._t0 = self._t
-    self._step0 = start_step
+    self._recent = collections.deque([(start_step, self._t)], maxlen=window + 1)
 
   def update(self, step: int, loss: float, tokens: float, extra: str = '') -> dict[str, float]:
     """Reports progress since the previous call; returns the rates it printed."""
-    now = time.perf_counter()
+    now = self._clock()
     dt = max(now - self._t, 1e-9)
     steps_per_s = (step - self._step) / dt
     tokens_per_s = tokens / dt
-    overall = (step - self._step0) / max(now - self._t0, 1e-9)
-    eta = (self.total - step) / overall if overall > 0 else float('inf')
+    self._recent.append((step, now))
+    (s0, t0), (s1, t1) = self._recent[0], self._recent[-1]
+    recent = (s1 - s0) / max(t1 - t0, 1e-9)
+    eta = (self.total - step) / recent if recent > 0 else float('inf')
     self._t, self._step = now, step
     if self.enabled:
       width = 20
@@ -100,13 +109,15 @@ class Progress:
       print(f'[{bar}] step {step}/{self.total} | loss {loss:.4f} | {steps_per_s:.2f} steps/s'
             f' | {_fmt_count(tokens_per_s)} tok/s | ETA {_fmt_duration(eta)}{extra}',
             file=self.stream, flush=True)
+    self.eta_s = eta
     return {'steps_per_s': steps_per_s, 'tokens_per_s': tokens_per_s}
 
   def pause(self) -> None:
     """Excludes the time until the next `resume` (e.g. evaluation) from the rates."""
-    self._paused = time.perf_counter()
+    self._paused = self._clock()
 
   def resume(self) -> None:
-    gap = time.perf_counter() - self._paused
+    gap = self._clock() - self._paused
     self._t += gap
-    self._t0 += gap
+    self._recent = collections.deque(((st, t + gap) for st, t in self._recent),
+                                     maxlen=self._recent.maxlen)
