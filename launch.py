@@ -5,6 +5,7 @@ r"""Launches an experiment: train, eval, predict, info (and sweeps).
   python launch.py --config=experiments/X.py --mode=eval --workdir=DIR
   echo hello | python launch.py --config=experiments/X.py --mode=predict --workdir=DIR
   python launch.py --config=experiments/X.py --mode=info
+  python launch.py --mode=compare --runs=DIR1 --runs=DIR2 --workdir=OUT   # table + plot of runs
 
 Multi-host: pass --coordinator_address/--num_processes/--process_id, or run under a
 TPU pod / SLURM / Kubernetes where jax.distributed.initialize() finds them itself.
@@ -24,7 +25,8 @@ _CONFIG = flags.DEFINE_string('config', _DEFAULT_CONFIG,
                               'Experiment file, optionally with :variant. Override fields '
                               'with --config.a.b=value.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, metrics).')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'info', 'sweep'],
+_MODE = flags.DEFINE_enum('mode', 'train',
+                          ['train', 'eval', 'predict', 'info', 'sweep', 'compare'],
                           'What to do.')
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'host:port of process 0, for multi-process runs.')
@@ -32,6 +34,13 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processe
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index.')
 _SWEEP_PRINT = flags.DEFINE_bool('sweep_print_commands', False,
                                  'With --mode=sweep: print one launch.py command per point.')
+
+_RUNS = flags.DEFINE_multi_string('runs', [], 'With --mode=compare: a finished run directory '
+                                  "or a glob of them ('runs/abl/*'); repeat the flag for more. "
+                                  'They are tabulated and plotted side by side into --workdir.')
+_COMPARE_METRIC = flags.DEFINE_string('compare_metric', '',
+                                      'With --mode=compare: the validation metric to plot '
+                                      "(e.g. 'wer_nostress'; default: the runs' own).")
 
 _OVERRIDES: list[tuple[str, str]] = []
 
@@ -99,6 +108,12 @@ def main(argv: list[str]) -> None:
     mode = _MODE.value
     if mode != 'info' and not _WORKDIR.value:
       raise UserError(f'--mode={mode} needs --workdir')
+    if mode == 'compare':
+      from seq2seq_jax import sweep  # pylint: disable=g-import-not-at-top
+      rows = sweep.compare(_RUNS.value, _WORKDIR.value, _COMPARE_METRIC.value)
+      print(f'[compare] {len(rows)} runs -> ' + ', '.join(
+          os.path.join(_WORKDIR.value, f) for f in ('results.csv', 'results.md', 'results.png')))
+      return
     if mode == 'sweep':
       from seq2seq_jax import sweep  # pylint: disable=g-import-not-at-top
       sweep.run(_CONFIG.value, _OVERRIDES, _WORKDIR.value, print_only=_SWEEP_PRINT.value)

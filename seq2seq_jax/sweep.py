@@ -4,8 +4,10 @@
 process each, sequentially; finished points are skipped, interrupted ones resume from their
 checkpoints), then writes DIR/results.csv, DIR/results.md and DIR/results.png.
 With --sweep_print_commands it only prints one launch.py command per point, for a scheduler.
+`--mode=compare --runs=DIR1 --runs=DIR2 ...` writes the same table and plot for finished runs.
 """
 import csv
+import glob
 import json
 import os
 import re
@@ -120,8 +122,8 @@ def _fmt(v: Any) -> str:
   return '' if v is None else str(v)
 
 
-def write_results(workdir: str, rows: list[dict[str, Any]]) -> None:
-  """DIR/results.csv, DIR/results.md and DIR/results.png (validation metric vs step)."""
+def write_results(workdir: str, rows: list[dict[str, Any]], metric: str = '') -> None:
+  """DIR/results.csv, DIR/results.md and DIR/results.png (validation `metric` vs step)."""
   if not rows:
     return
   cols = []
@@ -137,14 +139,59 @@ def write_results(workdir: str, rows: list[dict[str, Any]]) -> None:
     f.write('|' + '---|' * len(cols) + '\n')
     for r in rows:
       f.write('| ' + ' | '.join(_fmt(r.get(k)) for k in cols) + ' |\n')
-  _plot(workdir, rows)
+  _plot(workdir, rows, metric)
 
 
-def _plot(workdir: str, rows: list[dict[str, Any]]) -> None:
+def compare(run_dirs: Sequence[str], workdir: str, metric: str = '') -> list[dict[str, Any]]:
+  """Tabulates and plots finished runs side by side, like a sweep's points.
+
+  Args:
+    run_dirs: workdirs of finished runs (each has summary.json and metrics.jsonl), or glob
+      patterns of them.
+    workdir: where results.csv, results.md and results.png go (created if needed).
+    metric: the validation metric to plot (e.g. 'wer_nostress'); default: the runs' own
+      best-checkpoint metric.
+
+  Returns:
+    The table rows.
+
+  Raises:
+    UserError: a directory that is not a finished run, or a metric no run logged.
+  """
+  dirs = []
+  for pattern in run_dirs:
+    if glob.has_magic(pattern):
+      found = sorted(d for d in glob.glob(pattern) if os.path.isdir(d))
+      if not found:
+        raise UserError(f'--runs={pattern} matches no directory')
+      dirs += found
+    else:
+      dirs.append(pattern)
+  run_dirs = dirs
+  if not run_dirs:
+    raise UserError('--mode=compare needs --runs=DIR (repeat the flag for more runs)')
+  for d in run_dirs:
+    if not os.path.exists(os.path.join(d, 'summary.json')):
+      raise UserError(f'{d} is not a finished run (no summary.json)')
+  names = [os.path.basename(os.path.normpath(d)) for d in run_dirs]
+  if len(set(names)) < len(names):  # same basenames: name rows by their whole paths
+    names = [os.path.normpath(d) for d in run_dirs]
+  rows = collect([{} for _ in run_dirs], list(run_dirs))
+  for row, name in zip(rows, names):
+    row['point'] = name
+  if metric and not any(f'eval/{metric}' in m for r in rows for m in r['_curve']):
+    raise UserError(f'no run logged eval/{metric}')
+  os.makedirs(workdir, exist_ok=True)
+  write_results(workdir, rows, metric)
+  return rows
+
+
+def _plot(workdir: str, rows: list[dict[str, Any]], metric: str = '') -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  metric = next((f'eval/{r["_best_metric"]}' for r in rows if r['_best_metric']), 'eval/loss')
+  metric = f'eval/{metric}' if metric else next(
+      (f'eval/{r["_best_metric"]}' for r in rows if r['_best_metric']), 'eval/loss')
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for r in rows:
     pts = [(m['step'], m[metric]) for m in r['_curve'] if metric in m]

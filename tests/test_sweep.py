@@ -76,3 +76,18 @@ def test_sweep_runs_resumes_and_tabulates(tmp_path, tfds_data_dir):
 
   again = _run([f'--config={exp}', '--mode=sweep', f'--workdir={out}'], env)
   assert again.returncode == 0 and again.stdout.count('done, skipped') == 2
+
+  # --mode=compare tabulates and plots finished runs side by side (here the sweep's points).
+  cmp_dir = tmp_path / 'compare'
+  compared = _run(['--mode=compare', f'--runs={out}/0*', f'--workdir={cmp_dir}',
+                   '--compare_metric=loss'], env)
+  assert compared.returncode == 0, compared.stderr[-2000:]
+  with open(cmp_dir / 'results.csv') as f:
+    cmp_rows = list(csv.DictReader(f))
+  assert [r['point'] for r in cmp_rows] == [r['point'] for r in rows]
+  assert [r['test/wer'] for r in cmp_rows] == [r['test/wer'] for r in rows]
+  assert (cmp_dir / 'results.png').stat().st_size > 5000
+  bad = _run(['--mode=compare', f'--runs={out / point_dirs[0]}', f'--runs={tmp_path / "nope"}',
+              f'--workdir={tmp_path / "compare2"}'], env)
+  assert bad.returncode == 2 and 'not a finished run' in bad.stderr
+  assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / 'compare2').exists()
