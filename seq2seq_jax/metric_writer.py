@@ -87,21 +87,20 @@ class Progress:
     self.stream = stream or sys.stdout
     self.eta_s = float('inf')
     self._clock = clock
-    self._t = clock()
-    self._step = start_step
-    self._recent = collections.deque([(start_step, self._t)], maxlen=window + 1)
+    # (step, time) of the last window + 1 reports; the newest is the previous report.
+    self._recent = collections.deque([(start_step, clock())], maxlen=window + 1)
 
   def update(self, step: int, loss: float, tokens: float, extra: str = '') -> dict[str, float]:
     """Reports progress since the previous call; returns the rates it printed."""
     now = self._clock()
-    dt = max(now - self._t, 1e-9)
-    steps_per_s = (step - self._step) / dt
+    prev_step, prev_t = self._recent[-1]
+    dt = max(now - prev_t, 1e-9)
+    steps_per_s = (step - prev_step) / dt
     tokens_per_s = tokens / dt
     self._recent.append((step, now))
-    (s0, t0), (s1, t1) = self._recent[0], self._recent[-1]
-    recent = (s1 - s0) / max(t1 - t0, 1e-9)
+    first_step, first_t = self._recent[0]
+    recent = (step - first_step) / max(now - first_t, 1e-9)
     eta = (self.total - step) / recent if recent > 0 else float('inf')
-    self._t, self._step = now, step
     if self.enabled:
       width = 20
       filled = int(width * step / max(self.total, 1))
@@ -118,6 +117,5 @@ class Progress:
 
   def resume(self) -> None:
     gap = self._clock() - self._paused
-    self._t += gap
     self._recent = collections.deque(((st, t + gap) for st, t in self._recent),
                                      maxlen=self._recent.maxlen)

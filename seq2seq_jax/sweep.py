@@ -167,18 +167,16 @@ def compare(run_dirs: Sequence[str], workdir: str, metric: str = '') -> list[dic
       dirs += found
     else:
       dirs.append(pattern)
-  run_dirs = dirs
+  run_dirs = [os.path.normpath(d) for d in dirs]
   if not run_dirs:
     raise UserError('--mode=compare needs --runs=DIR (repeat the flag for more runs)')
   for d in run_dirs:
     if not os.path.exists(os.path.join(d, 'summary.json')):
       raise UserError(f'{d} is not a finished run (no summary.json)')
-  names = [os.path.basename(os.path.normpath(d)) for d in run_dirs]
-  if len(set(names)) < len(names):  # same basenames: name rows by their whole paths
-    names = [os.path.normpath(d) for d in run_dirs]
-  rows = collect([{} for _ in run_dirs], list(run_dirs))
-  for row, name in zip(rows, names):
-    row['point'] = name
+  rows = collect([{} for _ in run_dirs], run_dirs)  # rows are named by directory basename
+  if len({r['point'] for r in rows}) < len(rows):     # clashing basenames: use whole paths
+    for row, d in zip(rows, run_dirs):
+      row['point'] = d
   if metric and not any(f'eval/{metric}' in m for r in rows for m in r['_curve']):
     raise UserError(f'no run logged eval/{metric}')
   os.makedirs(workdir, exist_ok=True)
