@@ -7,8 +7,12 @@ r"""Launches an experiment: train, eval, predict, info (and sweeps).
   python launch.py --config=experiments/X.py --mode=info
   python launch.py --mode=compare --runs=DIR1 --runs=DIR2 --workdir=OUT   # table + plot of runs
 
-Multi-host: pass --coordinator_address/--num_processes/--process_id, or run under a
-TPU pod / SLURM / Kubernetes where jax.distributed.initialize() finds them itself.
+Multi-process: pass --coordinator_address/--num_processes/--process_id to every process.
+Without them, launch.py calls jax.distributed.initialize() (which reads the coordinator,
+process count and index from the cluster's environment) only when it sees a multi-host TPU
+slice or multislice, SLURM with more than one task, Open MPI's mpirun, or
+JAX_COORDINATOR_ADDRESS (see _distributed_init). Nothing else is detected (not Kubernetes,
+for one): there, pass the three flags.
 """
 import json
 import os
@@ -76,7 +80,13 @@ def _fail(msg: str) -> None:
 
 
 def _distributed_init() -> None:
-  """Starts jax.distributed when asked to or when a cluster environment is detected."""
+  """Starts jax.distributed when asked to by flags or by a known cluster's environment.
+
+  Known: a multi-host TPU slice (TPU_WORKER_HOSTNAMES lists several hosts), a multislice
+  (MEGASCALE_COORDINATOR_ADDRESS), SLURM with more than one task (SLURM_STEP_NUM_TASKS),
+  Open MPI (OMPI_COMM_WORLD_SIZE) and an explicit JAX_COORDINATOR_ADDRESS. Anything else runs
+  as one process unless the three flags are given.
+  """
   import jax  # pylint: disable=g-import-not-at-top
   explicit = [_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value]
   if any(v is not None for v in explicit):

@@ -23,8 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from seq2seq_jax import config as config_lib
+from seq2seq_jax import feed as feed_lib
 from seq2seq_jax import sharding
 from seq2seq_jax import train
+from seq2seq_jax.tasks import base
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = 64
@@ -43,7 +45,7 @@ MODELS = {
 }
 
 
-class _FixedVocabTask:
+class _FixedVocabTask(base.Task):
   """Only what setup() needs from a task: the vocabulary sizes."""
   src_vocab_size = VOCAB
   tgt_vocab_size = VOCAB
@@ -69,14 +71,14 @@ def measure(model: str, batch: int, src_len: int, tgt_len: int, steps: int, warm
   config.model = MODELS[model]
   config.optimizer.update(name='adam', schedule='constant', warmup_steps=0, grad_clip_norm=0.0)
   config.label_smoothing = 0.0
-  run = train.setup(config, task=_FixedVocabTask())
+  run = train.setup(config, task=_FixedVocabTask(config))
   rng = np.random.default_rng(0)
   src = rng.integers(4, VOCAB, (batch, src_len), dtype=np.int32)
   tgt = rng.integers(4, VOCAB, (batch, tgt_len), dtype=np.int32)
   local = {'inputs': src, 'decoder_inputs': np.concatenate([np.ones((batch, 1), np.int32),
                                                             tgt[:, :-1]], 1),
            'targets': tgt}
-  data = sharding.global_batch(local, run.mesh)
+  data = feed_lib.Feed(run.mesh, batch).to_global(local)
   state = run.init_state(jax.random.key(0))
   t = time.perf_counter()
   with sharding.activate(run.mesh, run.rules):

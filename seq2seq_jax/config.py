@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from seq2seq_jax import optim
 from seq2seq_jax.errors import UserError
 
 EXPERIMENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -127,7 +128,7 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks the keys every experiment must have."""
+  """Checks the keys every experiment must have, and the optimizer's keys."""
   for key, typ in REQUIRED.items():
     if key not in config:
       raise UserError(f'config has no {key!r} (every experiment needs it)')
@@ -141,3 +142,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise UserError(f'config.train_steps must be >= 0, got {config.train_steps}')
   if 'model' not in config or not isinstance(config.model.get('name', None), str):
     raise UserError('config.model.name must name a model')
+  # Here rather than only when training starts: --mode=info and a sweep's check of its
+  # points before any run then catch an optimizer key the run would silently ignore.
+  if 'optimizer' in config:
+    optim.validate(config.optimizer)

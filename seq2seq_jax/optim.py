@@ -6,6 +6,74 @@ import optax
 
 from seq2seq_jax.errors import UserError
 
+# The keys each optimizer and each schedule reads, with the value each takes when absent.
+_OPTIMIZER_KEYS = {
+    'adam': {'b1': 0.9, 'b2': 0.999, 'eps': 1e-8},
+    'adamw': {'b1': 0.9, 'b2': 0.999, 'eps': 1e-8, 'weight_decay': 0.0},
+    'sgd': {'momentum': 0.0},
+    # Bahdanau et al. 2015 App. B.2: Adadelta with eps 1e-6, rho 0.95.
+    'adadelta': {'rho': 0.95, 'eps': 1e-6},
+}
+_SCHEDULE_KEYS = {
+    'constant': {'warmup_steps': 0},
+    'rsqrt': {'warmup_steps': 0},
+    'cosine': {'warmup_steps': 0},
+    'step_halving': {'halve_after_steps': 0, 'halve_every_steps': 1},
+}
+_COMMON_KEYS = ('name', 'learning_rate', 'schedule', 'grad_clip_norm')
+
+
+def _readers(key: str) -> tuple[str, dict[str, Any]]:
+  """Where an optimizer key is read.
+
+  Returns:
+    The setting that decides whether it is read ('name' or 'schedule') and {each choice of
+    that setting that reads it: its default there}; ('', {}) for a key nothing reads.
+  """
+  for field, table in (('name', _OPTIMIZER_KEYS), ('schedule', _SCHEDULE_KEYS)):
+    defaults = {choice: keys[key] for choice, keys in table.items() if key in keys}
+    if defaults:
+      return field, defaults
+  return '', {}
+
+
+def validate(opt: Any) -> None:
+  """Checks `config.optimizer`: known names, and no key that would be silently ignored.
+
+  A key the chosen optimizer and schedule do not read may only be None or hold a default
+  it has where it is read (weight_decay=0.0 with adam, warmup_steps=0 with step_halving):
+  such a value changes nothing. Any other value would make the run differ from what its
+  config says, so it is an error.
+
+  Args:
+    opt: `config.optimizer`.
+
+  Raises:
+    UserError: an unknown optimizer, schedule or key, or a key the setup would ignore.
+  """
+  chosen = {'name': opt.get('name', 'adam'), 'schedule': opt.get('schedule', 'constant')}
+  if chosen['name'] not in _OPTIMIZER_KEYS:
+    raise UserError(f'unknown optimizer.name {chosen["name"]!r} '
+                    f'(known: {", ".join(_OPTIMIZER_KEYS)})')
+  if chosen['schedule'] not in _SCHEDULE_KEYS:
+    raise UserError(f'unknown optimizer.schedule {chosen["schedule"]!r} '
+                    f'(known: {", ".join(_SCHEDULE_KEYS)})')
+  for key in opt.keys():
+    if key in _COMMON_KEYS:
+      continue
+    field, defaults = _readers(key)
+    if not field:
+      known = set(_COMMON_KEYS).union(*_OPTIMIZER_KEYS.values(), *_SCHEDULE_KEYS.values())
+      raise UserError(f'unknown optimizer key {key!r} (known: {", ".join(sorted(known))})')
+    value = opt[key]
+    if chosen[field] in defaults or value is None or value in defaults.values():
+      continue
+    raise UserError(
+        f'optimizer.{key}={value!r} is ignored by optimizer.{field}={chosen[field]!r} (it is '
+        f'read by {", ".join(defaults)}); set it to '
+        f'{" or ".join(sorted(set(map(repr, defaults.values()))))} or choose an '
+        f'optimizer.{field} that reads it')
+
 
 def make_schedule(opt: Any, train_steps: int) -> optax.Schedule:
   """Learning rate as a function of the step.
@@ -36,27 +104,23 @@ def make_schedule(opt: Any, train_steps: int) -> optax.Schedule:
     if warmup:
       return lambda step: lr * jnp.minimum(1.0, (step + 1) / warmup)
     return optax.constant_schedule(lr)
-  raise UserError(f'unknown optimizer.schedule {name!r} '
-                  '(known: constant, rsqrt, cosine, step_halving)')
+  raise UserError(f'unknown optimizer.schedule {name!r} (known: {", ".join(_SCHEDULE_KEYS)})')
 
 
 def make_optimizer(opt: Any, train_steps: int) -> optax.GradientTransformation:
   """The optax transformation for `config.optimizer`, with gradient clipping first."""
+  validate(opt)
   schedule = make_schedule(opt, train_steps)
   name = opt.get('name', 'adam')
+  args = {k: d if opt.get(k, None) is None else opt[k] for k, d in _OPTIMIZER_KEYS[name].items()}
   if name == 'adam':
-    tx = optax.adam(schedule, b1=opt.get('b1', 0.9), b2=opt.get('b2', 0.999),
-                    eps=opt.get('eps', 1e-8))
+    tx = optax.adam(schedule, **args)
   elif name == 'adamw':
-    tx = optax.adamw(schedule, b1=opt.get('b1', 0.9), b2=opt.get('b2', 0.999),
-                     eps=opt.get('eps', 1e-8), weight_decay=opt.get('weight_decay', 0.0))
+    tx = optax.adamw(schedule, **args)
   elif name == 'sgd':
-    tx = optax.sgd(schedule, momentum=opt.get('momentum', None) or None)
-  elif name == 'adadelta':
-    # Bahdanau et al. 2015 App. B.2: Adadelta with eps 1e-6, rho 0.95.
-    tx = optax.adadelta(schedule, rho=opt.get('rho', 0.95), eps=opt.get('eps', 1e-6))
+    tx = optax.sgd(schedule, momentum=args['momentum'] or None)  # 0: plain SGD, no trace
   else:
-    raise UserError(f'unknown optimizer.name {name!r} (known: adam, adamw, sgd, adadelta)')
+    tx = optax.adadelta(schedule, **args)
   clip = opt.get('grad_clip_norm', 0.0)
   if clip:
     tx = optax.chain(optax.clip_by_global_norm(clip), tx)

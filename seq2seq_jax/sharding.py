@@ -5,7 +5,8 @@ The mesh has three axes, sized from `config.mesh` (-1 takes the remaining device
   fsdp   - batch split AND parameters/optimizer state split (ZeRO-3 style)
   tensor - Megatron-style splitting of heads / MLP / vocabulary dimensions
 Parameters carry logical names ('embed', 'mlp', ...); `config.logical_axis_rules` maps them
-to mesh axes, so parallelism is a config change, never a model change.
+to mesh axes, so parallelism is a config change, never a model change. How host data becomes
+sharded global batches is seq2seq_jax/feed.py.
 """
 import contextlib
 import math
@@ -19,7 +20,6 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 from seq2seq_jax.errors import UserError
 
 MESH_AXES = ('data', 'fsdp', 'tensor')
-BATCH_AXES = ('data', 'fsdp')  # the global batch is split over both
 
 
 def mesh_shape(mesh_config: Any, num_devices: int) -> tuple[int, int, int]:
@@ -107,49 +107,7 @@ def logical_to_shardings(boxed_abstract: Any, mesh: Mesh, rules) -> Any:
                       is_leaf=lambda v: isinstance(v, P) or v is None)
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Sharding of [batch, ...] arrays: batch split over data x fsdp."""
-  return NamedSharding(mesh, P(BATCH_AXES))
-
-
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def batch_divisor(mesh: Mesh) -> int:
-  """How many ways the batch is split; a global batch must be a multiple of it."""
-  return mesh.shape['data'] * mesh.shape['fsdp']
-
-
-def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """Assembles each process's rows into global arrays sharded over the batch axes."""
-  sharding = batch_sharding(mesh)
-  nproc = jax.process_count()
-  out = {}
-  for k, v in local.items():
-    global_shape = (v.shape[0] * nproc,) + v.shape[1:]
-    out[k] = jax.make_array_from_process_local_data(sharding, v, global_shape)
-  return out
-
-
-def process_batch_split(mesh: Mesh, global_batch_size: int) -> tuple[int, int]:
-  """Which contiguous slice of the global batch this process must load.
-
-  Returns (shard_index, num_shards): the process loads rows
-  [shard_index * B / num_shards, (shard_index + 1) * B / num_shards). With the batch split
-  over every process this is (process_index, process_count); when processes share batch
-  shards (e.g. a pure tensor-parallel mesh across hosts) they load the same rows.
-  """
-  if global_batch_size % batch_divisor(mesh):
-    raise UserError(f'batch size {global_batch_size} is not divisible by the '
-                    f'{batch_divisor(mesh)} batch shards of mesh {dict(mesh.shape)}')
-  index_map = batch_sharding(mesh).addressable_devices_indices_map((global_batch_size,))
-  slices = sorted({(idx[0].start or 0, global_batch_size if idx[0].stop is None else idx[0].stop)
-                   for idx in index_map.values()})
-  start, stop = slices[0][0], slices[-1][1]
-  contiguous = all(a[1] == b[0] for a, b in zip(slices, slices[1:]))
-  span = stop - start
-  if not contiguous or global_batch_size % span or start % span:
-    raise UserError("this process's devices do not hold a contiguous slice of the batch; "
-                    'reorder the mesh axes')
-  return start // span, global_batch_size // span

@@ -91,23 +91,28 @@ def make_eval_step(model: nn.Module) -> Callable:
 
 
 def make_predict_step(model: nn.Module, decode_config: Any) -> Callable:
-  """Returns predict_step(params, inputs [B, S]) -> best sequences int32 [B, max_len]."""
+  """Returns predict_step(params, inputs) -> best sequences int32 [B, max_len].
+
+  `inputs` is a dict holding 'inputs' (ids [B, S], features [B, T, F] or images [B, H, W, C])
+  and, for features, 'inputs_mask' [B, T].
+  """
   beam_size = int(decode_config.beam_size)
   max_len = int(decode_config.max_len)
   alpha = float(decode_config.get('alpha', 0.6))
 
-  def predict_step(params, inputs):
-    cache = model.apply({'params': params}, inputs, max_len, max(beam_size, 1),
-                        method='init_cache')
+  def predict_step(params, inputs: dict[str, jax.Array]):
+    cache = model.apply({'params': params}, inputs['inputs'], max_len, max(beam_size, 1),
+                        inputs_mask=inputs.get('inputs_mask'), method='init_cache')
 
     def tokens_to_logits(tokens, c):
       return model.apply({'params': params}, tokens, c, method='decode_step')
 
+    batch_size = inputs['inputs'].shape[0]
     if beam_size <= 1:
-      seqs, _ = decoding.greedy_search(tokens_to_logits, cache, batch_size=inputs.shape[0],
+      seqs, _ = decoding.greedy_search(tokens_to_logits, cache, batch_size=batch_size,
                                        max_len=max_len, bos_id=BOS_ID, eos_id=EOS_ID)
       return seqs
-    seqs, _ = decoding.beam_search(tokens_to_logits, cache, batch_size=inputs.shape[0],
+    seqs, _ = decoding.beam_search(tokens_to_logits, cache, batch_size=batch_size,
                                    beam_size=beam_size, max_len=max_len, bos_id=BOS_ID,
                                    eos_id=EOS_ID, alpha=alpha)
     return seqs[:, 0]

@@ -2,7 +2,8 @@
 
 `launch.py --mode=sweep --workdir=DIR` runs every point in DIR/<NN>_<slug>/ (one launch.py
 process each, sequentially; finished points are skipped, interrupted ones resume from their
-checkpoints), then writes DIR/results.csv, DIR/results.md and DIR/results.png.
+checkpoints), then writes DIR/results.csv, DIR/results.md and DIR/results.png for the
+finished points, and fails naming any point that did not finish.
 With --sweep_print_commands it only prints one launch.py command per point, for a scheduler.
 `--mode=compare --runs=DIR1 --runs=DIR2 ...` writes the same table and plot for finished runs.
 """
@@ -60,7 +61,15 @@ def point_command(spec: str, base: Sequence[tuple[str, str]], point: dict[str, A
 
 def run(spec: str, base_overrides: Sequence[tuple[str, str]], workdir: str,
         print_only: bool = False) -> list[dict[str, Any]]:
-  """Runs (or prints) every point, then tabulates and plots the finished ones."""
+  """Runs (or prints) every point, then tabulates and plots the finished ones.
+
+  Returns:
+    The table rows, one per finished point ([] with print_only).
+
+  Raises:
+    UserError: a point's overrides are invalid (before anything runs), or a point failed
+      (after every other point ran and the finished ones were tabulated).
+  """
   points = load_points(spec)
   # Validate every point's overrides before spending any compute.
   for p in points:
@@ -71,19 +80,26 @@ def run(spec: str, base_overrides: Sequence[tuple[str, str]], workdir: str,
       print(shlex.join(point_command(spec, base_overrides, p, d)))
     return []
   os.makedirs(workdir, exist_ok=True)
+  failed = []
   for i, (p, d) in enumerate(zip(points, dirs)):
-    if os.path.exists(os.path.join(d, 'summary.json')):
+    summary = os.path.join(d, 'summary.json')
+    if os.path.exists(summary):
       print(f'[sweep] point {i + 1}/{len(points)} {os.path.basename(d)}: done, skipped',
             flush=True)
       continue
     print(f'[sweep] point {i + 1}/{len(points)} {os.path.basename(d)}', flush=True)
     t0 = time.time()
     proc = subprocess.run(point_command(spec, base_overrides, p, d), check=False)
-    if proc.returncode:
+    if proc.returncode or not os.path.exists(summary):  # only a summary means it finished
+      failed.append(f'{os.path.basename(d)} (exit {proc.returncode})')
       print(f'[sweep] point {os.path.basename(d)} failed (exit {proc.returncode}) after '
             f'{time.time() - t0:.0f}s; continuing', flush=True)
   rows = collect(points, dirs)
   write_results(workdir, rows)
+  if failed:  # a sweep with holes in its table must not look like a finished one
+    done = f'; the {len(rows)} finished are in {workdir}/results.md' if rows else ''
+    raise UserError(f'{len(failed)} of {len(points)} sweep points failed: {", ".join(failed)}'
+                    f'{done}; rerun the same command to retry them')
   return rows
 
 

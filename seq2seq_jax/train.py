@@ -23,16 +23,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
+from seq2seq_jax import feed as feed_lib
 from seq2seq_jax import optim
 from seq2seq_jax import sharding
 from seq2seq_jax import steps
 from seq2seq_jax import tasks
 from seq2seq_jax.checkpoint import Checkpointer
-from seq2seq_jax.data import pipeline
-from seq2seq_jax.data.vocab import EOS_ID
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.metric_writer import MetricWriter, Progress
 from seq2seq_jax.models import build_model
+from seq2seq_jax.models import frontends
 
 
 def config_to_dict(config) -> dict:
@@ -69,12 +69,14 @@ class Run:
   predict_step: Any
 
 
-def _dummy_batch(rows: int, length: int = 8) -> dict[str, jax.Array]:
-  z = jnp.zeros((rows, length), jnp.int32)
-  return {'inputs': z, 'decoder_inputs': z}
-
-
 def build_model_for(config, task):
+  """The model of config.model for the task's vocabularies; its frontend must read the
+  task's kind of input."""
+  frontend = config.model.get('frontend', 'tokens')
+  reads = frontends.INPUT_KIND.get(frontend)
+  if reads and reads != task.input_kind:
+    raise UserError(f'model.frontend={frontend!r} reads {reads} inputs, but task '
+                    f'{config.task!r} gives {task.input_kind} inputs')
   return build_model(config.model, task.src_vocab_size, task.tgt_vocab_size)
 
 
@@ -83,7 +85,7 @@ def count_params(config) -> int:
   task = tasks.get_task(config)
   model = build_model_for(config, task)
   abstract = jax.eval_shape(
-      lambda r: model.init({'params': r}, _dummy_batch(1), train=False)['params'],
+      lambda r: model.init({'params': r}, task.dummy_batch(1), train=False)['params'],
       jax.random.key(0))
   return sum(math.prod(x.shape) for x in jax.tree.leaves(nn.unbox(abstract)))
 
@@ -99,10 +101,7 @@ def setup(config, task: Any = None) -> Run:
   # --- mesh -------------------------------------------------------------------
   mesh = sharding.make_mesh(config.mesh)
   rules = sharding.axis_rules(config)
-  for key in ('batch_size',):
-    if config[key] % sharding.batch_divisor(mesh):
-      raise UserError(f'{key}={config[key]} is not divisible by the {sharding.batch_divisor(mesh)}'
-                      f' batch shards of mesh {dict(mesh.shape)}')
+  feed_lib.Feed(mesh, int(config.batch_size))  # checks the batch splits over the mesh
   # --- task and model -----------------------------------------------------------
   task = task or tasks.get_task(config)
   model = build_model_for(config, task)
@@ -112,7 +111,7 @@ def setup(config, task: Any = None) -> Run:
   # --- state: abstract first, then created directly in its sharded layout ------
   def init_boxed(rng):
     params = model.init({'params': rng, 'dropout': rng},
-                        _dummy_batch(sharding.batch_divisor(mesh)), train=False)['params']
+                        task.dummy_batch(feed_lib.batch_divisor(mesh)), train=False)['params']
     return steps.TrainState(step=jnp.zeros((), jnp.int32), params=params,
                             opt_state=tx.init(params))
 
@@ -127,7 +126,7 @@ def setup(config, task: Any = None) -> Run:
   def init_state(rng):
     return nn.unbox(init_boxed(rng))
 
-  data_sh = sharding.batch_sharding(mesh)
+  data_sh = feed_lib.batch_sharding(mesh)
   repl = sharding.replicated(mesh)
   # Batches are dicts of [batch, ...] arrays: one sharding prefix covers every key.
   train_step = jax.jit(steps.make_train_step(model, tx, schedule, config),
@@ -144,7 +143,7 @@ def setup(config, task: Any = None) -> Run:
              train_step=train_step, eval_step=eval_step, predict_step=predict_step)
 
 
-def _traced(run: Run, fn, *args):
+def traced(run: Run, fn, *args):
   """Calls a jitted step inside the mesh + logical-rules context its tracing needs."""
   with sharding.activate(run.mesh, run.rules):
     return fn(*args)
@@ -153,43 +152,28 @@ def _traced(run: Run, fn, *args):
 # =============================================================================
 # Evaluation: loss over every pair, and decoding-based task metrics
 # =============================================================================
-def _make_batcher(run: Run, src, tgt, *, batch_size: int, shuffle: bool):
-  split = sharding.process_batch_split(run.mesh, batch_size)
-  kwargs = dict(batch_size=batch_size, seed=run.config.seed, shuffle=shuffle,
-                process_index=split[0], process_count=split[1])
-  if hasattr(run.task, 'make_batcher'):
-    return run.task.make_batcher(src, tgt, **kwargs)
-  return pipeline.Batcher(src, tgt, buckets=tuple(run.config.data.buckets), **kwargs)
+def make_input(run: Run, examples, *, batch_size: int,
+               shuffle: bool) -> tuple[Any, feed_lib.Feed]:
+  """The task's batcher over `examples` for this process's rows, and the feed that assembles
+  its batches into global arrays."""
+  feed = feed_lib.Feed(run.mesh, batch_size)
+  batcher = run.task.make_batcher(*examples, batch_size=batch_size, seed=run.config.seed,
+                                  shuffle=shuffle, **feed.batcher_args)
+  return batcher, feed
 
 
-def _pad_length(n: int, buckets: Iterable[int]) -> int:
-  """A length from a small fixed set, so decoding compiles a bounded number of times."""
-  for b in sorted(buckets):
-    if n <= b:
-      return b
-  return int(math.ceil(n / 32) * 32)
-
-
-def decode_sources(run: Run, params, sources: list[np.ndarray]) -> list[np.ndarray]:
-  """Beam-search decodes id sequences (no EOS) in batches; returns id arrays, input order."""
-  bs = int(run.config.data.eval_batch_size)
-  if bs % sharding.batch_divisor(run.mesh):
-    raise UserError(f'data.eval_batch_size={bs} is not divisible by the '
-                    f'{sharding.batch_divisor(run.mesh)} batch shards')
-  shard, nshards = sharding.process_batch_split(run.mesh, bs)
-  rows = bs // nshards
+def decode_sources(run: Run, params, sources: list[Any]) -> list[np.ndarray]:
+  """Decodes sources (any input kind) in batches; returns id arrays in input order."""
+  bs = run.task.eval_batch_size
+  feed = feed_lib.Feed(run.mesh, bs, 'data.eval_batch_size')
   # Sorting by length keeps padding (and the number of distinct shapes) small.
   order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
   out: list[np.ndarray | None] = [None] * len(sources)
   for start in range(0, len(order), bs):
     idx = order[start:start + bs]
-    length = _pad_length(max(len(sources[i]) for i in idx) + 1, run.config.data.buckets)
-    seqs = [np.append(sources[i], EOS_ID).astype(np.int32) for i in idx]
-    seqs += [np.zeros((0,), np.int32)] * (bs - len(seqs))
-    full = pipeline.pad_to(seqs, length)
-    local = full[shard * rows:(shard + 1) * rows]
-    inputs = sharding.global_batch({'inputs': local}, run.mesh)['inputs']
-    result = _traced(run, run.predict_step, params, inputs)
+    full = run.task.collate_sources([sources[i] for i in idx], bs)
+    inputs = feed.to_global({k: feed.local_rows(v) for k, v in full.items()})
+    result = traced(run, run.predict_step, params, inputs)
     result = np.asarray(multihost_utils.process_allgather(result, tiled=True))
     for j, i in enumerate(idx):
       out[i] = result[j]
@@ -198,13 +182,12 @@ def decode_sources(run: Run, params, sources: list[np.ndarray]) -> list[np.ndarr
 
 def evaluate_split(run: Run, params, split: str) -> dict[str, float]:
   """Loss and token accuracy over every pair of `split`, plus the task's decoding metrics."""
-  cfg = run.config
   t0 = time.perf_counter()
-  src, tgt = run.task.eval_loss_data(split)
-  batcher = _make_batcher(run, src, tgt, batch_size=int(cfg.data.eval_batch_size), shuffle=False)
+  batcher, feed = make_input(run, run.task.eval_loss_data(split),
+                             batch_size=run.task.eval_batch_size, shuffle=False)
   nll = tokens = hits = 0.0
   for local in batcher.epoch_batches():
-    m = _traced(run, run.eval_step, params, sharding.global_batch(local, run.mesh))
+    m = traced(run, run.eval_step, params, feed.to_global(local))
     m = jax.device_get(m)
     nll += float(m['nll_sum'])
     tokens += float(m['tokens'])
@@ -262,8 +245,7 @@ def train(config, workdir: str) -> dict[str, Any]:
   try:
     _check_workdir(config, workdir, ckpt)
     run = setup(config)
-    if hasattr(run.task, 'setup'):
-      run.task.setup(workdir)
+    run.task.setup(workdir)
     if _is_lead():
       _write_json(os.path.join(workdir, 'config.json'), config_to_dict(config))
     _log(f'mesh {dict(run.mesh.shape)} over {jax.device_count()} devices, '
@@ -271,10 +253,10 @@ def train(config, workdir: str) -> dict[str, Any]:
          f'{run.num_params:,} parameters')
 
     # --- data ----------------------------------------------------------------------
-    src, tgt = run.task.train_data()
-    batcher = _make_batcher(run, src, tgt, batch_size=int(config.batch_size), shuffle=True)
-    if getattr(batcher, 'num_dropped', 0):
-      _log(f'{batcher.num_dropped} training pairs longer than the largest bucket were dropped')
+    batcher, feed = make_input(run, run.task.train_data(), batch_size=int(config.batch_size),
+                               shuffle=True)
+    if batcher.num_dropped:
+      _log(f'{batcher.num_dropped} training examples fit no batch shape and were dropped')
 
     # --- state: restore or initialise ----------------------------------------------
     start = ckpt.latest_step()
@@ -329,12 +311,10 @@ def train(config, workdir: str) -> dict[str, Any]:
 
     for step in range(start, config.train_steps):
       local = batcher.get_batch(step)
-      batch = sharding.global_batch(local, run.mesh)
-      state, metrics = _traced(run, run.train_step, state, batch)
+      state, metrics = traced(run, run.train_step, state, feed.to_global(local))
       done = step + 1
       pending.append((done, metrics))
-      tokens += pipeline.count_tokens(local) * (jax.process_count() if jax.process_count() > 1
-                                                else 1)
+      tokens += feed.global_tokens(local)
       last = done == config.train_steps
       if done % config.log_every_steps == 0 or last:
         flush()
@@ -388,8 +368,7 @@ def _restore_for_inference(config, workdir: str) -> tuple[Run, Any]:
   ckpt = Checkpointer(workdir, read_only=True)
   _check_workdir(config, workdir, ckpt)
   run = setup(config)
-  if hasattr(run.task, 'setup'):
-    run.task.setup(workdir)
+  run.task.setup(workdir)
   state, _ = ckpt.restore(run.abstract_state)
   ckpt.close()
   return run, state
@@ -413,25 +392,26 @@ def predict(config, workdir: str, lines: Iterable[str],
   """Yields one output line per input line, in input order (empty in, empty out).
 
   Lines are decoded in batches of data.eval_batch_size for speed; interactive=True (a
-  terminal on stdin) answers every line as soon as it is read.
+  terminal on stdin) answers every line as soon as it is read. What a line is (a word, a
+  sentence, an image path) is the task's business (Task.encode_source).
   """
   run, state = _restore_for_inference(config, workdir)
-  chunk = 1 if interactive else max(int(config.data.eval_batch_size), 1)
+  chunk = 1 if interactive else max(run.task.eval_batch_size, 1)
   warned = False
   buf: list[str] = []
 
   def drain(texts: list[str]) -> list[str]:
     nonlocal warned
-    encoded = []
-    for t in texts:
-      ids, unknown = run.task.encode_source(t)
-      if unknown and not warned:
-        logging.warning('input has characters outside the vocabulary; they are mapped to '
-                        'the unknown token (first seen in %r)', t)
-        warned = True
-      encoded.append(ids)
     nonempty = [i for i, t in enumerate(texts) if t.strip()]
-    decoded = decode_sources(run, state.params, [encoded[i] for i in nonempty]) if nonempty else []
+    sources = []
+    for i in nonempty:
+      source, unknown = run.task.encode_source(texts[i])
+      if unknown and not warned:
+        logging.warning('input has symbols outside the vocabulary; they are mapped to '
+                        'the unknown token (first seen in %r)', texts[i])
+        warned = True
+      sources.append(source)
+    decoded = decode_sources(run, state.params, sources) if sources else []
     out = [''] * len(texts)
     for i, ids in zip(nonempty, decoded):
       out[i] = run.task.decode_target(ids)

@@ -55,3 +55,15 @@ def test_locked_config_rejects_new_keys():
   c = config_lib.load_config(DEFAULT)
   with pytest.raises(AttributeError):
     c.new_key = 1
+
+
+@pytest.mark.parametrize('name', ['wmt14_ende_luong', 'wmt14_ende_transformer_base',
+                                  'wmt14_ende_transformer_big', 'wmt14_enfr_bahdanau',
+                                  'wmt14_enfr_sutskever'])
+def test_experiment_without_variants_rejects_one(name):
+  path = os.path.join(ROOT, 'experiments', f'{name}.py')
+  assert config_lib.load_config(path).model.name  # the plain config still loads
+  # A typo such as ':smoke' must not silently train the full paper configuration.
+  with pytest.raises(UserError, match=r"get_config\('smoke'\) failed: ValueError: unknown "
+                                      r"config variant 'smoke' \(known: none\)"):
+    config_lib.load_config(path + ':smoke')

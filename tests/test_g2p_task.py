@@ -9,7 +9,7 @@ import pytest
 from seq2seq_jax import config as config_lib
 from seq2seq_jax import text_metrics
 from seq2seq_jax.data import cmudict_builder
-from seq2seq_jax.data.pipeline import Batcher
+from seq2seq_jax.data.pipeline import TokenBatcher as Batcher
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import get_task
@@ -95,11 +95,15 @@ def test_eval_set_groups_all_pronunciations_of_each_word(task, dictionary):
   assert task.eval_set('validation') is es  # cached
 
 
-def test_eval_max_examples_takes_the_first_words_for_both_evals(tfds_data_dir):
+def test_eval_max_examples_spreads_words_evenly_for_both_evals(tfds_data_dir):
   full = get_task(_config(tfds_data_dir))
   small = get_task(_config(tfds_data_dir, eval_max_examples=25))
   es, ref = small.eval_set('test'), full.eval_set('test')
-  assert es.texts == ref.texts[:25] and es.references == ref.references[:25]
+  # The same meaning as in every task: 25 words spread over the (alphabetical) split.
+  picks = np.linspace(0, len(ref.texts) - 1, 25).round().astype(int)
+  assert es.texts == [ref.texts[i] for i in picks]
+  assert es.references == [ref.references[i] for i in picks]
+  assert es.texts[0][0] != es.texts[-1][0]  # not just the words of one letter
   src, tgt = small.eval_loss_data('test')
   assert len(src) == sum(len(r) for r in es.references)
   assert {''.join(small.src_vocab.decode(s)) for s in src} == set(es.texts)

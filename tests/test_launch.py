@@ -4,6 +4,7 @@ Every run is a real subprocess (as a user runs it) on the real dictionary.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -161,17 +162,27 @@ def test_sigkill_and_restart_gives_identical_losses(tmp_path, tfds_data_dir):
   proc = subprocess.Popen([sys.executable, LAUNCH, *common, f'--workdir={kill_dir}'],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                           cwd=ROOT)
-  # Kill hard as soon as the step-8 checkpoint is committed (orbax renames it into place).
+  # Kill hard as soon as the first checkpoint (step 4) is committed (orbax renames it into
+  # place). Orbax starts a save only once the previous one is committed, so the run is then
+  # at most at step 12, waiting for the step-8 save: well short of its last step, 16.
   deadline = time.time() + 240
-  ckpt8 = os.path.join(kill_dir, 'checkpoints', '8')
-  while not os.path.isdir(ckpt8) and proc.poll() is None and time.time() < deadline:
-    time.sleep(0.05)
+  ckpt4 = os.path.join(kill_dir, 'checkpoints', '4')
+  while not os.path.isdir(ckpt4) and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.01)
   proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert os.path.isdir(ckpt8)
+  killed_output = proc.communicate()[0]
+  # It died of the SIGKILL, mid-run: not at its last step, and with no final report.
+  assert proc.returncode == -signal.SIGKILL, killed_output[-3000:]
+  assert os.path.isdir(ckpt4)
+  assert 'step 4/16' in killed_output  # its progress lines were captured, so:
+  assert 'step 16/16' not in killed_output and 'SUMMARY' not in killed_output
+  assert max(r['step'] for r in read_metrics(kill_dir)) < 16
+  assert not os.path.exists(os.path.join(kill_dir, 'summary.json'))
+
   resumed = launch(*common, f'--workdir={kill_dir}')
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert 'resumed from step' in resumed.stdout
+  resumed_from = re.findall(r'resumed from step (\d+)', resumed.stdout)
+  assert len(resumed_from) == 1 and 0 < int(resumed_from[0]) < 16, resumed.stdout[-3000:]
 
   def losses(d):
     return {r['step']: r['train/loss'] for r in read_metrics(d) if 'train/loss' in r}

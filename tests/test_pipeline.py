@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from seq2seq_jax.data.pipeline import Batcher, bucket_length, count_tokens, pad_to
+from seq2seq_jax.data.pipeline import TokenBatcher as Batcher, bucket_length, count_tokens, pad_to
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
 from seq2seq_jax.errors import UserError
 

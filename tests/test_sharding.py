@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from seq2seq_jax import config as config_lib
+from seq2seq_jax import feed as feed_lib
 from seq2seq_jax import sharding
 from seq2seq_jax import train
 from seq2seq_jax.checkpoint import Checkpointer
@@ -39,11 +40,11 @@ def _ways(mesh, axes) -> int:
 
 
 def run_steps(run: train.Run, state, start: int, n: int) -> tuple[object, list[float]]:
-  batcher = train._make_batcher(run, *run.task.train_data(), batch_size=16, shuffle=True)
+  batcher, feed = train.make_input(run, run.task.train_data(), batch_size=16, shuffle=True)
   losses = []
   for step in range(start, start + n):
-    batch = sharding.global_batch(batcher.get_batch(step), run.mesh)
-    state, metrics = train._traced(run, run.train_step, state, batch)
+    batch = feed.to_global(batcher.get_batch(step))
+    state, metrics = train.traced(run, run.train_step, state, batch)
     losses.append(float(metrics['loss']))
   return state, losses
 
@@ -65,7 +66,7 @@ def test_same_losses_on_every_mesh_and_params_sharded_by_rules(mesh, reference, 
   # Every parameter's actual sharding is what the logical rules say for its names.
   with sharding.activate(run.mesh, run.rules):
     boxed = jax.eval_shape(lambda r: run.model.init(
-        {'params': r}, train._dummy_batch(sharding.batch_divisor(run.mesh)), train=False),
+        {'params': r}, run.task.dummy_batch(feed_lib.batch_divisor(run.mesh)), train=False),
                            jax.random.key(0))['params']
   specs = nn.get_partition_spec(boxed)
   leaves = jax.tree_util.tree_leaves_with_path(state.params)
@@ -111,12 +112,20 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_match_one_process(tmp_path, tfds_data_dir):
+# 'data': each process holds its own slice of the batch (2 devices each, data-parallel).
+# 'tensor': mesh.data=1, mesh.tensor=2 with one device per process: the processes share the
+# whole batch (each loads the same rows) and split the model between them.
+@pytest.mark.parametrize('layout,devices,mesh', [
+    ('data', 2, []),
+    ('tensor', 1, ['--config.mesh.data=1', '--config.mesh.tensor=2']),
+])
+def test_two_processes_match_one_process(layout, devices, mesh, tmp_path, tfds_data_dir):
+  del layout  # names the case
   common = [f'--config={SPEC}', f'--config.data.data_dir={tfds_data_dir}',
             '--config.data.buckets=(24,)', '--config.batch_size=16', '--config.train_steps=6',
             '--config.log_every_steps=1', '--config.eval_every_steps=6',
             '--config.checkpoint_every_steps=3', '--config.data.eval_batch_size=16',
-            '--config.data.eval_max_examples=16']
+            '--config.data.eval_max_examples=16', *mesh]
   env = dict(os.environ, JAX_PLATFORMS='cpu')
 
   def start(workdir, devices, extra=()):
@@ -125,13 +134,13 @@ def test_two_processes_match_one_process(tmp_path, tfds_data_dir):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e,
                             cwd=ROOT)
 
-  single = start(tmp_path / 'single', 4)
+  single = start(tmp_path / 'single', 2 * devices)
   out, _ = single.communicate(timeout=400)
   assert single.returncode == 0, out[-3000:]
 
   port = _free_port()
   multi_dir = tmp_path / 'multi'
-  procs = [start(multi_dir, 2, [f'--coordinator_address=127.0.0.1:{port}',
+  procs = [start(multi_dir, devices, [f'--coordinator_address=127.0.0.1:{port}',
                                 '--num_processes=2', f'--process_id={i}']) for i in range(2)]
   outs = [p.communicate(timeout=400)[0] for p in procs]
   for p, o in zip(procs, outs):

@@ -1,5 +1,6 @@
 """A tiny 2-point sweep end to end: runs, resumes without redoing, tables and plot."""
 import csv
+import json
 import os
 import shlex
 import subprocess
@@ -30,9 +31,10 @@ def get_config(arg=''):
 
 
 def get_sweep():
-  return [{{'model.num_decoder_layers': n, 'label_smoothing': s}}
-          for n, s in ((1, 0.0), (2, 0.1))]
+  return {points}
 '''
+POINTS = ("[{'model.num_decoder_layers': n, 'label_smoothing': s} "
+          "for n, s in ((1, 0.0), (2, 0.1))]")
 
 
 def _run(args, env):
@@ -42,7 +44,7 @@ def _run(args, env):
 
 def test_sweep_runs_resumes_and_tabulates(tmp_path, tfds_data_dir):
   exp = tmp_path / 'tiny_sweep.py'
-  exp.write_text(SWEEP_FILE.format(root=ROOT, data_dir=tfds_data_dir))
+  exp.write_text(SWEEP_FILE.format(root=ROOT, data_dir=tfds_data_dir, points=POINTS))
   out = tmp_path / 'sweep'
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
              JAX_PLATFORMS='cpu')
@@ -91,3 +93,33 @@ def test_sweep_runs_resumes_and_tabulates(tmp_path, tfds_data_dir):
               f'--workdir={tmp_path / "compare2"}'], env)
   assert bad.returncode == 2 and 'not a finished run' in bad.stderr
   assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / 'compare2').exists()
+
+
+def test_failed_points_make_the_sweep_fail_after_the_rest(tmp_path):
+  # Cheap: point 0 is made finished here (so it is skipped, not trained), and points 1 and 2
+  # ask for a 3- and a 5-device mesh on a 1-device machine, so they fail before reading any
+  # data or compiling.
+  exp = tmp_path / 'failing_sweep.py'
+  exp.write_text(SWEEP_FILE.format(root=ROOT, data_dir=str(tmp_path / 'no_data'),
+                                   points="[{'mesh.data': n} for n in (1, 3, 5)]"))
+  out = tmp_path / 'sweep'
+  done = out / '00_data=1'
+  done.mkdir(parents=True)
+  (done / 'summary.json').write_text(json.dumps(
+      {'num_params': 123, 'train_seconds': 1.0, 'best_metric': 'wer', 'test/wer': 50.0}))
+  (done / 'metrics.jsonl').write_text(json.dumps({'step': 6, 'eval/wer': 55.0}) + '\n')
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
+             JAX_PLATFORMS='cpu')
+
+  swept = _run([f'--config={exp}', '--mode=sweep', f'--workdir={out}'], env)
+  assert swept.returncode == 2, swept.stderr[-2000:]
+  assert swept.stdout.count('done, skipped') == 1
+  assert swept.stderr.count('needs 3 devices') == 1  # each point did run, and failed
+  assert swept.stderr.count('needs 5 devices') == 1
+  # The sweep's own error is its last line on stderr: one line naming both failed points.
+  assert swept.stderr.strip().splitlines()[-1] == (
+      f'error: 2 of 3 sweep points failed: 01_data=3 (exit 2), 02_data=5 (exit 2); '
+      f'the 1 finished are in {out}/results.md; rerun the same command to retry them')
+  with open(out / 'results.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert [(r['point'], r['test/wer']) for r in rows] == [('00_data=1', '50.0')]

@@ -194,7 +194,7 @@ def test_make_batcher_packs_or_buckets_and_drops_long_pairs(ready_task):
     bucketed = ready_task.make_batcher(src, tgt, **kw)
   finally:
     ready_task.data.packing = True
-  assert isinstance(bucketed, pipeline.Batcher)
+  assert isinstance(bucketed, pipeline.TokenBatcher)
   assert bucketed.num_dropped == 10  # data.max_len applies too: 40 + EOS fits bucket 64
   assert set(bucketed.get_batch(0)) == {'inputs', 'decoder_inputs', 'targets'}
 
@@ -208,7 +208,7 @@ def test_a_packed_batch_gives_each_pair_the_loss_it_has_alone():
                                       shuffle=False).epoch_batches())
   assert packed['inputs_segmentation'].max() >= 3
   # The same pairs unpacked: one per row, right-padded.
-  alone = next(pipeline.Batcher(src, tgt, batch_size=6, buckets=(8,), seed=0,
+  alone = next(pipeline.TokenBatcher(src, tgt, batch_size=6, buckets=(8,), seed=0,
                                 shuffle=False).epoch_batches())
   model = build_model(dict(name='transformer', emb_dim=32, num_heads=4, mlp_dim=64,
                            num_encoder_layers=1, num_decoder_layers=1, pre_norm=False), 40, 40)

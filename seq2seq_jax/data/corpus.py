@@ -30,7 +30,7 @@ def check_policy(bad_pairs: str) -> None:
     raise UserError(f"data.bad_pairs must be 'error' or 'skip', got {bad_pairs!r}")
 
 
-class _BadPairs:
+class BadPairs:
   """Applies the bad-pair policy: raise naming file:line, or count and go on."""
 
   def __init__(self, policy: str):
@@ -79,7 +79,7 @@ def read_aligned_files(src_path: str, tgt_path: str, bad_pairs: str = 'error') -
   Returns:
     The pairs, both sides stripped of surrounding whitespace.
   """
-  bad = _BadPairs(bad_pairs)
+  bad = BadPairs(bad_pairs)
   pairs = []
   with _open(src_path) as fs, _open(tgt_path) as ft:
     src_lines, tgt_lines = _lines(fs), _lines(ft)
@@ -115,7 +115,7 @@ def read_tsv(path: str, bad_pairs: str = 'error') -> Corpus:
   Returns:
     The pairs, both sides stripped of surrounding whitespace.
   """
-  bad = _BadPairs(bad_pairs)
+  bad = BadPairs(bad_pairs)
   pairs = []
   with _open(path) as f:
     for n, line in enumerate(_lines(f), 1):
@@ -140,9 +140,10 @@ def read_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: str
 
   Read with tfds.data_source (array_record, random access, no TensorFlow). Nothing is
   downloaded here: the dataset must have been prepared once, where it can be downloaded,
-  with `tfds build NAME --file_format=array_record`. Pairs with an empty side (web-crawled
-  WMT data has a few) are skipped and counted whatever data.bad_pairs says: a user cannot
-  fix a TFDS dataset.
+  with `tfds build NAME --file_format=array_record`; `debian_ddtp` (pair from the languages)
+  or `debian_ddtp/en-fr` is built here on first use from apt's lists (data/ddtp_builder.py).
+  Pairs with an empty side (web-crawled WMT data has a few) are skipped and counted whatever
+  data.bad_pairs says: a user cannot fix a TFDS dataset.
 
   Args:
     name: 'dataset/config' as TFDS names it.
@@ -158,6 +159,9 @@ def read_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: str
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.data import cmudict_builder  # pylint: disable=g-import-not-at-top
   data_dir = cmudict_builder.default_data_dir(data_dir)  # the same default as G2P's data
+  if name.partition('/')[0] == 'debian_ddtp':  # built here from apt's lists on first use
+    from seq2seq_jax.data import ddtp_builder  # pylint: disable=g-import-not-at-top
+    name = ddtp_builder.prepare_for(name, src_lang, tgt_lang, data_dir)
   how = (f'prepare it once where it can be downloaded: `tfds build {name} '
          f'--file_format=array_record --data_dir={data_dir}` (or copy a prepared directory)')
   try:

@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from seq2seq_jax.data.pipeline import Batcher
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
 from seq2seq_jax.errors import UserError
 
@@ -60,7 +61,7 @@ def pack(src_lens: np.ndarray, tgt_lens: np.ndarray, order: Sequence[int], max_l
   return rows
 
 
-class PackedBatcher:
+class PackedBatcher(Batcher):
   """Batches of packed rows; the interface of pipeline.Batcher."""
 
   def __init__(self, src: Sequence[np.ndarray], tgt: Sequence[np.ndarray], *, batch_size: int,
@@ -79,14 +80,10 @@ class PackedBatcher:
       process_index: which contiguous slice of each global batch this process builds.
       process_count: number of slices.
     """
-    if len(src) != len(tgt):
-      raise ValueError(f'{len(src)} sources but {len(tgt)} targets')
-    if batch_size <= 0 or max_len < 2:
-      raise UserError(f'need batch_size > 0 and data.max_len >= 2, got {batch_size}, {max_len}')
-    if not 0 <= process_index < process_count:
-      raise ValueError(f'process_index {process_index} not in [0, {process_count})')
-    if batch_size % process_count:
-      raise UserError(f'batch size {batch_size} is not divisible by {process_count} processes')
+    super().__init__(len(src), len(tgt), batch_size=batch_size, seed=seed, shuffle=shuffle,
+                     process_index=process_index, process_count=process_count)
+    if max_len < 2:
+      raise UserError(f'need data.max_len >= 2, got {max_len}')
     src_lens = np.array([len(s) for s in src], np.int64)
     tgt_lens = np.array([len(t) for t in tgt], np.int64)
     keep = np.flatnonzero((src_lens < max_len) & (tgt_lens < max_len))
@@ -94,9 +91,7 @@ class PackedBatcher:
     self.src = [src[i] for i in keep]
     self.tgt = [tgt[i] for i in keep]
     self.src_lens, self.tgt_lens = src_lens[keep], tgt_lens[keep]
-    self.batch_size, self.max_len, self.seed, self.shuffle = batch_size, max_len, seed, shuffle
-    self.rows = batch_size // process_count
-    self.row0 = process_index * self.rows
+    self.max_len = max_len
     self._plan_epoch, self._plan = -1, []
     rows0 = len(self._epoch_plan(0))
     # Shuffled epochs pack into slightly different row counts; every epoch is cut to
@@ -148,10 +143,7 @@ class PackedBatcher:
       int32 [batch_size // process_count, max_len] arrays for every key in KEYS.
       Segment ids start at 1 per row (0 = padding); positions restart at 0 per pair.
     """
-    if step < 0:
-      raise ValueError(f'step must be >= 0, got {step}')
-    if not self.batches_per_epoch:
-      raise UserError(f'the pairs pack into fewer than one batch of {self.batch_size} rows')
+    self._check_step(step)
     epoch, i = divmod(step, self.batches_per_epoch)
     plan = self._epoch_plan(epoch)
     # An epoch that packed into fewer rows than epoch 0 wraps around to its first rows,

@@ -6,15 +6,18 @@ and sharding code, so a new architecture only has to honour it):
   Model(src_vocab_size=int, tgt_vocab_size=int, **config.model minus `name`)
 
   __call__(batch, *, train) -> logits float32 [B, T, tgt_vocab]
-      batch['inputs'] int32 [B, S] (0 = padding), batch['decoder_inputs'] int32 [B, T]
-      (BOS first, 0 = padding); optional packing keys 'inputs_segmentation',
-      'inputs_position', 'targets_segmentation', 'targets_position' (int32, same shapes).
-      Dropout uses the 'dropout' RNG stream when train=True.
-  init_cache(inputs, max_len, beam_size=1) -> cache
-      Runs the encoder and returns a pytree whose array leaves all have leading dim B, for
-      a search with beam_size hypotheses per item (decoding.beam_search tiles it to
-      B * beam_size rows, except decoding.PerItem entries, which the model shares among the
-      beams itself; a model without such entries may ignore beam_size).
+      batch['inputs'] is what `model.frontend` reads (seq2seq_jax/models/frontends.py):
+      int32 ids [B, S] (0 = padding; frontend 'tokens', the default), float features
+      [B, T, F] with batch['inputs_mask'] [B, T] (true = real frame; 'audio_conv') or float
+      images [B, H, W, C] ('patches', 'cnn'). batch['decoder_inputs'] int32 [B, T] (BOS
+      first, 0 = padding); optional packing keys (token inputs only) 'inputs_segmentation',
+      'inputs_position', 'targets_segmentation', 'targets_position'. Dropout uses the
+      'dropout' RNG stream when train=True.
+  init_cache(inputs, max_len, beam_size=1, inputs_mask=None) -> cache
+      Runs the frontend and the encoder and returns a pytree whose array leaves all have
+      leading dim B, for a search with beam_size hypotheses per item (decoding.beam_search
+      tiles it to B * beam_size rows, except decoding.PerItem entries, which the model shares
+      among the beams itself; a model without such entries may ignore beam_size).
   decode_step(last_tokens, cache) -> (logits float32 [N, tgt_vocab], new_cache)
       One incremental decoder step; last_tokens int32 [N] (BOS at the first step), N = B
       times the beam size, item-major.

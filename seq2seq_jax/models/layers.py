@@ -61,8 +61,12 @@ class Embed(nn.Module):
     self.embedding = self.param('embedding', partitioned(init, ('vocab', 'embed')),
                                 (self.num_embeddings, self.features), jnp.float32)
 
-  def __call__(self, ids: jax.Array) -> jax.Array:
+  def embed(self, ids: jax.Array) -> jax.Array:
+    """The rows of `ids` [...] -> [..., features] in the compute dtype."""
     return jnp.take(self.embedding, ids, axis=0).astype(self.dtype)
+
+  def __call__(self, ids: jax.Array) -> jax.Array:
+    return self.embed(ids)
 
   def attend(self, x: jax.Array) -> jax.Array:
     """Logits x @ E^T (Press & Wolf 2017 weight tying), accumulated in float32."""

@@ -49,6 +49,10 @@ Fields (config.model.*):
   init_scale         > 0: every parameter ~ U[-s, s] (Sutskever Sec. 3.4: 0.08; Luong Sec. 4.1:
                      0.1). 0: Xavier-uniform kernels, orthogonal recurrent blocks, zero biases
   max_len            unused: the recurrent state has a fixed size
+  frontend           what the encoder reads (seq2seq_jax/models/frontends.py): 'tokens' (the
+                     source embedding), 'patches' | 'cnn' (images), 'audio_conv' (features);
+                     sized by patch_size, cnn_channels, audio_channels; every frontend gives
+                     emb_dim-wide vectors, which the encoder layers read as they read embeddings
   dtype              matmul dtype; parameters, recurrent states and gates stay float32
 
 Cells have one bias per gate (an LSTM layer: 4 * (h * (in + h) + h) parameters; cuDNN keeps two
@@ -72,6 +76,7 @@ import jax.numpy as jnp
 
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import attention as attn_lib
+from seq2seq_jax.models import frontends
 from seq2seq_jax.models import layers
 from seq2seq_jax.models.layers import constrain
 
@@ -308,6 +313,10 @@ class Model(nn.Module):
   init_scale: float = 0.0
   max_len: int = 256
   dtype: str = 'float32'
+  frontend: str = 'tokens'      # seq2seq_jax/models/frontends.py: what the encoder reads
+  patch_size: int = 16          # frontend='patches'
+  cnn_channels: tuple[int, ...] = (32, 64, 128)  # frontend='cnn'
+  audio_channels: int = 64      # frontend='audio_conv'
 
   @property
   def enc_out(self) -> int:
@@ -352,7 +361,12 @@ class Model(nn.Module):
     dt = layers.dtype_of(self.dtype)
     init = _uniform(self.init_scale) if self.init_scale > 0 else None
     self._init, self._dt = init, dt
-    self.src_embed = layers.Embed(self.src_vocab_size, self.emb_dim, dtype=dt, init_fn=init)
+    # The token frontend keeps the name 'src_embed' (checkpoints and initial values).
+    self.src_embed = frontends.build(
+        self.frontend, vocab_size=self.src_vocab_size, features=self.emb_dim, dtype=dt,
+        init_fn=init, patch_size=self.patch_size, cnn_channels=self.cnn_channels,
+        audio_channels=self.audio_channels,
+        module_name='src_embed' if self.frontend == 'tokens' else 'frontend')
     self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt, init_fn=init)
     self.encoder = [EncoderLayer(self.cell, self.hidden_dim, self.emb_dim if i == 0 else
                                  self.enc_out, self.bidirectional, init, dt)
@@ -367,13 +381,22 @@ class Model(nn.Module):
       self.out_proj = layers.dense(self.tgt_vocab_size, ('embed', 'vocab'), dtype=dt, init=init)
     self.drop = nn.Dropout(self.dropout_rate)
 
-  def encode(self, inputs: jax.Array, *, train: bool = False):
-    """inputs [B, S] -> (memory [B, S, enc_out], mask [B, S], per-layer final carries)."""
-    mask = inputs > 0
-    lengths = jnp.sum(mask, axis=1).astype(jnp.int32)
-    if self.reverse_source:
-      inputs = reverse_valid(inputs, lengths)
-    x = self.src_embed(inputs)
+  def encode(self, inputs: jax.Array, *, inputs_mask: jax.Array | None = None,
+             train: bool = False):
+    """inputs (what model.frontend reads: ids [B, S], features [B, T, F] with inputs_mask,
+    images [B, H, W, C]) -> (memory [B, S', enc_out], mask [B, S'], per-layer final carries).
+    """
+    if self.frontend == 'tokens':
+      mask = inputs > 0
+      lengths = jnp.sum(mask, axis=1).astype(jnp.int32)
+      if self.reverse_source:
+        inputs = reverse_valid(inputs, lengths)
+      x = self.src_embed.embed(inputs)
+    else:
+      x, mask = self.src_embed(inputs, inputs_mask, train=train)
+      lengths = jnp.sum(mask, axis=1).astype(jnp.int32)
+      if self.reverse_source:
+        x = reverse_valid(x, lengths)
     finals = []
     for i, layer in enumerate(self.encoder):
       out, final = layer(self.drop(x, deterministic=not train), mask, lengths)
@@ -430,19 +453,21 @@ class Model(nn.Module):
     """Teacher forcing: logits float32 [B, T, tgt_vocab_size]."""
     if 'inputs_segmentation' in batch:
       raise UserError('RNN models read one sentence pair per row: set data.packing=False')
-    memory, mask, finals = self.encode(batch['inputs'], train=train)
+    memory, mask, finals = self.encode(batch['inputs'], inputs_mask=batch.get('inputs_mask'),
+                                       train=train)
     source = self._source(memory, mask, finals)
     carry = self._initial_carry(memory.shape[0], finals, source)
     _, out = self._decode(carry, self.tgt_embed(batch['decoder_inputs']), source, train)
     return self._logits(out)
 
-  def init_cache(self, inputs: jax.Array, max_len: int, beam_size: int = 1) -> dict[str, Any]:
+  def init_cache(self, inputs: jax.Array, max_len: int, beam_size: int = 1,
+                 inputs_mask: jax.Array | None = None) -> dict[str, Any]:
     """The encoder's part for decoding: {'source': ..., 'carry': ...}, leading dim B.
 
     Beam search tiles and reorders all of it, so one cache serves any beam_size.
     """
     del max_len, beam_size  # the recurrent state has a fixed size
-    memory, mask, finals = self.encode(inputs, train=False)
+    memory, mask, finals = self.encode(inputs, inputs_mask=inputs_mask, train=False)
     source = self._source(memory, mask, finals)
     return {'source': source, 'carry': self._initial_carry(inputs.shape[0], finals, source)}
 

@@ -2,7 +2,11 @@
 
 Options beyond the paper: pre-LayerNorm (Xiong et al. 2020; the paper is post-LN,
 `pre_norm=False`), learned positions, a compute dtype. Packed rows (several pairs per row,
-with segment ids and positions) are supported: attention never crosses segments.
+with segment ids and positions) are supported: attention never crosses segments. The encoder
+reads any input through `frontend` (models/frontends.py): token embeddings (scaled by
+sqrt(d_model), Sec. 3.4), image patches (with their own learned positions, as ViT), a conv
+net's feature grid or subsampled audio features (both given the model's positions); the
+source mask comes from the frontend.
 
 Incremental decoding uses an explicit cache pytree (see Model.init_cache): per decoder layer,
 self-attention K/V slots for every beam and the precomputed cross-attention K/V, held once per
@@ -17,6 +21,7 @@ from jax import lax
 
 from seq2seq_jax import decoding
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.models import frontends
 from seq2seq_jax.models import layers
 from seq2seq_jax.models.layers import constrain
 
@@ -213,6 +218,10 @@ class Model(nn.Module):
   tie_output: bool = True
   max_len: int = 256
   dtype: str = 'float32'
+  frontend: str = 'tokens'      # seq2seq_jax/models/frontends.py: what the encoder reads
+  patch_size: int = 16          # frontend='patches'
+  cnn_channels: tuple[int, ...] = (32, 64, 128)  # frontend='cnn'
+  audio_channels: int = 64      # frontend='audio_conv'
 
   def setup(self):
     dt = layers.dtype_of(self.dtype)
@@ -221,13 +230,20 @@ class Model(nn.Module):
       raise UserError(f'attention width {width} is not divisible by num_heads {self.num_heads}')
     if self.positions not in ('sinusoidal', 'learned'):
       raise UserError(f"model.positions must be 'sinusoidal' or 'learned', got {self.positions!r}")
+    if self.share_embeddings and self.frontend != 'tokens':
+      raise UserError(f"share_embeddings needs model.frontend='tokens', got {self.frontend!r}")
     if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
       raise UserError('share_embeddings needs one vocabulary for source and target '
                       f'({self.src_vocab_size} != {self.tgt_vocab_size})')
     kw = dict(num_heads=self.num_heads, head_dim=width // self.num_heads, emb_dim=self.emb_dim,
               mlp_dim=self.mlp_dim, attention_dropout_rate=self.attention_dropout_rate,
               pre_norm=self.pre_norm, dropout_rate=self.dropout_rate, dtype=dt)
-    self.src_embed = layers.Embed(self.src_vocab_size, self.emb_dim, dtype=dt)
+    # The token frontend keeps the name 'src_embed' (checkpoints and initial values).
+    self.src_embed = frontends.build(
+        self.frontend, vocab_size=self.src_vocab_size, features=self.emb_dim, dtype=dt,
+        patch_size=self.patch_size, cnn_channels=self.cnn_channels,
+        audio_channels=self.audio_channels,
+        module_name='src_embed' if self.frontend == 'tokens' else 'frontend')
     if not self.share_embeddings:
       self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt)
     if self.positions == 'learned':
@@ -248,10 +264,13 @@ class Model(nn.Module):
     return self.src_embed if self.share_embeddings else self.tgt_embed
 
   def _embed(self, table, pos_table_name, ids, positions, deterministic):
-    x = table(ids) * jnp.sqrt(self.emb_dim).astype(table.dtype)  # Sec. 3.4
+    x = table.embed(ids) * jnp.sqrt(self.emb_dim).astype(table.dtype)  # Sec. 3.4
+    return self._add_positions(x, pos_table_name, positions, deterministic)
+
+  def _add_positions(self, x, pos_table_name, positions, deterministic):
     if self.positions == 'learned':
       # A learned table has max_len rows; a longer row would read past it (NaN).
-      self._check_length(ids.shape[1], 'a batch of length')
+      self._check_length(x.shape[1], 'a batch of length')
       x = x + jnp.take(getattr(self, pos_table_name), positions, axis=0).astype(x.dtype)
     else:
       x = x + layers.sinusoidal(positions, self.emb_dim).astype(x.dtype)
@@ -274,33 +293,48 @@ class Model(nn.Module):
   def _positions(ids, positions):
     if positions is not None:
       return positions
-    return jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
+    return jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape[:2])
 
   # --- the contract -------------------------------------------------------------
-  def encode(self, inputs: jax.Array, *, inputs_segmentation: jax.Array | None = None,
-             inputs_position: jax.Array | None = None, train: bool = False) -> jax.Array:
-    """Runs the encoder.
+  def encode(self, inputs: jax.Array, *, inputs_mask: jax.Array | None = None,
+             inputs_segmentation: jax.Array | None = None,
+             inputs_position: jax.Array | None = None,
+             train: bool = False) -> tuple[jax.Array, jax.Array]:
+    """Runs the frontend and the encoder.
 
     Args:
-      inputs: source ids [B, S], 0 = padding.
-      inputs_segmentation: packed rows: the pair each token belongs to [B, S] (0 = padding).
-      inputs_position: packed rows: each token's position within its pair [B, S].
+      inputs: what model.frontend reads: source ids [B, S] (0 = padding), features [B, T, F]
+        or images [B, H, W, C].
+      inputs_mask: features: true on real frames [B, T].
+      inputs_segmentation: packed token rows: the pair each token belongs to [B, S] (0 =
+        padding).
+      inputs_position: packed token rows: each token's position within its pair [B, S].
       train: enables dropout (the 'dropout' rng stream).
 
     Returns:
-      Encoder states [B, S, emb_dim] in the compute dtype.
+      (encoder states [B, S', emb_dim] in the compute dtype, source mask bool [B, S']).
     """
-    keep = inputs[:, None, :] > 0
+    if self.frontend == 'tokens':
+      mask = inputs > 0
+      x = self._embed(self.src_embed, 'src_pos', inputs,
+                      self._positions(inputs, inputs_position), not train)
+    else:
+      if inputs_segmentation is not None:
+        raise UserError(f"packed rows need model.frontend='tokens', got {self.frontend!r}")
+      x, mask = self.src_embed(inputs, inputs_mask, train=train)
+      if isinstance(self.src_embed, frontends.Patches):  # ViT: its own learned positions
+        x = constrain(self.drop(x, deterministic=not train), ('batch', 'length', 'embed'))
+      else:
+        x = self._add_positions(x, 'src_pos', self._positions(x, None), not train)
+    keep = mask[:, None, :]
     if inputs_segmentation is not None:
       keep = keep & (inputs_segmentation[:, :, None] == inputs_segmentation[:, None, :])
     bias = layers.mask_bias(keep)
-    x = self._embed(self.src_embed, 'src_pos', inputs,
-                    self._positions(inputs, inputs_position), not train)
     for layer in self.encoder_layers:
       x = layer(x, bias, not train)
-    return self.encoder_norm(x) if self.pre_norm else x
+    return (self.encoder_norm(x) if self.pre_norm else x), mask
 
-  def decode(self, encoded: jax.Array, inputs: jax.Array, decoder_inputs: jax.Array, *,
+  def decode(self, encoded: jax.Array, src_mask: jax.Array, decoder_inputs: jax.Array, *,
              inputs_segmentation: jax.Array | None = None,
              targets_segmentation: jax.Array | None = None,
              targets_position: jax.Array | None = None, train: bool = False) -> jax.Array:
@@ -308,7 +342,7 @@ class Model(nn.Module):
 
     Args:
       encoded: encoder states [B, S, emb_dim] from `encode`.
-      inputs: source ids [B, S] (their padding masks the cross-attention).
+      src_mask: the source mask [B, S] from `encode` (padding is not attended).
       decoder_inputs: target ids shifted right, BOS first [B, T], 0 = padding.
       inputs_segmentation: packed rows: source segment ids [B, S].
       targets_segmentation: packed rows: target segment ids [B, T]; a target token attends
@@ -323,7 +357,7 @@ class Model(nn.Module):
       raise UserError('packed batches need both inputs_segmentation and targets_segmentation')
     t = decoder_inputs.shape[1]
     keep_self = jnp.tril(jnp.ones((t, t), bool))[None]
-    keep_cross = inputs[:, None, :] > 0
+    keep_cross = src_mask[:, None, :]
     if targets_segmentation is not None:
       tgt_seg = targets_segmentation[:, :, None]
       keep_self = keep_self & (tgt_seg == targets_segmentation[:, None, :])
@@ -340,14 +374,16 @@ class Model(nn.Module):
   def __call__(self, batch: dict[str, jax.Array], *, train: bool = False) -> jax.Array:
     """Teacher-forced logits [B, T, tgt_vocab_size] (float32) for a (possibly packed) batch."""
     seg = batch.get('inputs_segmentation')
-    encoded = self.encode(batch['inputs'], inputs_segmentation=seg,
-                          inputs_position=batch.get('inputs_position'), train=train)
-    return self.decode(encoded, batch['inputs'], batch['decoder_inputs'],
+    encoded, src_mask = self.encode(batch['inputs'], inputs_mask=batch.get('inputs_mask'),
+                                    inputs_segmentation=seg,
+                                    inputs_position=batch.get('inputs_position'), train=train)
+    return self.decode(encoded, src_mask, batch['decoder_inputs'],
                        inputs_segmentation=seg,
                        targets_segmentation=batch.get('targets_segmentation'),
                        targets_position=batch.get('targets_position'), train=train)
 
-  def init_cache(self, inputs: jax.Array, max_len: int, beam_size: int = 1) -> dict[str, Any]:
+  def init_cache(self, inputs: jax.Array, max_len: int, beam_size: int = 1,
+                 inputs_mask: jax.Array | None = None) -> dict[str, Any]:
     """Encodes `inputs` and allocates the decoder cache for `max_len` steps of `beam_size`
     hypotheses per item (1 for greedy search and sampling).
 
@@ -359,9 +395,11 @@ class Model(nn.Module):
     layouts the attention dots read without a transpose (see layers.attention_step).
 
     Args:
-      inputs: source ids [B, S], 0 = padding (unpacked).
+      inputs: what model.frontend reads (ids [B, S] with 0 = padding, unpacked; features
+        [B, T, F]; images [B, H, W, C]).
       max_len: the most decoder steps that will be taken (static).
       beam_size: hypotheses per item J (static); the search must use the same.
+      inputs_mask: features: true on real frames [B, T].
 
     Returns:
       {'index': int32 [B], the next position; 'history': bool [B, max_len, J], position m of
@@ -373,7 +411,7 @@ class Model(nn.Module):
     self._check_length(max_len, 'decoding length')
     if beam_size < 1:
       raise UserError(f'beam_size must be >= 1, got {beam_size}')
-    encoded = self.encode(inputs, train=False)
+    encoded, src_mask = self.encode(inputs, inputs_mask=inputs_mask, train=False)
     b = inputs.shape[0]
     heads = self.num_heads
     head_dim = (self.qkv_dim or self.emb_dim) // heads
@@ -387,7 +425,7 @@ class Model(nn.Module):
           'ck': wrap(ck.transpose(0, 2, 3, 1)), 'cv': wrap(cv.transpose(0, 2, 1, 3))})
     return {'index': jnp.zeros((b,), jnp.int32),
             'history': jnp.zeros((b, max_len, beam_size), bool),
-            'src_mask': wrap(inputs > 0), 'layers': per_layer}
+            'src_mask': wrap(src_mask), 'layers': per_layer}
 
   def decode_step(self, last_tokens: jax.Array,
                   cache: dict[str, Any]) -> tuple[jax.Array, dict[str, Any]]:

@@ -1,17 +1,8 @@
 """Task registry: `config.task` names a module `seq2seq_jax.tasks.<name>` exporting `Task`.
 
-A task owns everything domain-specific: the dataset, the tokenizers, what a prediction
-looks like as text, and how predictions are scored. The trainer never looks inside.
-
-  Task(config)                      cheap: must not load data (used by --mode=info)
-  .src_vocab_size, .tgt_vocab_size  ints
-  .best_metric, .best_mode          e.g. 'wer', 'min': which eval metric picks the best ckpt
-  .train_data()  -> (src, tgt)      lists of int32 id arrays, no BOS/EOS
-  .eval_loss_data(split) -> (src, tgt)    every pair of the split (for eval loss)
-  .eval_set(split) -> EvalSet       unique sources with all their references
-  .encode_source(text) -> (ids, n_unknown)
-  .decode_target(ids) -> str        stops at EOS, drops padding
-  .score(hyps, refs) -> dict        metric name -> value (percent for error rates)
+A task owns everything domain-specific: the dataset, how inputs are read and batched, the
+target vocabulary, what a prediction looks like as text, and how predictions are scored. The
+trainer never looks inside: `seq2seq_jax/tasks/base.py` defines every method it calls.
 """
 import importlib
 

@@ -15,6 +15,7 @@ from seq2seq_jax.data import cmudict_builder
 from seq2seq_jax.data.pipeline import EvalSet
 from seq2seq_jax.data.vocab import SymbolVocab
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.tasks import base
 
 # Every character in the dictionary's words (' - . a-z), plus digits. The digits never
 # occur in cmudict; they stay because trained checkpoints have this 43-symbol shape.
@@ -35,18 +36,20 @@ def _strip_stress(phonemes: str) -> str:
   return ' '.join(p.rstrip('012') for p in phonemes.split())
 
 
-class Task:
-  """The G2P task; see seq2seq_jax/tasks/__init__.py for the contract."""
+class Task(base.Task):
+  """The G2P task; see seq2seq_jax/tasks/base.py for the contract."""
 
   best_metric = 'wer'
   best_mode = 'min'
 
   def __init__(self, config: Any):
+    super().__init__(config)
     name = config.data.get('name', 'cmudict_g2p')
     if name != 'cmudict_g2p':
       raise UserError(f"task 'g2p' reads data.name='cmudict_g2p', got {name!r}")
+    if not self.buckets:
+      raise UserError('config.data.buckets is missing: the padded lengths of G2P batches')
     self.data_dir = config.data.get('data_dir', '')
-    self.eval_max_examples = int(config.data.get('eval_max_examples', 0))
     self.stress = bool(config.data.get('stress', True))
     self.src_vocab = SymbolVocab(GRAPHEMES)
     self.tgt_vocab = SymbolVocab(PHONEMES)
@@ -87,15 +90,13 @@ class Task:
   def eval_set(self, split: str) -> EvalSet:
     """Unique words of a split, sorted, each with all its pronunciations as references.
 
-    With data.eval_max_examples > 0, only the first that many words.
+    With data.eval_max_examples > 0, that many of the sorted words, spread evenly.
     """
     if split not in self._eval_sets:
       refs: dict[str, list[str]] = collections.defaultdict(list)
       for word, pron in self._pairs(split):
         refs[word].append(pron)
-      words = sorted(refs)
-      if self.eval_max_examples:
-        words = words[:self.eval_max_examples]
+      words = self.eval_subset(sorted(refs))
       self._eval_sets[split] = EvalSet(
           sources=[self.src_vocab.encode(w)[0] for w in words], texts=words,
           references=[refs[w] for w in words])

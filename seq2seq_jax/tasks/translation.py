@@ -25,6 +25,7 @@ from seq2seq_jax.data import pipeline
 from seq2seq_jax.data import spm as spm_lib
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, UNK_ID
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.tasks import base
 
 SOURCES = ('tfds', 'files', 'tsv', 'num2words')
 SPLITS = ('train', 'validation', 'test')
@@ -85,17 +86,16 @@ def _check_config(config: Any) -> None:
                       'tokens) and model.positions is learned')
 
 
-class Task:
-  """Translation from data.src_lang to data.tgt_lang; see seq2seq_jax/tasks/__init__.py."""
+class Task(base.Task):
+  """Translation from data.src_lang to data.tgt_lang; see seq2seq_jax/tasks/base.py."""
 
   best_metric = 'bleu'
   best_mode = 'max'
 
   def __init__(self, config: Any):
     _check_config(config)
+    super().__init__(config)
     d = config.data
-    self.data = d
-    self.seed = int(config.get('seed', 0))
     self.shared = bool(d.shared_vocab)
     if self.shared:
       self.src_vocab_size = self.tgt_vocab_size = int(d.vocab_size)
@@ -208,16 +208,8 @@ class Task:
     return out
 
   def _eval_pairs(self, split: str) -> list[tuple[str, str]]:
-    """The split, or data.eval_max_examples (> 0) segments spread evenly over it.
-
-    Spread rather than the first n: a split in some order (by document, or num2words' by
-    number) is then still represented as a whole.
-    """
-    pairs = self.corpus(split).pairs
-    n = int(self.data.eval_max_examples)
-    if 0 < n < len(pairs):
-      return [pairs[i] for i in np.linspace(0, len(pairs) - 1, n).round().astype(int)]
-    return pairs
+    """The split, or data.eval_max_examples (> 0) segments spread evenly over it."""
+    return self.eval_subset(self.corpus(split).pairs)
 
   def eval_loss_data(self, split: str) -> Pairs:
     """(src, tgt) of the pairs eval_set(split) scores."""
@@ -249,7 +241,7 @@ class Task:
              f'{100 * batcher.fill:.0f}% full, {batcher.batches_per_epoch:,} batches per epoch')
       return batcher
     keep = [i for i in range(len(src)) if len(src[i]) < max_len and len(tgt[i]) < max_len]
-    batcher = pipeline.Batcher([src[i] for i in keep], [tgt[i] for i in keep],
+    batcher = pipeline.TokenBatcher([src[i] for i in keep], [tgt[i] for i in keep],
                                buckets=tuple(self.data.buckets), **kw)
     batcher.num_dropped += len(src) - len(keep)
     return batcher

@@ -1,0 +1,191 @@
+"""Encoder frontends: every input becomes a sequence of vectors with a mask.
+
+`model.frontend` picks one; both the Transformer and the RNN run their encoder on its output,
+so the encoder-decoder, the steps, decoding and sharding are the same code for text, pixels and
+audio. Every frontend is called as
+
+  frontend(inputs, inputs_mask=None, train=False) -> (x [B, S', D] compute dtype, mask [B, S'])
+
+  'tokens'      int32 ids [B, S] (0 = padding) -> the embedding table's rows; mask ids > 0.
+  'patches'     images [B, H, W, C] -> non-overlapping P x P patches, each projected to D,
+                plus a learned position per patch (Dosovitskiy et al. 2021, ViT, Eq. 1);
+                S' = (H / P) (W / P), no padding.
+  'cnn'         images [B, H, W, C] -> a small conv net (3x3 conv + ReLU, 2x2 max pool per
+                stage); its last feature grid, flattened row by row, is the sequence of
+                annotation vectors (Xu et al. 2015, Show, Attend and Tell, Sec. 3.1.1:
+                L = 14 x 14 vectors of a conv layer), projected to D.
+  'audio_conv'  features [B, T, F] with inputs_mask [B, T] -> two 3x3 convolutions over
+                (time, frequency) with stride 2 (4x subsampling in both), channels and the
+                remaining frequencies flattened and projected to D; the mask is subsampled
+                with the frames (the conv subsampler of fairseq's speech-to-text Transformer,
+                Wang et al. 2020, whose output lengths are floor((T - 1) / 2) + 1 per layer).
+
+Padding never changes results: masked frames are zeroed before every convolution and the
+convolutions pad explicitly on both sides, so a real output frame sees exactly what it would
+see in an unpadded batch; nothing normalises over the batch. Parameters carry logical axis
+names ('embed' for the model width, None for spatial/frequency/channel axes that no rule
+splits), so sharding rules apply to them as to everything else.
+"""
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from seq2seq_jax.errors import UserError
+from seq2seq_jax.models import layers
+
+FRONTENDS = ('tokens', 'patches', 'cnn', 'audio_conv')
+# Which input each frontend reads: 'tokens' int32 [B, S]; 'image' float [B, H, W, C];
+# 'features' float [B, T, F] with inputs_mask.
+INPUT_KIND = {'tokens': 'tokens', 'patches': 'image', 'cnn': 'image', 'audio_conv': 'features'}
+
+
+class Tokens(layers.Embed):
+  """The token embedding as a frontend; `embed` looks ids up, `attend` gives tied logits."""
+
+  def __call__(self, inputs: jax.Array, inputs_mask: jax.Array | None = None,
+               train: bool = False) -> tuple[jax.Array, jax.Array]:
+    del inputs_mask, train  # the ids carry their own padding (0)
+    return self.embed(inputs), inputs > 0
+
+
+def _conv_kernel(init_fn: Callable | None) -> Callable:
+  # Conv kernels [kh, kw, in, out]: only the output channels could be split, and the small
+  # conv stacks here are cheaper replicated; the projection to the model width carries 'embed'.
+  return layers.partitioned(init_fn or nn.initializers.lecun_normal(), (None, None, None, None))
+
+
+def _check_image(inputs: jax.Array, name: str) -> None:
+  if inputs.ndim != 4 or not jnp.issubdtype(inputs.dtype, jnp.floating):
+    raise UserError(f"model.frontend='{name}' reads float images [batch, height, width, "
+                    f'channels]; got {inputs.dtype} {inputs.shape}')
+
+
+class Patches(nn.Module):
+  """ViT patchify: a P x P stride-P convolution (one dense map per patch) + learned positions."""
+  features: int
+  patch_size: int = 16
+  dtype: Any = jnp.float32
+  init_fn: Callable | None = None
+
+  @nn.compact
+  def __call__(self, inputs, inputs_mask=None, train: bool = False):
+    del inputs_mask, train
+    _check_image(inputs, 'patches')
+    p = self.patch_size
+    b, h, w, c = inputs.shape
+    if h % p or w % p:
+      raise UserError(f'images of {h} x {w} pixels do not divide into patches of '
+                      f'model.patch_size={p}')
+    patches = inputs.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+    patches = patches.reshape(b, (h // p) * (w // p), p * p * c)
+    x = layers.dense(self.features, (None, 'embed'), dtype=self.dtype, init=self.init_fn,
+                     name='embedding')(patches)
+    pos = self.param('pos_embedding', layers.partitioned(
+        self.init_fn or nn.initializers.normal(0.02), (None, 'embed')),
+                     (x.shape[1], self.features), jnp.float32)
+    x = x + pos.astype(x.dtype)
+    return x, jnp.ones(x.shape[:2], bool)
+
+
+class Cnn(nn.Module):
+  """Conv stages (3x3 conv + ReLU, then 2x2 max pool); the last grid is the annotation set."""
+  features: int
+  channels: Sequence[int] = (32, 64, 128)
+  dtype: Any = jnp.float32
+  init_fn: Callable | None = None
+
+  @nn.compact
+  def __call__(self, inputs, inputs_mask=None, train: bool = False):
+    del inputs_mask, train
+    _check_image(inputs, 'cnn')
+    x = inputs.astype(self.dtype)
+    for i, ch in enumerate(self.channels):
+      x = nn.Conv(ch, (3, 3), padding='SAME', dtype=self.dtype, param_dtype=jnp.float32,
+                  kernel_init=_conv_kernel(self.init_fn),
+                  bias_init=layers.partitioned(nn.initializers.zeros_init(), (None,)),
+                  name=f'conv_{i}')(x)
+      x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2), padding='VALID')
+    b, gh, gw, ch = x.shape
+    if gh * gw == 0:
+      raise UserError(f'images of {inputs.shape[1]} x {inputs.shape[2]} pixels are too small '
+                      f'for {len(self.channels)} pooling stages of model.cnn_channels')
+    x = layers.dense(self.features, (None, 'embed'), dtype=self.dtype, init=self.init_fn,
+                     name='project')(x.reshape(b, gh * gw, ch))
+    return x, jnp.ones(x.shape[:2], bool)
+
+
+def subsampled_mask(mask: jax.Array) -> jax.Array:
+  """The frame mask after one stride-2, kernel-3, pad-1 convolution: floor((T - 1) / 2) + 1
+  frames out, and an output frame is real iff its centre input frame (2 t) is."""
+  return mask[:, ::2]
+
+
+class AudioConv(nn.Module):
+  """Two stride-2 3x3 convolutions over (time, frequency): 4x fewer frames, then to D."""
+  features: int
+  channels: int = 64
+  dtype: Any = jnp.float32
+  init_fn: Callable | None = None
+
+  @nn.compact
+  def __call__(self, inputs, inputs_mask=None, train: bool = False):
+    del train
+    if inputs.ndim != 3 or not jnp.issubdtype(inputs.dtype, jnp.floating):
+      raise UserError("model.frontend='audio_conv' reads float features [batch, frames, "
+                      f'bins] with inputs_mask; got {inputs.dtype} {inputs.shape}')
+    mask = (jnp.ones(inputs.shape[:2], bool) if inputs_mask is None
+            else inputs_mask.astype(bool))
+    x = inputs.astype(self.dtype)[..., None]                  # [B, T, F, 1]
+    for i in range(2):
+      # Zero the padded frames, then pad 1 on both sides explicitly: a real output frame t
+      # reads input frames 2t-1..2t+1, which are real frames or zeros in any batch.
+      x = x * mask[:, :, None, None].astype(x.dtype)
+      x = nn.Conv(self.channels, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+                  dtype=self.dtype, param_dtype=jnp.float32,
+                  kernel_init=_conv_kernel(self.init_fn),
+                  bias_init=layers.partitioned(nn.initializers.zeros_init(), (None,)),
+                  name=f'conv_{i}')(x)
+      x = nn.relu(x)
+      mask = subsampled_mask(mask)
+    b, t, f, c = x.shape
+    x = x * mask[:, :, None, None].astype(x.dtype)
+    x = layers.dense(self.features, (None, 'embed'), dtype=self.dtype, init=self.init_fn,
+                     name='project')(x.reshape(b, t, f * c))
+    return x, mask
+
+
+def build(name: str, *, vocab_size: int, features: int, dtype: Any,
+          init_fn: Callable | None = None, patch_size: int = 16,
+          cnn_channels: Sequence[int] = (32, 64, 128), audio_channels: int = 64,
+          module_name: str = 'frontend') -> nn.Module:
+  """The frontend named by `model.frontend`, producing `features`-wide vectors.
+
+  Args:
+    name: one of FRONTENDS.
+    vocab_size: the source vocabulary ('tokens' only).
+    features: the model width D.
+    dtype: compute dtype (parameters are float32).
+    init_fn: overrides every initialiser (e.g. the RNN's uniform init_scale).
+    patch_size, cnn_channels, audio_channels: the 'patches', 'cnn' and 'audio_conv' sizes.
+    module_name: the submodule name ('tokens' keeps the models' historical 'src_embed').
+
+  Returns:
+    An unbound module.
+  """
+  if name == 'tokens':
+    return Tokens(vocab_size, features, dtype=dtype, init_fn=init_fn, name=module_name)
+  if name == 'patches':
+    if patch_size < 1:
+      raise UserError(f'model.patch_size must be >= 1, got {patch_size}')
+    return Patches(features, patch_size, dtype, init_fn, name=module_name)
+  if name == 'cnn':
+    if not cnn_channels or min(cnn_channels) < 1:
+      raise UserError(f'model.cnn_channels must be positive sizes, got {cnn_channels}')
+    return Cnn(features, tuple(cnn_channels), dtype, init_fn, name=module_name)
+  if name == 'audio_conv':
+    if audio_channels < 1:
+      raise UserError(f'model.audio_channels must be >= 1, got {audio_channels}')
+    return AudioConv(features, audio_channels, dtype, init_fn, name=module_name)
+  raise UserError(f'model.frontend must be one of {FRONTENDS}, got {name!r}')

@@ -1,0 +1,160 @@
+"""Tasks whose inputs are files (images, feature arrays) and whose targets are characters.
+
+The data of each split is a TSV file, one example per line: `input_path<TAB>target text`
+(a relative path is relative to the TSV's folder). An input may appear on several lines,
+each a reference: evaluation decodes it once and scores against all of them. Targets are
+characters of `data.alphabet`, a fixed string, so the vocabulary (and the model's shapes) is
+known without reading any data. A missing or unreadable input file, or a line without a TAB,
+stops the run naming file and line (`data.bad_pairs='error'`) or is skipped and counted
+(`'skip'`).
+
+Metrics: 'cer' (character edit distance to the closest reference over the references'
+length), 'wer' (the same over whitespace-separated words) and 'accuracy' (share of inputs
+whose output equals one of their references exactly), in percent. The best checkpoint is the
+one with the lowest validation CER.
+
+Subclasses (image_to_text, features_to_text) say how a file becomes an array and how arrays
+are batched.
+"""
+import collections
+import os
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+from seq2seq_jax import text_metrics
+from seq2seq_jax.data import corpus as corpus_lib
+from seq2seq_jax.data.pipeline import EvalSet
+from seq2seq_jax.data.vocab import SymbolVocab
+from seq2seq_jax.errors import UserError
+from seq2seq_jax.tasks import base
+
+SPLIT_KEYS = {'train': 'train_tsv', 'validation': 'eval_tsv', 'test': 'test_tsv'}
+
+
+def _log(msg: str) -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_index() == 0:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class FileToTextTask(base.Task):
+  """Shared reading, vocabulary, decoding and scoring; see the module docstring."""
+
+  best_metric = 'cer'
+  best_mode = 'min'
+  input_kind = ''  # set by subclasses
+
+  def __init__(self, config: Any):
+    super().__init__(config)
+    d = self.data
+    for key in ('alphabet', 'target_len', *SPLIT_KEYS.values()):
+      if key not in d:
+        raise UserError(f'config.data.{key} is missing (task {config.task!r})')
+    alphabet = str(d.alphabet)
+    if not alphabet or len(set(alphabet)) != len(alphabet):
+      raise UserError(f'data.alphabet must be a string of distinct characters, got {alphabet!r}')
+    self.bad_pairs = d.get('bad_pairs', 'error')
+    corpus_lib.check_policy(self.bad_pairs)
+    self.vocab = SymbolVocab(tuple(alphabet))
+    self.src_vocab_size = 0
+    self.tgt_vocab_size = len(self.vocab)
+    self.target_len = int(d.target_len)
+    self._lines: dict[str, list[tuple[str, str]]] = {}
+    self._arrays: dict[str, np.ndarray] = {}
+
+  # --- what subclasses provide --------------------------------------------------------------
+  def load_input(self, path: str) -> np.ndarray:
+    """The array for one input file; raises any exception for an unreadable file."""
+    raise NotImplementedError
+
+  # --- reading -------------------------------------------------------------------------------
+  def _read_split(self, split: str) -> list[tuple[str, str]]:
+    """(input path, target text) of every good line of the split's TSV, inputs loaded."""
+    if split in self._lines:
+      return self._lines[split]
+    key = SPLIT_KEYS[split]
+    tsv = str(self.data[key])
+    if not tsv:
+      raise UserError(f'data.{key} is empty: the {split} split needs a TSV file')
+    if not os.path.isfile(tsv):
+      raise UserError(f'{tsv} not found (data.{key})')
+    bad = corpus_lib.BadPairs(self.bad_pairs)
+    root = os.path.dirname(os.path.abspath(tsv))
+    out = []
+    with open(tsv, encoding='utf-8', errors='replace') as f:
+      for n, line in enumerate(f, 1):
+        line = line.rstrip('\r\n')
+        if not line.strip():
+          continue
+        where = f'{tsv}:{n}'
+        if '\t' not in line:
+          bad(where, 'no TAB between the input path and the text')
+          continue
+        path, text = line.split('\t', 1)
+        path = os.path.join(root, path.strip())
+        if path not in self._arrays:
+          try:
+            self._arrays[path] = self.load_input(path)
+          except UserError:
+            raise
+          except Exception as e:  # pylint: disable=broad-except
+            bad(where, f'cannot read {path}: {type(e).__name__}: {e}')
+            continue
+        out.append((path, text.strip()))
+    if not out:
+      raise UserError(f'{tsv}: no usable examples')
+    note = f' ({bad.count} bad line(s) skipped)' if bad.count else ''
+    _log(f'{split}: {len(out):,} examples from {tsv}{note}')
+    self._lines[split] = out
+    return out
+
+  def _examples(self, lines: Sequence[tuple[str, str]]) -> base.Examples:
+    return ([self._arrays[p] for p, _ in lines],
+            [self.vocab.encode(t)[0] for _, t in lines])
+
+  # --- the trainer's interface ---------------------------------------------------------------
+  def train_data(self) -> base.Examples:
+    """Every training example; the evaluation splits are read first, so a bad one stops the
+    run before step 0."""
+    for split in ('validation', 'test'):
+      self._read_split(split)
+    return self._examples(self._read_split('train'))
+
+  def _eval_paths(self, split: str) -> list[str]:
+    return self.eval_subset(list(dict.fromkeys(p for p, _ in self._read_split(split))))
+
+  def eval_loss_data(self, split: str) -> base.Examples:
+    keep = set(self._eval_paths(split))
+    return self._examples([l for l in self._read_split(split) if l[0] in keep])
+
+  def eval_set(self, split: str) -> EvalSet:
+    refs: dict[str, list[str]] = collections.defaultdict(list)
+    for path, text in self._read_split(split):
+      refs[path].append(text)
+    paths = self._eval_paths(split)
+    return EvalSet(sources=[self._arrays[p] for p in paths], texts=paths,
+                   references=[refs[p] for p in paths])
+
+  def decode_target(self, ids: Sequence[int]) -> str:
+    return ''.join(self.vocab.decode(ids))
+
+  def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
+    chars = text_metrics.g2p_scores([list(h) for h in hyps], [[list(r) for r in rs]
+                                                              for rs in refs])
+    words = text_metrics.g2p_scores([h.split() for h in hyps], [[r.split() for r in rs]
+                                                               for rs in refs])
+    return {'cer': chars['per'], 'wer': words['per'], 'accuracy': 100.0 - chars['wer']}
+
+  def encode_source(self, line: str) -> tuple[np.ndarray, int]:
+    """A --mode=predict line is an input file's path."""
+    path = line.strip()
+    if not os.path.isfile(path):
+      raise UserError(f'{path}: no such file')
+    try:
+      return self.load_input(path), 0
+    except UserError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      raise UserError(f'cannot read {path}: {type(e).__name__}: {e}') from None

@@ -1,0 +1,119 @@
+"""Frontends: every input kind through both models; padding never changes the real rows.
+
+For each frontend and each model, a batch is padded (longer sequences with masked garbage
+frames or padding ids, and an extra row) and the real rows' teacher-forced logits must not
+move; the cached decoding path (init_cache + decode_step) must give the teacher-forced logits
+of the first position from the same inputs.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seq2seq_jax.data.vocab import BOS_ID
+from seq2seq_jax.errors import UserError
+from seq2seq_jax.models import build_model
+from seq2seq_jax.models import frontends
+
+SRC_VOCAB, TGT_VOCAB = 11, 13  # the source vocabulary is unused by these frontends
+MODELS = {
+    'transformer': dict(name='transformer', emb_dim=16, num_heads=2, mlp_dim=32,
+                        num_encoder_layers=1, num_decoder_layers=1, dropout_rate=0.0,
+                        max_len=64),
+    'rnn': dict(name='rnn', emb_dim=16, hidden_dim=8, encoder_layers=1, decoder_layers=1,
+                attention='general', dropout_rate=0.0),
+}
+FRONTEND_SIZES = {'patches': dict(patch_size=4), 'cnn': dict(cnn_channels=(4, 8)),
+                  'audio_conv': dict(audio_channels=4)}
+
+
+def _batches(frontend: str):
+  """(real batch, padded batch): the padded one has one more row and, for feature
+  sequences, longer rows whose extra frames are masked and full of garbage."""
+  rng = np.random.default_rng(0)
+  dec = rng.integers(4, TGT_VOCAB, (2, 4)).astype(np.int32)
+  dec[:, 0] = BOS_ID
+  dec_pad = np.concatenate([dec, np.full((1, 4), BOS_ID, np.int32)])
+  if frontend in ('patches', 'cnn'):
+    img = rng.normal(size=(2, 16, 16, 1)).astype(np.float32)
+    extra = rng.normal(size=(1, 16, 16, 1)).astype(np.float32)
+    return ({'inputs': img, 'decoder_inputs': dec},
+            {'inputs': np.concatenate([img, extra]), 'decoder_inputs': dec_pad})
+  feats = rng.normal(size=(2, 11, 8)).astype(np.float32)
+  mask = np.zeros((2, 11), bool)
+  mask[0, :11] = True
+  mask[1, :6] = True
+  feats[1, 6:] = 0.0
+  padded = rng.normal(size=(3, 19, 8)).astype(np.float32) * 100  # garbage where masked
+  padded[:2, :11] = feats
+  padded[1, 6:11] = rng.normal(size=(5, 8)) * 100
+  mask_pad = np.zeros((3, 19), bool)
+  mask_pad[:2, :11] = mask
+  mask_pad[2, :3] = True
+  return ({'inputs': feats, 'inputs_mask': mask, 'decoder_inputs': dec},
+          {'inputs': padded, 'inputs_mask': mask_pad, 'decoder_inputs': dec_pad})
+
+
+# Token padding under both models is tests/test_transformer.py's and tests/test_rnn.py's.
+@pytest.mark.parametrize('model_name', sorted(MODELS))
+@pytest.mark.parametrize('frontend', ['patches', 'cnn', 'audio_conv'])
+def test_padding_never_changes_real_rows_and_cache_matches(frontend, model_name):
+  model = build_model(dict(MODELS[model_name], frontend=frontend, **FRONTEND_SIZES[frontend]),
+                      SRC_VOCAB, TGT_VOCAB)
+  batch, padded = _batches(frontend)
+  params = model.init({'params': jax.random.key(0)}, batch, train=False)['params']
+  apply = jax.jit(lambda p, b: model.apply({'params': p}, b, train=False))
+  logits = np.asarray(apply(params, batch))
+  logits_pad = np.asarray(apply(params, padded))
+  assert logits.shape == (2, 4, TGT_VOCAB) and np.all(np.isfinite(logits))
+  np.testing.assert_allclose(logits_pad[:2], logits, rtol=1e-5, atol=1e-5)
+
+  # The decoding path reads the same inputs the same way.
+  def first_step(p, b):
+    cache = model.apply({'params': p}, b['inputs'], 4, 1, inputs_mask=b.get('inputs_mask'),
+                        method='init_cache')
+    bos = jnp.full((b['inputs'].shape[0],), BOS_ID, jnp.int32)
+    return model.apply({'params': p}, bos, cache, method='decode_step')[0]
+  step0 = np.asarray(jax.jit(first_step)(params, padded))
+  np.testing.assert_allclose(step0[:2], logits[:, 0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('frontend', ['patches', 'cnn', 'audio_conv'])
+def test_frontend_parameters_carry_logical_axis_names(frontend):
+  model = build_model(dict(MODELS['transformer'], frontend=frontend, **FRONTEND_SIZES[frontend]),
+                      SRC_VOCAB, TGT_VOCAB)
+  batch, _ = _batches(frontend)
+  boxed = jax.eval_shape(lambda r: model.init({'params': r}, batch, train=False),
+                         jax.random.key(0))['params']
+  specs = nn.get_partition_spec(boxed)['frontend']
+  names = {a for spec in jax.tree.leaves(specs, is_leaf=lambda x: isinstance(
+      x, jax.sharding.PartitionSpec)) for a in spec}
+  assert 'embed' in names  # the projection to the model width can be split by the rules
+  assert 'src_embed' not in nn.get_partition_spec(boxed)
+
+
+def test_audio_conv_subsamples_frames_and_mask_four_times():
+  conv = frontends.AudioConv(features=16, channels=4)
+  for frames in (1, 2, 7, 8, 9, 40):
+    x = jnp.ones((1, frames, 8))
+    mask = jnp.ones((1, frames), bool)
+    (out, out_mask), _ = conv.init_with_output(jax.random.key(0), x, mask)
+    want = frames
+    for _ in range(2):  # fairseq's output length per stride-2 layer
+      want = (want - 1) // 2 + 1
+    assert out.shape == (1, want, 16) and out_mask.shape == (1, want)
+    assert bool(out_mask.all())
+
+
+@pytest.mark.parametrize('fields,inputs,message', [
+    (dict(frontend='patches', patch_size=5), np.zeros((1, 16, 16, 1), np.float32), 'patch'),
+    (dict(frontend='patches'), np.zeros((1, 16), np.int32), 'float images'),
+    (dict(frontend='audio_conv'), np.zeros((1, 16, 16, 1), np.float32), 'float features'),
+    (dict(frontend='sonar'), np.zeros((1, 16), np.int32), 'model.frontend must be one of'),
+])
+def test_wrong_inputs_or_sizes_are_user_errors(fields, inputs, message):
+  model = build_model(dict(MODELS['transformer'], **fields), SRC_VOCAB, TGT_VOCAB)
+  batch = {'inputs': inputs, 'decoder_inputs': np.ones((1, 3), np.int32)}
+  with pytest.raises(UserError, match=message):
+    model.init({'params': jax.random.key(0)}, batch, train=False)
