@@ -44,3 +44,13 @@ def mesh_and_rules(c: ml_collections.ConfigDict) -> None:
       ('length', None),
       ('embed', 'fsdp'),
   )
+
+
+def decode(beam_size: int = 4, alpha: float = 0.6, max_len: int = 64, **overrides) -> dict:
+  """config.decode: how evaluation and --mode=predict decode.
+
+  method 'beam' (beam_size, alpha: GNMT length penalty), 'greedy', or 'sample' (temperature,
+  top_k: 0 = all, top_p: 1 = all); the sampling keys must stay neutral for other methods.
+  """
+  return dict(method='beam', beam_size=beam_size, alpha=alpha, max_len=max_len,
+              temperature=1.0, top_k=0, top_p=1.0, **overrides)

@@ -20,7 +20,7 @@ English -> German: --config.data.tgt_lang=de (30,900 train pairs); French -> Eng
 """
 import ml_collections
 
-from common import mesh_and_rules, translation_data
+from common import decode, mesh_and_rules, translation_data
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -57,7 +57,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.optimizer = dict(name='adam', learning_rate=1e-3, b1=0.9, b2=0.98, eps=1e-9,
                      schedule='cosine',  # a fixed budget: decay to 0 at train_steps
                      warmup_steps=400, grad_clip_norm=1.0)
-  c.decode = dict(beam_size=4, alpha=0.6, max_len=128)
+  c.decode = decode(beam_size=4, alpha=0.6, max_len=128)
   mesh_and_rules(c)
   if arg == 'smoke':  # a minute: checks the whole path on the real data, learns little
     c.data.update(train_split='train[:5%]', vocab_size=1000, eval_max_examples=32,

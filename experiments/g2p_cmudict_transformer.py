@@ -20,7 +20,7 @@ without stress digits: at 12000 steps this model was still improving on validati
 """
 import ml_collections
 
-from common import mesh_and_rules
+from common import decode, mesh_and_rules
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -69,7 +69,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       warmup_steps=400,
       grad_clip_norm=1.0,
   )
-  c.decode = dict(beam_size=4, alpha=0.6, max_len=36)
+  c.decode = decode(beam_size=4, alpha=0.6, max_len=36)
 
   # Parallelism: mesh sizes (-1 = the remaining devices) and logical -> mesh axis rules.
   mesh_and_rules(c)

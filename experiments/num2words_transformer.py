@@ -16,7 +16,7 @@ the more telling metric there).
 """
 import ml_collections
 
-from common import mesh_and_rules, translation_data
+from common import decode, mesh_and_rules, translation_data
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -42,7 +42,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.label_smoothing = 0.1
   c.optimizer = dict(name='adam', learning_rate=2e-3, b1=0.9, b2=0.98, eps=1e-9,
                      weight_decay=0.0, schedule='rsqrt', warmup_steps=200, grad_clip_norm=1.0)
-  c.decode = dict(beam_size=4, alpha=0.6, max_len=32)  # French outputs: at most 13 pieces
+  c.decode = decode(beam_size=4, alpha=0.6, max_len=32)  # French outputs: at most 13 pieces
   mesh_and_rules(c)
   if arg == 'smoke':  # seconds: checks the whole path, learns little
     c.data.update(num2words_max=2000, eval_max_examples=32, eval_batch_size=32)

@@ -6,7 +6,7 @@ Needs the prepared TFDS dataset wmt14_translate/de-en.
 """
 import ml_collections
 
-from common import mesh_and_rules, translation_data
+from common import decode, mesh_and_rules, translation_data
 
 STEPS_PER_EPOCH = 4_500_000 // 128         # Sec. 4.1: 4.5M sentence pairs; batch 128
 
@@ -44,6 +44,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.optimizer = dict(name='sgd', learning_rate=1.0, schedule='step_halving',
                      halve_after_steps=8 * STEPS_PER_EPOCH, halve_every_steps=STEPS_PER_EPOCH,
                      warmup_steps=0, grad_clip_norm=5.0)
-  c.decode = dict(beam_size=12, alpha=0.0, max_len=80)  # beam size ours (Sutskever's 12)
+  c.decode = decode(beam_size=12, alpha=0.0, max_len=80)  # beam size ours (Sutskever's 12)
   mesh_and_rules(c)
   return c

@@ -13,7 +13,7 @@ base, 28.4 big), which runs higher on the same output.
 """
 import ml_collections
 
-from common import mesh_and_rules, translation_data
+from common import decode, mesh_and_rules, translation_data
 
 D_MODEL = 512
 WARMUP = 4000                              # Sec. 5.3
@@ -56,6 +56,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                      b1=0.9, b2=0.98, eps=1e-9,          # Sec. 5.3
                      weight_decay=0.0, schedule='rsqrt', warmup_steps=WARMUP,
                      grad_clip_norm=0.0)
-  c.decode = dict(beam_size=4, alpha=0.6, max_len=256)  # Sec. 6.1: beam 4, alpha 0.6
+  c.decode = decode(beam_size=4, alpha=0.6, max_len=256)  # Sec. 6.1: beam 4, alpha 0.6
   mesh_and_rules(c)
   return c

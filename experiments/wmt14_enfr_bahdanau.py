@@ -6,7 +6,7 @@ wmt14_translate/fr-en.
 """
 import ml_collections
 
-from common import mesh_and_rules, translation_data
+from common import decode, mesh_and_rules, translation_data
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -46,6 +46,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # App. B.2: Adadelta (eps 1e-6, rho 0.95); gradients renormalised to norm 1 when larger.
   c.optimizer = dict(name='adadelta', learning_rate=1.0, rho=0.95, eps=1e-6,
                      schedule='constant', warmup_steps=0, grad_clip_norm=1.0)
-  c.decode = dict(beam_size=12, alpha=0.0, max_len=80)  # beam search; size ours (Sutskever's 12)
+  c.decode = decode(beam_size=12, alpha=0.0, max_len=80)  # beam search; size ours (Sutskever's 12)
   mesh_and_rules(c)
   return c

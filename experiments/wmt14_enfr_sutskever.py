@@ -7,7 +7,7 @@ TFDS dataset wmt14_translate/fr-en.
 """
 import ml_collections
 
-from common import mesh_and_rules, translation_data
+from common import decode, mesh_and_rules, translation_data
 
 STEPS_PER_EPOCH = 12_000_000 // 128        # Sec. 3.1: 12M sentence pairs; Sec. 3.4: batch 128
 
@@ -45,6 +45,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.optimizer = dict(name='sgd', learning_rate=0.7, schedule='step_halving',
                      halve_after_steps=5 * STEPS_PER_EPOCH,
                      halve_every_steps=STEPS_PER_EPOCH // 2, warmup_steps=0, grad_clip_norm=5.0)
-  c.decode = dict(beam_size=12, alpha=0.0, max_len=128)  # Sec. 3.2 / Table 1: beam 12
+  c.decode = decode(beam_size=12, alpha=0.0, max_len=128)  # Sec. 3.2 / Table 1: beam 12
   mesh_and_rules(c)
   return c

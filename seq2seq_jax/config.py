@@ -146,3 +146,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   # points before any run then catch an optimizer key the run would silently ignore.
   if 'optimizer' in config:
     optim.validate(config.optimizer)
+  if 'decode' in config:
+    from seq2seq_jax import steps  # pylint: disable=g-import-not-at-top
+    steps.check_decode_config(config.decode)

@@ -14,6 +14,7 @@ import optax
 
 from seq2seq_jax import decoding
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
+from seq2seq_jax.errors import UserError
 
 
 @flax.struct.dataclass
@@ -90,31 +91,64 @@ def make_eval_step(model: nn.Module) -> Callable:
   return eval_step
 
 
+DECODE_METHODS = ('beam', 'greedy', 'sample')
+# Keys only one decoding method reads, with the value that changes nothing elsewhere.
+_METHOD_KEYS = {'beam': {'beam_size': None, 'alpha': None},
+                'sample': {'temperature': 1.0, 'top_k': 0, 'top_p': 1.0}}
+
+
+def check_decode_config(decode_config: Any) -> str:
+  """The decoding method of `config.decode`, after checking nothing set would be ignored.
+
+  beam_size and alpha are the beam search's (every experiment sets them, so other methods
+  leave them be); temperature, top_k and top_p are sampling's and must keep their neutral
+  values (1.0, 0, 1.0) with another method.
+
+  Raises:
+    UserError: an unknown method, or a sampling key set for another method.
+  """
+  method = decode_config.get('method', 'beam')
+  if method not in DECODE_METHODS:
+    raise UserError(f'decode.method must be one of {DECODE_METHODS}, got {method!r}')
+  if method != 'sample':
+    for key, neutral in _METHOD_KEYS['sample'].items():
+      if decode_config.get(key, neutral) != neutral:
+        raise UserError(f'decode.{key}={decode_config.get(key)!r} is read only by '
+                        f"decode.method='sample' (the method is {method!r})")
+  if int(decode_config.max_len) < 1:
+    raise UserError(f'decode.max_len must be >= 1, got {decode_config.max_len}')
+  return method
+
+
 def make_predict_step(model: nn.Module, decode_config: Any) -> Callable:
-  """Returns predict_step(params, inputs) -> best sequences int32 [B, max_len].
+  """Returns predict_step(params, inputs, rng) -> the output sequences int32 [B, max_len].
 
   `inputs` is a dict holding 'inputs' (ids [B, S], features [B, T, F] or images [B, H, W, C])
-  and, for features, 'inputs_mask' [B, T].
+  and, for features, 'inputs_mask' [B, T]. decode.method picks beam search (the best beam;
+  beam_size, alpha), greedy search, or ancestral sampling (temperature, top_k, top_p) from
+  `rng`, which the other methods ignore.
   """
-  beam_size = int(decode_config.beam_size)
+  method = check_decode_config(decode_config)
+  beam_size = int(decode_config.get('beam_size', 1)) if method == 'beam' else 1
   max_len = int(decode_config.max_len)
   alpha = float(decode_config.get('alpha', 0.6))
+  sampling = {k: decode_config.get(k, v) for k, v in _METHOD_KEYS['sample'].items()}
 
-  def predict_step(params, inputs: dict[str, jax.Array]):
+  def predict_step(params, inputs: dict[str, jax.Array], rng: jax.Array):
     cache = model.apply({'params': params}, inputs['inputs'], max_len, max(beam_size, 1),
                         inputs_mask=inputs.get('inputs_mask'), method='init_cache')
 
     def tokens_to_logits(tokens, c):
       return model.apply({'params': params}, tokens, c, method='decode_step')
 
-    batch_size = inputs['inputs'].shape[0]
+    kw = dict(batch_size=inputs['inputs'].shape[0], max_len=max_len, bos_id=BOS_ID,
+              eos_id=EOS_ID)
+    if method == 'sample':
+      return decoding.sample(tokens_to_logits, cache, rng, **kw, **sampling)[0]
     if beam_size <= 1:
-      seqs, _ = decoding.greedy_search(tokens_to_logits, cache, batch_size=batch_size,
-                                       max_len=max_len, bos_id=BOS_ID, eos_id=EOS_ID)
-      return seqs
-    seqs, _ = decoding.beam_search(tokens_to_logits, cache, batch_size=batch_size,
-                                   beam_size=beam_size, max_len=max_len, bos_id=BOS_ID,
-                                   eos_id=EOS_ID, alpha=alpha)
+      return decoding.greedy_search(tokens_to_logits, cache, **kw)[0]
+    seqs, _ = decoding.beam_search(tokens_to_logits, cache, beam_size=beam_size, alpha=alpha,
+                                   **kw)
     return seqs[:, 0]
 
   return predict_step

@@ -10,6 +10,7 @@ Everything here is plain functions over a `Run` record; the step functions thems
 pure and live in steps.py.
 """
 import dataclasses
+import fcntl
 import json
 import logging
 import math
@@ -30,6 +31,7 @@ from seq2seq_jax import steps
 from seq2seq_jax import tasks
 from seq2seq_jax.checkpoint import Checkpointer
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.loop import StopSignal, TrainLoop
 from seq2seq_jax.metric_writer import MetricWriter, Progress
 from seq2seq_jax.models import build_model
 from seq2seq_jax.models import frontends
@@ -135,7 +137,8 @@ def setup(config, task: Any = None) -> Run:
   eval_step = jax.jit(steps.make_eval_step(model),
                       in_shardings=(state_shardings.params, data_sh), out_shardings=repl)
   predict_step = jax.jit(steps.make_predict_step(model, config.decode),
-                         in_shardings=(state_shardings.params, data_sh), out_shardings=data_sh)
+                         in_shardings=(state_shardings.params, data_sh, repl),
+                         out_shardings=data_sh)
   return Run(config=config, mesh=mesh, rules=rules, task=task, model=model, tx=tx,
              schedule=schedule, abstract_state=abstract_state, state_shardings=state_shardings,
              num_params=num_params,
@@ -169,11 +172,14 @@ def decode_sources(run: Run, params, sources: list[Any]) -> list[np.ndarray]:
   # Sorting by length keeps padding (and the number of distinct shapes) small.
   order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
   out: list[np.ndarray | None] = [None] * len(sources)
-  for start in range(0, len(order), bs):
+  # decode.method='sample' draws from the seed and the batch number: the same sources in
+  # the same order give the same samples.
+  root = jax.random.fold_in(jax.random.key(run.config.seed), 0x5A3)
+  for n, start in enumerate(range(0, len(order), bs)):
     idx = order[start:start + bs]
     full = run.task.collate_sources([sources[i] for i in idx], bs)
     inputs = feed.to_global({k: feed.local_rows(v) for k, v in full.items()})
-    result = traced(run, run.predict_step, params, inputs)
+    result = traced(run, run.predict_step, params, inputs, jax.random.fold_in(root, n))
     result = np.asarray(multihost_utils.process_allgather(result, tiled=True))
     for j, i in enumerate(idx):
       out[i] = result[j]
@@ -232,130 +238,160 @@ def _write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
+def _lock_workdir(workdir: str):
+  """One training run per workdir: an exclusive flock on DIR/.lock, held by process 0 for
+  the whole run. The kernel drops it when the process dies (SIGKILL, reboot), so a stale
+  file never blocks the next run; eval and predict do not take it.
+
+  Returns:
+    The open lock file (keep it open), or None on other processes.
+
+  Raises:
+    UserError: another live run holds the lock (on every process).
+  """
+  holder = None
+  if _is_lead():
+    holder = open(os.path.join(workdir, '.lock'), 'a+')
+    try:
+      fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      ok = True
+    except BlockingIOError:
+      holder.seek(0)
+      pid = holder.read().strip() or '?'
+      holder.close()
+      holder, ok = None, False
+  if jax.process_count() > 1:
+    ok = bool(multihost_utils.broadcast_one_to_all(np.int32(ok if _is_lead() else 0)))
+  if not ok:
+    who = f' (pid {pid})' if _is_lead() else ''
+    raise UserError(f'{workdir} is in use by another training run{who}; wait for it or use '
+                    'another --workdir (nothing was changed)')
+  return holder
+
+
+def _make_workdir(workdir: str) -> str:
+  workdir = os.path.abspath(workdir)
+  if _is_lead():
+    try:
+      os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+      raise UserError(f'cannot create --workdir {workdir}: {e.strerror}') from None
+  multihost_utils.sync_global_devices('workdir')
+  return workdir
+
+
 # =============================================================================
 # Train
 # =============================================================================
 def train(config, workdir: str) -> dict[str, Any]:
-  """Trains (resuming from the latest checkpoint in workdir), then reports test metrics."""
-  workdir = os.path.abspath(workdir)
-  if _is_lead():
-    os.makedirs(workdir, exist_ok=True)
-  multihost_utils.sync_global_devices('workdir')
+  """Trains (resuming from the newest intact checkpoint in workdir), then reports test
+  metrics. On SIGTERM / SIGINT it stops after the current step with a checkpoint of it and
+  returns {'stopped_at': step, ...} instead."""
+  workdir = _make_workdir(workdir)
+  lock = _lock_workdir(workdir)
   ckpt = Checkpointer(workdir, keep=int(config.get('keep_checkpoints', 3)))
   try:
     _check_workdir(config, workdir, ckpt)
-    run = setup(config)
-    run.task.setup(workdir)
-    if _is_lead():
-      _write_json(os.path.join(workdir, 'config.json'), config_to_dict(config))
-    _log(f'mesh {dict(run.mesh.shape)} over {jax.device_count()} devices, '
-         f'{jax.process_count()} process(es); model {config.model.name}: '
-         f'{run.num_params:,} parameters')
-
-    # --- data ----------------------------------------------------------------------
-    batcher, feed = make_input(run, run.task.train_data(), batch_size=int(config.batch_size),
-                               shuffle=True)
-    if batcher.num_dropped:
-      _log(f'{batcher.num_dropped} training examples fit no batch shape and were dropped')
-
-    # --- state: restore or initialise ----------------------------------------------
-    start = ckpt.latest_step()
-    best = None
-    if start is not None:
-      state, restored_meta = ckpt.restore(run.abstract_state)
-      best = restored_meta.get('best')
-      start = int(state.step)
-      _log(f'resumed from step {start} in {workdir}')
-    else:
-      state = run.init_state(jax.random.key(config.seed))
-      start = 0
-    train_t = 0.0
-    if start:
-      train_t = float(restored_meta.get('train_seconds', 0.0))
-    writer = MetricWriter(workdir, enabled=_is_lead(), truncate_after=start)
-    progress = Progress(config.train_steps, start, enabled=_is_lead())
-    best_metric, best_mode = run.task.best_metric, run.task.best_mode
-
-    def is_better(value: float) -> bool:
-      if best is None:
-        return True
-      return value < best if best_mode == 'min' else value > best
-
-    # --- loop ------------------------------------------------------------------------
-    pending: list[tuple[int, dict]] = []
-    tokens = 0
-    last_saved = start
-    t_mark = time.perf_counter()
-
-    def flush() -> None:
-      """Fetches buffered step metrics; stops the run at the first non-finite loss."""
-      nonlocal tokens
-      if not pending:
-        return
-      fetched = jax.device_get([m for _, m in pending])
-      for (s, _), m in zip(pending, fetched):
-        if not np.isfinite(m['loss']):
-          raise UserError(f'loss became {m["loss"]} at step {s}; stopping. The last good '
-                          f'checkpoint (step {last_saved}) is kept in {workdir}')
-      s, m = pending[-1][0], fetched[-1]
-      means = {k: float(np.mean([f[k] for f in fetched])) for k in m}
-      rates = progress.update(s, means['loss'], tokens)
-      writer.write(s, {f'train/{k}': v for k, v in means.items()}
-                   | {f'train/{k}': v for k, v in rates.items()})
-      pending.clear()
-      tokens = 0
-
-    def run_meta(step: int) -> dict:
-      return {'step': step, 'best': best, 'best_metric': best_metric,
-              'train_seconds': train_t + time.perf_counter() - t_mark}
-
-    for step in range(start, config.train_steps):
-      local = batcher.get_batch(step)
-      state, metrics = traced(run, run.train_step, state, feed.to_global(local))
-      done = step + 1
-      pending.append((done, metrics))
-      tokens += feed.global_tokens(local)
-      last = done == config.train_steps
-      if done % config.log_every_steps == 0 or last:
-        flush()
-      if done % config.eval_every_steps == 0 or last:
-        flush()
-        progress.pause()
-        ev = evaluate_split(run, state.params, 'validation')
-        writer.write(done, {f'eval/{k}': v for k, v in ev.items()})
-        _log(f'eval step {done}: ' + ', '.join(f'{k} {v:.4g}' for k, v in ev.items()))
-        if is_better(ev[best_metric]):
-          best = ev[best_metric]
-          ckpt.save(done, state, run_meta(done), best=True)
-        progress.resume()
-      if done % config.checkpoint_every_steps == 0 or last:
-        flush()
-        ckpt.save(done, state, run_meta(done))
-        last_saved = done
-    ckpt.wait()
-    train_seconds = train_t + time.perf_counter() - t_mark
-
-    # --- final report: test metrics of the best checkpoint -----------------------------
-    params = state.params
-    source = 'final'
-    if ckpt.best_step() is not None:
-      params = ckpt.restore(run.abstract_state, best=True)[0].params
-      source = f'best (step {ckpt.best_step()}, validation {best_metric} {best:.4g})'
-    test = evaluate_split(run, params, 'test')
-    writer.write(config.train_steps, {f'test/{k}': v for k, v in test.items()})
-    summary = {'workdir': workdir, 'steps': int(config.train_steps), 'num_params': run.num_params,
-               'best_metric': best_metric,
-               'train_seconds': round(train_seconds, 1), 'checkpoint': source,
-               **{f'test/{k}': v for k, v in test.items()}}
-    if _is_lead():
-      _write_json(os.path.join(workdir, 'summary.json'), summary)
-      print('SUMMARY ' + json.dumps(summary), flush=True)
-    writer.close()
+    if lock is not None:  # only now: a refused run leaves the workdir as it was
+      lock.seek(0)
+      lock.truncate()
+      lock.write(f'{os.getpid()}\n')
+      lock.flush()
+    with StopSignal() as stop:
+      return _train(config, workdir, ckpt, stop)
   finally:
     # Let async saves finish (or fail) cleanly, also when the run stops on an error.
     ckpt.wait()
     ckpt.close()
+    if lock is not None:
+      lock.close()
+
+
+def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[str, Any]:
+  run = setup(config)
+  run.task.setup(workdir)
+  if _is_lead():
+    _write_json(os.path.join(workdir, 'config.json'), config_to_dict(config))
+  _log(f'mesh {dict(run.mesh.shape)} over {jax.device_count()} devices, '
+       f'{jax.process_count()} process(es); model {config.model.name}: '
+       f'{run.num_params:,} parameters')
+
+  # --- data --------------------------------------------------------------------------------
+  batcher, feed = make_input(run, run.task.train_data(), batch_size=int(config.batch_size),
+                             shuffle=True)
+  if batcher.num_dropped:
+    _log(f'{batcher.num_dropped} training examples fit no batch shape and were dropped')
+
+  # --- state: restore the newest intact checkpoint, or initialise ---------------------------
+  meta: dict[str, Any] = {}
+  if ckpt.latest_step() is not None:
+    state, meta = ckpt.restore(run.abstract_state)
+    start = int(state.step)
+    _log(f'resumed from step {start} in {workdir}')
+  else:
+    state, start = run.init_state(jax.random.key(config.seed)), 0
+  loop = TrainLoop(run=run, ckpt=ckpt, workdir=workdir, best=meta.get('best'),
+                   writer=MetricWriter(workdir, enabled=_is_lead(), truncate_after=start),
+                   progress=Progress(config.train_steps, start, enabled=_is_lead()),
+                   seconds={k: meta.get(f'{k}_seconds', 0.0) for k in ('train', 'eval',
+                                                                        'checkpoint')},
+                   evaluate=lambda params, split: evaluate_split(run, params, split),
+                   stop=stop)
+
+  # --- loop ---------------------------------------------------------------------------------
+  for step in range(start, config.train_steps):
+    local = batcher.get_batch(step)
+    state, metrics = traced(run, run.train_step, state, feed.to_global(local))
+    done = step + 1
+    loop.record_step(done, metrics, feed.global_tokens(local))
+    last = done == config.train_steps
+    stopping = not last and loop.should_stop()
+    if done % config.log_every_steps == 0 or last or stopping:
+      loop.log(done)
+    if done % config.eval_every_steps == 0 or last:
+      loop.evaluate(done, state)
+    if done % config.checkpoint_every_steps == 0 or last or stopping:
+      loop.checkpoint(done, state)
+    if stopping:
+      with loop.timed('checkpoint'):
+        ckpt.wait()
+      _log(f'stopped by {stop.received or "a signal to another process"} after step {done} '
+           f'of {config.train_steps}: checkpoint {done} is saved in {workdir}/checkpoints; '
+           'rerun the same command to resume')
+      loop.writer.close()
+      return {'workdir': workdir, 'stopped_at': done, **_seconds(loop.totals())}
+  with loop.timed('checkpoint'):
+    ckpt.wait()
+  totals = loop.totals()
+
+  # --- final report: test metrics of the best checkpoint --------------------------------------
+  params, source = state.params, 'final'
+  if ckpt.best_step() is not None:
+    try:
+      params = ckpt.restore(run.abstract_state, best=True)[0].params
+      source = (f'best (step {ckpt.best_step()}, validation {run.task.best_metric} '
+                f'{loop.best:.4g})')
+    except UserError as e:  # a damaged best checkpoint: say so, score the final state
+      _log(f'warning: {e}; scoring the final parameters')
+  t = time.perf_counter()
+  test = evaluate_split(run, params, 'test')
+  totals['eval'] += time.perf_counter() - t
+  loop.writer.write(config.train_steps, {f'test/{k}': v for k, v in test.items()})
+  summary = {'workdir': workdir, 'steps': int(config.train_steps), 'num_params': run.num_params,
+             'best_metric': run.task.best_metric, **_seconds(totals), 'checkpoint': source,
+             **{f'test/{k}': v for k, v in test.items()}}
+  if _is_lead():
+    _write_json(os.path.join(workdir, 'summary.json'), summary)
+    print('SUMMARY ' + json.dumps(summary), flush=True)
+  loop.writer.close()
   return summary
+
+
+def _seconds(totals: dict[str, float]) -> dict[str, float]:
+  """summary.json's time fields: train_seconds is the training loop only (steps, input,
+  logging); eval_seconds validation and test evaluation; checkpoint_seconds what saving
+  blocked."""
+  return {f'{k}_seconds': round(v, 1) for k, v in totals.items()}
 
 
 # =============================================================================

@@ -2,9 +2,11 @@
 
 Every run is a real subprocess (as a user runs it) on the real dictionary.
 """
+import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,6 +73,11 @@ def test_train_writes_metrics_checkpoints_and_summary(trained):
   assert len(summary) == 1
   s = json.loads(summary[0][len('SUMMARY '):])
   assert 0 <= s['test/wer'] <= 100 and 0 <= s['test/per'] <= 100
+  # Time is booked where it is spent: evaluation holds at least what the evaluations
+  # themselves measured, and none of it is in train_seconds.
+  evals = sum(r['eval/seconds'] for r in rows if 'eval/seconds' in r) + s['test/seconds']
+  assert s['eval_seconds'] >= evals - 0.05
+  assert 0 < s['train_seconds'] and s['checkpoint_seconds'] >= 0
   assert 'steps/s' in proc.stdout and 'tok/s' in proc.stdout and 'ETA' in proc.stdout
 
 
@@ -147,15 +154,54 @@ def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path, tfds_data_d
   bad_step = int(msg[0].split(' at step ')[1].split(';')[0])
   steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints')))
   assert steps and max(steps) == bad_step - 1
+  # The checkpoint it names was verified against its manifest.
+  named = int(re.findall(r'last verified checkpoint \(step (\d+)\)', msg[0])[0])
+  assert named == bad_step - 1
+  assert os.path.exists(os.path.join(workdir, 'checkpoints', str(named), 'MANIFEST.json'))
 
 
-def test_sigkill_and_restart_gives_identical_losses(tmp_path, tfds_data_dir):
-  common = [f'--config={CONFIG}', *TINY, f'--config.data.data_dir={tfds_data_dir}',
-            '--config.log_every_steps=1', '--config.checkpoint_every_steps=4',
-            '--config.eval_every_steps=1000', '--config.train_steps=16']
-  ref_dir, kill_dir = str(tmp_path / 'ref'), str(tmp_path / 'killed')
-  ref = launch(*common, f'--workdir={ref_dir}')
-  assert ref.returncode == 0, ref.stderr[-3000:]
+# The uninterrupted 16-step run that the interrupted, damaged and preempted runs must match.
+RESUME = ['--config.log_every_steps=1', '--config.checkpoint_every_steps=4',
+          '--config.eval_every_steps=1000', '--config.train_steps=16']
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, tfds_data_dir):
+  """(args, workdir, {step: loss}) of the uninterrupted run (checkpoints 8, 12, 16)."""
+  args = [f'--config={CONFIG}', *TINY, f'--config.data.data_dir={tfds_data_dir}', *RESUME]
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  proc = launch(*args, f'--workdir={workdir}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return args, workdir, losses(workdir)
+
+
+def losses(workdir: str) -> dict[int, float]:
+  return {r['step']: r['train/loss'] for r in read_metrics(workdir) if 'train/loss' in r}
+
+
+def start(*args: str) -> subprocess.Popen:
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
+             JAX_PLATFORMS='cpu')
+  return subprocess.Popen([sys.executable, LAUNCH, *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+
+
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 240) -> list[str]:
+  """Reads proc's output until a line containing `text`; returns the lines read."""
+  lines, deadline = [], time.time() + timeout
+  while time.time() < deadline:
+    line = proc.stdout.readline()
+    if not line:
+      break
+    lines.append(line)
+    if text in line:
+      return lines
+  raise AssertionError(f'no {text!r} in output: {"".join(lines)[-2000:]}')
+
+
+def test_sigkill_and_restart_gives_identical_losses(tmp_path, reference):
+  common, ref_dir, _ = reference
+  kill_dir = str(tmp_path / 'killed')
 
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
              JAX_PLATFORMS='cpu')
@@ -179,14 +225,122 @@ def test_sigkill_and_restart_gives_identical_losses(tmp_path, tfds_data_dir):
   assert max(r['step'] for r in read_metrics(kill_dir)) < 16
   assert not os.path.exists(os.path.join(kill_dir, 'summary.json'))
 
+  # The dead run's lock file is still there; it must not block the restart.
+  assert os.path.exists(os.path.join(kill_dir, '.lock'))
   resumed = launch(*common, f'--workdir={kill_dir}')
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   resumed_from = re.findall(r'resumed from step (\d+)', resumed.stdout)
   assert len(resumed_from) == 1 and 0 < int(resumed_from[0]) < 16, resumed.stdout[-3000:]
 
-  def losses(d):
-    return {r['step']: r['train/loss'] for r in read_metrics(d) if 'train/loss' in r}
   a, b = losses(ref_dir), losses(kill_dir)
   assert sorted(a) == sorted(b) == list(range(1, 17))
   for step in a:
     assert a[step] == pytest.approx(b[step], rel=1e-6, abs=1e-7), step
+
+
+def test_sigterm_stops_with_a_checkpoint_and_a_second_run_is_refused(tmp_path, reference):
+  common, _, ref = reference
+  workdir = str(tmp_path / 'preempted')
+  proc = start(*common, f'--workdir={workdir}')
+  wait_for_line(proc, 'parameters')  # set up, about to compile and train
+  proc.send_signal(signal.SIGSTOP)   # frozen, but alive and holding the workdir
+  try:
+    second = launch(*common, f'--workdir={workdir}')
+  finally:
+    proc.send_signal(signal.SIGCONT)
+  assert second.returncode != 0 and 'Traceback' not in second.stderr
+  assert 'in use by another training run' in second.stderr
+  assert len([l for l in second.stderr.splitlines() if l.strip()]) == 1, second.stderr
+
+  proc.send_signal(signal.SIGTERM)
+  out = proc.communicate(timeout=240)[0]
+  assert proc.returncode == 0, out[-3000:]
+  stopped = re.findall(r'stopped by SIGTERM after step (\d+) of 16: checkpoint \1 is saved', out)
+  assert len(stopped) == 1, out[-3000:]
+  step = int(stopped[0])
+  assert 0 < step < 16 and 'SUMMARY' not in out
+  assert os.path.exists(os.path.join(workdir, 'checkpoints', str(step), 'MANIFEST.json'))
+
+  resumed = launch(*common, f'--workdir={workdir}')
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f'resumed from step {step} ' in resumed.stdout
+  got = losses(workdir)
+  assert sorted(got) == list(range(1, 17))
+  for s in got:
+    assert got[s] == pytest.approx(ref[s], rel=1e-6, abs=1e-7), s
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    summary = json.load(f)
+  assert summary['train_seconds'] > 0 and summary['eval_seconds'] > 0
+
+
+def _flip_bytes(step_dir: str) -> str:
+  """Flips 64 bytes in the middle of the checkpoint's largest data file; returns its path."""
+  files = [os.path.join(d, f) for d, _, fs in os.walk(step_dir) for f in fs
+           if f != 'MANIFEST.json']
+  path = max(files, key=os.path.getsize)
+  with open(path, 'r+b') as f:
+    f.seek(os.path.getsize(path) // 2)
+    chunk = f.read(64)
+    f.seek(os.path.getsize(path) // 2)
+    f.write(bytes(b ^ 0xFF for b in chunk))
+  return path
+
+
+def _remove_a_file(step_dir: str) -> str:
+  """Deletes the checkpoint's largest data file (of the parameters and optimizer state)."""
+  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, 'state'))
+           for f in fs]
+  path = max(files, key=os.path.getsize)
+  os.remove(path)
+  return path
+
+
+@pytest.mark.parametrize('harm', [_flip_bytes, _remove_a_file])
+def test_damaged_checkpoint_falls_back_to_the_previous_one(harm, tmp_path, reference):
+  common, ref_dir, ref = reference
+  workdir = str(tmp_path / 'damaged')
+  shutil.copytree(ref_dir, workdir)
+  os.remove(os.path.join(workdir, 'summary.json'))
+  harm(os.path.join(workdir, 'checkpoints', '16'))
+
+  # Evaluation (read-only) skips it too, and does not need the training lock.
+  with open(os.path.join(workdir, '.lock'), 'a+') as held:
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    ev = launch(*common, f'--workdir={workdir}', '--mode=eval')
+  assert ev.returncode == 0, ev.stderr[-3000:]
+  assert 'checkpoints/16 is damaged' in ev.stdout
+  rows = [json.loads(l) for l in ev.stdout.splitlines() if l.startswith('{')]
+  assert [r['step'] for r in rows] == [12, 12]
+
+  resumed = launch(*common, f'--workdir={workdir}')
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  warnings = [l for l in resumed.stdout.splitlines() if 'is damaged' in l]
+  assert len(warnings) == 1 and 'checkpoints/16' in warnings[0]
+  assert 'resumed from step 12 ' in resumed.stdout
+  got = losses(workdir)
+  for s in range(13, 17):  # retrained from the intact step-12 checkpoint
+    assert got[s] == pytest.approx(ref[s], rel=1e-6, abs=1e-7), s
+  # The damaged bytes are kept aside, not deleted; step 16 was saved anew.
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', '16.damaged'))
+  assert os.path.exists(os.path.join(workdir, 'checkpoints', '16', 'MANIFEST.json'))
+
+
+def test_no_intact_checkpoint_is_one_line_and_nothing_is_deleted(tmp_path, reference):
+  common, ref_dir, _ = reference
+  workdir = str(tmp_path / 'ruined')
+  shutil.copytree(ref_dir, workdir)
+  for step in ('8', '12', '16'):
+    _flip_bytes(os.path.join(workdir, 'checkpoints', step))
+  before = snapshot(os.path.join(workdir, 'checkpoints'))
+  proc = launch(*common, f'--workdir={workdir}', '--mode=eval')
+  assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+  assert 'no intact checkpoint' in proc.stderr
+  assert snapshot(os.path.join(workdir, 'checkpoints')) == before
+
+
+def test_workdir_that_cannot_be_created_is_one_line(tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('not a directory')
+  proc = launch(f'--config={CONFIG}', f'--workdir={blocker}/run', *TINY)
+  assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+  assert 'cannot create --workdir' in proc.stderr

@@ -1,0 +1,162 @@
+"""The training loop's periodic actions, each in one named place, and what they share.
+
+  TrainLoop.log(step)         fetch buffered step metrics, stop on a non-finite loss, progress
+                              line and metrics.jsonl
+  TrainLoop.evaluate(step)    validation metrics; save the best checkpoint
+  TrainLoop.checkpoint(step)  save the step's checkpoint (asynchronously)
+  TrainLoop.should_stop()     a SIGTERM / SIGINT has arrived, agreed on by every process
+
+Time is booked where it is spent: `seconds['eval']` (validation and test evaluation),
+`seconds['checkpoint']` (the blocking part of saves, waits and manifests) and
+`seconds['train']` (the training loop minus both). They are carried in every checkpoint's
+metadata, so a resumed run keeps counting, and end up in summary.json.
+"""
+import contextlib
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from seq2seq_jax.errors import UserError
+
+SECTIONS = ('train', 'eval', 'checkpoint')
+
+
+class StopSignal:
+  """Turns SIGTERM / SIGINT into a request to stop after the current step.
+
+  Spot VMs, preemptible TPUs and SLURM send SIGTERM some time before they kill. A second
+  signal gets the default behaviour (stop now), for a user who really means it.
+  """
+
+  def __init__(self):
+    self.received: str | None = None
+    self._previous: dict[int, Any] = {}
+
+  def _handle(self, signum, frame):
+    name = signal.Signals(signum).name
+    if self.received is not None:  # the second one: do what it would have done
+      signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+      signal.raise_signal(signum)
+      return
+    del frame
+    self.received = name
+    if jax.process_index() == 0:
+      print(f'{name} received: stopping after this step, with a checkpoint', flush=True)
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    self._previous.clear()
+
+  def agreed(self) -> bool:
+    """True on every process as soon as any process got a signal, so they all stop at the
+    same step (one tiny all-gather per step with several processes)."""
+    local = self.received is not None
+    if jax.process_count() == 1:
+      return local
+    flags = multihost_utils.process_allgather(np.array([local], np.int32))
+    return bool(np.max(flags))
+
+
+class TrainLoop:
+  """State the periodic actions share; the trainer's loop calls one method per action."""
+
+  def __init__(self, *, run, ckpt, writer, progress, workdir: str, best: float | None,
+               seconds: dict[str, float], evaluate: Callable[[Any, str], dict],
+               stop: StopSignal):
+    self.run, self.ckpt, self.writer, self.progress = run, ckpt, writer, progress
+    self.workdir = workdir
+    self.best = best
+    self.seconds = {k: float(seconds.get(k, 0.0)) for k in SECTIONS}
+    self._evaluate = evaluate
+    self.stop = stop
+    self.pending: list[tuple[int, Any]] = []
+    self.tokens = 0
+    self._started = time.perf_counter()
+    self._booked = 0.0  # eval + checkpoint time spent since _started
+
+  @contextlib.contextmanager
+  def timed(self, section: str) -> Iterator[None]:
+    """Books the time of the block to `section` (and not to training)."""
+    t = time.perf_counter()
+    try:
+      yield
+    finally:
+      dt = time.perf_counter() - t
+      self.seconds[section] += dt
+      self._booked += dt
+
+  def totals(self) -> dict[str, float]:
+    """Seconds per section so far, training being the rest of the loop's wall time."""
+    out = dict(self.seconds)
+    out['train'] += time.perf_counter() - self._started - self._booked
+    return out
+
+  def meta(self, step: int) -> dict:
+    """What a checkpoint carries besides the state."""
+    return {'step': step, 'best': self.best, 'best_metric': self.run.task.best_metric,
+            **{f'{k}_seconds': v for k, v in self.totals().items()}}
+
+  def record_step(self, step: int, metrics: Any, tokens: int) -> None:
+    self.pending.append((step, metrics))
+    self.tokens += tokens
+
+  # --- the periodic actions -----------------------------------------------------------------
+  def log(self, step: int) -> None:
+    """Fetches buffered step metrics; stops the run at the first non-finite loss."""
+    del step
+    if not self.pending:
+      return
+    fetched = jax.device_get([m for _, m in self.pending])
+    for (s, _), m in zip(self.pending, fetched):
+      if not np.isfinite(m['loss']):
+        with self.timed('checkpoint'):
+          good = self.ckpt.latest_verified_step()
+        kept = (f'the last verified checkpoint (step {good}) is kept in {self.workdir}'
+                if good is not None else f'no verified checkpoint is in {self.workdir}')
+        raise UserError(f'loss became {m["loss"]} at step {s}; stopping. {kept}')
+    s, m = self.pending[-1][0], fetched[-1]
+    means = {k: float(np.mean([f[k] for f in fetched])) for k in m}
+    rates = self.progress.update(s, means['loss'], self.tokens)
+    self.writer.write(s, {f'train/{k}': v for k, v in means.items()}
+                      | {f'train/{k}': v for k, v in rates.items()})
+    self.pending.clear()
+    self.tokens = 0
+
+  def evaluate(self, step: int, state: Any) -> None:
+    """Validation metrics at `step`; the best checkpoint if they are the best so far."""
+    self.log(step)
+    self.progress.pause()
+    with self.timed('eval'):
+      ev = self._evaluate(state.params, 'validation')
+    self.writer.write(step, {f'eval/{k}': v for k, v in ev.items()})
+    if jax.process_index() == 0:
+      print(f'eval step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in ev.items()),
+            flush=True)
+    value = ev[self.run.task.best_metric]
+    better = (self.best is None or (value < self.best if self.run.task.best_mode == 'min'
+                                    else value > self.best))
+    if better:
+      self.best = value
+      with self.timed('checkpoint'):
+        self.ckpt.save(step, state, self.meta(step), best=True)
+    self.progress.resume()
+
+  def checkpoint(self, step: int, state: Any) -> None:
+    self.log(step)
+    with self.timed('checkpoint'):
+      self.ckpt.save(step, state, self.meta(step))
+
+  def should_stop(self) -> bool:
+    return self.stop.agreed()
