@@ -1,10 +1,13 @@
 """The trainer: reads top to bottom, one banner per stage.
 
   setup      mesh, task, model, optimizer, sharded abstract state, compiled steps
-  train      data, restore, loop (log / eval / checkpoint), final test summary
-  evaluate   latest checkpoint on validation and test
-  predict    text lines in, text lines out
-  info       resolved config and abstract parameter count
+  input      the task's batcher and the feed (seq2seq_jax/feed.py) that makes global batches
+  evaluate   loss over a split and decoding-based task metrics
+  workdir    one training run per workdir (a lock), config.json, refusing another model's
+             checkpoints
+  train      data, restore the newest intact checkpoint, the loop (its periodic actions are
+             seq2seq_jax/loop.py: log, evaluate, checkpoint, preemption), final test summary
+  modes      evaluate, predict (lines in, lines out), info
 
 Everything here is plain functions over a `Run` record; the step functions themselves are
 pure and live in steps.py.

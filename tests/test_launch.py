@@ -105,6 +105,25 @@ def test_predict_mode_keeps_order_and_survives_odd_input(trained):
   assert proc.stderr.count('outside the vocabulary') == 1
 
 
+def test_decode_method_is_reachable_from_config(trained):
+  workdir, _, data_dir = trained
+  words = '\n'.join(['phoneme', 'table', 'wonderful', 'xylophone']) + '\n'
+  base = [f'--config={CONFIG}', f'--workdir={workdir}', *TINY,
+          f'--config.data.data_dir={data_dir}']
+  sample = ['--mode=predict', '--config.decode.method=sample', '--config.decode.temperature=2.0']
+  first, again = launch(*base, *sample, stdin=words), launch(*base, *sample, stdin=words)
+  greedy = launch(*base, '--mode=predict', '--config.decode.method=greedy', stdin=words)
+  for proc in (first, again, greedy):
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(proc.stdout.splitlines()) == 4
+  assert first.stdout == again.stdout            # samples are drawn from the seed
+  assert first.stdout != greedy.stdout           # ... and really are samples at T = 2
+  ev = launch(*base, '--mode=eval', '--config.decode.method=greedy')
+  assert ev.returncode == 0, ev.stderr[-3000:]
+  rows = [json.loads(l) for l in ev.stdout.splitlines() if l.startswith('{')]
+  assert [r['split'] for r in rows] == ['validation', 'test']
+
+
 def test_info_mode_counts_params_abstractly():
   proc = launch(f'--config={CONFIG}', '--mode=info', '--config.model.emb_dim=48')
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -120,6 +139,10 @@ def test_info_mode_counts_params_abstractly():
     ([f'--config={CONFIG}', '--mode=info', '--config.model.name=bogus'], "unknown model.name"),
     ([f'--config={CONFIG}', '--mode=train'], 'needs --workdir'),
     ([f'--config={CONFIG}', '--mode=dance', '--workdir=/tmp/x'], 'mode'),
+    ([f'--config={CONFIG}', '--mode=info', '--config.decode.top_k=5'],
+     "read only by decode.method='sample'"),
+    ([f'--config={CONFIG}', '--mode=info', '--config.decode.method=nucleus'],
+     'decode.method must be one of'),
 ])
 def test_user_mistakes_get_one_line_and_nonzero_exit(args, message):
   proc = launch(*args)

@@ -4,6 +4,8 @@ Runs on the 8 simulated CPU devices set up in conftest.py.
 """
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -115,12 +117,14 @@ def _free_port() -> int:
 # 'data': each process holds its own slice of the batch (2 devices each, data-parallel).
 # 'tensor': mesh.data=1, mesh.tensor=2 with one device per process: the processes share the
 # whole batch (each loads the same rows) and split the model between them.
+# 'preempted': process 1 alone gets SIGTERM early on; both processes must stop after the same
+# step with one checkpoint, exit 0, and a restart of both must continue to the same losses.
 @pytest.mark.parametrize('layout,devices,mesh', [
     ('data', 2, []),
     ('tensor', 1, ['--config.mesh.data=1', '--config.mesh.tensor=2']),
+    ('preempted', 2, []),
 ])
 def test_two_processes_match_one_process(layout, devices, mesh, tmp_path, tfds_data_dir):
-  del layout  # names the case
   common = [f'--config={SPEC}', f'--config.data.data_dir={tfds_data_dir}',
             '--config.data.buckets=(24,)', '--config.batch_size=16', '--config.train_steps=6',
             '--config.log_every_steps=1', '--config.eval_every_steps=6',
@@ -138,10 +142,27 @@ def test_two_processes_match_one_process(layout, devices, mesh, tmp_path, tfds_d
   out, _ = single.communicate(timeout=400)
   assert single.returncode == 0, out[-3000:]
 
-  port = _free_port()
   multi_dir = tmp_path / 'multi'
-  procs = [start(multi_dir, devices, [f'--coordinator_address=127.0.0.1:{port}',
-                                '--num_processes=2', f'--process_id={i}']) for i in range(2)]
+  def start_both():
+    port = _free_port()
+    return [start(multi_dir, devices, [f'--coordinator_address=127.0.0.1:{port}',
+                                       '--num_processes=2', f'--process_id={i}'])
+            for i in range(2)]
+
+  procs = start_both()
+  if layout == 'preempted':
+    head = ''
+    while 'parameters' not in head and procs[0].poll() is None:
+      head += procs[0].stdout.readline()
+    procs[1].send_signal(signal.SIGTERM)
+    outs = [head + procs[0].communicate(timeout=400)[0], procs[1].communicate(timeout=400)[0]]
+    for p, o in zip(procs, outs):
+      assert p.returncode == 0, o[-3000:]
+    stopped = re.findall(r'stopped by a signal to another process after step (\d+) of 6', outs[0])
+    assert len(stopped) == 1 and 'SUMMARY' not in outs[0], outs[0][-3000:]
+    step = int(stopped[0])
+    assert 0 < step < 6 and str(step) in os.listdir(multi_dir / 'checkpoints')
+    procs = start_both()
   outs = [p.communicate(timeout=400)[0] for p in procs]
   for p, o in zip(procs, outs):
     assert p.returncode == 0, o[-3000:]
@@ -155,4 +176,6 @@ def test_two_processes_match_one_process(layout, devices, mesh, tmp_path, tfds_d
   assert len(a) == len(b) == 6
   np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-5)
   # Both processes wrote their shards into the same checkpoints.
-  assert sorted(os.listdir(multi_dir / 'checkpoints')) == ['3', '6']
+  assert {'3', '6'} <= set(os.listdir(multi_dir / 'checkpoints'))
+  if layout == 'preempted':
+    assert f'resumed from step {step} ' in outs[0]
