@@ -36,6 +36,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       stress=True,            # False: phonemes without stress digits (the papers' setting)
   )
   c.batch_size = 256          # global, across all devices and hosts
+  c.grad_accum_steps = 1      # microbatches per batch (batch_size / k rows each); one update
+  c.dtype = 'float32'         # compute dtype ('bfloat16': params and optimizer stay float32)
   c.train_steps = 3500
   c.log_every_steps = 50
   c.eval_every_steps = 1000

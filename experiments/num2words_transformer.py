@@ -29,6 +29,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       max_len=64, packing=True,       # rows of 64 tokens hold ~7 pairs each
       eval_batch_size=128, eval_max_examples=0)  # the whole validation/test split (~1000)
   c.batch_size = 64                   # packed rows: ~4000 tokens per side per step
+  c.grad_accum_steps = 1      # microbatches per batch (batch_size / k rows each); one update
+  c.dtype = 'float32'         # compute dtype ('bfloat16': params and optimizer stay float32)
   c.train_steps = 600
   c.log_every_steps = 50
   c.eval_every_steps = 200
@@ -38,7 +40,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                  num_encoder_layers=2, num_decoder_layers=2, dropout_rate=0.1,
                  attention_dropout_rate=0.0, positions='sinusoidal',
                  pre_norm=True,       # stabler than the paper's post-LN at a high lr
-                 share_embeddings=True, tie_output=True, max_len=64, dtype='float32')
+                 share_embeddings=True, tie_output=True, max_len=64)
   c.label_smoothing = 0.1
   c.optimizer = dict(name='adam', learning_rate=2e-3, b1=0.9, b2=0.98, eps=1e-9,
                      weight_decay=0.0, schedule='rsqrt', warmup_steps=200, grad_clip_norm=1.0)

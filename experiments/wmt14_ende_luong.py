@@ -23,6 +23,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                             spm_model_type='word', packing=False, buckets=(16, 32, 51),
                             max_len=51)
   c.batch_size = 128                       # Sec. 4.1
+  c.grad_accum_steps = 1      # microbatches per batch (batch_size / k rows each); one update
+  c.dtype = 'float32'         # compute dtype ('bfloat16': params and optimizer stay float32)
   c.train_steps = 12 * STEPS_PER_EPOCH     # Sec. 4.1: 12 epochs (with dropout)
   c.log_every_steps = 100
   c.eval_every_steps = 10_000

@@ -32,6 +32,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # Sec. 5.1: batches of ~25000 source + ~25000 target tokens: 96 packed rows x 256 slots
   # = 24576 per side; the trainer logs how full the rows are (data/packing.py).
   c.batch_size = 96
+  c.grad_accum_steps = 1      # microbatches per batch (batch_size / k rows each); one update
+  c.dtype = 'float32'         # compute dtype ('bfloat16': params and optimizer stay float32)
   c.train_steps = 100_000                  # Sec. 5.2: base models, 100,000 steps
   c.log_every_steps = 100
   c.eval_every_steps = 5000
@@ -48,7 +50,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       positions='sinusoidal',                                          # Sec. 3.5
       pre_norm=False,                                                  # Sec. 3.1: post-LN
       share_embeddings=True, tie_output=True,                          # Sec. 3.4
-      max_len=256, dtype='float32')
+      max_len=256)
   c.label_smoothing = 0.1                  # Sec. 5.4: eps_ls = 0.1
   # Sec. 5.3, Eq. 3: lr = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5); its peak,
   # d_model^-0.5 * warmup^-0.5, is our learning_rate with the 'rsqrt' schedule.

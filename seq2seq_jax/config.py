@@ -140,6 +140,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise UserError(f'config.{key} must be positive, got {config[key]}')
   if config.train_steps < 0:
     raise UserError(f'config.train_steps must be >= 0, got {config.train_steps}')
+  if config.get('grad_accum_steps', 1) < 1:
+    raise UserError(f'config.grad_accum_steps must be >= 1, got {config.grad_accum_steps}')
+  if config.get('dtype', 'float32') not in ('float32', 'bfloat16'):
+    raise UserError(f"config.dtype must be 'float32' or 'bfloat16', got {config.dtype!r}")
   if 'model' not in config or not isinstance(config.model.get('name', None), str):
     raise UserError('config.model.name must name a model')
   # Here rather than only when training starts: --mode=info and a sweep's check of its

@@ -11,10 +11,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from jax import lax
 
 from seq2seq_jax import decoding
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.models.layers import constrain
 
 
 @flax.struct.dataclass
@@ -52,23 +54,66 @@ def _weights(batch: dict[str, jax.Array]) -> jax.Array:
   return (batch['targets'] > 0).astype(jnp.float32)
 
 
+def split_microbatches(batch: dict[str, jax.Array], k: int) -> dict[str, jax.Array]:
+  """[B, ...] arrays -> [k, B / k, ...]: microbatch i holds rows i, i + k, i + 2k, ...
+
+  The batch is sharded over its rows in contiguous blocks, one per batch shard. Reshaping to
+  [B / k, k, ...] splits each row index r into (r // k, r % k) and keeps the leading axis
+  sharded exactly as before (a block of B / shards rows becomes B / (shards k) consecutive
+  groups), so no row leaves its device; swapping the axes then gives microbatch i the rows
+  r % k == i of every shard. The plain [k, B / k] reshape would instead give microbatch i
+  the contiguous rows of only shards / k devices: all of its compute on a fraction of them
+  and the rest of each microbatch moved across devices first.
+  """
+  def split(x):
+    if x.shape[0] % k:
+      raise UserError(f'a batch of {x.shape[0]} rows does not split into '
+                      f'grad_accum_steps={k} microbatches')
+    x = jnp.swapaxes(x.reshape((x.shape[0] // k, k) + x.shape[1:]), 0, 1)
+    return constrain(x, (None, 'batch') + (None,) * (x.ndim - 2))
+  return jax.tree.map(split, batch)
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                     schedule: Callable[[jax.Array], jax.Array], config: Any) -> Callable:
-  """Returns train_step(state, batch) -> (state, metrics)."""
+  """Returns train_step(state, batch) -> (state, metrics).
+
+  With config.grad_accum_steps = k > 1 the batch is run as k microbatches in a `lax.scan`
+  (activations of one microbatch at a time) and their gradients summed before the one
+  optimizer update. Every microbatch's summed loss is divided by the token count of the
+  whole batch, so the sum over microbatches is exactly the k = 1 token-weighted mean (not a
+  mean of per-microbatch means, which would weight tokens of short microbatches more).
+  """
   dropout_root = jax.random.fold_in(jax.random.key(config.seed), 0x5EED)
   smoothing = float(config.get('label_smoothing', 0.0))
+  accum = int(config.get('grad_accum_steps', 1))
+  if accum < 1:
+    raise UserError(f'grad_accum_steps must be >= 1, got {accum}')
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     rng = jax.random.fold_in(dropout_root, state.step)
     weights = _weights(batch)
     wsum = jnp.maximum(jnp.sum(weights), 1.0)
 
-    def loss_fn(params):
-      logits = model.apply({'params': params}, batch, train=True, rngs={'dropout': rng})
-      loss_sum, nll_sum = cross_entropy(logits, batch['targets'], weights, smoothing)
+    def loss_fn(params, mb, mb_rng):
+      logits = model.apply({'params': params}, mb, train=True, rngs={'dropout': mb_rng})
+      loss_sum, nll_sum = cross_entropy(logits, mb['targets'], _weights(mb), smoothing)
       return loss_sum / wsum, nll_sum / wsum
 
-    (loss, nll), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if accum == 1:
+      (loss, nll), grads = grad_fn(state.params, batch, rng)
+    else:
+      def accumulate(total, xs):
+        i, mb = xs
+        # Each microbatch draws its own dropout masks (the step's key folded with i).
+        (l, n), g = grad_fn(state.params, mb, jax.random.fold_in(rng, i))
+        return jax.tree.map(jnp.add, total, (l, n, g)), None
+
+      zero = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32),
+              jax.tree.map(jnp.zeros_like, state.params))
+      (loss, nll, grads), _ = lax.scan(accumulate, zero,
+                                       (jnp.arange(accum), split_microbatches(batch, accum)))
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {'loss': loss, 'nll': nll, 'grad_norm': optax.tree.norm(grads),

@@ -82,7 +82,14 @@ def build_model_for(config, task):
   if reads and reads != task.input_kind:
     raise UserError(f'model.frontend={frontend!r} reads {reads} inputs, but task '
                     f'{config.task!r} gives {task.input_kind} inputs')
-  return build_model(config.model, task.src_vocab_size, task.tgt_vocab_size)
+  model_config = dict(config.model)
+  if 'dtype' in config:
+    # config.dtype is the one switch; a model.dtype beside it may only agree with it.
+    if model_config.get('dtype', config.dtype) != config.dtype:
+      raise UserError(f'config.dtype={config.dtype!r} and model.dtype='
+                      f"{model_config['dtype']!r} differ: set only config.dtype")
+    model_config['dtype'] = config.dtype
+  return build_model(model_config, task.src_vocab_size, task.tgt_vocab_size)
 
 
 def count_params(config) -> int:
@@ -93,6 +100,17 @@ def count_params(config) -> int:
       lambda r: model.init({'params': r}, task.dummy_batch(1), train=False)['params'],
       jax.random.key(0))
   return sum(math.prod(x.shape) for x in jax.tree.leaves(nn.unbox(abstract)))
+
+
+def _check_grad_accum(config, mesh) -> None:
+  """Every microbatch must be spread over all batch shards (steps.split_microbatches)."""
+  k = config.get('grad_accum_steps', 1)
+  if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+    raise UserError(f'config.grad_accum_steps must be a positive int, got {k!r}')
+  shards = feed_lib.batch_divisor(mesh)
+  if config.batch_size % (k * shards):
+    raise UserError(f'batch_size={config.batch_size} must be a multiple of grad_accum_steps '
+                    f'({k}) x the batch shards ({shards}) = {k * shards}')
 
 
 def setup(config, task: Any = None) -> Run:
@@ -107,6 +125,7 @@ def setup(config, task: Any = None) -> Run:
   mesh = sharding.make_mesh(config.mesh)
   rules = sharding.axis_rules(config)
   feed_lib.Feed(mesh, int(config.batch_size))  # checks the batch splits over the mesh
+  _check_grad_accum(config, mesh)
   # --- task and model -----------------------------------------------------------
   task = task or tasks.get_task(config)
   model = build_model_for(config, task)
