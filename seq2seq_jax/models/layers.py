@@ -31,6 +31,34 @@ def dtype_of(name: str) -> jnp.dtype:
   return jnp.dtype(name)
 
 
+REMAT = ('none', 'full', 'dots')
+
+
+def remat(target: Any, mode: str, **kwargs) -> Any:
+  """`target` (a Module class or a function of a module) rematerialised as `mode` says.
+
+  'none' keeps every activation for the backward pass; 'full' keeps only the inputs and
+  recomputes the rest (least memory, one more forward pass); 'dots' keeps the outputs of
+  matmuls against weights (jax.checkpoint_policies.dots_with_no_batch_dims_saveable) and
+  recomputes the cheap elementwise work and the attention scores, whose size grows with the
+  square of the length. Parameter names and values are those of the plain module.
+
+  Args:
+    target: what nn.remat wraps.
+    mode: 'none', 'full' or 'dots'.
+    **kwargs: more nn.remat arguments (static_argnums for a `deterministic` flag).
+
+  Raises:
+    UserError: any other mode.
+  """
+  if mode not in REMAT:
+    raise UserError(f'model.remat must be one of {REMAT}, got {mode!r}')
+  if mode == 'none':
+    return target
+  policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable if mode == 'dots' else None
+  return nn.remat(target, policy=policy, **kwargs)
+
+
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
   """Sharding constraint by logical names (a no-op without logical axis rules)."""
   return nn.with_logical_constraint(x, tuple(names))

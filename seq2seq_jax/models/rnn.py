@@ -54,6 +54,9 @@ Fields (config.model.*):
                      sized by patch_size, cnn_channels, audio_channels; every frontend gives
                      emb_dim-wide vectors, which the encoder layers read as they read embeddings
   dtype              matmul dtype; parameters, recurrent states and gates stay float32
+                     (set by config.dtype)
+  remat              'none' | 'full' | 'dots' (layers.remat): each encoder and decoder time
+                     step is rematerialised, so the backward pass keeps only the carries
 
 Cells have one bias per gate (an LSTM layer: 4 * (h * (in + h) + h) parameters; cuDNN keeps two
 bias vectors, 4h more, for the same function) and no peepholes (Sutskever et al. cite Graves
@@ -183,8 +186,11 @@ def _masked_step(cell: _Cell, carry, inputs):
   return carry, carry['h'] * m[:, None]
 
 
-_scan_encoder = nn.scan(_masked_step, variable_broadcast='params', split_rngs={'params': False},
-                        in_axes=1, out_axes=1)
+@functools.lru_cache(maxsize=None)
+def _scan_encoder(remat: str):
+  # Remat of one step keeps only the carry per time step; the gates are recomputed.
+  return nn.scan(layers.remat(_masked_step, remat), variable_broadcast='params',
+                 split_rngs={'params': False}, in_axes=1, out_axes=1)
 
 
 class EncoderLayer(nn.Module):
@@ -195,6 +201,7 @@ class EncoderLayer(nn.Module):
   bidirectional: bool
   init_fn: Callable | None
   dtype: Any
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, x, mask, lengths):
@@ -202,7 +209,7 @@ class EncoderLayer(nn.Module):
 
     def run(name, inputs):
       cell = make_cell(self.cell, self.hidden, self.in_features, self.init_fn, self.dtype, name)
-      return _scan_encoder(cell, zero, (cell.project(inputs), mask))
+      return _scan_encoder(self.remat)(cell, zero, (cell.project(inputs), mask))
 
     fwd_final, fwd = run('fwd', x)
     if not self.bidirectional:
@@ -282,9 +289,11 @@ class DecoderCell(nn.Module):
     return new_carry, drop(out)
 
 
-_ScanDecoder = nn.scan(DecoderCell, variable_broadcast='params',
-                       split_rngs={'params': False, 'dropout': True},
-                       in_axes=(1, nn.broadcast), out_axes=1)
+@functools.lru_cache(maxsize=None)
+def _scan_decoder(remat: str):
+  return nn.scan(layers.remat(DecoderCell, remat), variable_broadcast='params',
+                 split_rngs={'params': False, 'dropout': True},
+                 in_axes=(1, nn.broadcast), out_axes=1)
 
 
 # --- model ------------------------------------------------------------------------------
@@ -313,6 +322,7 @@ class Model(nn.Module):
   init_scale: float = 0.0
   max_len: int = 256
   dtype: str = 'float32'
+  remat: str = 'none'
   frontend: str = 'tokens'      # seq2seq_jax/models/frontends.py: what the encoder reads
   patch_size: int = 16          # frontend='patches'
   cnn_channels: tuple[int, ...] = (32, 64, 128)  # frontend='cnn'
@@ -341,6 +351,7 @@ class Model(nn.Module):
   def _check(self):
     choices = dict(cell=('lstm', 'gru'), attention=attn_lib.ATTENTION_TYPES,
                    readout=('linear', 'maxout'), bridge=('none', 'final', 'dense'))
+    choices['remat'] = layers.REMAT
     for field, allowed in choices.items():
       if getattr(self, field) not in allowed:
         raise UserError(f'model.{field} must be one of {allowed}, got {getattr(self, field)!r}')
@@ -369,7 +380,7 @@ class Model(nn.Module):
         module_name='src_embed' if self.frontend == 'tokens' else 'frontend')
     self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt, init_fn=init)
     self.encoder = [EncoderLayer(self.cell, self.hidden_dim, self.emb_dim if i == 0 else
-                                 self.enc_out, self.bidirectional, init, dt)
+                                 self.enc_out, self.bidirectional, init, dt, self.remat)
                     for i in range(self.encoder_layers)]
     if self.bridge == 'dense':
       self.bridge_proj = [layers.dense(self.dec_hidden, ('hidden', 'embed'), dtype=dt, init=init)
@@ -439,7 +450,7 @@ class Model(nn.Module):
   @nn.compact
   def _decode(self, carry, y_emb, source, train: bool):
     """Runs the decoder cell over y_emb [B, T, E] (T = 1 in decode_step)."""
-    return _ScanDecoder(
+    return _scan_decoder(self.remat)(
         self.cell, self.dec_hidden, self.decoder_layers, self.attention,
         self.attention_dim or self.dec_hidden, self.readout, self.out_width, self.residual,
         self.dropout_rate, not train, self._init, self._dt, name='decoder')(carry, y_emb, source)

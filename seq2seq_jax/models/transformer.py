@@ -218,6 +218,7 @@ class Model(nn.Module):
   tie_output: bool = True
   max_len: int = 256
   dtype: str = 'float32'
+  remat: str = 'none'           # 'none' | 'full' | 'dots': activations recomputed per layer
   frontend: str = 'tokens'      # seq2seq_jax/models/frontends.py: what the encoder reads
   patch_size: int = 16          # frontend='patches'
   cnn_channels: tuple[int, ...] = (32, 64, 128)  # frontend='cnn'
@@ -250,8 +251,11 @@ class Model(nn.Module):
       init = layers.partitioned(nn.initializers.normal(0.02), (None, 'embed'))
       self.src_pos = self.param('src_pos', init, (self.max_len, self.emb_dim), jnp.float32)
       self.tgt_pos = self.param('tgt_pos', init, (self.max_len, self.emb_dim), jnp.float32)
-    self.encoder_layers = [EncoderLayer(**kw) for _ in range(self.num_encoder_layers)]
-    self.decoder_layers = [DecoderLayer(**kw) for _ in range(self.num_decoder_layers)]
+    # `deterministic` is a Python bool (argument 3 and 5, counting self): static for remat.
+    encoder_layer = layers.remat(EncoderLayer, self.remat, static_argnums=(3,))
+    decoder_layer = layers.remat(DecoderLayer, self.remat, static_argnums=(5,))
+    self.encoder_layers = [encoder_layer(**kw) for _ in range(self.num_encoder_layers)]
+    self.decoder_layers = [decoder_layer(**kw) for _ in range(self.num_decoder_layers)]
     if self.pre_norm:
       self.encoder_norm = _layer_norm(dt)
       self.decoder_norm = _layer_norm(dt)
