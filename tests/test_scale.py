@@ -3,6 +3,7 @@
 Each switch must change memory or speed, never the numbers (beyond bfloat16 rounding).
 """
 import os
+import types
 
 import flax.linen as nn
 import jax
@@ -136,3 +137,42 @@ def test_unknown_remat_is_a_user_error(name):
   model = build_model(dict(MODELS[name], remat='some'), SRC_V, TGT_V)
   with pytest.raises(UserError, match="model.remat must be one of"):
     model.init({'params': jax.random.key(0)}, make_batch(), train=False)
+
+
+def test_bfloat16_training_follows_float32_and_keeps_float32_state(tfds_data_dir):
+  """The G2P smoke model trained in bfloat16: its loss falls as float32's does, close to it,
+  while parameters and optimizer state (what checkpoints hold) stay float32."""
+  losses = {}
+  for dtype in ('float32', 'bfloat16'):
+    config = config_lib.load_config(SPEC, [('data.data_dir', tfds_data_dir), ('dtype', dtype),
+                                           ('data.buckets', '(24,)'), ('mesh.data', '1')])
+    run = train.setup(config)
+    assert run.model.dtype == dtype
+    state = run.init_state(jax.random.key(0))
+    batcher, feed = train.make_input(run, run.task.train_data(), batch_size=config.batch_size,
+                                     shuffle=True)
+    losses[dtype] = []
+    for step in range(12):
+      state, metrics = train.traced(run, run.train_step, state,
+                                    feed.to_global(batcher.get_batch(step)))
+      losses[dtype].append(float(metrics['loss']))
+    assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype('float32')}
+    assert {x.dtype for x in jax.tree.leaves(state.opt_state)
+            if jnp.issubdtype(x.dtype, jnp.floating)} == {jnp.dtype('float32')}
+  f32, bf16 = np.array(losses['float32']), np.array(losses['bfloat16'])
+  assert bf16[-3:].mean() < bf16[:3].mean() - 0.5, bf16
+  np.testing.assert_allclose(bf16, f32, rtol=0.03)
+  assert not np.array_equal(bf16, f32)  # bfloat16 really ran: its rounding shows
+
+
+def test_config_dtype_drives_the_model_and_a_differing_model_dtype_is_an_error():
+  task = types.SimpleNamespace(src_vocab_size=SRC_V, tgt_vocab_size=TGT_V, input_kind='tokens')
+  config = ml_collections.ConfigDict(dict(task='g2p', dtype='bfloat16', model=MODELS['rnn']))
+  assert train.build_model_for(config, task).dtype == 'bfloat16'
+  config.model.dtype = 'bfloat16'  # agreeing is allowed
+  assert train.build_model_for(config, task).dtype == 'bfloat16'
+  config.model.dtype = 'float32'
+  with pytest.raises(UserError, match="config.dtype='bfloat16' and model.dtype='float32'"):
+    train.build_model_for(config, task)
+  with pytest.raises(UserError, match="config.dtype must be 'float32' or 'bfloat16'"):
+    config_lib.load_config(SPEC, [('dtype', 'float16')])
