@@ -1,8 +1,9 @@
 """The Transformer encoder-decoder (Vaswani et al. 2017, "Attention Is All You Need").
 
 Options beyond the paper: pre-LayerNorm (Xiong et al. 2020; the paper is post-LN,
-`pre_norm=False`), learned positions, a compute dtype. Packed rows (several pairs per row,
-with segment ids and positions) are supported: attention never crosses segments. The encoder
+`pre_norm=False`), learned positions, a compute dtype (config.dtype), rematerialised layers
+(`remat`). Packed rows (several pairs per row, with segment ids and positions) are supported:
+attention never crosses segments. The encoder
 reads any input through `frontend` (models/frontends.py): token embeddings (scaled by
 sqrt(d_model), Sec. 3.4), image patches (with their own learned positions, as ViT), a conv
 net's feature grid or subsampled audio features (both given the model's positions); the
