@@ -117,10 +117,10 @@ def _free_port() -> int:
 # 'data': each process holds its own slice of the batch (2 devices each, data-parallel).
 # 'tensor': mesh.data=1, mesh.tensor=2 with one device per process: the processes share the
 # whole batch (each loads the same rows) and split the model between them.
-# 'preempted': process 1 alone gets SIGTERM early on; both processes must stop after the same
-# step with one checkpoint, exit 0, and a restart of both must continue to the same losses.
+# 'preempted' (data parallel, each process its own slice of the batch): process 1 alone gets
+# SIGTERM early on; both processes must stop after the same step with one checkpoint, exit 0,
+# and a restart of both must continue to the losses of the one-process run.
 @pytest.mark.parametrize('layout,devices,mesh', [
-    ('data', 2, []),
     ('tensor', 1, ['--config.mesh.data=1', '--config.mesh.tensor=2']),
     ('preempted', 2, []),
 ])
