@@ -137,9 +137,8 @@ def make_eval_step(model: nn.Module) -> Callable:
 
 
 DECODE_METHODS = ('beam', 'greedy', 'sample')
-# Keys only one decoding method reads, with the value that changes nothing elsewhere.
-_METHOD_KEYS = {'beam': {'beam_size': None, 'alpha': None},
-                'sample': {'temperature': 1.0, 'top_k': 0, 'top_p': 1.0}}
+# The keys only sampling reads, with their neutral values.
+_SAMPLING_KEYS = {'temperature': 1.0, 'top_k': 0, 'top_p': 1.0}
 
 
 def check_decode_config(decode_config: Any) -> str:
@@ -156,7 +155,7 @@ def check_decode_config(decode_config: Any) -> str:
   if method not in DECODE_METHODS:
     raise UserError(f'decode.method must be one of {DECODE_METHODS}, got {method!r}')
   if method != 'sample':
-    for key, neutral in _METHOD_KEYS['sample'].items():
+    for key, neutral in _SAMPLING_KEYS.items():
       if decode_config.get(key, neutral) != neutral:
         raise UserError(f'decode.{key}={decode_config.get(key)!r} is read only by '
                         f"decode.method='sample' (the method is {method!r})")
@@ -177,7 +176,7 @@ def make_predict_step(model: nn.Module, decode_config: Any) -> Callable:
   beam_size = int(decode_config.get('beam_size', 1)) if method == 'beam' else 1
   max_len = int(decode_config.max_len)
   alpha = float(decode_config.get('alpha', 0.6))
-  sampling = {k: decode_config.get(k, v) for k, v in _METHOD_KEYS['sample'].items()}
+  sampling = {k: decode_config.get(k, v) for k, v in _SAMPLING_KEYS.items()}
 
   def predict_step(params, inputs: dict[str, jax.Array], rng: jax.Array):
     cache = model.apply({'params': params}, inputs['inputs'], max_len, max(beam_size, 1),

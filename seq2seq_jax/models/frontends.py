@@ -50,10 +50,16 @@ class Tokens(layers.Embed):
     return self.embed(inputs), inputs > 0
 
 
-def _conv_kernel(init_fn: Callable | None) -> Callable:
-  # Conv kernels [kh, kw, in, out]: only the output channels could be split, and the small
-  # conv stacks here are cheaper replicated; the projection to the model width carries 'embed'.
-  return layers.partitioned(init_fn or nn.initializers.lecun_normal(), (None, None, None, None))
+def _conv(channels: int, strides: int, padding, dtype, init_fn: Callable | None,
+          name: str) -> nn.Conv:
+  """A 3x3 convolution. Its kernel [kh, kw, in, out] and bias carry no split axis: the small
+  conv stacks here are cheaper replicated; the projection to the model width carries 'embed'."""
+  return nn.Conv(channels, (3, 3), strides=(strides, strides), padding=padding, dtype=dtype,
+                 param_dtype=jnp.float32,
+                 kernel_init=layers.partitioned(init_fn or nn.initializers.lecun_normal(),
+                                                (None, None, None, None)),
+                 bias_init=layers.partitioned(nn.initializers.zeros_init(), (None,)),
+                 name=name)
 
 
 def _check_image(inputs: jax.Array, name: str) -> None:
@@ -102,10 +108,7 @@ class Cnn(nn.Module):
     _check_image(inputs, 'cnn')
     x = inputs.astype(self.dtype)
     for i, ch in enumerate(self.channels):
-      x = nn.Conv(ch, (3, 3), padding='SAME', dtype=self.dtype, param_dtype=jnp.float32,
-                  kernel_init=_conv_kernel(self.init_fn),
-                  bias_init=layers.partitioned(nn.initializers.zeros_init(), (None,)),
-                  name=f'conv_{i}')(x)
+      x = _conv(ch, 1, 'SAME', self.dtype, self.init_fn, f'conv_{i}')(x)
       x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2), padding='VALID')
     b, gh, gw, ch = x.shape
     if gh * gw == 0:
@@ -142,11 +145,7 @@ class AudioConv(nn.Module):
       # Zero the padded frames, then pad 1 on both sides explicitly: a real output frame t
       # reads input frames 2t-1..2t+1, which are real frames or zeros in any batch.
       x = x * mask[:, :, None, None].astype(x.dtype)
-      x = nn.Conv(self.channels, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-                  dtype=self.dtype, param_dtype=jnp.float32,
-                  kernel_init=_conv_kernel(self.init_fn),
-                  bias_init=layers.partitioned(nn.initializers.zeros_init(), (None,)),
-                  name=f'conv_{i}')(x)
+      x = _conv(self.channels, 2, ((1, 1), (1, 1)), self.dtype, self.init_fn, f'conv_{i}')(x)
       x = nn.relu(x)
       mask = subsampled_mask(mask)
     b, t, f, c = x.shape
