@@ -5,10 +5,20 @@ r"""Training throughput of the real train_step (the one launch.py runs), with MF
   python benchmarks/train_throughput.py --model=transformer_big
   python benchmarks/train_throughput.py --sweep_lengths=32,64,128,256
   python benchmarks/train_throughput.py --sweep_batches=32,64,128,256
+  # the scale switches, each beside float32 / grad_accum_steps=1 / remat=none, alternating:
+  python benchmarks/train_throughput.py --dtype=bfloat16
+  python benchmarks/train_throughput.py --grad_accum_steps=4
+  python benchmarks/train_throughput.py --remat=full
+  # memory only (compile, no steps): the Transformer base at its paper batch, one device
+  python benchmarks/train_throughput.py --model=transformer_base --vocab=37000 --batch=96 \
+      --src_len=256 --tgt_len=256 --steps=0 --remat=full
 
 Prints one JSON line per measured setting: steps_per_s, tokens_per_s (source + target),
-step_flops (XLA cost analysis of the compiled step), peak_flops_per_s (a large float32 matmul
-timed in the same process), mfu (achieved FLOP/s / peak) and compile_s.
+step_flops (matmul and convolution FLOPs counted on the step's jaxpr, scans included:
+seq2seq_jax/throughput.py), xla_flops (XLA's cost analysis of the compiled step, which counts
+a scan's body once), peak_flops_per_s (a large float32 matmul timed in the same process), mfu
+(step_flops per second / peak), compile_s, and XLA's memory analysis of the compiled step:
+temp_bytes (activations and other temporaries), argument_bytes, output_bytes.
 """
 import argparse
 import json
@@ -25,6 +35,7 @@ import numpy as np
 from seq2seq_jax import config as config_lib
 from seq2seq_jax import feed as feed_lib
 from seq2seq_jax import sharding
+from seq2seq_jax import throughput
 from seq2seq_jax import train
 from seq2seq_jax.tasks import base
 
@@ -40,6 +51,11 @@ MODELS = {
                             num_encoder_layers=6, num_decoder_layers=6, dropout_rate=0.1,
                             attention_dropout_rate=0.0, share_embeddings=True,
                             tie_output=True),
+    # Vaswani et al. 2017 base: 6 + 6 layers, d_model 512, 8 heads, d_ff 2048.
+    'transformer_base': dict(name='transformer', emb_dim=512, num_heads=8, qkv_dim=512,
+                             mlp_dim=2048, num_encoder_layers=6, num_decoder_layers=6,
+                             dropout_rate=0.1, attention_dropout_rate=0.0,
+                             share_embeddings=True, tie_output=True, max_len=256),
     'rnn': dict(name='rnn', cell='lstm', emb_dim=256, hidden_dim=256, encoder_layers=2,
                 decoder_layers=2, bidirectional=True, attention='bahdanau', dropout_rate=0.1),
 }
@@ -64,17 +80,23 @@ def peak_flops_per_s(n: int = 2048, reps: int = 10) -> float:
 
 
 def measure(model: str, batch: int, src_len: int, tgt_len: int, steps: int, warmup: int,
-            peak: float) -> dict:
+            peak: float, dtype: str = 'float32', grad_accum_steps: int = 1,
+            remat: str = 'none', vocab: int = VOCAB) -> dict:
+  """One setting: compile the real train step, then time `steps` steps after `warmup`."""
   base = os.path.join(ROOT, 'experiments', 'g2p_cmudict_transformer.py')
   config = config_lib.load_config(base, [('batch_size', str(batch)), ('mesh.data', '1')])
   config.unlock()
-  config.model = MODELS[model]
+  config.model = dict(MODELS[model], remat=remat)
+  config.dtype = dtype
+  config.grad_accum_steps = grad_accum_steps
   config.optimizer.update(name='adam', schedule='constant', warmup_steps=0, grad_clip_norm=0.0)
   config.label_smoothing = 0.0
-  run = train.setup(config, task=_FixedVocabTask(config))
+  task = _FixedVocabTask(config)
+  task.src_vocab_size = task.tgt_vocab_size = vocab
+  run = train.setup(config, task=task)
   rng = np.random.default_rng(0)
-  src = rng.integers(4, VOCAB, (batch, src_len), dtype=np.int32)
-  tgt = rng.integers(4, VOCAB, (batch, tgt_len), dtype=np.int32)
+  src = rng.integers(4, vocab, (batch, src_len), dtype=np.int32)
+  tgt = rng.integers(4, vocab, (batch, tgt_len), dtype=np.int32)
   local = {'inputs': src, 'decoder_inputs': np.concatenate([np.ones((batch, 1), np.int32),
                                                             tgt[:, :-1]], 1),
            'targets': tgt}
@@ -86,7 +108,19 @@ def measure(model: str, batch: int, src_len: int, tgt_len: int, steps: int, warm
   compile_s = time.perf_counter() - t
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  step_flops = float(cost.get('flops', 0.0))
+  with sharding.activate(run.mesh, run.rules):
+    step_flops = throughput.step_flops(run.train_step, state, data)
+  mem = compiled.memory_analysis()
+  out = {'model': model, 'num_params': run.num_params, 'dtype': dtype,
+         'grad_accum_steps': grad_accum_steps, 'remat': remat, 'batch': batch,
+         'src_len': src_len, 'tgt_len': tgt_len, 'step_flops': step_flops,
+         'xla_flops': float(cost.get('flops', 0.0)), 'peak_flops_per_s': peak,
+         'compile_s': compile_s, 'temp_bytes': int(mem.temp_size_in_bytes),
+         'argument_bytes': int(mem.argument_size_in_bytes),
+         'output_bytes': int(mem.output_size_in_bytes),
+         'devices': jax.device_count(), 'backend': jax.default_backend()}
+  if steps <= 0:  # memory and FLOPs only
+    return out
   for _ in range(warmup):
     state, m = compiled(state, data)
   jax.block_until_ready(m)
@@ -95,11 +129,9 @@ def measure(model: str, batch: int, src_len: int, tgt_len: int, steps: int, warm
     state, m = compiled(state, data)
   jax.block_until_ready(m)
   dt = (time.perf_counter() - t) / steps
-  return {'model': model, 'num_params': run.num_params, 'batch': batch, 'src_len': src_len,
-          'tgt_len': tgt_len, 'steps_per_s': 1 / dt, 'step_ms': 1000 * dt,
-          'tokens_per_s': batch * (src_len + tgt_len) / dt, 'step_flops': step_flops,
-          'peak_flops_per_s': peak, 'mfu': step_flops / dt / peak, 'compile_s': compile_s,
-          'devices': jax.device_count(), 'backend': jax.default_backend()}
+  return out | {'steps_per_s': 1 / dt, 'step_ms': 1000 * dt,
+                'tokens_per_s': batch * (src_len + tgt_len) / dt,
+                'mfu': step_flops / dt / peak}
 
 
 def main() -> None:
@@ -114,7 +146,18 @@ def main() -> None:
   p.add_argument('--sweep_batches', default='', help='comma-separated batch sizes')
   p.add_argument('--dropout', type=float, default=None, help='override the dropout rate')
   p.add_argument('--prng', default='', help="jax_default_prng_impl, e.g. 'rbg'")
+  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
+                 help='compute dtype; not float32: measured beside float32')
+  p.add_argument('--grad_accum_steps', type=int, default=1,
+                 help='microbatches per step; not 1: measured beside 1')
+  p.add_argument('--remat', default='none', choices=('none', 'full', 'dots'),
+                 help='rematerialization; not none: measured beside none')
+  p.add_argument('--repeats', type=int, default=2,
+                 help='with a switch: alternate baseline and switch this many times')
+  p.add_argument('--vocab', type=int, default=VOCAB, help='source = target vocabulary size')
   a = p.parse_args()
+  if a.grad_accum_steps < 1 or a.batch % a.grad_accum_steps:
+    p.error(f'--batch={a.batch} must be a positive multiple of --grad_accum_steps')
   if a.dropout is not None:
     for m in MODELS.values():
       m['dropout_rate'] = a.dropout
@@ -126,8 +169,13 @@ def main() -> None:
     settings = [(a.batch, int(n), int(n)) for n in a.sweep_lengths.split(',')]
   if a.sweep_batches:
     settings = [(int(b), a.src_len, a.tgt_len) for b in a.sweep_batches.split(',')]
+  switch = dict(dtype=a.dtype, grad_accum_steps=a.grad_accum_steps, remat=a.remat)
+  baseline = dict(dtype='float32', grad_accum_steps=1, remat='none')
+  variants = [switch] if switch == baseline else [baseline, switch] * a.repeats
   for batch, s, t in settings:
-    print(json.dumps(measure(a.model, batch, s, t, a.steps, a.warmup, peak)), flush=True)
+    for v in variants:
+      print(json.dumps(measure(a.model, batch, s, t, a.steps, a.warmup, peak, vocab=a.vocab,
+                               **v)), flush=True)
 
 
 if __name__ == '__main__':

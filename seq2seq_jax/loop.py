@@ -1,7 +1,7 @@
 """The training loop's periodic actions, each in one named place, and what they share.
 
   TrainLoop.log(step)         fetch buffered step metrics, stop on a non-finite loss, progress
-                              line and metrics.jsonl
+                              line and metrics.jsonl (tokens/s, MFU, device memory)
   TrainLoop.evaluate(step)    validation metrics; save the best checkpoint
   TrainLoop.checkpoint(step)  save the step's checkpoint (asynchronously)
   TrainLoop.should_stop()     a SIGTERM / SIGINT has arrived, agreed on by every process
@@ -21,6 +21,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from seq2seq_jax import throughput
 from seq2seq_jax.errors import UserError
 
 SECTIONS = ('train', 'eval', 'checkpoint')
@@ -74,13 +75,15 @@ class TrainLoop:
 
   def __init__(self, *, run, ckpt, writer, progress, workdir: str, best: float | None,
                seconds: dict[str, float], evaluate: Callable[[Any, str], dict],
-               stop: StopSignal):
+               stop: StopSignal, meter=None):
     self.run, self.ckpt, self.writer, self.progress = run, ckpt, writer, progress
     self.workdir = workdir
     self.best = best
     self.seconds = {k: float(seconds.get(k, 0.0)) for k in SECTIONS}
     self._evaluate = evaluate
     self.stop = stop
+    self.meter = meter  # throughput.Meter: FLOPs per step, the job's peak
+    self.flops = 0.0
     self.pending: list[tuple[int, Any]] = []
     self.tokens = 0
     self._started = time.perf_counter()
@@ -108,9 +111,10 @@ class TrainLoop:
     return {'step': step, 'best': self.best, 'best_metric': self.run.task.best_metric,
             **{f'{k}_seconds': v for k, v in self.totals().items()}}
 
-  def record_step(self, step: int, metrics: Any, tokens: int) -> None:
+  def record_step(self, step: int, metrics: Any, tokens: int, flops: float = 0.0) -> None:
     self.pending.append((step, metrics))
     self.tokens += tokens
+    self.flops += flops
 
   # --- the periodic actions -----------------------------------------------------------------
   def log(self, step: int) -> None:
@@ -128,11 +132,15 @@ class TrainLoop:
         raise UserError(f'loss became {m["loss"]} at step {s}; stopping. {kept}')
     s, m = self.pending[-1][0], fetched[-1]
     means = {k: float(np.mean([f[k] for f in fetched])) for k in m}
-    rates = self.progress.update(s, means['loss'], self.tokens)
+    rates = self.progress.update(
+        s, means['loss'], self.tokens, flops=self.flops,
+        peak_flops_per_s=self.meter.peak if self.meter else 0.0,
+        memory_bytes=throughput.device_memory() if self.meter else None)
     self.writer.write(s, {f'train/{k}': v for k, v in means.items()}
                       | {f'train/{k}': v for k, v in rates.items()})
     self.pending.clear()
     self.tokens = 0
+    self.flops = 0.0
 
   def evaluate(self, step: int, state: Any) -> None:
     """Validation metrics at `step`; the best checkpoint if they are the best so far."""

@@ -90,13 +90,19 @@ class Progress:
     # (step, time) of the last window + 1 reports; the newest is the previous report.
     self._recent = collections.deque([(start_step, clock())], maxlen=window + 1)
 
-  def update(self, step: int, loss: float, tokens: float, extra: str = '') -> dict[str, float]:
-    """Reports progress since the previous call; returns the rates it printed."""
+  def update(self, step: int, loss: float, tokens: float, flops: float = 0.0,
+             peak_flops_per_s: float = 0.0, memory_bytes: float | None = None,
+             extra: str = '') -> dict[str, float]:
+    """Reports progress since the previous call; returns the rates it printed (and MFU, the
+    FLOPs done over the interval per second over `peak_flops_per_s`, when that is given)."""
     now = self._clock()
     prev_step, prev_t = self._recent[-1]
     dt = max(now - prev_t, 1e-9)
-    steps_per_s = (step - prev_step) / dt
-    tokens_per_s = tokens / dt
+    rates = {'steps_per_s': (step - prev_step) / dt, 'tokens_per_s': tokens / dt}
+    if peak_flops_per_s > 0:
+      rates['mfu'] = flops / dt / peak_flops_per_s
+    if memory_bytes is not None:
+      rates['device_peak_bytes'] = float(memory_bytes)
     self._recent.append((step, now))
     first_step, first_t = self._recent[0]
     recent = (step - first_step) / max(now - first_t, 1e-9)
@@ -105,11 +111,14 @@ class Progress:
       width = 20
       filled = int(width * step / max(self.total, 1))
       bar = '#' * filled + '.' * (width - filled)
-      print(f'[{bar}] step {step}/{self.total} | loss {loss:.4f} | {steps_per_s:.2f} steps/s'
-            f' | {_fmt_count(tokens_per_s)} tok/s | ETA {_fmt_duration(eta)}{extra}',
-            file=self.stream, flush=True)
+      more = f' | MFU {100 * rates["mfu"]:.1f}%' if 'mfu' in rates else ''
+      if memory_bytes is not None:
+        more += f' | mem {memory_bytes / 2 ** 30:.2f} GiB'
+      print(f'[{bar}] step {step}/{self.total} | loss {loss:.4f} | '
+            f'{rates["steps_per_s"]:.2f} steps/s | {_fmt_count(rates["tokens_per_s"])} tok/s'
+            f'{more} | ETA {_fmt_duration(eta)}{extra}', file=self.stream, flush=True)
     self.eta_s = eta
-    return {'steps_per_s': steps_per_s, 'tokens_per_s': tokens_per_s}
+    return rates
 
   def pause(self) -> None:
     """Excludes the time until the next `resume` (e.g. evaluation) from the rates."""
