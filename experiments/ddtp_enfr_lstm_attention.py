@@ -3,8 +3,8 @@ r"""Attention LSTM English -> French on Debian's package descriptions (DDTP).
 Luong, Pham & Manning 2015 global attention ('general' score, Eq. 8) with input feeding
 (Sec. 3.3) over a bidirectional LSTM encoder. Data, vocabulary, evaluation and decoding are
 the Transformer's (ddtp_enfr_transformer.py); RNNs read unpacked, length-bucketed batches.
-Sized like it (7,467,904 parameters against 7,578,624) for under an hour of a 2-core CPU
-(estimated, not yet measured).
+Sized like it (7,467,904 parameters against 7,578,624) for under an hour of a slow 2-core CPU
+(README has the measured run).
 
   python launch.py --config=experiments/ddtp_enfr_lstm_attention.py --workdir=runs/ddtp_lstm
   python launch.py --config=experiments/ddtp_enfr_lstm_attention.py:smoke --workdir=/tmp/ddtp_l
@@ -25,12 +25,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # average (46 with buckets 16/32/64/128); each bucket compiles once.
   c.data.update(packing=False, buckets=(16, 24, 32, 48, 64, 96, 128))
   c.batch_size = 64                # pairs: ~2,000 real tokens per side per step
-  # ~5.6 epochs of 712 batches. Estimated ~0.65 s/step, ~45 min: 1.4 GFLOP per pair (fwd +
-  # bwd at 40 padded tokens per side) at the ~1.5e11 FLOP/s the README's attention-LSTM
-  # benchmark reaches (its XLA FLOP count misses the scan's trip count).
-  c.train_steps = 4000
-  c.eval_every_steps = 1000
-  c.checkpoint_every_steps = 1000
+  # ~2.8 epochs of 712 batches, for under an hour on a 1.5e11 FLOP/s host (README).
+  c.train_steps = 2000
+  c.eval_every_steps = 500
+  c.checkpoint_every_steps = 500
   c.model = dict(
       name='rnn', cell='lstm',
       emb_dim=256,
