@@ -45,11 +45,12 @@ class FileToTextTask(base.Task):
   best_metric = 'cer'
   best_mode = 'min'
   input_kind = ''  # set by subclasses
+  required_keys: tuple[str, ...] = tuple(SPLIT_KEYS.values())
 
   def __init__(self, config: Any):
     super().__init__(config)
     d = self.data
-    for key in ('alphabet', 'target_len', *SPLIT_KEYS.values()):
+    for key in ('alphabet', 'target_len', *self.required_keys):
       if key not in d:
         raise UserError(f'config.data.{key} is missing (task {config.task!r})')
     alphabet = str(d.alphabet)
@@ -69,17 +70,22 @@ class FileToTextTask(base.Task):
     """The array for one input file; raises any exception for an unreadable file."""
     raise NotImplementedError
 
-  # --- reading -------------------------------------------------------------------------------
-  def _read_split(self, split: str) -> list[tuple[str, str]]:
-    """(input path, target text) of every good line of the split's TSV, inputs loaded."""
-    if split in self._lines:
-      return self._lines[split]
+  def tsv_path(self, split: str) -> str:
+    """The split's TSV file: data.train_tsv / eval_tsv / test_tsv."""
     key = SPLIT_KEYS[split]
     tsv = str(self.data[key])
     if not tsv:
       raise UserError(f'data.{key} is empty: the {split} split needs a TSV file')
     if not os.path.isfile(tsv):
       raise UserError(f'{tsv} not found (data.{key})')
+    return tsv
+
+  # --- reading -------------------------------------------------------------------------------
+  def _read_split(self, split: str) -> list[tuple[str, str]]:
+    """(input path, target text) of every good line of the split's TSV, inputs loaded."""
+    if split in self._lines:
+      return self._lines[split]
+    tsv = self.tsv_path(split)
     bad = corpus_lib.BadPairs(self.bad_pairs)
     root = os.path.dirname(os.path.abspath(tsv))
     out = []

