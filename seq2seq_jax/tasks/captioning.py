@@ -1,0 +1,232 @@
+"""Image captioning: an image in, a sentence out, scored against all its reference captions.
+
+Data (config.data):
+  train_captions, eval_captions, test_captions
+      per split, a TSV of `image_path<TAB>caption` lines (several lines per image allowed) or a
+      COCO-format annotation JSON (`images: [{id, file_name}]`, `annotations: [{image_id,
+      caption}]`); relative image paths are relative to `image_root` if set, else to the
+      captions file's folder.
+  image_root, image_size (height, width), channels (3 RGB or 1 grey)
+      images decoded with Pillow, resized (bilinear) and scaled to [-1, 1].
+  vocab_size, min_count
+      the word vocabulary: the training captions' words seen at least min_count times (Karpathy
+      and Fei-Fei's 5 for COCO), the most frequent first, at most vocab_size - 4 of them; the
+      table always has vocab_size entries (unused ones stay unused), so the model's shapes come
+      from the config. Built on first use into DIR/vocab.txt and reused on resume and in
+      predict / eval mode.
+  target_len
+      padded caption length with EOS; longer training captions are dropped (counted).
+  bad_pairs
+      'error' (default): a missing or unreadable image stops the run naming file and line;
+      'skip': skipped and counted.
+
+Captions are tokenized as the metrics tokenize them (caption_metrics.tokenize: lower case,
+no punctuation). Metrics: BLEU-1..4 (multi-reference, corpus) and CIDEr-D, as `bleu1`..`bleu4`
+and `cider`; the best checkpoint has the highest validation CIDEr.
+"""
+import collections
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+from seq2seq_jax import caption_metrics
+from seq2seq_jax.data import corpus as corpus_lib
+from seq2seq_jax.data import features
+from seq2seq_jax.data.pipeline import EvalSet
+from seq2seq_jax.data.vocab import NUM_SPECIAL, SymbolVocab
+from seq2seq_jax.errors import UserError
+from seq2seq_jax.tasks import base
+from seq2seq_jax.tasks.image_to_text import load_image
+
+SPLIT_KEYS = {'train': 'train_captions', 'validation': 'eval_captions',
+              'test': 'test_captions'}
+
+
+def _log(msg: str) -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_index() == 0:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def read_captions(path: str, image_root: str, bad) -> list[tuple[str, str, str]]:
+  """(image path, caption, where) of a TSV or COCO JSON captions file, in file order."""
+  if not os.path.isfile(path):
+    raise UserError(f'{path} not found')
+  root = image_root or os.path.dirname(os.path.abspath(path))
+  out = []
+  if path.endswith('.json'):
+    try:
+      with open(path, encoding='utf-8') as f:
+        coco = json.load(f)
+      files = {im['id']: im['file_name'] for im in coco['images']}
+      anns = coco['annotations']
+    except (ValueError, KeyError, TypeError) as e:
+      raise UserError(f'{path}: not a COCO captions file ({type(e).__name__}: {e})') from None
+    for n, a in enumerate(anns):
+      where = f'{path}: annotations[{n}]'
+      if a.get('image_id') not in files:
+        bad(where, f'image_id {a.get("image_id")!r} is not in images')
+        continue
+      out.append((os.path.join(root, files[a['image_id']]), str(a.get('caption', '')), where))
+  else:
+    with open(path, encoding='utf-8', errors='replace') as f:
+      for n, line in enumerate(f, 1):
+        line = line.rstrip('\r\n')
+        if not line.strip():
+          continue
+        if '\t' not in line:
+          bad(f'{path}:{n}', 'no TAB between the image path and the caption')
+          continue
+        image, caption = line.split('\t', 1)
+        out.append((os.path.join(root, image.strip()), caption, f'{path}:{n}'))
+  return out
+
+
+class Task(base.Task):
+  """See the module docstring; the contract is seq2seq_jax/tasks/base.py."""
+
+  input_kind = 'image'
+  best_metric = 'cider'
+  best_mode = 'max'
+
+  def __init__(self, config: Any):
+    super().__init__(config)
+    d = self.data
+    for key in ('image_size', 'vocab_size', 'target_len', *SPLIT_KEYS.values()):
+      if key not in d:
+        raise UserError(f'config.data.{key} is missing (task captioning)')
+    size = tuple(d.image_size)
+    if len(size) != 2 or min(size) < 1:
+      raise UserError(f'data.image_size must be (height, width), got {size}')
+    self.image_size = (int(size[0]), int(size[1]))
+    self.channels = int(d.get('channels', 3))
+    if self.channels not in (1, 3):
+      raise UserError(f'data.channels must be 1 or 3, got {self.channels}')
+    self.tgt_vocab_size = int(d.vocab_size)
+    if self.tgt_vocab_size <= NUM_SPECIAL:
+      raise UserError(f'data.vocab_size must be > {NUM_SPECIAL}, got {self.tgt_vocab_size}')
+    self.min_count = int(d.get('min_count', 5))
+    self.target_len = int(d.target_len)
+    self.bad_pairs = d.get('bad_pairs', 'error')
+    corpus_lib.check_policy(self.bad_pairs)
+    self.vocab: SymbolVocab | None = None
+    self._lines: dict[str, list[tuple[str, list[str]]]] = {}
+    self._images: dict[str, np.ndarray] = {}
+
+  # --- vocabulary -----------------------------------------------------------------------------
+  def setup(self, workdir: str) -> None:
+    """Counts the training captions' words on first use into DIR/vocab.txt, else loads it."""
+    path = os.path.join(workdir, 'vocab.txt')
+    if os.path.isfile(path):
+      with open(path, encoding='utf-8') as f:
+        words = [w for w in f.read().split('\n') if w]
+    else:
+      counts = collections.Counter(
+          w for _, refs in self._read_split('train') for c in refs for w in c)
+      ranked = sorted((w for w, c in counts.items() if c >= self.min_count),
+                      key=lambda w: (-counts[w], w))
+      words = ranked[:self.tgt_vocab_size - NUM_SPECIAL]
+      import jax  # pylint: disable=g-import-not-at-top
+      if jax.process_index() == 0:
+        tmp = path + '.tmp'
+        with open(tmp, 'w', encoding='utf-8') as f:
+          f.write(''.join(w + '\n' for w in words))
+        os.replace(tmp, path)
+      _log(f'vocabulary: {len(words):,} words seen >= {self.min_count} times of '
+           f'{len(counts):,} in the training captions (table of {self.tgt_vocab_size:,})')
+    self.vocab = SymbolVocab(words)
+
+  def _encode(self, caption: list[str]) -> np.ndarray:
+    if self.vocab is None:
+      raise RuntimeError('setup(workdir) builds the vocabulary first')
+    return self.vocab.encode(caption)[0]
+
+  # --- reading ---------------------------------------------------------------------------------
+  def _read_split(self, split: str) -> list[tuple[str, list[str]]]:
+    """(image path, tokenized captions) per image of the split, in first-seen order."""
+    if split in self._lines:
+      return self._lines[split]
+    key = SPLIT_KEYS[split]
+    path = str(self.data[key])
+    if not path:
+      raise UserError(f'data.{key} is empty: the {split} split needs a captions file')
+    bad = corpus_lib.BadPairs(self.bad_pairs)
+    refs: dict[str, list[list[str]]] = collections.defaultdict(list)
+    for image, caption, where in read_captions(path, str(self.data.get('image_root', '')),
+                                               bad):
+      words = caption_metrics.tokenize(caption)
+      if not words:
+        bad(where, 'the caption is empty')
+        continue
+      if image not in self._images:
+        try:
+          self._images[image] = load_image(image, self.image_size, self.channels)
+        except Exception as e:  # pylint: disable=broad-except
+          bad(where, f'cannot read {image}: {type(e).__name__}: {e}')
+          continue
+      refs[image].append(words)
+    if not refs:
+      raise UserError(f'{path}: no usable examples')
+    note = f' ({bad.count} bad line(s) skipped)' if bad.count else ''
+    _log(f'{split}: {len(refs):,} images, {sum(map(len, refs.values())):,} captions from '
+         f'{path}{note}')
+    self._lines[split] = list(refs.items())
+    return self._lines[split]
+
+  def _examples(self, items) -> base.Examples:
+    """One example per (image, caption) pair."""
+    sources, targets = [], []
+    for image, captions in items:
+      for c in captions:
+        sources.append(self._images[image])
+        targets.append(self._encode(c))
+    return sources, targets
+
+  # --- the trainer's interface -------------------------------------------------------------------
+  def dummy_batch(self, rows: int) -> dict[str, np.ndarray]:
+    return {'inputs': np.zeros((rows, *self.image_size, self.channels), np.float32),
+            'decoder_inputs': np.zeros((rows, 8), np.int32)}
+
+  def train_data(self) -> base.Examples:
+    for split in ('validation', 'test'):  # a bad evaluation file stops the run before step 0
+      self._read_split(split)
+    return self._examples(self._read_split('train'))
+
+  def make_batcher(self, sources, targets, *, batch_size, seed, shuffle, process_index=0,
+                   process_count=1):
+    return features.FeatureBatcher(sources, targets, batch_size=batch_size,
+                                   target_len=self.target_len, seed=seed, shuffle=shuffle,
+                                   process_index=process_index, process_count=process_count)
+
+  def _eval_items(self, split: str):
+    return self.eval_subset(self._read_split(split))
+
+  def eval_loss_data(self, split: str) -> base.Examples:
+    return self._examples(self._eval_items(split))
+
+  def eval_set(self, split: str) -> EvalSet:
+    items = self._eval_items(split)
+    return EvalSet(sources=[self._images[p] for p, _ in items], texts=[p for p, _ in items],
+                   references=[[' '.join(c) for c in caps] for _, caps in items])
+
+  def collate_sources(self, sources, rows):
+    return features.collate_inputs(sources, rows)
+
+  def decode_target(self, ids: Sequence[int]) -> str:
+    return ' '.join(self.vocab.decode(ids))
+
+  def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
+    return {**caption_metrics.bleu(hyps, refs), 'cider': caption_metrics.cider_d(hyps, refs)}
+
+  def encode_source(self, line: str) -> tuple[np.ndarray, int]:
+    """A --mode=predict line is an image's path."""
+    path = line.strip()
+    if not os.path.isfile(path):
+      raise UserError(f'{path}: no such file')
+    try:
+      return load_image(path, self.image_size, self.channels), 0
+    except Exception as e:  # pylint: disable=broad-except
+      raise UserError(f'cannot read {path}: {type(e).__name__}: {e}') from None

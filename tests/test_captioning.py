@@ -1,0 +1,145 @@
+"""The captioning task on tiny images made here: TSV and COCO-JSON captions, word vocabulary,
+multi-reference BLEU / CIDEr-D, best checkpoint by CIDEr, predict, bad input."""
+import json
+import os
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from seq2seq_jax import config as config_lib
+from seq2seq_jax import train
+from seq2seq_jax.errors import UserError
+from seq2seq_jax.tasks import captioning
+
+# What each picture shows (a bright quadrant) and two ways people said it.
+SCENES = {0: ('a dog on the grass', 'the dog sits on grass'),
+          1: ('a cat on a red sofa', 'the cat sleeps on the sofa'),
+          2: ('a boat on the sea', 'a small boat at sea'),
+          3: ('a bird in the sky', 'the bird flies in the sky')}
+STEPS = 12
+
+EXPERIMENT = '''
+import ml_collections
+from common import mesh_and_rules
+
+
+def get_config(arg=''):
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = 'captioning'
+  c.data = dict(DATA, image_root='', image_size=(16, 16), channels=3, vocab_size=24, min_count=2,
+                target_len=8, bad_pairs='error', eval_batch_size=8, eval_max_examples=0)
+  c.batch_size = 8
+  c.train_steps = STEPS
+  c.log_every_steps = 4
+  c.eval_every_steps = 6
+  c.checkpoint_every_steps = 6
+  c.model = dict(name='rnn', emb_dim=16, hidden_dim=8, encoder_layers=1, decoder_layers=1,
+                 attention='general', dropout_rate=0.0, frontend='cnn', cnn_channels=(4, 8))
+  c.label_smoothing = 0.0
+  c.optimizer = dict(name='adam', learning_rate=3e-3, schedule='constant', grad_clip_norm=1.0)
+  c.decode = dict(beam_size=2, alpha=0.6, max_len=8)
+  mesh_and_rules(c)
+  return c
+'''
+
+
+def _image(folder, i, scene, rng):
+  img = (rng.random((16, 16, 3)) * 60).astype(np.uint8)
+  r, c = divmod(scene, 2)
+  img[8 * r:8 * r + 8, 8 * c:8 * c + 8] = 255
+  name = f'img{i}.png'
+  Image.fromarray(img).save(os.path.join(folder, name))
+  return name
+
+
+@pytest.fixture(scope='module')
+def dataset(tmp_path_factory):
+  folder = str(tmp_path_factory.mktemp('captions'))
+  rng = np.random.default_rng(0)
+  names = [(_image(folder, i, i % 4, rng), i % 4) for i in range(20)]
+  with open(os.path.join(folder, 'train.tsv'), 'w') as f:  # two lines per image
+    for name, s in names[:12]:
+      f.writelines(f'{name}\t{c}\n' for c in SCENES[s])
+    f.write(f'{names[0][0]}\ta dog with a ball\n')  # 'with', 'ball': once, below min_count
+  coco = {'images': [{'id': 100 + i, 'file_name': n} for i, (n, _) in enumerate(names[12:16])],
+          'annotations': [{'image_id': 100 + i, 'caption': c.capitalize() + '.'}
+                          for i, (_, s) in enumerate(names[12:16]) for c in SCENES[s]]}
+  with open(os.path.join(folder, 'val.json'), 'w') as f:
+    json.dump(coco, f)
+  with open(os.path.join(folder, 'test.tsv'), 'w') as f:
+    for name, s in names[16:]:
+      f.write(f'{name}\t{SCENES[s][0]}\n')
+  data = dict(train_captions=os.path.join(folder, 'train.tsv'),
+              eval_captions=os.path.join(folder, 'val.json'),
+              test_captions=os.path.join(folder, 'test.tsv'))
+  path = os.path.join(folder, 'captions_experiment.py')
+  with open(path, 'w') as f:
+    f.write(f'DATA = {data!r}\nSTEPS = {STEPS}\n' + textwrap.dedent(EXPERIMENT))
+  return {'folder': folder, 'config': path, 'data': data, 'test_images': [
+      os.path.join(folder, n) for n, _ in names[16:]]}
+
+
+def _config(dataset, **data):
+  c = config_lib.load_config(dataset['config'], [('mesh.data', '2')])
+  c.data.update(data)
+  return c
+
+
+def test_train_eval_predict_on_two_batch_shards(dataset, tmp_path):
+  workdir = str(tmp_path / 'run')
+  summary = train.train(_config(dataset), workdir)
+  assert summary['best_metric'] == 'cider'
+  for k in ('bleu1', 'bleu2', 'bleu3', 'bleu4'):
+    assert 0 <= summary[f'test/{k}'] <= 100
+  assert summary['test/cider'] >= 0 and summary['test/examples'] == 4
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = [json.loads(l) for l in f]
+  evals = [r for r in rows if 'eval/cider' in r]
+  assert [r['step'] for r in evals] == [6, 12]
+  best = max(evals, key=lambda r: r['eval/cider'])  # ties keep the first
+  assert f'(step {best["step"]}, validation cider' in summary['checkpoint']
+  losses = [r['train/loss'] for r in rows if 'train/loss' in r]
+  assert losses[-1] < losses[0]
+  # The vocabulary: words of the training captions seen >= 2 times, most frequent first.
+  words = open(os.path.join(workdir, 'vocab.txt')).read().split()
+  assert words[:2] == ['the', 'a'] and 'dog' in words and 'ball' not in words
+  out = list(train.predict(_config(dataset), workdir,
+                           [dataset['test_images'][0], '', dataset['test_images'][1]]))
+  assert len(out) == 3 and out[1] == ''
+  assert all(set(o.split()) <= set(words) | {'<unk>'} for o in out)
+
+
+def test_bad_captions_and_images_are_named(dataset, tmp_path):
+  folder = dataset['folder']
+  broken = os.path.join(folder, 'broken.png')
+  with open(broken, 'wb') as f:
+    f.write(b'not a png')
+  bad_tsv = tmp_path / 'bad.tsv'
+  bad_tsv.write_text('img0.png\ta dog\nmissing.png\ta cat\nbroken.png\ta boat\n')
+  task = captioning.Task(_config(dataset, train_captions=str(bad_tsv), image_root=folder))
+  with pytest.raises(UserError, match=r'bad\.tsv:2: cannot read .*missing\.png'):
+    task.train_data()
+  task = captioning.Task(_config(dataset, train_captions=str(bad_tsv), image_root=folder,
+                                 bad_pairs='skip'))
+  lines = task._read_split('train')
+  assert [os.path.basename(p) for p, _ in lines] == ['img0.png']
+  (tmp_path / 'notab.tsv').write_text('img0.png\ta dog\nno tab here\n')
+  task = captioning.Task(_config(dataset, train_captions=str(tmp_path / 'notab.tsv'),
+                                 image_root=folder))
+  with pytest.raises(UserError, match=r'notab\.tsv:2: no TAB'):
+    task.train_data()
+  bad_json = tmp_path / 'bad.json'
+  bad_json.write_text(json.dumps({'images': [{'id': 1, 'file_name': 'img0.png'}],
+                                  'annotations': [{'image_id': 2, 'caption': 'x'}]}))
+  task = captioning.Task(_config(dataset, eval_captions=str(bad_json), image_root=folder))
+  with pytest.raises(UserError, match=r'annotations\[0\]: image_id 2 is not in images'):
+    task.train_data()
+  (tmp_path / 'junk.json').write_text('[1, 2]')
+  task = captioning.Task(_config(dataset, eval_captions=str(tmp_path / 'junk.json')))
+  with pytest.raises(UserError, match='not a COCO captions file'):
+    task.train_data()
+  with pytest.raises(UserError, match='vocab_size must be'):
+    captioning.Task(_config(dataset, vocab_size=3))
