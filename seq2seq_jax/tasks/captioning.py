@@ -19,6 +19,9 @@ Data (config.data):
   bad_pairs
       'error' (default): a missing or unreadable image stops the run naming file and line;
       'skip': skipped and counted.
+  tuxpaint_stamps
+      instead of the three captions files: a dict (lang, stamps_dir, size) building them from
+      Debian's tuxpaint-stamps-default pictures into data_dir (data/tuxpaint_stamps.py).
 
 Captions are tokenized as the metrics tokenize them (caption_metrics.tokenize: lower case,
 no punctuation). Metrics: BLEU-1..4 (multi-reference, corpus) and CIDEr-D, as `bleu1`..`bleu4`
@@ -95,7 +98,14 @@ class Task(base.Task):
   def __init__(self, config: Any):
     super().__init__(config)
     d = self.data
-    for key in ('image_size', 'vocab_size', 'target_len', *SPLIT_KEYS.values()):
+    self.stamps = d.get('tuxpaint_stamps', None)
+    if self.stamps is not None:
+      unknown = sorted(set(self.stamps) - {'lang', 'stamps_dir', 'size'})
+      if unknown:
+        raise UserError(f'data.tuxpaint_stamps: unknown key(s) {unknown} '
+                        "(known: ['lang', 'size', 'stamps_dir'])")
+    needed = () if self.stamps is not None else tuple(SPLIT_KEYS.values())
+    for key in ('image_size', 'vocab_size', 'target_len', *needed):
       if key not in d:
         raise UserError(f'config.data.{key} is missing (task captioning)')
     size = tuple(d.image_size)
@@ -145,14 +155,23 @@ class Task(base.Task):
     return self.vocab.encode(caption)[0]
 
   # --- reading ---------------------------------------------------------------------------------
-  def _read_split(self, split: str) -> list[tuple[str, list[str]]]:
-    """(image path, tokenized captions) per image of the split, in first-seen order."""
-    if split in self._lines:
-      return self._lines[split]
+  def captions_path(self, split: str) -> str:
+    if self.stamps is not None:
+      from seq2seq_jax.data import cmudict_builder  # pylint: disable=g-import-not-at-top
+      from seq2seq_jax.data import tuxpaint_stamps  # pylint: disable=g-import-not-at-top
+      root = cmudict_builder.default_data_dir(str(self.data.get('data_dir', '')))
+      return os.path.join(tuxpaint_stamps.build(root, **dict(self.stamps)), f'{split}.tsv')
     key = SPLIT_KEYS[split]
     path = str(self.data[key])
     if not path:
       raise UserError(f'data.{key} is empty: the {split} split needs a captions file')
+    return path
+
+  def _read_split(self, split: str) -> list[tuple[str, list[str]]]:
+    """(image path, tokenized captions) per image of the split, in first-seen order."""
+    if split in self._lines:
+      return self._lines[split]
+    path = self.captions_path(split)
     bad = corpus_lib.BadPairs(self.bad_pairs)
     refs: dict[str, list[list[str]]] = collections.defaultdict(list)
     for image, caption, where in read_captions(path, str(self.data.get('image_root', '')),
