@@ -32,7 +32,6 @@ from seq2seq_jax import optim
 from seq2seq_jax import sharding
 from seq2seq_jax import steps
 from seq2seq_jax import tasks
-from seq2seq_jax import throughput
 from seq2seq_jax.checkpoint import Checkpointer
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.loop import StopSignal, TrainLoop
@@ -353,24 +352,20 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
     _log(f'resumed from step {start} in {workdir}')
   else:
     state, start = run.init_state(jax.random.key(config.seed)), 0
-  meter = throughput.Meter(config.get('dtype', 'float32'))
-  _log(f'MFU against a peak of {meter.peak:.3g} FLOP/s ({meter.peak_source})')
   loop = TrainLoop(run=run, ckpt=ckpt, workdir=workdir, best=meta.get('best'),
                    writer=MetricWriter(workdir, enabled=_is_lead(), truncate_after=start),
                    progress=Progress(config.train_steps, start, enabled=_is_lead()),
                    seconds={k: meta.get(f'{k}_seconds', 0.0) for k in ('train', 'eval',
                                                                         'checkpoint')},
                    evaluate=lambda params, split: evaluate_split(run, params, split),
-                   stop=stop, meter=meter)
+                   stop=stop)
 
   # --- loop ---------------------------------------------------------------------------------
   for step in range(start, config.train_steps):
     local = batcher.get_batch(step)
-    batch = feed.to_global(local)
-    flops = traced(run, meter.step_flops, run.train_step, state, batch)
-    state, metrics = traced(run, run.train_step, state, batch)
+    state, metrics = traced(run, run.train_step, state, feed.to_global(local))
     done = step + 1
-    loop.record_step(done, metrics, feed.global_tokens(local), flops)
+    loop.record_step(done, metrics, feed.global_tokens(local))
     last = done == config.train_steps
     stopping = not last and loop.should_stop()
     if done % config.log_every_steps == 0 or last or stopping:
