@@ -117,3 +117,35 @@ def test_wrong_inputs_or_sizes_are_user_errors(fields, inputs, message):
   batch = {'inputs': inputs, 'decoder_inputs': np.ones((1, 3), np.int32)}
   with pytest.raises(UserError, match=message):
     model.init({'params': jax.random.key(0)}, batch, train=False)
+
+
+@pytest.mark.parametrize('strides,padding,shape', [
+    (1, ((1, 1), (1, 1)), (2, 9, 14, 3)),    # the cnn frontend's 'SAME' convolution
+    (2, ((1, 1), (1, 1)), (2, 11, 8, 1)),    # the audio subsampler, odd length
+])
+def test_conv3x3_is_lax_convolution(strides, padding, shape):
+  """The im2col convolution computes lax.conv_general_dilated's function, gradients too."""
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  conv = frontends.Conv3x3(5, strides=strides, padding=padding)
+  params = conv.init(jax.random.key(0), x)['params']
+  params = jax.tree.map(lambda p: p + 0.1, nn.unbox(params))   # a nonzero bias too
+
+  def reference(p, x):
+    y = jax.lax.conv_general_dilated(x, p['kernel'], (strides, strides), padding,
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return y + p['bias']
+
+  ours = conv.apply({'params': params}, x)
+  np.testing.assert_allclose(ours, reference(params, x), rtol=1e-5, atol=1e-5)
+  loss = lambda f: lambda p, x: jnp.sum(jnp.sin(f(p, x)))
+  g_ours = jax.grad(loss(lambda p, x: conv.apply({'params': p}, x)), argnums=(0, 1))(params, x)
+  g_ref = jax.grad(loss(reference), argnums=(0, 1))(params, x)
+  for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_max_pool_2x2_is_flax_max_pool():
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 7, 10, 3)), jnp.float32)
+  np.testing.assert_array_equal(
+      frontends.max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID'))
