@@ -36,6 +36,9 @@ _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'host:port of process 0, for multi-process runs.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index.')
+_ATTENTION_MAPS = flags.DEFINE_string(
+    'attention_maps', None, 'With --mode=predict on images: also write, per input image, a PNG '
+    'of the decoder\'s attention over the image for each output word into this directory.')
 _SWEEP_PRINT = flags.DEFINE_bool('sweep_print_commands', False,
                                  'With --mode=sweep: print one launch.py command per point.')
 
@@ -138,7 +141,8 @@ def main(argv: list[str]) -> None:
       train.evaluate(config, _WORKDIR.value)
     elif mode == 'predict':
       for line in train.predict(config, _WORKDIR.value, sys.stdin,
-                                interactive=sys.stdin.isatty()):
+                                interactive=sys.stdin.isatty(),
+                                attention_maps=_ATTENTION_MAPS.value):
         sys.stdout.write(line + '\n')
         sys.stdout.flush()
   except UserError as e:

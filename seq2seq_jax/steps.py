@@ -83,6 +83,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   optimizer update. Every microbatch's summed loss is divided by the token count of the
   whole batch, so the sum over microbatches is exactly the k = 1 token-weighted mean (not a
   mean of per-microbatch means, which would weight tokens of short microbatches more).
+
+  metrics['loss'] is what is minimised: the (label-smoothed) cross entropy plus any losses
+  the model sows into the 'losses' collection; metrics['nll'] is the plain NLL.
   """
   dropout_root = jax.random.fold_in(jax.random.key(config.seed), 0x5EED)
   smoothing = float(config.get('label_smoothing', 0.0))
@@ -96,9 +99,13 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     wsum = jnp.maximum(jnp.sum(weights), 1.0)
 
     def loss_fn(params, mb, mb_rng):
-      logits = model.apply({'params': params}, mb, train=True, rngs={'dropout': mb_rng})
+      logits, sown = model.apply({'params': params}, mb, train=True, rngs={'dropout': mb_rng},
+                                 mutable=['losses'])
       loss_sum, nll_sum = cross_entropy(logits, mb['targets'], _weights(mb), smoothing)
-      return loss_sum / wsum, nll_sum / wsum
+      # Auxiliary losses a model sows (e.g. Show-Attend-Tell's attention penalty) are sums
+      # over the microbatch's rows, divided by the batch's target tokens like the NLL.
+      aux = sum(jnp.sum(x) for x in jax.tree.leaves(sown.get('losses', {})))
+      return (loss_sum + aux) / wsum, nll_sum / wsum
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     if accum == 1:

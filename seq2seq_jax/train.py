@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
+from seq2seq_jax import attention_maps as maps_lib
 from seq2seq_jax import feed as feed_lib
 from seq2seq_jax import optim
 from seq2seq_jax import sharding
@@ -77,11 +78,6 @@ class Run:
 def build_model_for(config, task):
   """The model of config.model for the task's vocabularies; its frontend must read the
   task's kind of input."""
-  frontend = config.model.get('frontend', 'tokens')
-  reads = frontends.INPUT_KIND.get(frontend)
-  if reads and reads != task.input_kind:
-    raise UserError(f'model.frontend={frontend!r} reads {reads} inputs, but task '
-                    f'{config.task!r} gives {task.input_kind} inputs')
   model_config = dict(config.model)
   if 'dtype' in config:
     # config.dtype is the one switch; a model.dtype beside it may only agree with it.
@@ -89,7 +85,13 @@ def build_model_for(config, task):
       raise UserError(f'config.dtype={config.dtype!r} and model.dtype='
                       f"{model_config['dtype']!r} differ: set only config.dtype")
     model_config['dtype'] = config.dtype
-  return build_model(model_config, task.src_vocab_size, task.tgt_vocab_size)
+  model = build_model(model_config, task.src_vocab_size, task.tgt_vocab_size)
+  frontend = getattr(model, 'frontend', 'tokens')      # the model's default if not set
+  reads = frontends.INPUT_KIND.get(frontend)
+  if reads and reads != task.input_kind:
+    raise UserError(f'model.frontend={frontend!r} reads {reads} inputs, but task '
+                    f'{config.task!r} gives {task.input_kind} inputs')
+  return model
 
 
 def count_params(config) -> int:
@@ -445,18 +447,62 @@ def evaluate(config, workdir: str) -> list[dict]:
   return rows
 
 
-def predict(config, workdir: str, lines: Iterable[str],
-            interactive: bool = False) -> Iterator[str]:
+def _attention_map_writer(run: Run, directory: str):
+  """draw(params, items): for (line index, image path line, image, decoded ids) items, draws
+  each image's attention maps (seq2seq_jax/attention_maps.py) into `directory`, never over an
+  existing file."""
+  if run.task.input_kind != 'image':
+    raise UserError(f'--attention_maps draws over images; task {run.config.task!r} reads '
+                    f'{run.task.input_kind}')
+  m = run.model
+  grid = frontends.grid_shape(m.frontend, *run.task.image_size, patch_size=m.patch_size,
+                              cnn_channels=m.cnn_channels)
+  os.makedirs(directory, exist_ok=True)
+  model, rows = run.model, run.task.eval_batch_size
+
+  @jax.jit
+  def forward(params, batch):
+    _, sown = model.apply({'params': params}, batch, train=False, mutable=['intermediates'])
+    return sown['intermediates']
+
+  def draw(params, items):
+    paths = [maps_lib.output_path(directory, i, line) for i, line, _, _ in items]
+    for p in paths:
+      if os.path.exists(p):
+        raise UserError(f'{p} exists: choose another --attention_maps directory')
+    images = np.stack([x for _, _, x, _ in items])
+    outputs = np.stack([o for _, _, _, o in items])
+    pad = rows - len(items)        # one batch shape (rows divide over the batch shards)
+    batch = {'inputs': np.concatenate([images, np.zeros((pad, *images.shape[1:]),
+                                                        images.dtype)]),
+             'decoder_inputs': maps_lib.decoder_inputs_for(
+                 np.concatenate([outputs, np.zeros((pad, outputs.shape[1]), outputs.dtype)]))}
+    weights = maps_lib.pick_weights(traced(run, forward, params, batch))
+    if weights.shape[-1] != grid[0] * grid[1]:
+      raise UserError(f'the model attends over {weights.shape[-1]} positions, not the '
+                      f'{grid[0]} x {grid[1]} grid of model.frontend')
+    for (_, _, image, ids), w, path in zip(items, weights, paths):
+      maps_lib.draw(image, run.task.target_tokens(ids), w, grid, path)
+
+  return draw
+
+
+def predict(config, workdir: str, lines: Iterable[str], interactive: bool = False,
+            attention_maps: str | None = None) -> Iterator[str]:
   """Yields one output line per input line, in input order (empty in, empty out).
 
   Lines are decoded in batches of data.eval_batch_size for speed; interactive=True (a
   terminal on stdin) answers every line as soon as it is read. What a line is (a word, a
-  sentence, an image path) is the task's business (Task.encode_source).
+  sentence, an image path) is the task's business (Task.encode_source). With
+  attention_maps=DIR (image tasks), each nonempty line's image also gets a PNG of the
+  decoder's attention per output token in DIR (seq2seq_jax/attention_maps.py).
   """
   run, state = _restore_for_inference(config, workdir)
   chunk = 1 if interactive else max(run.task.eval_batch_size, 1)
   warned = False
   buf: list[str] = []
+  draw = _attention_map_writer(run, attention_maps) if attention_maps else None
+  seen = 0
 
   def drain(texts: list[str]) -> list[str]:
     nonlocal warned
@@ -469,7 +515,12 @@ def predict(config, workdir: str, lines: Iterable[str],
                         'the unknown token (first seen in %r)', texts[i])
         warned = True
       sources.append(source)
+    nonlocal seen
     decoded = decode_sources(run, state.params, sources) if sources else []
+    if draw is not None and sources:
+      draw(state.params, [(seen + i, texts[i], src, ids)
+                          for i, src, ids in zip(nonempty, sources, decoded)])
+    seen += len(texts)
     out = [''] * len(texts)
     for i, ids in zip(nonempty, decoded):
       out[i] = run.task.decode_target(ids)

@@ -143,3 +143,36 @@ def test_bad_captions_and_images_are_named(dataset, tmp_path):
     task.train_data()
   with pytest.raises(UserError, match='vocab_size must be'):
     captioning.Task(_config(dataset, vocab_size=3))
+
+
+def test_show_attend_tell_trains_predicts_and_draws_attention(dataset, tmp_path):
+  """Show-Attend-Tell through the launcher's code path; --attention_maps writes one figure
+  per image (input + one panel per output word) and never overwrites one."""
+  config = _config(dataset)
+  config.model = dict(name='show_attend_tell', emb_dim=16, hidden_dim=16, context_dim=8,
+                      attention_layers=2, init_layers=2, cnn_channels=(4, 8), dropout_rate=0.0,
+                      doubly_stochastic=1.0)
+  workdir = str(tmp_path / 'sat')
+  summary = train.train(config, workdir)
+  assert summary['best_metric'] == 'cider' and summary['test/examples'] == 4
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = [json.loads(l) for l in f]
+  train_rows = [r for r in rows if 'train/loss' in r]
+  # The penalty is in the loss and not in the NLL.
+  assert all(r['train/loss'] > r['train/nll'] for r in train_rows)
+  assert train_rows[-1]['train/loss'] < train_rows[0]['train/loss']
+  maps = str(tmp_path / 'maps')
+  lines = [dataset['test_images'][0], '', dataset['test_images'][1]]
+  out = list(train.predict(config, workdir, lines, attention_maps=maps))
+  assert len(out) == 3 and out[1] == ''
+  files = sorted(os.listdir(maps))
+  assert files == ['00000_img16.png', '00002_img17.png']
+  for name, caption in zip(files, (out[0], out[2])):
+    with Image.open(os.path.join(maps, name)) as im:
+      w, h = im.size
+    panels = 1 + len(caption.split())
+    assert w == min(5, panels) * (96 + 4) and h == -(-panels // 5) * (96 + 14 + 4)
+  before = os.path.getmtime(os.path.join(maps, files[0]))
+  with pytest.raises(UserError, match='exists: choose another --attention_maps'):
+    list(train.predict(config, workdir, lines, attention_maps=maps))
+  assert os.path.getmtime(os.path.join(maps, files[0])) == before

@@ -59,7 +59,7 @@ def test_locked_config_rejects_new_keys():
 
 @pytest.mark.parametrize('name', ['wmt14_ende_luong', 'wmt14_ende_transformer_base',
                                   'wmt14_ende_transformer_big', 'wmt14_enfr_bahdanau',
-                                  'wmt14_enfr_sutskever'])
+                                  'wmt14_enfr_sutskever', 'coco_show_attend_tell'])
 def test_experiment_without_variants_rejects_one(name):
   path = os.path.join(ROOT, 'experiments', f'{name}.py')
   assert config_lib.load_config(path).model.name  # the plain config still loads

@@ -225,3 +225,17 @@ def build(name: str, *, vocab_size: int, features: int, dtype: Any,
       raise UserError(f'model.audio_channels must be >= 1, got {audio_channels}')
     return AudioConv(features, audio_channels, dtype, init_fn, name=module_name)
   raise UserError(f'model.frontend must be one of {FRONTENDS}, got {name!r}')
+
+
+def grid_shape(name: str, height: int, width: int, *, patch_size: int = 16,
+               cnn_channels: Sequence[int] = (32, 64, 128)) -> tuple[int, int]:
+  """(rows, columns) of the annotation grid an image frontend gives for height x width
+  images, in the order of its output sequence (row-major)."""
+  if name == 'patches':
+    return height // patch_size, width // patch_size
+  if name == 'cnn':
+    for _ in cnn_channels:
+      height, width = height // 2, width // 2
+    return height, width
+  raise UserError(f"attention maps are drawn over images: model.frontend must be 'cnn' or "
+                  f"'patches', got {name!r}")

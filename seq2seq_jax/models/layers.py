@@ -206,7 +206,8 @@ def dense(features: int | Sequence[int], names: Sequence[str | None], *,
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None,
-              dropout: nn.Module | None = None, deterministic: bool = True) -> jax.Array:
+              dropout: nn.Module | None = None, deterministic: bool = True,
+              sow_in: nn.Module | None = None) -> jax.Array:
   """Scaled dot-product attention (Vaswani et al. 2017, Eq. 1) over [B, L, H, D] arrays.
 
   Args:
@@ -214,6 +215,8 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None,
     bias: additive mask broadcastable to [B, H, Q, K] (0 keep, NEG_INF drop).
     dropout: an nn.Dropout applied to the attention weights, or None.
     deterministic: disables dropout.
+    sow_in: a module that sows the weights [B, H, Q, K] (before dropout) as
+      'intermediates'/'attention_weights' (kept only when that collection is mutable).
 
   Returns:
     [B, Q, H, D] in q's dtype. The softmax runs in float32 for stability.
@@ -225,7 +228,10 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None,
                       preferred_element_type=jnp.float32)
   if bias is not None:
     logits = logits + bias
-  weights = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
+  weights = jax.nn.softmax(logits, axis=-1)
+  if sow_in is not None:
+    sow_in.sow('intermediates', 'attention_weights', weights)
+  weights = weights.astype(q.dtype)
   if dropout is not None:
     weights = dropout(weights, deterministic=deterministic)
   return jnp.einsum('bhqk,bkhd->bqhd', weights, v)

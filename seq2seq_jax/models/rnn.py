@@ -291,7 +291,9 @@ class DecoderCell(nn.Module):
 
 @functools.lru_cache(maxsize=None)
 def _scan_decoder(remat: str):
+  # Attention weights sown at each step stack along time (axis 1), as the outputs do.
   return nn.scan(layers.remat(DecoderCell, remat), variable_broadcast='params',
+                 variable_axes={'intermediates': 1},
                  split_rngs={'params': False, 'dropout': True},
                  in_axes=(1, nn.broadcast), out_axes=1)
 

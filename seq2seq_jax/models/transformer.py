@@ -101,7 +101,7 @@ class CrossAttention(nn.Module):
 
   def __call__(self, x, k, v, bias, deterministic: bool = True):
     q = constrain(self.q(x), ('batch', 'length', 'heads', 'kv'))
-    return self.out(layers.attention(q, k, v, bias, self.drop, deterministic))
+    return self.out(layers.attention(q, k, v, bias, self.drop, deterministic, sow_in=self))
 
   def step(self, x, k_t, v, bias):
     """x [B * J, 1, E] (J beams per item) against one item's source keys k_t [B, H, D, S]

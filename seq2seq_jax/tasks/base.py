@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from seq2seq_jax.data import pipeline
+from seq2seq_jax.data.vocab import EOS_ID
 
 Examples = tuple[list[Any], list[np.ndarray]]
 
@@ -111,6 +112,15 @@ class Task:
   def decode_target(self, ids: Sequence[int]) -> str:
     """Output ids -> text; stops at EOS, skips padding."""
     raise NotImplementedError
+
+  def target_tokens(self, ids: Sequence[int]) -> list[str]:
+    """Output ids -> one string per output position before EOS (attention-map labels)."""
+    out = []
+    for i in ids:
+      if int(i) == EOS_ID:
+        break
+      out.append(self.decode_target([int(i)]) or '?')
+    return out
 
   def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
     """Metric name -> value for hypotheses against each source's references."""

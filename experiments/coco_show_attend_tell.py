@@ -1,0 +1,66 @@
+r"""Show, Attend and Tell (Xu et al. 2015), soft attention, on MS COCO 2014 captions.
+
+The model has the sizes of the authors' COCO soft-attention model (arctic-captions,
+evaluate_coco.py): word embeddings 512, annotation vectors 512 (VGG-19 conv5_4 in the paper:
+a 14 x 14 grid), one LSTM of 1800 units, an attention MLP of two layers, initial state from
+the mean annotation through two layers, the gating scalar beta (selector), the deep output
+(prev2out, ctx2out), doubly stochastic attention with lambda = 1, dropout 0.5, a vocabulary of
+10,000 words, Adam with learning rate 2e-4 (their optimizer's fixed rate), batch 64, beam
+search at test time. The decoder has 35,333,450 parameters, exactly the authors' layer list
+(tests/test_show_attend_tell.py); `--mode=info` prints the total with our frontend.
+
+Paper's figures (Table 1, COCO, soft attention): BLEU-1 70.7, BLEU-2 49.2, BLEU-3 34.4,
+BLEU-4 24.3, METEOR 23.90 (their 5,000-image test split, 5 references per image).
+
+What differs: no ImageNet-pretrained VGG is available offline, so the annotation grid comes
+from our `cnn` frontend (four 3x3 conv + 2x2 pool stages, 64-128-256-512 channels: 224 x 224
+-> a 14 x 14 x 512 grid, projected to 512; 1,813,632 parameters) trained from scratch with the
+decoder, unless you point model.frontend_init at weights (not built yet: see issue 15). Our
+first step reads a BOS embedding where their code reads zeros.
+
+Data: the COCO 2014 images and caption annotation JSONs (captions_train2014.json,
+captions_val2014.json: COCO's own format, which the captioning task reads); set the paths:
+
+  python launch.py --config=experiments/coco_show_attend_tell.py --workdir=runs/sat \
+      --config.data.train_captions=/data/coco/annotations/captions_train2014.json \
+      --config.data.eval_captions=/data/coco/karpathy_val.json \
+      --config.data.test_captions=/data/coco/karpathy_test.json \
+      --config.data.image_root=/data/coco/images
+  python launch.py --config=experiments/coco_show_attend_tell.py --mode=info
+
+The captioning task holds every decoded image in memory (float32, 600 KB at 224 x 224): the
+82,783 training images need ~50 GB of host RAM today; streaming images from disk is open work.
+"""
+import ml_collections
+
+from common import decode, mesh_and_rules
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  if arg:
+    raise ValueError(f'unknown config variant {arg!r} (known: none)')
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = 'captioning'
+  c.data = dict(train_captions='', eval_captions='', test_captions='', image_root='',
+                image_size=(224, 224), channels=3,
+                vocab_size=10_000, min_count=5,   # the 10,000 most frequent words (Sec. 5.1)
+                target_len=40, bad_pairs='error', eval_batch_size=64, eval_max_examples=0)
+  c.batch_size = 64
+  c.grad_accum_steps = 1
+  c.dtype = 'float32'
+  c.train_steps = 200_000
+  c.log_every_steps = 100
+  c.eval_every_steps = 5000
+  c.checkpoint_every_steps = 5000
+  c.keep_checkpoints = 3
+  c.model = dict(name='show_attend_tell', emb_dim=512, hidden_dim=1800, context_dim=512,
+                 attention_dim=0, attention_layers=2, init_layers=2, selector=True,
+                 prev2out=True, ctx2out=True, doubly_stochastic=1.0, dropout_rate=0.5,
+                 frontend='cnn', cnn_channels=(64, 128, 256, 512), max_len=64)
+  c.label_smoothing = 0.0
+  c.optimizer = dict(name='adam', learning_rate=2e-4, b1=0.9, b2=0.999, eps=1e-8,
+                     schedule='constant', warmup_steps=0, grad_clip_norm=0.0)
+  c.decode = decode(beam_size=3, alpha=0.0, max_len=40)
+  mesh_and_rules(c)
+  return c
