@@ -18,18 +18,20 @@ from our `cnn` frontend (four 3x3 conv + 2x2 pool stages, 64-128-256-512 channel
 decoder, unless you point model.frontend_init at weights (not built yet: see issue 15). Our
 first step reads a BOS embedding where their code reads zeros.
 
-Data: the COCO 2014 images and caption annotation JSONs (captions_train2014.json,
-captions_val2014.json: COCO's own format, which the captioning task reads); set the paths:
+Data: TFDS `coco_captions` (COCO 2014 in the Karpathy splits: train + restval 113,287
+images, val 5,000, test 5,000, five captions each), prepared once where it can be downloaded
+with `tfds build coco_captions --file_format=array_record` and read without TensorFlow; images
+are decoded when a batch needs them (data.cache_images=False), so host memory does not grow
+with the dataset. Or COCO's own annotation JSONs and image folder:
 
+  python launch.py --config=experiments/coco_show_attend_tell.py --workdir=runs/sat
   python launch.py --config=experiments/coco_show_attend_tell.py --workdir=runs/sat \
+      --config.data.tfds_name= \
       --config.data.train_captions=/data/coco/annotations/captions_train2014.json \
       --config.data.eval_captions=/data/coco/karpathy_val.json \
       --config.data.test_captions=/data/coco/karpathy_test.json \
       --config.data.image_root=/data/coco/images
   python launch.py --config=experiments/coco_show_attend_tell.py --mode=info
-
-The captioning task holds every decoded image in memory (float32, 600 KB at 224 x 224): the
-82,783 training images need ~50 GB of host RAM today; streaming images from disk is open work.
 """
 import ml_collections
 
@@ -42,7 +44,12 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.task = 'captioning'
-  c.data = dict(train_captions='', eval_captions='', test_captions='', image_root='',
+  # TFDS coco_captions (Karpathy splits; prepared with `tfds build coco_captions
+  # --file_format=array_record`), images decoded per batch. For COCO's own JSON files instead:
+  # --config.data.tfds_name= --config.data.train_captions=... (see the docstring).
+  c.data = dict(tfds_name='coco_captions', train_split='train+restval', eval_split='val',
+                test_split='test', data_dir='', cache_images=False,
+                train_captions='', eval_captions='', test_captions='', image_root='',
                 image_size=(224, 224), channels=3,
                 vocab_size=10_000, min_count=5,   # the 10,000 most frequent words (Sec. 5.1)
                 target_len=40, bad_pairs='error', eval_batch_size=64, eval_max_examples=0)

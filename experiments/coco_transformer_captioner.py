@@ -3,15 +3,11 @@ r"""A Transformer captioner on MS COCO 2014 captions: image patches (ViT, Dosovi
 by a Transformer encoder-decoder of the base size (Vaswani et al. 2017: 6 + 6 layers, d_model
 512, 8 heads, d_ff 2048, dropout 0.1), word vocabulary of 10,000, beam 3.
 
-  python launch.py --config=experiments/coco_transformer_captioner.py --workdir=runs/coco_tf \
-      --config.data.train_captions=/data/coco/annotations/captions_train2014.json \
-      --config.data.eval_captions=/data/coco/karpathy_val.json \
-      --config.data.test_captions=/data/coco/karpathy_test.json \
-      --config.data.image_root=/data/coco/images
+  python launch.py --config=experiments/coco_transformer_captioner.py --workdir=runs/coco_tf
   python launch.py --config=experiments/coco_transformer_captioner.py:cnn --mode=info
 
 Variants: '' patches, 'cnn' the cnn frontend (64-128-256-512 channels: the same 14 x 14 grid
-as experiments/coco_show_attend_tell.py). Data and its memory note: as in that file.
+as experiments/coco_show_attend_tell.py). Data (TFDS coco_captions, or COCO's JSON files): as in that file.
 """
 import ml_collections
 
@@ -26,7 +22,12 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.task = 'captioning'
-  c.data = dict(train_captions='', eval_captions='', test_captions='', image_root='',
+  # TFDS coco_captions (Karpathy splits; prepared with `tfds build coco_captions
+  # --file_format=array_record`), images decoded per batch. For COCO's own JSON files instead:
+  # --config.data.tfds_name= --config.data.train_captions=... (see the docstring).
+  c.data = dict(tfds_name='coco_captions', train_split='train+restval', eval_split='val',
+                test_split='test', data_dir='', cache_images=False,
+                train_captions='', eval_captions='', test_captions='', image_root='',
                 image_size=(224, 224), channels=3, vocab_size=10_000, min_count=5,
                 target_len=40, bad_pairs='error', eval_batch_size=64, eval_max_examples=0)
   c.batch_size = 64

@@ -15,14 +15,19 @@ caption language (en, fr, de, ... any of the translations).
   python launch.py --config=experiments/tuxpaint_captions.py:smoke --workdir=/tmp/tux
 
 Variants: '' an attention LSTM over the cnn frontend's 8 x 8 annotation grid (Luong
-attention), 'transformer' (the same cnn frontend + a Transformer encoder-decoder), 'smoke'.
+attention), 'transformer' (the same cnn frontend + a Transformer encoder-decoder), 'sat' (Show,
+Attend and Tell at a small size over the same grid), 'smoke'.
+
+  ls /usr/share/tuxpaint/stamps/animals/*/*.png | head -4 | python launch.py \
+      --config=experiments/tuxpaint_captions.py:sat --mode=predict --workdir=runs/tux_sat \
+      --attention_maps=runs/tux_sat/maps
 With 620 training captions this is a small-data regime: expect low BLEU and CIDEr.
 """
 import ml_collections
 
 from common import decode, mesh_and_rules
 
-VARIANTS = ('', 'transformer', 'smoke')
+VARIANTS = ('', 'transformer', 'sat', 'smoke')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -52,6 +57,12 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                    num_encoder_layers=2, num_decoder_layers=2, dropout_rate=0.3,
                    attention_dropout_rate=0.0, positions='learned', pre_norm=True,
                    max_len=64, **cnn)
+  elif arg == 'sat':
+    # Show, Attend and Tell at a small size: the paper's structure (init MLPs, two-layer
+    # attention MLP, beta, deep output, doubly stochastic penalty with lambda 1).
+    c.model = dict(name='show_attend_tell', emb_dim=128, hidden_dim=256, context_dim=128,
+                   attention_layers=2, init_layers=2, selector=True, prev2out=True,
+                   ctx2out=True, doubly_stochastic=1.0, dropout_rate=0.3, max_len=64, **cnn)
   else:
     c.model = dict(name='rnn', cell='lstm', emb_dim=128, hidden_dim=128, encoder_layers=1,
                    decoder_layers=1, bidirectional=True, attention='general',

@@ -55,7 +55,7 @@ def decoder_inputs_for(outputs: np.ndarray) -> np.ndarray:
 def _panel(image: np.ndarray, weights: np.ndarray | None, grid: tuple[int, int],
            scale: int):
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  pixels = np.clip((image + 1.0) * 127.5, 0, 255).astype(np.uint8)
+  pixels = np.clip((np.asarray(image, np.float32) + 1.0) * 127.5, 0, 255).astype(np.uint8)
   if pixels.shape[-1] == 1:
     pixels = np.repeat(pixels, 3, axis=-1)
   h, w = pixels.shape[:2]

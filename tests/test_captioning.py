@@ -84,7 +84,8 @@ def dataset(tmp_path_factory):
 
 def _config(dataset, **data):
   c = config_lib.load_config(dataset['config'], [('mesh.data', '2')])
-  c.data.update(data)
+  with c.unlocked():
+    c.data.update(data)
   return c
 
 
@@ -176,3 +177,78 @@ def test_show_attend_tell_trains_predicts_and_draws_attention(dataset, tmp_path)
   with pytest.raises(UserError, match='exists: choose another --attention_maps'):
     list(train.predict(config, workdir, lines, attention_maps=maps))
   assert os.path.getmtime(os.path.join(maps, files[0])) == before
+
+
+def _tiny_coco_tfds(dataset, data_dir):
+  """coco_captions' layout (image, image/filename, image/id, captions: {id, text}) as a TFDS
+  array_record dataset, built here from the fixture's pictures and captions."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  folder = dataset['folder']
+
+  def rows(path):
+    by_image = {}
+    for image, caption, _ in captioning.read_captions(path, folder, lambda *a: None):
+      by_image.setdefault(image, []).append(caption)
+    return list(by_image.items())
+
+  class TinyCocoCaptions(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version('1.1.0')
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+          'captions': tfds.features.Sequence({'id': np.int64, 'text': tfds.features.Text()}),
+          'image': tfds.features.Image(encoding_format='png'),
+          'image/filename': tfds.features.Text(), 'image/id': np.int64}))
+
+    def _split_generators(self, dl_manager):
+      return {split: self._generate_examples(dataset['data'][key]) for split, key in
+              (('train', 'train_captions'), ('val', 'eval_captions'),
+               ('test', 'test_captions'))}
+
+    def _generate_examples(self, path):
+      for i, (image, caps) in enumerate(rows(path)):
+        with open(image, 'rb') as f:
+          yield i, {'image': f.read(), 'image/filename': os.path.basename(image),
+                    'image/id': i, 'captions': [{'id': 10 * i + j, 'text': c}
+                                                for j, c in enumerate(caps)]}
+
+  TinyCocoCaptions(data_dir=data_dir, file_format='array_record').download_and_prepare()
+
+
+@pytest.mark.parametrize('cache_images', [True, False])
+def test_tfds_coco_captions_reader_matches_the_files(dataset, tmp_path_factory, cache_images):
+  """The same pictures and captions read from a coco_captions-style TFDS dataset (decoded
+  up front or lazily per batch) give the examples and batches the files give."""
+  data_dir = str(tmp_path_factory.getbasetemp() / 'tfds_coco')
+  if not os.path.isdir(os.path.join(data_dir, 'tiny_coco_captions')):
+    _tiny_coco_tfds(dataset, data_dir)
+  from_files = captioning.Task(_config(dataset))
+  from_tfds = captioning.Task(_config(dataset, tfds_name='tiny_coco_captions', data_dir=data_dir,
+                                      train_split='train', eval_split='val',
+                                      cache_images=cache_images))
+  for task in (from_files, from_tfds):
+    task.setup(str(tmp_path_factory.mktemp('w')))
+  assert from_tfds.vocab.symbols == from_files.vocab.symbols
+  a_src, a_tgt = from_files.train_data()
+  b_src, b_tgt = from_tfds.train_data()
+  assert len(b_src) == len(a_src) == 25
+  assert all(isinstance(x, captioning.LazyImage) != cache_images for x in b_src)
+  # TFDS stores records in its own (hashed) order: compare the examples as multisets.
+  pairs = lambda src, tgt: sorted((t.tobytes(), np.asarray(x).tobytes())
+                                  for x, t in zip(src, tgt))
+  assert pairs(a_src, a_tgt) == pairs(b_src, b_tgt)
+  lazy_files = captioning.Task(_config(dataset, cache_images=cache_images))
+  lazy_files.setup(str(tmp_path_factory.mktemp('w')))
+  c_src, c_tgt = lazy_files.train_data()
+  assert all(isinstance(x, captioning.LazyImage) != cache_images for x in c_src)
+  assert pairs(a_src, a_tgt) == pairs(c_src, c_tgt)
+  batch = lambda task, ex: task.make_batcher(*ex, batch_size=8, seed=0, shuffle=True
+                                             ).get_batch(3)
+  a, b = batch(from_files, (a_src, a_tgt)), batch(from_tfds, (b_src, b_tgt))
+  assert {k: (v.shape, v.dtype) for k, v in a.items()} == {
+      k: (v.shape, v.dtype) for k, v in b.items()}
+  val = from_tfds.eval_set('validation')
+  assert len(val.sources) == 4 and all(len(r) == 2 for r in val.references)
+  with pytest.raises(UserError, match='not prepared .*tfds build no_such_captions'):
+    captioning.Task(_config(dataset, tfds_name='no_such_captions',
+                            data_dir=data_dir))._read_split('train')

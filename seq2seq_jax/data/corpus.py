@@ -156,12 +156,42 @@ def read_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: str
   Returns:
     The pairs in dataset order.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.data import cmudict_builder  # pylint: disable=g-import-not-at-top
   data_dir = cmudict_builder.default_data_dir(data_dir)  # the same default as G2P's data
   if name.partition('/')[0] == 'debian_ddtp':  # built here from apt's lists on first use
     from seq2seq_jax.data import ddtp_builder  # pylint: disable=g-import-not-at-top
     name = ddtp_builder.prepare_for(name, src_lang, tgt_lang, data_dir)
+
+  def check(builder):
+    langs = sorted(builder.info.features.keys())
+    if src_lang == tgt_lang or {src_lang, tgt_lang} - set(langs):
+      raise UserError(f'{name} has languages {langs}; data.src_lang={src_lang!r} and '
+                      f'data.tgt_lang={tgt_lang!r} must be two of them')
+
+  source = tfds_source(name, split, data_dir, check=check)
+  pairs, skipped = [], 0
+  for start in range(0, len(source), chunk_size):
+    for ex in source.__getitems__(list(range(start, min(start + chunk_size, len(source))))):
+      s, t = text_of(ex[src_lang]).strip(), text_of(ex[tgt_lang]).strip()
+      if s and t:
+        pairs.append((s, t))
+      else:
+        skipped += 1
+  return Corpus(pairs, skipped, f'tfds:{name}/{split} ({data_dir})')
+
+
+def tfds_source(name: str, split: str, data_dir: str, *, check=None, decoders=None):
+  """A prepared TFDS dataset's split as a random-access source (tfds.data_source: array_record,
+  no TensorFlow), or a one-line UserError saying how to prepare it.
+
+  Args:
+    name: 'dataset/config' as TFDS names it.
+    split: a TFDS split, slices and sums allowed ('train[:10%]', 'train+restval').
+    data_dir: TFDS data dir ('' is not resolved here).
+    check: called with the builder before reading (raise UserError on a mismatch).
+    decoders: tfds.data_source decoders (e.g. skip decoding images).
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   how = (f'prepare it once where it can be downloaded: `tfds build {name} '
          f'--file_format=array_record --data_dir={data_dir}` (or copy a prepared directory)')
   try:
@@ -175,27 +205,18 @@ def read_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: str
   if file_format != 'array_record':
     raise UserError(f'{name} in {data_dir} is stored as {file_format}; reading without '
                     f'TensorFlow needs array_record: {how}')
-  langs = sorted(builder.info.features.keys())
-  if src_lang == tgt_lang or {src_lang, tgt_lang} - set(langs):
-    raise UserError(f'{name} has languages {langs}; data.src_lang={src_lang!r} and '
-                    f'data.tgt_lang={tgt_lang!r} must be two of them')
+  if check is not None:
+    check(builder)
   try:
-    source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=False,
+                            decoders=decoders)
   except Exception as e:  # pylint: disable=broad-except
     raise UserError(f'{name}: cannot read split {split!r} (splits: '
                     f'{sorted(builder.info.splits.keys())}; {_first_line(e)})') from None
-  pairs, skipped = [], 0
-  for start in range(0, len(source), chunk_size):
-    for ex in source.__getitems__(list(range(start, min(start + chunk_size, len(source))))):
-      s, t = _text(ex[src_lang]).strip(), _text(ex[tgt_lang]).strip()
-      if s and t:
-        pairs.append((s, t))
-      else:
-        skipped += 1
-  return Corpus(pairs, skipped, f'tfds:{name}/{split} ({data_dir})')
 
 
-def _text(value) -> str:
+def text_of(value) -> str:
+  """A TFDS text value (bytes or str) as str."""
   return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
