@@ -15,8 +15,9 @@ BLEU-4 24.3, METEOR 23.90 (their 5,000-image test split, 5 references per image)
 What differs: no ImageNet-pretrained VGG is available offline, so the annotation grid comes
 from our `cnn` frontend (four 3x3 conv + 2x2 pool stages, 64-128-256-512 channels: 224 x 224
 -> a 14 x 14 x 512 grid, projected to 512; 1,813,632 parameters) trained from scratch with the
-decoder, unless you point model.frontend_init at weights (not built yet: see issue 15). Our
-first step reads a BOS embedding where their code reads zeros.
+decoder, unless model.frontend_init names an .npz of weights for it
+(seq2seq_jax/frontend_weights.py). Our first step reads a BOS embedding where their code reads
+zeros.
 
 Data: TFDS `coco_captions` (COCO 2014 in the Karpathy splits: train + restval 113,287
 images, val 5,000, test 5,000, five captions each), prepared once where it can be downloaded

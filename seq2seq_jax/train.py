@@ -29,6 +29,7 @@ from jax.experimental import multihost_utils
 
 from seq2seq_jax import attention_maps as maps_lib
 from seq2seq_jax import feed as feed_lib
+from seq2seq_jax import frontend_weights
 from seq2seq_jax import optim
 from seq2seq_jax import sharding
 from seq2seq_jax import steps
@@ -79,6 +80,7 @@ def build_model_for(config, task):
   """The model of config.model for the task's vocabularies; its frontend must read the
   task's kind of input."""
   model_config = dict(config.model)
+  model_config.pop('frontend_init', None)     # weights for a fresh run (frontend_weights.py)
   if 'dtype' in config:
     # config.dtype is the one switch; a model.dtype beside it may only agree with it.
     if model_config.get('dtype', config.dtype) != config.dtype:
@@ -354,6 +356,10 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
     _log(f'resumed from step {start} in {workdir}')
   else:
     state, start = run.init_state(jax.random.key(config.seed)), 0
+    init_path = config.model.get('frontend_init', '')
+    if init_path:
+      state = state.replace(params=frontend_weights.load_into(state.params, init_path))
+      _log(f'frontend initialised from {init_path}')
   loop = TrainLoop(run=run, ckpt=ckpt, workdir=workdir, best=meta.get('best'),
                    writer=MetricWriter(workdir, enabled=_is_lead(), truncate_after=start),
                    progress=Progress(config.train_steps, start, enabled=_is_lead()),

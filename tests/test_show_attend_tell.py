@@ -120,3 +120,25 @@ def test_coco_configs_print_their_parameter_counts():
   assert train.count_params(sat) == 35_333_450 + 1_813_632
   tf = config_lib.load_config(os.path.join(root, 'coco_transformer_captioner.py'))
   assert tf.model.frontend == 'patches' and train.count_params(tf) > 44_000_000
+
+
+def test_frontend_init_loads_the_files_weights(tiny, tmp_path):
+  from seq2seq_jax import frontend_weights  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  model, params, batch = tiny
+  other = nn.unbox(model.init(jax.random.key(7), batch)['params'])
+  path = str(tmp_path / 'frontend.npz')
+  frontend_weights.save(other, path)
+  loaded = frontend_weights.load_into(params, path)
+  for a, b in zip(jax.tree.leaves(loaded['frontend']), jax.tree.leaves(other['frontend'])):
+    np.testing.assert_array_equal(a, b)
+  for key in ('decoder', 'tgt_embed', 'init_h'):       # everything else stays
+    for a, b in zip(jax.tree.leaves(loaded[key]), jax.tree.leaves(params[key])):
+      np.testing.assert_array_equal(a, b)
+  wider = build_model(dict(TINY, cnn_channels=(3, 5)), 0, VOCAB)
+  wider_params = nn.unbox(wider.init(jax.random.key(0), batch)['params'])
+  with pytest.raises(UserError,
+                     match=r'shapes differ: conv_1/bias \(4,\) != \(5,\); conv_1/kernel'):
+    frontend_weights.load_into(wider_params, path)
+  with pytest.raises(UserError, match='not found'):
+    frontend_weights.load_into(params, str(tmp_path / 'nope.npz'))
