@@ -252,3 +252,14 @@ def test_tfds_coco_captions_reader_matches_the_files(dataset, tmp_path_factory, 
   with pytest.raises(UserError, match='not prepared .*tfds build no_such_captions'):
     captioning.Task(_config(dataset, tfds_name='no_such_captions',
                             data_dir=data_dir))._read_split('train')
+
+
+def test_ids_past_the_training_words_decode_as_unk(dataset, tmp_path):
+  """The table has vocab_size entries, more than the words counted: an untrained model may
+  emit an unused id, which must read as <unk>, not crash the evaluation."""
+  task = captioning.Task(_config(dataset))
+  task.setup(str(tmp_path))
+  words = len(task.vocab.symbols)
+  assert words + 4 < task.tgt_vocab_size
+  assert task.decode_target([4, task.tgt_vocab_size - 1, 2, 5]) == (
+      f'{task.vocab.symbols[0]} <unk>')

@@ -49,7 +49,8 @@ class SymbolVocab:
 
     Returns:
       The symbols up to (not including) the first EOS; PAD and BOS are skipped, UNK
-      becomes '<unk>'.
+      becomes '<unk>', and so does an id past the symbols (a model's table may be larger
+      than the symbols a dataset gave it, e.g. captioning's fixed vocab_size).
     """
     out = []
     for i in ids:
@@ -58,5 +59,8 @@ class SymbolVocab:
         break
       if i in (PAD_ID, BOS_ID):
         continue
-      out.append(SPECIALS[i] if i < NUM_SPECIAL else self.symbols[i - NUM_SPECIAL])
+      if i < NUM_SPECIAL:
+        out.append(SPECIALS[i])
+      else:
+        out.append(self.symbols[i - NUM_SPECIAL] if i < len(self) else SPECIALS[UNK_ID])
     return out
