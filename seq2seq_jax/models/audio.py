@@ -1,0 +1,103 @@
+"""Speech features inside the jitted step: log-mel filterbanks and SpecAugment.
+
+`log_mel` turns padded waveforms into log-mel frames on the accelerator, so the input
+pipeline ships raw audio. The definition (a test checks it against an independent numpy
+implementation):
+
+  frames       window 25 ms (400 samples at 16 kHz), hop 10 ms (160); frame t covers samples
+               [t hop, t hop + window); only whole frames (Kaldi's snip_edges): a waveform of
+               n samples gives 1 + (n - window) // hop frames, and frame t is real iff
+               t hop + window <= n
+  window       periodic Hann, after removing each frame's mean (DC offset)
+  spectrum     power |rfft(frame, n_fft)|^2, n_fft = the next power of two >= window (512)
+  mel          num_mels (80) triangular filters equally spaced on the HTK mel scale
+               m = 2595 log10(1 + f / 700) between fmin (0) and fmax (sample_rate / 2),
+               unnormalised (peak 1)
+  log          log(max(mel energy, 1e-10))
+
+`spec_augment` is SpecAugment (Park et al. 2019): `freq_masks` masks of width ~ U[0, F] over
+mel bins and `time_masks` masks of width ~ U[0, T] (at most p times the utterance's real
+frames) over time, each at a uniform start, set to zero (after normalisation, i.e. the mean);
+the LibriSpeech basic policy (LB) is two of each with F = 27, T = 100, p = 1.0. It draws from
+the key it is given, so a step-folded key keeps resume exact.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def mel_filterbank(num_mels: int, n_fft: int, sample_rate: int, fmin: float = 0.0,
+                   fmax: float | None = None) -> np.ndarray:
+  """[n_fft // 2 + 1, num_mels] triangular HTK-mel filters (peak 1, unnormalised)."""
+  fmax = sample_rate / 2 if fmax is None else fmax
+  to_mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)
+  to_hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+  edges = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), num_mels + 2))
+  freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+  lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
+  up = (freqs[:, None] - lower[None]) / (centre - lower)[None]
+  down = (upper[None] - freqs[:, None]) / (upper - centre)[None]
+  return np.maximum(0.0, np.minimum(up, down)).astype(np.float32)
+
+
+def num_frames(num_samples, window: int, hop: int):
+  """Whole frames in num_samples samples (0 if shorter than one window)."""
+  return np.maximum(0, (np.asarray(num_samples) - window) // hop + 1)
+
+
+def log_mel(waveforms: jax.Array, lengths: jax.Array, *, sample_rate: int = 16_000,
+            num_mels: int = 80, window_ms: float = 25.0, hop_ms: float = 10.0,
+            fmin: float = 0.0, fmax: float | None = None) -> tuple[jax.Array, jax.Array]:
+  """Padded waveforms [B, N] with real lengths [B] -> (log-mel [B, T, num_mels] float32,
+  frame mask [B, T]); T = 1 + (N - window) // hop. Padded frames are zeros."""
+  window = int(round(sample_rate * window_ms / 1000))
+  hop = int(round(sample_rate * hop_ms / 1000))
+  n_fft = 1 << (window - 1).bit_length()
+  n = waveforms.shape[1]
+  t = int(num_frames(n, window, hop))
+  idx = np.arange(t)[:, None] * hop + np.arange(window)[None]          # [T, window]
+  frames = waveforms.astype(jnp.float32)[:, idx]                         # [B, T, window]
+  frames = frames - jnp.mean(frames, axis=-1, keepdims=True)
+  hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window) / window)     # periodic
+  spec = jnp.fft.rfft(frames * hann.astype(np.float32), n=n_fft)
+  power = jnp.real(spec) ** 2 + jnp.imag(spec) ** 2
+  mel = power @ jnp.asarray(mel_filterbank(num_mels, n_fft, sample_rate, fmin, fmax))
+  feats = jnp.log(jnp.maximum(mel, 1e-10))
+  mask = (np.arange(t)[None] * hop + window) <= lengths[:, None]
+  return jnp.where(mask[..., None], feats, 0.0), mask
+
+
+def spec_augment(key: jax.Array, feats: jax.Array, mask: jax.Array, *, freq_masks: int = 2,
+                 freq_width: int = 27, time_masks: int = 2, time_width: int = 100,
+                 time_ratio: float = 1.0) -> jax.Array:
+  """SpecAugment of feats [B, T, F] (mask [B, T] true on real frames), per utterance."""
+  b, t, f = feats.shape
+  lengths = jnp.sum(mask, axis=1)
+  k_fw, k_fs, k_tw, k_ts = jax.random.split(key, 4)
+  keep = jnp.ones((b, t, f), bool)
+  bins = jnp.arange(f)[None, None]
+  if freq_masks:
+    w = jax.random.randint(k_fw, (b, freq_masks), 0, freq_width + 1)
+    start = jnp.floor(jax.random.uniform(k_fs, (b, freq_masks)) * (f - w + 1)).astype(jnp.int32)
+    hit = (bins >= start[..., None]) & (bins < (start + w)[..., None])   # [B, M, F]
+    keep &= ~jnp.any(hit, axis=1)[:, None, :]
+  if time_masks:
+    cap = jnp.minimum(time_width, jnp.floor(time_ratio * lengths).astype(jnp.int32))
+    w = jnp.floor(jax.random.uniform(k_tw, (b, time_masks)) * (cap[:, None] + 1)
+                  ).astype(jnp.int32)
+    start = jnp.floor(jax.random.uniform(k_ts, (b, time_masks))
+                      * jnp.maximum(lengths[:, None] - w + 1, 1)).astype(jnp.int32)
+    steps = jnp.arange(t)[None, None]
+    hit = (steps >= start[..., None]) & (steps < (start + w)[..., None])  # [B, M, T]
+    keep &= ~jnp.any(hit, axis=1)[:, :, None]
+  return jnp.where(keep, feats, 0.0)
+
+
+def frames_for_seconds(seconds: float, sample_rate: int = 16_000, window_ms: float = 25.0,
+                       hop_ms: float = 10.0) -> int:
+  """How many frames `seconds` of audio give (for sizing frame buckets)."""
+  n = int(math.floor(seconds * sample_rate))
+  return int(num_frames(n, int(round(sample_rate * window_ms / 1000)),
+                        int(round(sample_rate * hop_ms / 1000))))
