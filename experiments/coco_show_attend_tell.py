@@ -36,7 +36,7 @@ with the dataset. Or COCO's own annotation JSONs and image folder:
 """
 import ml_collections
 
-from common import decode, mesh_and_rules
+from common import coco_captions_data, decode, mesh_and_rules
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -45,15 +45,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.task = 'captioning'
-  # TFDS coco_captions (Karpathy splits; prepared with `tfds build coco_captions
-  # --file_format=array_record`), images decoded per batch. For COCO's own JSON files instead:
-  # --config.data.tfds_name= --config.data.train_captions=... (see the docstring).
-  c.data = dict(tfds_name='coco_captions', train_split='train+restval', eval_split='val',
-                test_split='test', data_dir='', cache_images=False,
-                train_captions='', eval_captions='', test_captions='', image_root='',
-                image_size=(224, 224), channels=3,
-                vocab_size=10_000, min_count=5,   # the 10,000 most frequent words (Sec. 5.1)
-                target_len=40, bad_pairs='error', eval_batch_size=64, eval_max_examples=0)
+  c.data = coco_captions_data()
   c.batch_size = 64
   c.grad_accum_steps = 1
   c.dtype = 'float32'

@@ -30,6 +30,23 @@ def translation_data(**overrides) -> dict:
   return data
 
 
+def coco_captions_data(**overrides) -> dict:
+  """config.data for task='captioning' on MS COCO 2014 (the COCO experiments share it).
+
+  TFDS coco_captions in the Karpathy splits (prepared with `tfds build coco_captions
+  --file_format=array_record`), images decoded per batch; for COCO's own JSON files instead:
+  --config.data.tfds_name= --config.data.train_captions=... (experiments/coco_*.py).
+  The 10,000 most frequent words (Xu et al. 2015, Sec. 5.1).
+  """
+  data = dict(tfds_name='coco_captions', train_split='train+restval', eval_split='val',
+              test_split='test', data_dir='', cache_images=False,
+              train_captions='', eval_captions='', test_captions='', image_root='',
+              image_size=(224, 224), channels=3, vocab_size=10_000, min_count=5,
+              target_len=40, bad_pairs='error', eval_batch_size=64, eval_max_examples=0)
+  data.update(overrides)
+  return data
+
+
 def mesh_and_rules(c: ml_collections.ConfigDict) -> None:
   """Data parallelism by default; the rules say where each logical axis may be split."""
   c.mesh = dict(data=-1, fsdp=1, tensor=1)
