@@ -34,6 +34,7 @@ from seq2seq_jax import optim
 from seq2seq_jax import sharding
 from seq2seq_jax import steps
 from seq2seq_jax import tasks
+from seq2seq_jax import throughput
 from seq2seq_jax.checkpoint import Checkpointer
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.loop import StopSignal, TrainLoop
@@ -360,20 +361,24 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
     if init_path:
       state = state.replace(params=frontend_weights.load_into(state.params, init_path))
       _log(f'frontend initialised from {init_path}')
+  meter = throughput.Meter(config.get('dtype', 'float32'))
+  _log(f'MFU against a peak of {meter.peak:.3g} FLOP/s ({meter.peak_source})')
   loop = TrainLoop(run=run, ckpt=ckpt, workdir=workdir, best=meta.get('best'),
                    writer=MetricWriter(workdir, enabled=_is_lead(), truncate_after=start),
                    progress=Progress(config.train_steps, start, enabled=_is_lead()),
                    seconds={k: meta.get(f'{k}_seconds', 0.0) for k in ('train', 'eval',
                                                                         'checkpoint')},
                    evaluate=lambda params, split: evaluate_split(run, params, split),
-                   stop=stop)
+                   stop=stop, meter=meter)
 
   # --- loop ---------------------------------------------------------------------------------
   for step in range(start, config.train_steps):
     local = batcher.get_batch(step)
-    state, metrics = traced(run, run.train_step, state, feed.to_global(local))
+    batch = feed.to_global(local)
+    flops = traced(run, meter.step_flops, run.train_step, state, batch)
+    state, metrics = traced(run, run.train_step, state, batch)
     done = step + 1
-    loop.record_step(done, metrics, feed.global_tokens(local))
+    loop.record_step(done, metrics, feed.global_tokens(local), flops)
     last = done == config.train_steps
     stopping = not last and loop.should_stop()
     if done % config.log_every_steps == 0 or last or stopping:
@@ -461,8 +466,7 @@ def _attention_map_writer(run: Run, directory: str):
     raise UserError(f'--attention_maps draws over images; task {run.config.task!r} reads '
                     f'{run.task.input_kind}')
   m = run.model
-  grid = frontends.grid_shape(m.frontend, *run.task.image_size, patch_size=m.patch_size,
-                              cnn_channels=m.cnn_channels)
+  grid = frontends.grid_shape(m.frontend, *run.task.image_size, **frontends.sizes(m))
   os.makedirs(directory, exist_ok=True)
   model, rows = run.model, run.task.eval_batch_size
 

@@ -13,6 +13,8 @@ from seq2seq_jax import train
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import captioning
 
+import runs  # tests/runs.py
+
 # What each picture shows (a bright quadrant) and two ways people said it.
 SCENES = {0: ('a dog on the grass', 'the dog sits on grass'),
           1: ('a cat on a red sofa', 'the cat sleeps on the sofa'),
@@ -36,8 +38,13 @@ def get_config(arg=''):
   c.log_every_steps = 4
   c.eval_every_steps = 6
   c.checkpoint_every_steps = 6
-  c.model = dict(name='rnn', emb_dim=16, hidden_dim=8, encoder_layers=1, decoder_layers=1,
-                 attention='general', dropout_rate=0.0, frontend='cnn', cnn_channels=(4, 8))
+  if arg == 'transformer':  # the Transformer captioner: patches + encoder-decoder
+    c.model = dict(name='transformer', emb_dim=16, num_heads=2, mlp_dim=32,
+                   num_encoder_layers=1, num_decoder_layers=1, dropout_rate=0.1, max_len=16,
+                   frontend='patches', patch_size=4)
+  else:
+    c.model = dict(name='rnn', emb_dim=16, hidden_dim=8, encoder_layers=1, decoder_layers=1,
+                   attention='general', dropout_rate=0.0, frontend='cnn', cnn_channels=(4, 8))
   c.label_smoothing = 0.0
   c.optimizer = dict(name='adam', learning_rate=3e-3, schedule='constant', grad_clip_norm=1.0)
   c.decode = dict(beam_size=2, alpha=0.6, max_len=8)
@@ -82,8 +89,9 @@ def dataset(tmp_path_factory):
       os.path.join(folder, n) for n, _ in names[16:]]}
 
 
-def _config(dataset, **data):
-  c = config_lib.load_config(dataset['config'], [('mesh.data', '2')])
+def _config(dataset, variant='', mesh=(2, 1, 1), **data):
+  c = config_lib.load_config(f"{dataset['config']}:{variant}", [
+      (f'mesh.{k}', str(n)) for k, n in zip(('data', 'fsdp', 'tensor'), mesh)])
   with c.unlocked():
     c.data.update(data)
   return c
@@ -111,6 +119,32 @@ def test_train_eval_predict_on_two_batch_shards(dataset, tmp_path):
                            [dataset['test_images'][0], '', dataset['test_images'][1]]))
   assert len(out) == 3 and out[1] == ''
   assert all(set(o.split()) <= set(words) | {'<unk>'} for o in out)
+
+
+def test_transformer_captioner_on_the_mesh_and_sigkill_resume(dataset, tmp_path):
+  """The Transformer captioner trains, evaluates and predicts on the (2, 2, 2) mesh; a
+  one-device run killed after its first checkpoint resumes and logs the same losses."""
+  ref_dir = str(tmp_path / 'mesh')
+  summary = train.train(_config(dataset, 'transformer', mesh=(2, 2, 2)), ref_dir)
+  assert summary['best_metric'] == 'cider' and summary['test/examples'] == 4
+  assert 0 <= summary['test/bleu4'] <= 100 and summary['test/cider'] >= 0
+  ref = runs.losses(ref_dir)
+  assert min(ref) == 4 and max(ref) == STEPS and ref[STEPS] < ref[4], ref
+  out = list(train.predict(_config(dataset, 'transformer', mesh=(1, 1, 1)), ref_dir,
+                           [dataset['test_images'][0], '', dataset['test_images'][1]]))
+  assert len(out) == 3 and out[1] == '' and out[0]
+  words = set(open(os.path.join(ref_dir, 'vocab.txt')).read().split())
+  assert all(set(o.split()) <= words | {'<unk>'} for o in out)
+
+  kill_dir = str(tmp_path / 'killed')
+  args = [f"--config={dataset['config']}:transformer", '--config.mesh.data=1',
+          '--config.checkpoint_every_steps=2', f'--workdir={kill_dir}']
+  runs.kill_at_checkpoint(runs.launch(args, devices=1), kill_dir, 2)  # it really died
+  assert 0 < runs.resume(args, devices=1) < STEPS  # ... and really resumed before the end
+  got = runs.losses(kill_dir)
+  assert set(ref) <= set(got)  # (it also logs at its extra checkpoint steps)
+  for step in ref:  # one device against the (2, 2, 2) mesh: equal up to summation order
+    assert got[step] == pytest.approx(ref[step], rel=2e-5, abs=2e-5), step
 
 
 def test_bad_captions_and_images_are_named(dataset, tmp_path):

@@ -70,6 +70,33 @@ def test_compose_places_digits_left_to_right():
   assert ''.join(str(v // 25 - 1) for v in values) == text and len(text) == 5
 
 
+def test_distortion_moves_ink_in_training_strips_only(tmp_path):
+  # One digit: a vertical bar. Distorted, it keeps most of its ink and its centre but moves.
+  bar = np.zeros((28, 28), np.uint8)
+  bar[6:22, 12:16] = 255
+  rng = np.random.default_rng(0)
+  outs = [digit_strips.distorted(bar, rng) for _ in range(20)]
+  for out in outs:
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+    assert 0.6 < out.sum() / bar.sum() < 1.5
+    ys, xs = np.nonzero(out > 127)
+    assert abs(ys.mean() - 13.5) < 2 and abs(xs.mean() - 13.5) < 2
+  assert sum(not np.array_equal(o, bar) for o in outs) == 20
+  assert len({o.tobytes() for o in outs}) == 20  # each draw differs
+  # In a built dataset only the training strips are distorted: the same spec built with and
+  # without distortion has the same validation and test strips, not the same training ones.
+  digits = _digits(SPEC)
+  clean = digit_strips.build(str(tmp_path), SPEC, digits=digits)
+  warped = digit_strips.build(str(tmp_path), digit_strips.StripSpec(
+      **{**SPEC.__dict__, 'distort_train': True}), digits=digits)
+  assert clean != warped
+  def pixels(root, split, n=0):
+    return np.asarray(Image.open(os.path.join(root, split, f'{n:06d}.png')))
+  assert not np.array_equal(pixels(clean, 'train'), pixels(warped, 'train'))
+  for split in ('validation', 'test'):
+    assert np.array_equal(pixels(clean, split), pixels(warped, split))
+
+
 def test_task_reads_the_strips_and_rejects_bad_specs(tmp_path):
   digit_strips.build(str(tmp_path), SPEC, digits=_digits(SPEC))
   config = ml_collections.ConfigDict(dict(task='image_to_text', data=dict(

@@ -6,13 +6,8 @@ sequences of varied length (tasks/features_to_text.py), each with a character st
 through the same TSV readers a user's data goes through. The experiment file is written here
 too; it imports experiments/common.py like every experiment.
 """
-import json
 import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -23,8 +18,7 @@ from seq2seq_jax import train
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import get_task
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAUNCH = os.path.join(ROOT, 'launch.py')
+import runs  # tests/runs.py
 ALPHABET = 'abc '
 STEPS = 12
 # Every frontend, both models, and both models for each input kind (tests/test_frontends.py
@@ -130,19 +124,6 @@ def _config(datasets, kind, model, frontend, mesh=(2, 2, 2)):
       ('mesh.data', str(mesh[0])), ('mesh.fsdp', str(mesh[1])), ('mesh.tensor', str(mesh[2]))])
 
 
-def _losses(workdir: str) -> dict[int, float]:
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
-  return {r['step']: r['train/loss'] for r in rows if 'train/loss' in r}
-
-
-def _launch(args, devices=8):
-  env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
-  return subprocess.Popen([sys.executable, LAUNCH, *args], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-
-
 _TRAINED: dict[tuple[str, str, str], tuple[str, dict]] = {}
 
 
@@ -161,7 +142,7 @@ def _trained(datasets, tmp_path_factory, kind, model, frontend) -> tuple[str, di
 def test_train_eval_predict_and_mesh(kind, model, frontend, datasets, tmp_path_factory):
   # --- train + eval on the (2, 2, 2) mesh --------------------------------------------------
   ref_dir, summary = _trained(datasets, tmp_path_factory, kind, model, frontend)
-  ref = _losses(ref_dir)
+  ref = runs.losses(ref_dir)
   assert sorted(ref) == list(range(1, STEPS + 1))
   assert ref[STEPS] < ref[1], ref  # it learns
   for key in ('cer', 'wer', 'accuracy'):
@@ -179,25 +160,14 @@ def test_train_eval_predict_and_mesh(kind, model, frontend, datasets, tmp_path_f
 @pytest.mark.parametrize('kind,model,frontend', KILLED)
 def test_sigkill_and_restart_gives_the_same_losses(kind, model, frontend, datasets,
                                                    tmp_path_factory, tmp_path):
-  ref = _losses(_trained(datasets, tmp_path_factory, kind, model, frontend)[0])
+  ref = runs.losses(_trained(datasets, tmp_path_factory, kind, model, frontend)[0])
   kill_dir = str(tmp_path / 'killed')
-  common = [f'--config={datasets[kind]["config"]}:{model}-{frontend}', '--config.mesh.data=1',
-            '--config.checkpoint_every_steps=2']
-  proc = _launch([*common, f'--workdir={kill_dir}'], devices=1)
-  first = os.path.join(kill_dir, 'checkpoints', '2')
-  deadline = time.time() + 300
-  while not os.path.isdir(first) and proc.poll() is None and time.time() < deadline:
-    time.sleep(0.01)
-  proc.send_signal(signal.SIGKILL)
-  out, _ = proc.communicate()
-  assert proc.returncode == -signal.SIGKILL, out[-2000:]  # it really died mid-run
-  assert not os.path.exists(os.path.join(kill_dir, 'summary.json'))
-  resumed = _launch([*common, f'--workdir={kill_dir}'], devices=1)
-  out, _ = resumed.communicate(timeout=300)
-  assert resumed.returncode == 0, out[-3000:]
-  start = int(out.split('resumed from step ')[1].split()[0])
+  args = [f'--config={datasets[kind]["config"]}:{model}-{frontend}', '--config.mesh.data=1',
+          '--config.checkpoint_every_steps=2', f'--workdir={kill_dir}']
+  runs.kill_at_checkpoint(runs.launch(args, devices=1), kill_dir, 2)  # it really died
+  start = runs.resume(args, devices=1)
   assert 0 < start < STEPS  # ... and really resumed from a checkpoint before the end
-  got = _losses(kill_dir)
+  got = runs.losses(kill_dir)
   assert sorted(got) == list(range(1, STEPS + 1))
   for step in ref:  # one device against the (2, 2, 2) mesh: equal up to summation order
     assert got[step] == pytest.approx(ref[step], rel=2e-5, abs=2e-5), step

@@ -13,7 +13,10 @@ audio. Every frontend is called as
   'cnn'         images [B, H, W, C] -> a small conv net (3x3 conv + ReLU, 2x2 max pool per
                 stage); its last feature grid, flattened row by row, is the sequence of
                 annotation vectors (Xu et al. 2015, Show, Attend and Tell, Sec. 3.1.1:
-                L = 14 x 14 vectors of a conv layer), projected to D.
+                L = 14 x 14 vectors of a conv layer), projected to D. With
+                `cnn_columns=True` each column of the last grid is one vector (its rows'
+                features concatenated, as CRNN reads text lines: Shi et al. 2017), so a
+                line of text or digits becomes a left-to-right sequence W / 2^stages long.
   'audio_conv'  features [B, T, F] with inputs_mask [B, T] -> two 3x3 convolutions over
                 (time, frequency) with stride 2 (4x subsampling in both), channels and the
                 remaining frequencies flattened and projected to D; the mask is subsampled
@@ -132,11 +135,13 @@ class Patches(nn.Module):
 
 
 class Cnn(nn.Module):
-  """Conv stages (3x3 conv + ReLU, then 2x2 max pool); the last grid is the annotation set."""
+  """Conv stages (3x3 conv + ReLU, then 2x2 max pool); the last grid is the annotation set,
+  by cell (row-major) or, with `columns`, by column."""
   features: int
   channels: Sequence[int] = (32, 64, 128)
   dtype: Any = jnp.float32
   init_fn: Callable | None = None
+  columns: bool = False
 
   @nn.compact
   def __call__(self, inputs, inputs_mask=None, train: bool = False):
@@ -150,8 +155,12 @@ class Cnn(nn.Module):
     if gh * gw == 0:
       raise UserError(f'images of {inputs.shape[1]} x {inputs.shape[2]} pixels are too small '
                       f'for {len(self.channels)} pooling stages of model.cnn_channels')
+    if self.columns:   # [B, gw, gh * ch]: column j is rows 0..gh-1 of grid column j
+      x = x.transpose(0, 2, 1, 3).reshape(b, gw, gh * ch)
+    else:
+      x = x.reshape(b, gh * gw, ch)
     x = layers.dense(self.features, (None, 'embed'), dtype=self.dtype, init=self.init_fn,
-                     name='project')(x.reshape(b, gh * gw, ch))
+                     name='project')(x)
     return x, jnp.ones(x.shape[:2], bool)
 
 
@@ -192,10 +201,20 @@ class AudioConv(nn.Module):
     return x, mask
 
 
+# The model fields that size the frontends; every model declares them (see sizes()).
+SIZE_FIELDS = ('patch_size', 'cnn_channels', 'cnn_columns', 'audio_channels')
+
+
+def sizes(model: Any) -> dict[str, Any]:
+  """The frontend size fields of a model (or config) as keyword arguments of build() and
+  grid_shape()."""
+  return {f: getattr(model, f) for f in SIZE_FIELDS}
+
+
 def build(name: str, *, vocab_size: int, features: int, dtype: Any,
           init_fn: Callable | None = None, patch_size: int = 16,
-          cnn_channels: Sequence[int] = (32, 64, 128), audio_channels: int = 64,
-          module_name: str = 'frontend') -> nn.Module:
+          cnn_channels: Sequence[int] = (32, 64, 128), cnn_columns: bool = False,
+          audio_channels: int = 64, module_name: str = 'frontend') -> nn.Module:
   """The frontend named by `model.frontend`, producing `features`-wide vectors.
 
   Args:
@@ -204,7 +223,8 @@ def build(name: str, *, vocab_size: int, features: int, dtype: Any,
     features: the model width D.
     dtype: compute dtype (parameters are float32).
     init_fn: overrides every initialiser (e.g. the RNN's uniform init_scale).
-    patch_size, cnn_channels, audio_channels: the 'patches', 'cnn' and 'audio_conv' sizes.
+    patch_size, cnn_channels, cnn_columns, audio_channels: the 'patches', 'cnn' and
+      'audio_conv' sizes (SIZE_FIELDS).
     module_name: the submodule name ('tokens' keeps the models' historical 'src_embed').
 
   Returns:
@@ -219,7 +239,8 @@ def build(name: str, *, vocab_size: int, features: int, dtype: Any,
   if name == 'cnn':
     if not cnn_channels or min(cnn_channels) < 1:
       raise UserError(f'model.cnn_channels must be positive sizes, got {cnn_channels}')
-    return Cnn(features, tuple(cnn_channels), dtype, init_fn, name=module_name)
+    return Cnn(features, tuple(cnn_channels), dtype, init_fn, bool(cnn_columns),
+               name=module_name)
   if name == 'audio_conv':
     if audio_channels < 1:
       raise UserError(f'model.audio_channels must be >= 1, got {audio_channels}')
@@ -228,14 +249,17 @@ def build(name: str, *, vocab_size: int, features: int, dtype: Any,
 
 
 def grid_shape(name: str, height: int, width: int, *, patch_size: int = 16,
-               cnn_channels: Sequence[int] = (32, 64, 128)) -> tuple[int, int]:
+               cnn_channels: Sequence[int] = (32, 64, 128), cnn_columns: bool = False,
+               **unused) -> tuple[int, int]:
   """(rows, columns) of the annotation grid an image frontend gives for height x width
-  images, in the order of its output sequence (row-major)."""
+  images, in the order of its output sequence (row-major); one row of columns for
+  cnn_columns."""
+  del unused
   if name == 'patches':
     return height // patch_size, width // patch_size
   if name == 'cnn':
     for _ in cnn_channels:
       height, width = height // 2, width // 2
-    return height, width
+    return (1 if cnn_columns else height), width
   raise UserError(f"attention maps are drawn over images: model.frontend must be 'cnn' or "
                   f"'patches', got {name!r}")

@@ -328,6 +328,7 @@ class Model(nn.Module):
   frontend: str = 'tokens'      # seq2seq_jax/models/frontends.py: what the encoder reads
   patch_size: int = 16          # frontend='patches'
   cnn_channels: tuple[int, ...] = (32, 64, 128)  # frontend='cnn'
+  cnn_columns: bool = False     # frontend='cnn': one annotation per grid column
   audio_channels: int = 64      # frontend='audio_conv'
 
   @property
@@ -377,8 +378,7 @@ class Model(nn.Module):
     # The token frontend keeps the name 'src_embed' (checkpoints and initial values).
     self.src_embed = frontends.build(
         self.frontend, vocab_size=self.src_vocab_size, features=self.emb_dim, dtype=dt,
-        init_fn=init, patch_size=self.patch_size, cnn_channels=self.cnn_channels,
-        audio_channels=self.audio_channels,
+        init_fn=init, **frontends.sizes(self),
         module_name='src_embed' if self.frontend == 'tokens' else 'frontend')
     self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt, init_fn=init)
     self.encoder = [EncoderLayer(self.cell, self.hidden_dim, self.emb_dim if i == 0 else

@@ -105,6 +105,7 @@ class Model(nn.Module):
   frontend: str = 'cnn'
   patch_size: int = 16
   cnn_channels: tuple[int, ...] = (64, 128, 256, 512)
+  cnn_columns: bool = False     # frontend='cnn': one annotation per grid column
   audio_channels: int = 64
 
   def setup(self):
@@ -122,8 +123,7 @@ class Model(nn.Module):
     att = self.attention_dim or self.context_dim
     self.frontend_module = frontends.build(
         self.frontend, vocab_size=0, features=self.context_dim, dtype=dt,
-        patch_size=self.patch_size, cnn_channels=self.cnn_channels,
-        audio_channels=self.audio_channels, module_name='frontend')
+        **frontends.sizes(self), module_name='frontend')
     self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt)
     d = self.context_dim
     self.init_hidden = [_dense(d, ('embed', 'hidden'), dt, f'init_{i}')

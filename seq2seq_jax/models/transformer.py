@@ -223,6 +223,7 @@ class Model(nn.Module):
   frontend: str = 'tokens'      # seq2seq_jax/models/frontends.py: what the encoder reads
   patch_size: int = 16          # frontend='patches'
   cnn_channels: tuple[int, ...] = (32, 64, 128)  # frontend='cnn'
+  cnn_columns: bool = False     # frontend='cnn': one annotation per grid column
   audio_channels: int = 64      # frontend='audio_conv'
 
   def setup(self):
@@ -243,8 +244,7 @@ class Model(nn.Module):
     # The token frontend keeps the name 'src_embed' (checkpoints and initial values).
     self.src_embed = frontends.build(
         self.frontend, vocab_size=self.src_vocab_size, features=self.emb_dim, dtype=dt,
-        patch_size=self.patch_size, cnn_channels=self.cnn_channels,
-        audio_channels=self.audio_channels,
+        **frontends.sizes(self),
         module_name='src_embed' if self.frontend == 'tokens' else 'frontend')
     if not self.share_embeddings:
       self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt)
