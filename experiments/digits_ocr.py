@@ -33,8 +33,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.seed = 0
   c.task = 'image_to_text'
   c.data = dict(
-      digit_strips=dict(counts=(80_000, 1_000, 2_000), min_digits=1, max_digits=8,
-                        height=32, width=256, seed=0, distort_train=True),
+      digit_strips=dict(counts=(40_000, 1_000, 2_000), min_digits=1, max_digits=8,
+                        height=32, width=256, seed=0, distort_train=False),
       data_dir='',                 # '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
       image_size=(32, 256), channels=1,
       alphabet='0123456789',
@@ -68,7 +68,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.decode = decode(beam_size=4, alpha=0.6, max_len=10)
   mesh_and_rules(c)
   if arg == 'smoke':
-    c.data.digit_strips.update(counts=(256, 32, 32), distort_train=False)
+    c.data.digit_strips.update(counts=(256, 32, 32))
     c.data.eval_batch_size = 32
     c.batch_size = 16
     c.train_steps = 10

@@ -361,8 +361,12 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
     if init_path:
       state = state.replace(params=frontend_weights.load_into(state.params, init_path))
       _log(f'frontend initialised from {init_path}')
-  meter = throughput.Meter(config.get('dtype', 'float32'))
-  _log(f'MFU against a peak of {meter.peak:.3g} FLOP/s ({meter.peak_source})')
+  meter = None
+  if jax.process_count() == 1:
+    meter = throughput.Meter(config.get('dtype', 'float32'))
+    _log(f'MFU against a peak of {meter.peak:.3g} FLOP/s ({meter.peak_source})')
+  else:  # see README, "Throughput in the loop": a two-process CPU test stalled with it on
+    _log('MFU is not measured in multi-process runs yet (tokens/s is)')
   loop = TrainLoop(run=run, ckpt=ckpt, workdir=workdir, best=meta.get('best'),
                    writer=MetricWriter(workdir, enabled=_is_lead(), truncate_after=start),
                    progress=Progress(config.train_steps, start, enabled=_is_lead()),
@@ -375,7 +379,7 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
   for step in range(start, config.train_steps):
     local = batcher.get_batch(step)
     batch = feed.to_global(local)
-    flops = traced(run, meter.step_flops, run.train_step, state, batch)
+    flops = traced(run, meter.step_flops, run.train_step, state, batch) if meter else 0.0
     state, metrics = traced(run, run.train_step, state, batch)
     done = step + 1
     loop.record_step(done, metrics, feed.global_tokens(local), flops)

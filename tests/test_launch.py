@@ -79,6 +79,7 @@ def test_train_writes_metrics_checkpoints_and_summary(trained):
   assert s['eval_seconds'] >= evals - 0.05
   assert 0 < s['train_seconds'] and s['checkpoint_seconds'] >= 0
   assert 'steps/s' in proc.stdout and 'tok/s' in proc.stdout and 'ETA' in proc.stdout
+  assert 'MFU' in proc.stdout and all(0 < r['train/mfu'] < 1 for r in train_rows)
 
 
 def test_eval_mode_prints_one_json_line_per_split(trained):

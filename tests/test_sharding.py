@@ -114,26 +114,6 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-# The runs the two-process tests make, as launch.py flags.
-TWO_PROCESS_RUN = ['--config.data.buckets=(24,)', '--config.batch_size=16',
-                   '--config.train_steps=6', '--config.log_every_steps=1',
-                   '--config.eval_every_steps=6', '--config.checkpoint_every_steps=3',
-                   '--config.data.eval_batch_size=16', '--config.data.eval_max_examples=16']
-
-
-@pytest.fixture(scope='module')
-def one_process_losses(tfds_data_dir, tmp_path_factory) -> list[float]:
-  """The two-process runs' losses as one process on one device trains them (in this
-  process: the meshes give the same losses, as test_same_losses_on_every_mesh shows)."""
-  overrides = [tuple(f[len('--config.'):].split('=', 1)) for f in TWO_PROCESS_RUN]
-  config = config_lib.load_config(SPEC, [('data.data_dir', tfds_data_dir), *overrides,
-                                         ('mesh.data', '1')])
-  workdir = str(tmp_path_factory.mktemp('one_process'))
-  train.train(config, workdir)
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [r['train/loss'] for r in map(json.loads, f) if 'train/loss' in r]
-
-
 # 'data': each process holds its own slice of the batch (2 devices each, data-parallel).
 # 'tensor': mesh.data=1, mesh.tensor=2 with one device per process: the processes share the
 # whole batch (each loads the same rows) and split the model between them.
@@ -144,10 +124,12 @@ def one_process_losses(tfds_data_dir, tmp_path_factory) -> list[float]:
     ('tensor', 1, ['--config.mesh.data=1', '--config.mesh.tensor=2']),
     ('preempted', 2, []),
 ])
-def test_two_processes_match_one_process(layout, devices, mesh, tmp_path, tfds_data_dir,
-                                         one_process_losses):
-  common = [f'--config={SPEC}', f'--config.data.data_dir={tfds_data_dir}', *TWO_PROCESS_RUN,
-            *mesh]
+def test_two_processes_match_one_process(layout, devices, mesh, tmp_path, tfds_data_dir):
+  common = [f'--config={SPEC}', f'--config.data.data_dir={tfds_data_dir}',
+            '--config.data.buckets=(24,)', '--config.batch_size=16', '--config.train_steps=6',
+            '--config.log_every_steps=1', '--config.eval_every_steps=6',
+            '--config.checkpoint_every_steps=3', '--config.data.eval_batch_size=16',
+            '--config.data.eval_max_examples=16', *mesh]
   env = dict(os.environ, JAX_PLATFORMS='cpu')
 
   def start(workdir, devices, extra=()):
@@ -155,6 +137,10 @@ def test_two_processes_match_one_process(layout, devices, mesh, tmp_path, tfds_d
     return subprocess.Popen([sys.executable, LAUNCH, *common, f'--workdir={workdir}', *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e,
                             cwd=ROOT)
+
+  single = start(tmp_path / 'single', 2 * devices)
+  out, _ = single.communicate(timeout=400)
+  assert single.returncode == 0, out[-3000:]
 
   multi_dir = tmp_path / 'multi'
   def start_both():
@@ -186,7 +172,7 @@ def test_two_processes_match_one_process(layout, devices, mesh, tmp_path, tfds_d
     with open(os.path.join(d, 'metrics.jsonl')) as f:
       rows = [json.loads(line) for line in f]
     return [r['train/loss'] for r in rows if 'train/loss' in r]
-  a, b = one_process_losses, losses(multi_dir)
+  a, b = losses(tmp_path / 'single'), losses(multi_dir)
   assert len(a) == len(b) == 6
   np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-5)
   # Both processes wrote their shards into the same checkpoints.
