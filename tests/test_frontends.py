@@ -93,6 +93,27 @@ def test_frontend_parameters_carry_logical_axis_names(frontend):
   assert 'src_embed' not in nn.get_partition_spec(boxed)
 
 
+def test_cnn_columns_read_the_grid_column_by_column():
+  """cnn_columns=True: one vector per column of the last grid, built from the same conv
+  features as the cell-by-cell sequence (its rows concatenated); grid_shape says 1 x W."""
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 32, 1)), jnp.float32)
+  cells = frontends.Cnn(features=6, channels=(4, 8))
+  columns = frontends.Cnn(features=6, channels=(4, 8), columns=True)
+  params = cells.init(jax.random.key(0), x)['params']
+  (gh, gw), ch = frontends.grid_shape('cnn', 16, 32, cnn_channels=(4, 8)), 8
+  assert (gh, gw) == (4, 8)
+  assert frontends.grid_shape('cnn', 16, 32, cnn_channels=(4, 8), cnn_columns=True) == (1, gw)
+  # The cell sequence with an identity projection is the grid itself, row-major.
+  ident = dict(params, project={'kernel': jnp.eye(ch), 'bias': jnp.zeros(ch)})
+  grid = cells.clone(features=ch).apply({'params': ident}, x)[0].reshape(2, gh, gw, ch)
+  kernel = jax.random.normal(jax.random.key(1), (gh * ch, 6))
+  col_params = dict(params, project={'kernel': kernel, 'bias': jnp.zeros(6)})
+  out, mask = columns.apply({'params': col_params}, x)
+  assert out.shape == (2, gw, 6) and mask.shape == (2, gw) and bool(mask.all())
+  want = grid.transpose(0, 2, 1, 3).reshape(2, gw, gh * ch) @ kernel
+  np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
 def test_audio_conv_subsamples_frames_and_mask_four_times():
   conv = frontends.AudioConv(features=16, channels=4)
   for frames in (1, 2, 7, 8, 9, 40):
