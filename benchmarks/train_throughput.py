@@ -2,6 +2,7 @@ r"""Training throughput of the real train_step (the one launch.py runs), with MF
 
   python benchmarks/train_throughput.py                       # the fixed small Transformer
   python benchmarks/train_throughput.py --model=rnn           # the attention LSTM
+  python benchmarks/train_throughput.py --model=gru           # the same with GRUs
   python benchmarks/train_throughput.py --model=transformer_big
   python benchmarks/train_throughput.py --sweep_lengths=32,64,128,256
   python benchmarks/train_throughput.py --sweep_batches=32,64,128,256
@@ -56,9 +57,11 @@ MODELS = {
                              mlp_dim=2048, num_encoder_layers=6, num_decoder_layers=6,
                              dropout_rate=0.1, attention_dropout_rate=0.0,
                              share_embeddings=True, tie_output=True, max_len=256),
+    # The attention LSTM (RNNsearch-shaped; its PyTorch peer: train_throughput_torch.py).
     'rnn': dict(name='rnn', cell='lstm', emb_dim=256, hidden_dim=256, encoder_layers=2,
                 decoder_layers=2, bidirectional=True, attention='bahdanau', dropout_rate=0.1),
 }
+MODELS['gru'] = dict(MODELS['rnn'], cell='gru')
 
 
 class _FixedVocabTask(base.Task):

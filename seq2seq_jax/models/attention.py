@@ -42,6 +42,18 @@ class SourceKeys(nn.Module):
                         init=self.init_fn, name='proj')(memory)
 
 
+@jax.checkpoint
+def additive_scores(keys: jax.Array, q: jax.Array, v: jax.Array) -> jax.Array:
+  """v^T tanh(keys + q) for every source position: keys [B, S, A], q [B, A] -> [B, S].
+
+  Rematerialised: the backward pass recomputes the [B, S, A] tanh from keys (the same for every
+  decoder step) and q instead of keeping it. Kept, it is a [T, B, S, A] residual of the
+  teacher-forced scan (268 MB for batch 128, 32 x 32 tokens, A = 512), written and read back
+  at every step; recomputed, it costs one more tanh per step.
+  """
+  return jnp.tanh(keys + q[:, None, :]) @ v
+
+
 class Attention(nn.Module):
   """Scores a query [B, Q] against keys [B, S, K]; returns (context [B, D], weights [B, S])."""
   kind: str                  # bahdanau | dot | general | concat
@@ -59,7 +71,7 @@ class Attention(nn.Module):
       v = self.param('v', layers.partitioned(
           self.init_fn or nn.initializers.normal(self.attention_dim ** -0.5), ('kv',)),
                      (self.attention_dim,), jnp.float32)
-      scores = jnp.tanh(keys + q[:, None, :]) @ v.astype(self.dtype)
+      scores = additive_scores(keys, q, v.astype(self.dtype))
     elif self.kind in ('dot', 'general'):
       scores = jnp.einsum('bd,bsd->bs', query.astype(self.dtype), keys)
     else:

@@ -59,6 +59,16 @@ def remat(target: Any, mode: str, **kwargs) -> Any:
   return nn.remat(target, policy=policy, **kwargs)
 
 
+def remat_fn(fn: Callable, mode: str) -> Callable:
+  """A pure function (no Flax module) rematerialised as `remat` does for modules."""
+  if mode not in REMAT:
+    raise UserError(f'model.remat must be one of {REMAT}, got {mode!r}')
+  if mode == 'none':
+    return fn
+  policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable if mode == 'dots' else None
+  return jax.checkpoint(fn, policy=policy)
+
+
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
   """Sharding constraint by logical names (a no-op without logical axis rules)."""
   return nn.with_logical_constraint(x, tuple(names))

