@@ -51,22 +51,21 @@ def remat(target: Any, mode: str, **kwargs) -> Any:
   Raises:
     UserError: any other mode.
   """
-  if mode not in REMAT:
-    raise UserError(f'model.remat must be one of {REMAT}, got {mode!r}')
-  if mode == 'none':
-    return target
-  policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable if mode == 'dots' else None
-  return nn.remat(target, policy=policy, **kwargs)
+  policy = _remat_policy(mode)
+  return target if mode == 'none' else nn.remat(target, policy=policy, **kwargs)
 
 
 def remat_fn(fn: Callable, mode: str) -> Callable:
   """A pure function (no Flax module) rematerialised as `remat` does for modules."""
+  policy = _remat_policy(mode)
+  return fn if mode == 'none' else jax.checkpoint(fn, policy=policy)
+
+
+def _remat_policy(mode: str):
+  """The jax.checkpoint policy of a remat mode (None: save nothing); UserError for others."""
   if mode not in REMAT:
     raise UserError(f'model.remat must be one of {REMAT}, got {mode!r}')
-  if mode == 'none':
-    return fn
-  policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable if mode == 'dots' else None
-  return jax.checkpoint(fn, policy=policy)
+  return jax.checkpoint_policies.dots_with_no_batch_dims_saveable if mode == 'dots' else None
 
 
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
