@@ -71,3 +71,28 @@ def decode(beam_size: int = 4, alpha: float = 0.6, max_len: int = 64, **override
   """
   return dict(method='beam', beam_size=beam_size, alpha=alpha, max_len=max_len,
               temperature=1.0, top_k=0, top_p=1.0, **overrides)
+
+
+def summarization_data(**overrides) -> dict:
+  """config.data for task='summarization' (seq2seq_jax/tasks/summarization.py)."""
+  data = dict(
+      source='tfds',                      # 'tfds' | 'files' | 'tsv' | 'pydoc'
+      tfds_name='cnn_dailymail',          # or 'gigaword' (src/tgt features: document/summary)
+      src_feature='article', tgt_feature='highlights',
+      train_split='train', eval_split='validation', test_split='test',
+      train_files=('', ''), eval_files=('', ''), test_files=('', ''),  # source='files'
+      train_tsv='', eval_tsv='', test_tsv='',                          # source='tsv'
+      pydoc={},                           # source='pydoc': PydocSpec fields (defaults: {})
+      bad_pairs='error',                  # 'error' (file:line) | 'skip' (counted)
+      data_dir='',                        # TFDS data dir ('' -> $TFDS_DATA_DIR or ~/tensorflow_datasets)
+      vocab_type='word',                  # 'word' | 'sentencepiece' (spm_model_type)
+      spm_model_type='bpe', spm_train_sentences=1_000_000,
+      vocab_size=50_000,                  # shared by source and target, specials included
+      lowercase=True,
+      max_source_len=400, max_target_len=100,  # tokens kept (See et al. 2017: 400 / 100)
+      buckets=(100, 200, 300, 401),       # padded source lengths (incl. EOS)
+      eval_batch_size=64,
+      eval_max_examples=0,
+  )
+  data.update(overrides)
+  return data

@@ -228,7 +228,7 @@ def evaluate_split(run: Run, params, split: str) -> dict[str, float]:
   metrics = {'loss': nll / max(tokens, 1.0), 'token_accuracy': 100.0 * hits / max(tokens, 1.0)}
   eval_set = run.task.eval_set(split)
   decoded = decode_sources(run, params, eval_set.sources)
-  hyps = [run.task.decode_target(ids) for ids in decoded]
+  hyps = [run.task.decode_prediction(ids, text) for ids, text in zip(decoded, eval_set.texts)]
   metrics.update(run.task.score(hyps, eval_set.references))
   metrics['examples'] = len(hyps)
   metrics['seconds'] = time.perf_counter() - t0
@@ -537,7 +537,7 @@ def predict(config, workdir: str, lines: Iterable[str], interactive: bool = Fals
     seen += len(texts)
     out = [''] * len(texts)
     for i, ids in zip(nonempty, decoded):
-      out[i] = run.task.decode_target(ids)
+      out[i] = run.task.decode_prediction(ids, texts[i])
     return out
 
   for line in lines:

@@ -8,6 +8,7 @@ trainer restores the step and asks for the same batch) and what lets every proce
 multi-host job load only its own rows without talking to the others.
 """
 import dataclasses
+import sys
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -215,7 +216,7 @@ class TokenBatcher(BucketBatcher):
 
   def __init__(self, src: Sequence[np.ndarray], tgt: Sequence[np.ndarray], *, batch_size: int,
                buckets: Sequence[int], seed: int, shuffle: bool = True,
-               process_index: int = 0, process_count: int = 1):
+               process_index: int = 0, process_count: int = 1, target_length: int = 0):
     """Groups pairs by length.
 
     Args:
@@ -231,6 +232,9 @@ class TokenBatcher(BucketBatcher):
         shuffles).
       process_index: which contiguous slice of each global batch this process loads.
       process_count: number of slices.
+      target_length: > 0: buckets are by source length alone and every target row is padded
+        to target_length (longer targets are dropped and counted): for tasks whose sources
+        are much longer than their targets (summarization).
     """
     super().__init__(len(src), len(tgt), batch_size=batch_size, seed=seed, shuffle=shuffle,
                      process_index=process_index, process_count=process_count)
@@ -239,7 +243,12 @@ class TokenBatcher(BucketBatcher):
     self.buckets = tuple(sorted(buckets))
     self.src = list(src)
     self.tgt = list(tgt)
-    need = np.array([max(len(s), len(t)) + 1 for s, t in zip(src, tgt)], np.int64)
+    self.target_length = target_length
+    if target_length:
+      need = np.array([len(s) + 1 if len(t) < target_length else sys.maxsize
+                       for s, t in zip(src, tgt)], np.int64)
+    else:
+      need = np.array([max(len(s), len(t)) + 1 for s, t in zip(src, tgt)], np.int64)
     self._set_buckets(np.searchsorted(np.asarray(self.buckets), need, side='left'),
                       len(self.buckets))  # first bucket >= need
 
@@ -250,7 +259,8 @@ class TokenBatcher(BucketBatcher):
     length = self.buckets[bucket]
     rows = self._local(idx)
     src = [np.append(self.src[i], EOS_ID) for i in rows]
-    out = {'inputs': pad_to(src, length), **pad_targets([self.tgt[i] for i in rows], length)}
+    out = {'inputs': pad_to(src, length),
+           **pad_targets([self.tgt[i] for i in rows], self.target_length or length)}
     return self._pad_rows(out)
 
   def get_batch(self, step: int) -> dict[str, np.ndarray]:

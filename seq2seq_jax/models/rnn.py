@@ -84,6 +84,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from seq2seq_jax.data.vocab import UNK_ID
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import attention as attn_lib
 from seq2seq_jax.models import frontends
@@ -264,6 +265,8 @@ class DecoderCell(nn.Module):
   deterministic: bool
   init_fn: Callable | None
   dtype: Any
+  copy: bool = False       # also return the copy attention and the p_gen logit
+  coverage: bool = False   # carry 'coverage' (summed attention) into the scores
 
   @nn.compact
   def __call__(self, carry, y_emb, source):
@@ -277,8 +280,10 @@ class DecoderCell(nn.Module):
     prev_top = states[-1]['h']
     context = source.get('context')          # Cho et al.: the fixed c
     keys = source.get('keys', source.get('memory'))
+    coverage = carry.get('coverage')
+    weights = None
     if self.attention == 'bahdanau':         # c_i from s_{i-1} (App. A.1.2)
-      context, _ = attend(prev_top, keys, source['memory'], source['mask'])
+      context, weights = attend(prev_top, keys, source['memory'], source['mask'], coverage)
     x = jnp.concatenate([y_emb] + [v for v in (context, carry.get('feed')) if v is not None], -1)
     for i in range(self.num_layers):
       cell = make_cell(self.cell, self.hidden, x.shape[-1], self.init_fn, self.dtype,
@@ -288,7 +293,7 @@ class DecoderCell(nn.Module):
     new_carry = {'layers': tuple(states)}
 
     if self.attention in LUONG:              # h~_t = tanh(W_c [c_t; h_t]) (Eq. 5)
-      context, _ = attend(x, keys, source['memory'], source['mask'])
+      context, weights = attend(x, keys, source['memory'], source['mask'], coverage)
       out = jnp.tanh(dense(width, use_bias=False, name='combine')(
           jnp.concatenate([context, x], -1)))
     elif context is not None:
@@ -306,7 +311,20 @@ class DecoderCell(nn.Module):
       out = _maxout(out)
     if 'feed' in carry:                      # input feeding (Luong Sec. 3.3)
       new_carry['feed'] = out.astype(jnp.float32)
-    return new_carry, drop(out)
+    if not (self.copy or self.coverage):
+      return new_carry, drop(out)
+    extras = {}
+    if self.coverage:                        # See et al. 2017, Eq. 10 and 12
+      extras['coverage_loss'] = jnp.sum(jnp.minimum(weights, coverage), axis=-1)
+      new_carry['coverage'] = coverage + weights
+    if self.copy:                            # See et al. 2017, Eq. 8: p_gen from h*_t, s_t, x_t
+      top = states[-1]
+      gen_in = [context, top['h']] + ([top['c']] if 'c' in top else []) + [y_emb]
+      extras['attention'] = weights
+      extras['p_gen_logit'] = dense(1, names=('embed', None), name='p_gen')(
+          jnp.concatenate([v.astype(jnp.float32) for v in gen_in], -1))[..., 0].astype(
+              jnp.float32)
+    return new_carry, (drop(out), extras)
 
 
 @functools.lru_cache(maxsize=None)
@@ -350,6 +368,11 @@ class Model(nn.Module):
   cnn_channels: tuple[int, ...] = (32, 64, 128)  # frontend='cnn'
   cnn_columns: bool = False     # frontend='cnn': one annotation per grid column
   audio_channels: int = 64      # frontend='audio_conv'
+  share_embeddings: bool = False  # one table embeds source and target tokens (same vocabulary)
+  copy: bool = False            # pointer-generator (See et al. 2017): copy source tokens
+  max_oovs: int = 0             # copy: temporary ids per source for its OOV words
+  coverage: bool = False        # coverage attention and loss (See et al. 2017, Sec. 2.3)
+  coverage_loss_weight: float = 1.0
 
   @property
   def enc_out(self) -> int:
@@ -387,6 +410,17 @@ class Model(nn.Module):
     if self.attention == 'dot' and self.dec_hidden != self.enc_out:
       raise UserError(f"attention='dot' needs decoder_hidden_dim == the encoder output size "
                       f"({self.enc_out}); 'general' has no such constraint")
+    if (self.copy or self.share_embeddings) and (
+        self.frontend != 'tokens' or self.src_vocab_size != self.tgt_vocab_size):
+      raise UserError('model.copy and model.share_embeddings need token inputs and one '
+                      f'vocabulary for both sides (sizes {self.src_vocab_size}, '
+                      f'{self.tgt_vocab_size})')
+    if self.copy and (self.attention == 'none' or self.max_oovs < 1):
+      raise UserError('model.copy needs an attention (it copies by the attention weights) '
+                      f'and model.max_oovs >= 1, got {self.attention!r}, {self.max_oovs}')
+    if self.coverage and self.attention not in ('bahdanau', 'concat'):
+      raise UserError("model.coverage needs an additive attention ('bahdanau' or 'concat'), "
+                      f'got {self.attention!r}')
     if self.tie_output and self.out_width != self.emb_dim:
       raise UserError(f'tie_output needs the readout size ({self.out_width}) == emb_dim')
 
@@ -396,7 +430,7 @@ class Model(nn.Module):
     init = _uniform(self.init_scale) if self.init_scale > 0 else None
     self._init, self._dt = init, dt
     # The token frontend keeps the name 'src_embed' (checkpoints and initial values).
-    self.src_embed = frontends.build(
+    self.src_embed = None if self.share_embeddings else frontends.build(
         self.frontend, vocab_size=self.src_vocab_size, features=self.emb_dim, dtype=dt,
         init_fn=init, **frontends.sizes(self),
         module_name='src_embed' if self.frontend == 'tokens' else 'frontend')
@@ -424,7 +458,8 @@ class Model(nn.Module):
       lengths = jnp.sum(mask, axis=1).astype(jnp.int32)
       if self.reverse_source:
         inputs = reverse_valid(inputs, lengths)
-      x = self.src_embed.embed(inputs)
+      x = (self.tgt_embed if self.share_embeddings else self.src_embed).embed(
+          self._in_vocab(inputs))
     else:
       x, mask = self.src_embed(inputs, inputs_mask, train=train)
       lengths = jnp.sum(mask, axis=1).astype(jnp.int32)
@@ -437,6 +472,10 @@ class Model(nn.Module):
       x = constrain(x.astype(self._dt), ('batch', 'length', 'embed'))
       finals.append(final)
     return x, mask, finals
+
+  def _in_vocab(self, ids: jax.Array) -> jax.Array:
+    """Temporary copy ids (>= the vocabulary: a source's OOV words) embed as UNK."""
+    return jnp.where(ids >= self.tgt_vocab_size, UNK_ID, ids) if self.copy else ids
 
   def _source(self, memory, mask, finals) -> dict[str, jax.Array]:
     """What every decoder step reads from the encoder."""
@@ -467,6 +506,8 @@ class Model(nn.Module):
     carry = {'layers': tuple(states)}
     if self._feeds:
       carry['feed'] = jnp.zeros((batch, self.out_width), jnp.float32)
+    if self.coverage:
+      carry['coverage'] = jnp.zeros(source['mask'].shape, jnp.float32)
     return carry
 
   @nn.compact
@@ -475,11 +516,21 @@ class Model(nn.Module):
     return _scan_decoder(self.remat)(
         self.cell, self.dec_hidden, self.decoder_layers, self.attention,
         self.attention_dim or self.dec_hidden, self.readout, self.out_width, self.residual,
-        self.dropout_rate, not train, self._init, self._dt, name='decoder')(carry, y_emb, source)
+        self.dropout_rate, not train, self._init, self._dt, copy=self.copy,
+        coverage=self.coverage, name='decoder')(carry, y_emb, source)
 
-  def _logits(self, out):
+  def _logits(self, out, source=None):
+    """Vocabulary logits [B, T, V]; with copy, log-probabilities over the extended vocabulary
+    [B, T, V + max_oovs] (`out` then carries the step's attention and p_gen logit)."""
+    extras = None
+    if isinstance(out, tuple):
+      out, extras = out
     logits = self.tgt_embed.attend(out) if self.tie_output else self.out_proj(out)
-    return constrain(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
+    logits = constrain(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
+    if not self.copy:
+      return logits
+    return copy_log_probs(logits, extras['p_gen_logit'], extras['attention'],
+                          source['ext_ids'], self.max_oovs)
 
   # --- the model contract (seq2seq_jax/models/__init__.py) ---------------------------------
   def __call__(self, batch: dict[str, jax.Array], *, train: bool = False) -> jax.Array:
@@ -488,10 +539,21 @@ class Model(nn.Module):
       raise UserError('RNN models read one sentence pair per row: set data.packing=False')
     memory, mask, finals = self.encode(batch['inputs'], inputs_mask=batch.get('inputs_mask'),
                                        train=train)
-    source = self._source(memory, mask, finals)
+    source = self._source_for(batch['inputs'], memory, mask, finals)
     carry = self._initial_carry(memory.shape[0], finals, source)
-    _, out = self._decode(carry, self.tgt_embed(batch['decoder_inputs']), source, train)
-    return self._logits(out)
+    _, out = self._decode(carry, self.tgt_embed(self._in_vocab(batch['decoder_inputs'])),
+                          source, train)
+    if self.coverage:
+      # sum_t sum_i min(a_i^t, c_i^t) over real target steps (Eq. 12), summed over rows.
+      steps = out[1]['coverage_loss'] * (batch['decoder_inputs'] > 0)
+      self.sow('losses', 'coverage', self.coverage_loss_weight * jnp.sum(steps))
+    return self._logits(out, source)
+
+  def _source_for(self, inputs, memory, mask, finals) -> dict[str, jax.Array]:
+    source = self._source(memory, mask, finals)
+    if self.copy:   # where each source position's copy probability goes
+      source['ext_ids'] = inputs
+    return source
 
   def init_cache(self, inputs: jax.Array, max_len: int, beam_size: int = 1,
                  inputs_mask: jax.Array | None = None) -> dict[str, Any]:
@@ -501,16 +563,43 @@ class Model(nn.Module):
     """
     del max_len, beam_size  # the recurrent state has a fixed size
     memory, mask, finals = self.encode(inputs, inputs_mask=inputs_mask, train=False)
-    source = self._source(memory, mask, finals)
+    source = self._source_for(inputs, memory, mask, finals)
     return {'source': source, 'carry': self._initial_carry(inputs.shape[0], finals, source)}
 
   def decode_step(self, last_tokens: jax.Array,
                   cache: dict[str, Any]) -> tuple[jax.Array, dict[str, Any]]:
     """last_tokens [B] -> (logits float32 [B, tgt_vocab_size], the cache one step on)."""
-    y = self.tgt_embed(last_tokens[:, None])
+    y = self.tgt_embed(self._in_vocab(last_tokens[:, None]))
     carry, out = self._decode(cache['carry'], y, cache['source'], False)
     # The same `source` leaves go back, so beam search need not reorder them.
-    return self._logits(out)[:, 0], {'source': cache['source'], 'carry': carry}
+    return self._logits(out, cache['source'])[:, 0], {'source': cache['source'], 'carry': carry}
+
+
+def copy_log_probs(logits: jax.Array, p_gen_logit: jax.Array, attention: jax.Array,
+                   ext_ids: jax.Array, max_oovs: int) -> jax.Array:
+  """The pointer-generator's final distribution (See et al. 2017, Eq. 9), as log-probabilities.
+
+  P(w) = p_gen P_vocab(w) + (1 - p_gen) sum_{i: w_i = w} a_i over the extended vocabulary: the
+  V vocabulary ids, then max_oovs temporary ids for each source's OOV words.
+
+  Args:
+    logits: vocabulary logits [B, T, V].
+    p_gen_logit: [B, T]; p_gen = sigmoid(p_gen_logit).
+    attention: [B, T, S] over the source positions (0 on padding).
+    ext_ids: [B, S] each source position's id in the extended vocabulary.
+    max_oovs: the temporary ids per source.
+
+  Returns:
+    float32 [B, T, V + max_oovs]: log P, floored at log(1e-30) (ids no source or vocabulary
+    can produce), so it is also valid as logits: log_softmax changes it by < 1e-24.
+  """
+  p_gen = jax.nn.sigmoid(p_gen_logit)[..., None]
+  vocab = jax.nn.softmax(logits, axis=-1) * p_gen
+  dist = jnp.pad(vocab, ((0, 0), (0, 0), (0, max_oovs)))
+  copied = attention.astype(jnp.float32) * (1.0 - p_gen)
+  # Scatter-add every position's copy probability onto its token (repeats accumulate).
+  dist = jax.vmap(lambda d, ids, a: d.at[:, ids].add(a))(dist, ext_ids, copied)
+  return jnp.log(jnp.maximum(dist, 1e-30))
 
 
 def _uniform(scale: float) -> Callable:

@@ -11,7 +11,7 @@ The trainer calls, in this order:
   dummy_batch(rows)     a batch of the right kinds and shapes to initialise the model
   train_data()          (sources, targets) of the training split
   make_batcher(...)     a data.pipeline.Batcher over (sources, targets)
-  eval_loss_data(split), eval_set(split), collate_sources(...), decode_target(ids), score()
+  eval_loss_data(split), eval_set(split), collate_sources(...), decode_prediction(ids, text), score()
                         at every evaluation, and encode_source(line) in --mode=predict
 
 Sources are whatever the model's frontend reads, one per example: id arrays without EOS
@@ -112,6 +112,15 @@ class Task:
   def decode_target(self, ids: Sequence[int]) -> str:
     """Output ids -> text; stops at EOS, skips padding."""
     raise NotImplementedError
+
+  def decode_prediction(self, ids: Sequence[int], source_text: str) -> str:
+    """A prediction for the source given as `source_text` -> text (default: decode_target).
+
+    Tasks whose outputs can point into their source (copying: temporary ids for the source's
+    out-of-vocabulary words) override it to map those ids back.
+    """
+    del source_text
+    return self.decode_target(ids)
 
   def target_tokens(self, ids: Sequence[int]) -> list[str]:
     """Output ids -> one string per output position before EOS (attention-map labels)."""
