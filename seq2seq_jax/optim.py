@@ -13,6 +13,8 @@ _OPTIMIZER_KEYS = {
     'sgd': {'momentum': 0.0},
     # Bahdanau et al. 2015 App. B.2: Adadelta with eps 1e-6, rho 0.95.
     'adadelta': {'rho': 0.95, 'eps': 1e-6},
+    # See et al. 2017, Sec. 5: Adagrad, initial accumulator 0.1 (TensorFlow's: no eps).
+    'adagrad': {'initial_accumulator_value': 0.1, 'eps': 1e-7},
 }
 _SCHEDULE_KEYS = {
     'constant': {'warmup_steps': 0},
@@ -119,6 +121,8 @@ def make_optimizer(opt: Any, train_steps: int) -> optax.GradientTransformation:
     tx = optax.adamw(schedule, **args)
   elif name == 'sgd':
     tx = optax.sgd(schedule, momentum=args['momentum'] or None)  # 0: plain SGD, no trace
+  elif name == 'adagrad':
+    tx = optax.adagrad(schedule, **args)
   else:
     tx = optax.adadelta(schedule, **args)
   clip = opt.get('grad_clip_norm', 0.0)

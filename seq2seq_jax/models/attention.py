@@ -4,6 +4,9 @@
   'dot'       Luong et al. 2015, Sec. 3.1, Eq. 8:            h_t^T h_s
   'general'   Luong et al. 2015, Eq. 8:                      h_t^T W_a h_s
   'concat'    Luong et al. 2015, Eq. 8:                      v^T tanh(W_a [h_t; h_s])
+  'see'       See et al. 2017, Eq. 1 (additive, queried by the whole new LSTM state
+              s_t = [c_t; h_t]):                             v^T tanh(W_h h_i + W_s s_t + b)
+Coverage (See et al. 2017, Eq. 11) adds w_c c_i inside any additive score (ADDITIVE).
 Which decoder state is the query (s_{i-1} before the step for Bahdanau, h_t after it for
 Luong) is the decoder's business; here a query scores every source position.
 
@@ -20,12 +23,13 @@ import jax.numpy as jnp
 
 from seq2seq_jax.models import layers
 
-ATTENTION_TYPES = ('none', 'bahdanau', 'dot', 'general', 'concat')
+ATTENTION_TYPES = ('none', 'bahdanau', 'dot', 'general', 'concat', 'see')
+ADDITIVE = ('bahdanau', 'concat', 'see')   # v^T tanh(W_h h_j + W_s s (+ w_c c_j) + b)
 
 
 def key_width(kind: str, query_dim: int, attention_dim: int) -> int:
   """Width of the projected keys: the scorer size (additive) or the query size (general)."""
-  return attention_dim if kind in ('bahdanau', 'concat') else query_dim
+  return attention_dim if kind in ADDITIVE else query_dim
 
 
 class SourceKeys(nn.Module):
@@ -72,7 +76,7 @@ class Attention(nn.Module):
                ) -> tuple[jax.Array, jax.Array]:
     """Args: query [B, Q]; keys [B, S, K] from SourceKeys; memory [B, S, D]; mask [B, S];
     coverage [B, S]: the attention summed over past steps (additive kinds only)."""
-    if self.kind in ('bahdanau', 'concat'):
+    if self.kind in ADDITIVE:
       q = layers.dense(self.attention_dim, ('hidden', 'kv'), dtype=self.dtype,
                        init=self.init_fn, name='query')(query)
       v = self.param('v', layers.partitioned(

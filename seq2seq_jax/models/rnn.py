@@ -11,6 +11,10 @@ Luong et al. 2015 as one `Model`, configured per paper (experiments/wmt14_*).
   attention='bahdanau'  RNNsearch (Bahdanau et al. 2015, App. A.2.2): the previous state s_{i-1}
                         queries the annotations, c_i enters the recurrence, the readout reads
                         [s_{i-1}, E y_{i-1}, c_i] (maxout), s_0 = tanh(W_s h_1 backward).
+  attention='see'       the pointer-generator's baseline (See et al. 2017, Sec. 2.1 and their
+                        code): x_t = W [E y_{t-1}; h*_{t-1}] + b enters the LSTM; the new state
+                        s_t = [c_t; h_t] queries additively (Eq. 1); the output V [h_t; h*_t] + b
+                        (no squashing) feeds the vocabulary projection (Eq. 4).
   attention='dot' | 'general' | 'concat'
                         Luong et al. 2015 global attention (Sec. 3.1): the new top state h_t
                         queries; h~_t = tanh(W_c [c_t; h_t]) (Eq. 5) feeds the softmax (Eq. 6)
@@ -31,8 +35,8 @@ Fields (config.model.*):
                      included) and the readout (Zaremba et al. 2014, Sec. 3; Luong Sec. 4.1)
   residual           layers from the third up add their input to their output,
                      x_{l+1} = RNN_l(x_l) + x_l (Wu et al. 2016, GNMT, Sec. 3.1 and Fig. 1)
-  attention          'none' | 'bahdanau' | 'dot' | 'general' | 'concat'
-  attention_dim      additive scorer size for bahdanau/concat; 0 -> decoder size
+  attention          'none' | 'bahdanau' | 'dot' | 'general' | 'concat' | 'see'
+  attention_dim      additive scorer size for bahdanau/concat/see; 0 -> decoder size
   input_feeding      Luong Sec. 3.3: h~_{t-1} joins the first layer's input (dot/general/concat
                      only; ignored otherwise)
   feed_context       Cho et al. 2014 fixed context at every step (attention='none' only)
@@ -45,6 +49,8 @@ Fields (config.model.*):
                      h_N forward if unidirectional) of the encoder layer at the same height
                      counted from the top (the bottom one for extra decoder layers), or h = c
                      with feed_context (Cho et al. 2014, App. A); LSTM memory cells start at 0
+                     | 'reduce' ReLU(W [fwd; bwd] + b) of the final c and of the final h, each
+                     with its own W (See et al. 2017's code: "reduce_final_st")
   tie_output         vocabulary projection = target embedding^T (needs readout size == emb_dim)
   init_scale         > 0: every parameter ~ U[-s, s] (Sutskever Sec. 3.4: 0.08; Luong Sec. 4.1:
                      0.1). 0: Xavier-uniform kernels, orthogonal recurrent blocks, zero biases
@@ -53,6 +59,19 @@ Fields (config.model.*):
                      source embedding), 'patches' | 'cnn' (images), 'audio_conv' (features);
                      sized by patch_size, cnn_channels, audio_channels; every frontend gives
                      emb_dim-wide vectors, which the encoder layers read as they read embeddings
+  share_embeddings   one table embeds source and target tokens (needs one vocabulary)
+  copy               the pointer-generator (See et al. 2017, Sec. 2.2): p_gen = s(w [h*_t; s_t;
+                     x_t] + b) mixes the vocabulary distribution with the attention over the
+                     source positions, P(w) = p_gen P_vocab(w) + (1 - p_gen) sum_{i: w_i = w} a_i,
+                     over an extended vocabulary: source ids >= tgt_vocab_size are a source's
+                     OOV words (embedded as UNK, copied by id; the task assigns them). The model
+                     then returns log P [B, T, tgt_vocab_size + max_oovs] as its logits, which
+                     the loss and every search read as they read logits
+  max_oovs           copy: temporary ids per source (the extended vocabulary's extra slots)
+  coverage           coverage (See et al. 2017, Sec. 2.3): c^t = sum of past attention enters
+                     every additive score (w_c c_i), and the loss gains coverage_loss_weight *
+                     sum_t sum_i min(a_i^t, c_i^t) (Eq. 12; paper: 1.0), sown into 'losses'
+  coverage_loss_weight
   dtype              matmul dtype; parameters, recurrent states and gates stay float32
                      (set by config.dtype)
   remat              'none' | 'full' | 'dots' (layers.remat): each encoder and decoder time
@@ -284,6 +303,9 @@ class DecoderCell(nn.Module):
     weights = None
     if self.attention == 'bahdanau':         # c_i from s_{i-1} (App. A.1.2)
       context, weights = attend(prev_top, keys, source['memory'], source['mask'], coverage)
+    elif self.attention == 'see':            # x_t = W [E y_{t-1}; h*_{t-1}] + b
+      y_emb = dense(y_emb.shape[-1], name='input_proj')(
+          jnp.concatenate([y_emb, carry['context'].astype(y_emb.dtype)], -1))
     x = jnp.concatenate([y_emb] + [v for v in (context, carry.get('feed')) if v is not None], -1)
     for i in range(self.num_layers):
       cell = make_cell(self.cell, self.hidden, x.shape[-1], self.init_fn, self.dtype,
@@ -296,6 +318,12 @@ class DecoderCell(nn.Module):
       context, weights = attend(x, keys, source['memory'], source['mask'], coverage)
       out = jnp.tanh(dense(width, use_bias=False, name='combine')(
           jnp.concatenate([context, x], -1)))
+    elif self.attention == 'see':            # See et al. 2017, Eq. 1-4
+      top = states[-1]                       # the query is the whole state s_t = (c_t, h_t)
+      query = jnp.concatenate([top['c'], top['h']], -1) if 'c' in top else top['h']
+      context, weights = attend(query, keys, source['memory'], source['mask'], coverage)
+      out = dense(width, name='output')(jnp.concatenate([x, context.astype(x.dtype)], -1))
+      new_carry['context'] = context
     elif context is not None:
       # Deep output from the state, the previous word and the context: Bahdanau (App. A.2.2)
       # reads s_{i-1}; Cho et al. (Sec. 2.2) read h_t.
@@ -396,7 +424,7 @@ class Model(nn.Module):
 
   def _check(self):
     choices = dict(cell=('lstm', 'gru'), attention=attn_lib.ATTENTION_TYPES,
-                   readout=('linear', 'maxout'), bridge=('none', 'final', 'dense'))
+                   readout=('linear', 'maxout'), bridge=('none', 'final', 'dense', 'reduce'))
     choices['remat'] = layers.REMAT
     for field, allowed in choices.items():
       if getattr(self, field) not in allowed:
@@ -418,8 +446,8 @@ class Model(nn.Module):
     if self.copy and (self.attention == 'none' or self.max_oovs < 1):
       raise UserError('model.copy needs an attention (it copies by the attention weights) '
                       f'and model.max_oovs >= 1, got {self.attention!r}, {self.max_oovs}')
-    if self.coverage and self.attention not in ('bahdanau', 'concat'):
-      raise UserError("model.coverage needs an additive attention ('bahdanau' or 'concat'), "
+    if self.coverage and self.attention not in attn_lib.ADDITIVE:
+      raise UserError(f'model.coverage needs an additive attention {attn_lib.ADDITIVE}, '
                       f'got {self.attention!r}')
     if self.tie_output and self.out_width != self.emb_dim:
       raise UserError(f'tie_output needs the readout size ({self.out_width}) == emb_dim')
@@ -440,6 +468,11 @@ class Model(nn.Module):
                     for i in range(self.encoder_layers)]
     if self.bridge == 'dense':
       self.bridge_proj = [layers.dense(self.dec_hidden, ('hidden', 'embed'), dtype=dt, init=init)
+                          for _ in range(self.decoder_layers)]
+    if self.bridge == 'reduce':
+      self.reduce_proj = [{k: layers.dense(self.dec_hidden, ('hidden', 'embed'), dtype=dt,
+                                           init=init)
+                           for k in zero_carry(self.cell, 1, 1)}
                           for _ in range(self.decoder_layers)]
     if self.attention not in ('none', 'dot'):
       self.source_keys = attn_lib.SourceKeys(attn_lib.key_width(
@@ -496,6 +529,12 @@ class Model(nn.Module):
         fwd, bwd = finals[i]
         states.append(fwd if bwd is None else jax.tree.map(
             lambda a, b: jnp.concatenate([a, b], -1), fwd, bwd))
+      elif self.bridge == 'reduce':   # See et al. 2017: ReLU(W [fwd; bwd] + b), for c and h
+        fwd, bwd = finals[max(0, i + self.encoder_layers - self.decoder_layers)]
+        both = fwd if bwd is None else jax.tree.map(lambda a, b: jnp.concatenate([a, b], -1),
+                                                    fwd, bwd)
+        states.append({k: jax.nn.relu(self.reduce_proj[i][k](v)).astype(jnp.float32)
+                       for k, v in both.items()})
       elif self.bridge == 'dense':
         # Stacks aligned at the top: the top decoder layer reads the top encoder layer.
         fwd, bwd = finals[max(0, i + self.encoder_layers - self.decoder_layers)]
@@ -508,6 +547,8 @@ class Model(nn.Module):
       carry['feed'] = jnp.zeros((batch, self.out_width), jnp.float32)
     if self.coverage:
       carry['coverage'] = jnp.zeros(source['mask'].shape, jnp.float32)
+    if self.attention == 'see':   # the previous context vector, fed to the next input
+      carry['context'] = jnp.zeros((batch, self.enc_out), jnp.float32)
     return carry
 
   @nn.compact
