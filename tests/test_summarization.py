@@ -21,7 +21,7 @@ from seq2seq_jax import train
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID, UNK_ID
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import build_model
-from seq2seq_jax.models.rnn import copy_log_probs
+from seq2seq_jax.models.layers import copy_log_probs
 from seq2seq_jax.tasks import get_task
 
 import runs  # tests/runs.py
@@ -43,7 +43,14 @@ def test_copy_distribution_mixes_vocabulary_and_attention_by_hand():
   assert p.sum() == pytest.approx(1.0, abs=1e-6)
 
 
+TRANSFORMER = dict(name='transformer', emb_dim=8, num_heads=2, mlp_dim=16, num_encoder_layers=1,
+                   num_decoder_layers=2, share_embeddings=True, copy=True, max_oovs=2,
+                   dropout_rate=0.0, max_len=16)
+
+
 def _tiny(**kw):
+  if kw.pop('family', 'rnn') == 'transformer':
+    return build_model(dict(TRANSFORMER, **kw), 6, 6)
   cfg = dict(name='rnn', emb_dim=8, hidden_dim=8, decoder_hidden_dim=8, encoder_layers=1,
              decoder_layers=1, attention='see', attention_dim=8, bridge='reduce',
              share_embeddings=True, copy=True, max_oovs=2, coverage=True, dropout_rate=0.0,
@@ -53,23 +60,25 @@ def _tiny(**kw):
 
 
 SOURCE = jnp.array([[4, 6, 5, 6, EOS_ID], [5, 4, EOS_ID, 0, 0]])
+MODELS = [dict(attention='see'), dict(attention='bahdanau'), dict(family='transformer')]
 
 
-@pytest.mark.parametrize('attention', ['see', 'bahdanau'])
-def test_decode_step_equals_teacher_forcing_and_coverage_loss_is_eq_12(attention):
-  model = _tiny(attention=attention)
+@pytest.mark.parametrize('kw', MODELS, ids=['see', 'bahdanau', 'transformer'])
+def test_decode_step_equals_teacher_forcing_with_copying(kw):
+  model = _tiny(**kw)
   batch = {'inputs': SOURCE, 'decoder_inputs': jnp.array([[BOS_ID, 6, 4, 7], [BOS_ID, 5, 0, 0]])}
   params = model.init(jax.random.key(1), batch)['params']
   logp, state = model.apply({'params': params}, batch, mutable=['losses', 'intermediates'])
   assert logp.shape == (2, 4, 8)  # V + max_oovs
   np.testing.assert_allclose(np.exp(logp).sum(-1), 1.0, atol=1e-5)
-  # The coverage loss: sum over real steps of sum_i min(a_i^t, sum_{t' < t} a_i^t').
-  a = np.asarray(jax.tree.leaves(state['intermediates'])[0])       # [B, T, S]
-  cov = np.cumsum(a, axis=1) - a
-  real = np.asarray(batch['decoder_inputs'] > 0)
-  want = np.sum(np.minimum(a, cov).sum(-1) * real)
-  assert float(state['losses']['coverage'][0]) == pytest.approx(want, rel=1e-5)
-  assert want > 0
+  if 'attention' in kw:
+    # The coverage loss: sum over real steps of sum_i min(a_i^t, sum_{t' < t} a_i^t').
+    a = np.asarray(jax.tree.leaves(state['intermediates'])[0])       # [B, T, S]
+    cov = np.cumsum(a, axis=1) - a
+    real = np.asarray(batch['decoder_inputs'] > 0)
+    want = np.sum(np.minimum(a, cov).sum(-1) * real)
+    assert float(state['losses']['coverage'][0]) == pytest.approx(want, rel=1e-5)
+    assert want > 0
   # One step at a time, feeding the extended ids back (7 has no source word: it embeds as UNK).
   cache = model.apply({'params': params}, SOURCE, 4, method='init_cache')
   for t in range(4):
@@ -78,16 +87,17 @@ def test_decode_step_equals_teacher_forcing_and_coverage_loss_is_eq_12(attention
     np.testing.assert_allclose(step, logp[:, t], atol=1e-5)
 
 
-def test_beam_search_over_the_extended_vocabulary_is_exhaustive_search():
+@pytest.mark.parametrize('kw', MODELS[::2], ids=['rnn', 'transformer'])
+def test_beam_search_over_the_extended_vocabulary_is_exhaustive_search(kw):
   """Beam as wide as every hypothesis of length <= 3 returns them all, scored as the model
   scores them teacher-forced, best first; the temporary id 6 (a source OOV) is among them."""
-  model = _tiny()
+  model = _tiny(**kw)
   src = SOURCE[:1]
   params = model.init(jax.random.key(2), {'inputs': src, 'decoder_inputs': src})['params']
   real = (3, 4, 5, 6, 7)
   hyps = [body + (EOS_ID,) for n in range(3) for body in itertools.product(real, repeat=n)]
   hyps += list(itertools.product(real, repeat=3))
-  cache = model.apply({'params': params}, src, 3, method='init_cache')
+  cache = model.apply({'params': params}, src, 3, len(hyps), method='init_cache')
   fn = lambda tok, c: model.apply({'params': params}, tok, c, method='decode_step')
   seqs, scores = decoding.beam_search(fn, cache, batch_size=1, beam_size=len(hyps), max_len=3,
                                       bos_id=BOS_ID, eos_id=EOS_ID, alpha=0.0)
@@ -100,7 +110,8 @@ def test_beam_search_over_the_extended_vocabulary_is_exhaustive_search():
   np.testing.assert_allclose(np.asarray(scores[0]), brute[order], atol=1e-4)
   got = [tuple(int(t) for t in s if t) for s in np.asarray(seqs[0, :5])]
   assert got == [hyps[i] for i in order[:5]]
-  assert any(6 in h for h in got[:len(hyps)])
+  # Hypotheses holding the temporary id score as the model says (it is reachable by copying).
+  assert sum(6 in tuple(int(t) for t in s if t) for s in np.asarray(seqs[0])) > 10
 
 
 def test_copy_settings_are_checked():
@@ -149,6 +160,10 @@ def get_config(arg=''):
                  encoder_layers=1, decoder_layers=1, attention='see', attention_dim=16,
                  bridge='reduce', share_embeddings=True, readout_dim=16, dropout_rate=0.0,
                  copy=arg != 'nocopy', max_oovs=4, coverage=arg == 'coverage')
+  if arg == 'transformer':
+    c.model = dict(name='transformer', emb_dim=32, num_heads=2, mlp_dim=64, num_encoder_layers=1,
+                   num_decoder_layers=1, dropout_rate=0.0, share_embeddings=True, copy=True,
+                   max_oovs=4, max_len=16)
   c.label_smoothing = 0.0
   c.optimizer = dict(name='adam', learning_rate=1e-2, schedule='constant', grad_clip_norm=2.0)
   c.decode = dict(beam_size=2, alpha=0.6, max_len=6)
@@ -239,17 +254,19 @@ def test_tfds_summarization_dataset_is_read_without_tensorflow(corpus, tmp_path)
 _TRAINED = {}
 
 
-def _trained(corpus, tmp_path_factory):
-  if 'run' not in _TRAINED:
-    workdir = str(tmp_path_factory.mktemp('copy_run'))
-    config = config_lib.load_config(corpus['config'], [
+def _trained(corpus, tmp_path_factory, family='rnn'):
+  """A run on the (2, 2, 2) mesh, trained in this process once per model family."""
+  if family not in _TRAINED:
+    workdir = str(tmp_path_factory.mktemp(f'copy_{family}'))
+    config = config_lib.load_config(f'{corpus["config"]}:{family}', [
         ('mesh.data', '2'), ('mesh.fsdp', '2'), ('mesh.tensor', '2')])
-    _TRAINED['run'] = workdir, train.train(config, workdir)
-  return _TRAINED['run']
+    _TRAINED[family] = workdir, train.train(config, workdir)
+  return _TRAINED[family]
 
 
-def test_copy_model_learns_names_only_copying_can_produce(corpus, tmp_path_factory):
-  workdir, summary = _trained(corpus, tmp_path_factory)
+@pytest.mark.parametrize('family', ['rnn', 'transformer'])
+def test_copy_model_learns_names_only_copying_can_produce(corpus, tmp_path_factory, family):
+  workdir, summary = _trained(corpus, tmp_path_factory, family)
   assert summary['best_metric'] == 'rougeL'
   assert summary['test/rougeL'] > 90, summary     # 16 unseen names, copied
   ref = runs.losses(workdir)
@@ -260,8 +277,8 @@ def test_copy_model_learns_names_only_copying_can_produce(corpus, tmp_path_facto
   vocab = open(os.path.join(workdir, 'vocab.txt')).read().split()
   assert not set(new) & set(vocab)
   lines = [_sentence(rng, new[0])[0], '', _sentence(rng, new[1])[0], _sentence(rng, new[2])[0]]
-  out = list(train.predict(config_lib.load_config(corpus['config'], [('mesh.data', '1')]),
-                           workdir, lines))
+  out = list(train.predict(config_lib.load_config(f'{corpus["config"]}:{family}',
+                                                  [('mesh.data', '1')]), workdir, lines))
   assert out[1] == ''
   assert [o.split() for i, o in enumerate(out) if i != 1] == [
       ['call', n, 'now'] for n in new]
@@ -271,7 +288,7 @@ def test_copy_model_sigkill_and_restart_gives_the_same_losses(corpus, tmp_path_f
                                                               tmp_path):
   ref = runs.losses(_trained(corpus, tmp_path_factory)[0])
   kill_dir = str(tmp_path / 'killed')
-  args = [f'--config={corpus["config"]}', '--config.mesh.data=1', '--config.train_steps=30',
+  args = [f'--config={corpus["config"]}:rnn', '--config.mesh.data=1', '--config.train_steps=30',
           '--config.checkpoint_every_steps=10', f'--workdir={kill_dir}']
   runs.kill_at_checkpoint(runs.launch(args, devices=1), kill_dir, 10)
   start = runs.resume(args, devices=1)

@@ -570,7 +570,7 @@ class Model(nn.Module):
     logits = constrain(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
     if not self.copy:
       return logits
-    return copy_log_probs(logits, extras['p_gen_logit'], extras['attention'],
+    return layers.copy_log_probs(logits, extras['p_gen_logit'], extras['attention'],
                           source['ext_ids'], self.max_oovs)
 
   # --- the model contract (seq2seq_jax/models/__init__.py) ---------------------------------
@@ -614,33 +614,6 @@ class Model(nn.Module):
     carry, out = self._decode(cache['carry'], y, cache['source'], False)
     # The same `source` leaves go back, so beam search need not reorder them.
     return self._logits(out, cache['source'])[:, 0], {'source': cache['source'], 'carry': carry}
-
-
-def copy_log_probs(logits: jax.Array, p_gen_logit: jax.Array, attention: jax.Array,
-                   ext_ids: jax.Array, max_oovs: int) -> jax.Array:
-  """The pointer-generator's final distribution (See et al. 2017, Eq. 9), as log-probabilities.
-
-  P(w) = p_gen P_vocab(w) + (1 - p_gen) sum_{i: w_i = w} a_i over the extended vocabulary: the
-  V vocabulary ids, then max_oovs temporary ids for each source's OOV words.
-
-  Args:
-    logits: vocabulary logits [B, T, V].
-    p_gen_logit: [B, T]; p_gen = sigmoid(p_gen_logit).
-    attention: [B, T, S] over the source positions (0 on padding).
-    ext_ids: [B, S] each source position's id in the extended vocabulary.
-    max_oovs: the temporary ids per source.
-
-  Returns:
-    float32 [B, T, V + max_oovs]: log P, floored at log(1e-30) (ids no source or vocabulary
-    can produce), so it is also valid as logits: log_softmax changes it by < 1e-24.
-  """
-  p_gen = jax.nn.sigmoid(p_gen_logit)[..., None]
-  vocab = jax.nn.softmax(logits, axis=-1) * p_gen
-  dist = jnp.pad(vocab, ((0, 0), (0, 0), (0, max_oovs)))
-  copied = attention.astype(jnp.float32) * (1.0 - p_gen)
-  # Scatter-add every position's copy probability onto its token (repeats accumulate).
-  dist = jax.vmap(lambda d, ids, a: d.at[:, ids].add(a))(dist, ext_ids, copied)
-  return jnp.log(jnp.maximum(dist, 1e-30))
 
 
 def _uniform(scale: float) -> Callable:

@@ -9,6 +9,13 @@ sqrt(d_model), Sec. 3.4), image patches (with their own learned positions, as Vi
 net's feature grid or subsampled audio features (both given the model's positions); the
 source mask comes from the frontend.
 
+Copying (`copy=True`, as the pointer-generator of See et al. 2017 but with attention heads): the
+first head of the top decoder layer's cross-attention is also the copy distribution over the
+source positions; p_gen = sigmoid(w [y_t; x_t] + b) from the decoder output and its input
+embedding mixes it with the vocabulary distribution over the extended vocabulary (source ids
+>= tgt_vocab_size are the source's OOV words: embedded as UNK, copied by id), and the model
+returns log-probabilities [B, T, tgt_vocab_size + max_oovs] as its logits (layers.copy_log_probs).
+
 Incremental decoding uses an explicit cache pytree (see Model.init_cache): per decoder layer,
 self-attention K/V slots for every beam and the precomputed cross-attention K/V, held once per
 item (decoding.PerItem); the source mask; per hypothesis, its position and slot history.
@@ -21,6 +28,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from seq2seq_jax import decoding
+from seq2seq_jax.data.vocab import UNK_ID
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import frontends
 from seq2seq_jax.models import layers
@@ -103,6 +111,22 @@ class CrossAttention(nn.Module):
     q = constrain(self.q(x), ('batch', 'length', 'heads', 'kv'))
     return self.out(layers.attention(q, k, v, bias, self.drop, deterministic, sow_in=self))
 
+  def copy_weights(self, x, k, bias):
+    """Head 0's attention weights float32 [B, T, S] (x [B, T, E], keys k [B, S, H, D], bias
+    [B, 1, T or 1, S]): the copy distribution of Model(copy=True), no dropout."""
+    q = self.q(x)[:, :, 0]
+    logits = jnp.einsum('btd,bsd->bts', q * (q.shape[-1] ** -0.5), k[:, :, 0],
+                        preferred_element_type=jnp.float32)
+    return jax.nn.softmax(logits + bias[:, 0], axis=-1)
+
+  def copy_weights_step(self, x, k_t, bias):
+    """copy_weights for one step: x [B * J, 1, E], keys k_t [B, H, D, S] -> [B * J, S]."""
+    b, _, d, _ = k_t.shape
+    q = self.q(x)[:, 0, 0].reshape(b, -1, d)
+    logits = jnp.einsum('bjd,bds->bjs', q * (d ** -0.5), k_t[:, 0].astype(q.dtype),
+                        preferred_element_type=jnp.float32)
+    return jax.nn.softmax(logits + bias[:, 0], axis=-1).reshape(-1, k_t.shape[-1])
+
   def step(self, x, k_t, v, bias):
     """x [B * J, 1, E] (J beams per item) against one item's source keys k_t [B, H, D, S]
     and values v [B, H, S, D] (held once per item, not per beam)."""
@@ -161,7 +185,11 @@ class EncoderLayer(_Block):
 
 
 class DecoderLayer(_Block):
-  """Causal self-attention, cross-attention to the encoder, then MLP."""
+  """Causal self-attention, cross-attention to the encoder, then MLP.
+
+  With copy_head (the top layer of a copying model) it also returns the first cross-attention
+  head's weights [B, T, S] (the pointer's copy distribution)."""
+  copy_head: bool = False
 
   def setup(self):
     self.self_attn = SelfAttention(self.num_heads, self.head_dim, self.emb_dim,
@@ -178,15 +206,22 @@ class DecoderLayer(_Block):
     ck, cv = self.cross_attn.project_kv(memory)
     y = self.residual(y, lambda h: self.self_attn(h, self_bias, deterministic), self.ln_self,
                       deterministic)
-    y = self.residual(y, lambda h: self.cross_attn(h, ck, cv, cross_bias, deterministic),
-                      self.ln_cross, deterministic)
+    copied = []
+
+    def cross(h):
+      if self.copy_head:
+        copied.append(self.cross_attn.copy_weights(h, ck, cross_bias))
+      return self.cross_attn(h, ck, cv, cross_bias, deterministic)
+
+    y = self.residual(y, cross, self.ln_cross, deterministic)
     y = self.residual(y, self.mlp, self.ln_mlp, deterministic)
-    return constrain(y, ('batch', 'length', 'embed'))
+    y = constrain(y, ('batch', 'length', 'embed'))
+    return (y, copied[0]) if self.copy_head else y
 
   def step(self, y, cache, pos, self_bias, cross_bias):
     """One decode step; cache holds this layer's unwrapped 'k', 'v', 'ck', 'cv'.
 
-    Returns (y, new k slots, new v slots).
+    Returns (y, new k slots, new v slots, the copy head's weights [B * J, S] or None).
     """
     new = {}
 
@@ -194,11 +229,15 @@ class DecoderLayer(_Block):
       out, new['k'], new['v'] = self.self_attn.step(h, cache['k'], cache['v'], pos, self_bias)
       return out
 
+    def cross(h):
+      if self.copy_head:
+        new['copy'] = self.cross_attn.copy_weights_step(h, cache['ck'], cross_bias)
+      return self.cross_attn.step(h, cache['ck'], cache['cv'], cross_bias)
+
     y = self.residual(y, self_attn, self.ln_self, True)
-    y = self.residual(y, lambda h: self.cross_attn.step(h, cache['ck'], cache['cv'], cross_bias),
-                      self.ln_cross, True)
+    y = self.residual(y, cross, self.ln_cross, True)
     y = self.residual(y, self.mlp, self.ln_mlp, True)
-    return y, new['k'], new['v']
+    return y, new['k'], new['v'], new.get('copy')
 
 
 class Model(nn.Module):
@@ -225,6 +264,8 @@ class Model(nn.Module):
   cnn_channels: tuple[int, ...] = (32, 64, 128)  # frontend='cnn'
   cnn_columns: bool = False     # frontend='cnn': one annotation per grid column
   audio_channels: int = 64      # frontend='audio_conv'
+  copy: bool = False            # copy from the source through a cross-attention head
+  max_oovs: int = 0             # copy: temporary ids per source for its OOV words
 
   def setup(self):
     dt = layers.dtype_of(self.dtype)
@@ -238,6 +279,11 @@ class Model(nn.Module):
     if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
       raise UserError('share_embeddings needs one vocabulary for source and target '
                       f'({self.src_vocab_size} != {self.tgt_vocab_size})')
+    if self.copy and (self.frontend != 'tokens' or self.src_vocab_size != self.tgt_vocab_size
+                      or self.max_oovs < 1):
+      raise UserError('model.copy needs token inputs, one vocabulary for both sides and '
+                      f'model.max_oovs >= 1 (got {self.frontend!r}, vocabularies '
+                      f'{self.src_vocab_size} and {self.tgt_vocab_size}, {self.max_oovs})')
     kw = dict(num_heads=self.num_heads, head_dim=width // self.num_heads, emb_dim=self.emb_dim,
               mlp_dim=self.mlp_dim, attention_dropout_rate=self.attention_dropout_rate,
               pre_norm=self.pre_norm, dropout_rate=self.dropout_rate, dtype=dt)
@@ -256,7 +302,11 @@ class Model(nn.Module):
     encoder_layer = layers.remat(EncoderLayer, self.remat, static_argnums=(3,))
     decoder_layer = layers.remat(DecoderLayer, self.remat, static_argnums=(5,))
     self.encoder_layers = [encoder_layer(**kw) for _ in range(self.num_encoder_layers)]
-    self.decoder_layers = [decoder_layer(**kw) for _ in range(self.num_decoder_layers)]
+    self.decoder_layers = [
+        decoder_layer(**kw, copy_head=self.copy and i == self.num_decoder_layers - 1)
+        for i in range(self.num_decoder_layers)]
+    if self.copy:   # p_gen from the decoder output and the input embedding
+      self.p_gen = layers.dense(1, ('embed', None), dtype=dt)
     if self.pre_norm:
       self.encoder_norm = _layer_norm(dt)
       self.decoder_norm = _layer_norm(dt)
@@ -286,6 +336,17 @@ class Model(nn.Module):
     if self.positions == 'learned' and length > self.max_len:
       raise UserError(f'{what} {length} exceeds model.max_len={self.max_len} (the size of the '
                       "learned position table); raise model.max_len or use 'sinusoidal'")
+
+  def _in_vocab(self, ids: jax.Array) -> jax.Array:
+    """Temporary copy ids (>= the vocabulary: a source's OOV words) embed as UNK."""
+    return jnp.where(ids >= self.tgt_vocab_size, UNK_ID, ids) if self.copy else ids
+
+  def _copy(self, logits, y, x_in, copy_weights, ext_ids):
+    """The final distribution of a copying model (layers.copy_log_probs): p_gen from the
+    decoder output y and its input x_in mixes the vocabulary with the copy head."""
+    p_gen_logit = self.p_gen(jnp.concatenate([y, x_in.astype(y.dtype)], -1))[..., 0]
+    return layers.copy_log_probs(logits, p_gen_logit.astype(jnp.float32), copy_weights,
+                                 ext_ids, self.max_oovs)
 
   def _logits(self, y):
     # Tied (Sec. 3.4, Press & Wolf 2017): y @ E^T with no extra factor. The paper multiplies
@@ -321,7 +382,7 @@ class Model(nn.Module):
     """
     if self.frontend == 'tokens':
       mask = inputs > 0
-      x = self._embed(self.src_embed, 'src_pos', inputs,
+      x = self._embed(self.src_embed, 'src_pos', self._in_vocab(inputs),
                       self._positions(inputs, inputs_position), not train)
     else:
       if inputs_segmentation is not None:
@@ -342,7 +403,8 @@ class Model(nn.Module):
   def decode(self, encoded: jax.Array, src_mask: jax.Array, decoder_inputs: jax.Array, *,
              inputs_segmentation: jax.Array | None = None,
              targets_segmentation: jax.Array | None = None,
-             targets_position: jax.Array | None = None, train: bool = False) -> jax.Array:
+             targets_position: jax.Array | None = None, train: bool = False,
+             ext_ids: jax.Array | None = None) -> jax.Array:
     """Runs the decoder with teacher forcing.
 
     Args:
@@ -354,9 +416,11 @@ class Model(nn.Module):
         only to earlier target tokens and source tokens of the same segment.
       targets_position: packed rows: positions within each target [B, T].
       train: enables dropout.
+      ext_ids: copy: the source ids [B, S] (temporary ids for its OOVs included).
 
     Returns:
-      Logits [B, T, tgt_vocab_size], float32.
+      Logits [B, T, tgt_vocab_size], float32; with copy, log-probabilities [B, T,
+      tgt_vocab_size + max_oovs] over the extended vocabulary.
     """
     if (targets_segmentation is None) != (inputs_segmentation is None):
       raise UserError('packed batches need both inputs_segmentation and targets_segmentation')
@@ -368,24 +432,35 @@ class Model(nn.Module):
       keep_self = keep_self & (tgt_seg == targets_segmentation[:, None, :])
       keep_cross = keep_cross & (tgt_seg == inputs_segmentation[:, None, :])
     self_bias, cross_bias = layers.mask_bias(keep_self), layers.mask_bias(keep_cross)
-    y = self._embed(self._target_embed(), 'tgt_pos', decoder_inputs,
-                    self._positions(decoder_inputs, targets_position), not train)
+    y = x_in = self._embed(self._target_embed(), 'tgt_pos', self._in_vocab(decoder_inputs),
+                           self._positions(decoder_inputs, targets_position), not train)
+    copy_weights = None
     for layer in self.decoder_layers:
       y = layer(y, self_bias, encoded, cross_bias, not train)
+      if isinstance(y, tuple):
+        y, copy_weights = y
     if self.pre_norm:
       y = self.decoder_norm(y)
+    if self.copy:
+      if ext_ids is None:
+        raise ValueError('a copying model decodes with the source ids (ext_ids)')
+      return self._copy(self._logits(y), y, x_in, copy_weights, ext_ids)
     return self._logits(y)
 
   def __call__(self, batch: dict[str, jax.Array], *, train: bool = False) -> jax.Array:
     """Teacher-forced logits [B, T, tgt_vocab_size] (float32) for a (possibly packed) batch."""
     seg = batch.get('inputs_segmentation')
+    if self.copy and seg is not None:
+      raise UserError('model.copy reads one pair per row (temporary ids are per source): '
+                      'set data.packing=False')
     encoded, src_mask = self.encode(batch['inputs'], inputs_mask=batch.get('inputs_mask'),
                                     inputs_segmentation=seg,
                                     inputs_position=batch.get('inputs_position'), train=train)
     return self.decode(encoded, src_mask, batch['decoder_inputs'],
                        inputs_segmentation=seg,
                        targets_segmentation=batch.get('targets_segmentation'),
-                       targets_position=batch.get('targets_position'), train=train)
+                       targets_position=batch.get('targets_position'), train=train,
+                       ext_ids=batch['inputs'] if self.copy else None)
 
   def init_cache(self, inputs: jax.Array, max_len: int, beam_size: int = 1,
                  inputs_mask: jax.Array | None = None) -> dict[str, Any]:
@@ -428,9 +503,12 @@ class Model(nn.Module):
           'k': wrap(jnp.zeros((b, heads, head_dim, max_len * beam_size), encoded.dtype)),
           'v': wrap(jnp.zeros((b, heads, max_len * beam_size, head_dim), encoded.dtype)),
           'ck': wrap(ck.transpose(0, 2, 3, 1)), 'cv': wrap(cv.transpose(0, 2, 1, 3))})
-    return {'index': jnp.zeros((b,), jnp.int32),
-            'history': jnp.zeros((b, max_len, beam_size), bool),
-            'src_mask': wrap(src_mask), 'layers': per_layer}
+    cache = {'index': jnp.zeros((b,), jnp.int32),
+             'history': jnp.zeros((b, max_len, beam_size), bool),
+             'src_mask': wrap(src_mask), 'layers': per_layer}
+    if self.copy:
+      cache['ext_ids'] = wrap(inputs)
+    return cache
 
   def decode_step(self, last_tokens: jax.Array,
                   cache: dict[str, Any]) -> tuple[jax.Array, dict[str, Any]]:
@@ -458,14 +536,17 @@ class Model(nn.Module):
     history = lax.dynamic_update_slice(history, own_slot[:, None, :], (0, pos, 0))
     self_bias = layers.mask_bias(history.reshape(b, beams, max_len * beams))  # [B, 1, J, M*J]
     cross_bias = layers.mask_bias(src_mask[:, None, :])                       # [B, 1, 1, S]
-    y = self._embed(self._target_embed(), 'tgt_pos', last_tokens[:, None], index[:, None], True)
+    y = x_in = self._embed(self._target_embed(), 'tgt_pos', self._in_vocab(last_tokens[:, None]),
+                           index[:, None], True)
     new_layers = []
     for layer, lc in zip(self.decoder_layers, cache['layers']):
-      y, k, v = layer.step(y, {name: x.value for name, x in lc.items()}, pos, self_bias,
-                           cross_bias)
+      y, k, v, copy_weights = layer.step(y, {name: x.value for name, x in lc.items()}, pos,
+                                         self_bias, cross_bias)
       new_layers.append({**lc, 'k': decoding.PerItem(k, beams), 'v': decoding.PerItem(v, beams)})
     if self.pre_norm:
       y = self.decoder_norm(y)
-    logits = self._logits(y)[:, 0]
-    return logits, {'index': index + 1, 'history': history, 'src_mask': cache['src_mask'],
-                    'layers': new_layers}
+    new_cache = {**cache, 'index': index + 1, 'history': history, 'layers': new_layers}
+    if self.copy:   # each hypothesis row copies from its item's source
+      ext_ids = jnp.repeat(cache['ext_ids'].value, beams, axis=0)
+      return self._copy(self._logits(y), y, x_in, copy_weights[:, None], ext_ids)[:, 0], new_cache
+    return self._logits(y)[:, 0], new_cache
