@@ -8,13 +8,17 @@ punctuation characters; one 10k vocabulary for code and text (94% of training to
 
 The attention LSTM of See et al. 2017 at a CPU size (128-d embeddings, a 256 x 2 bidirectional
 encoder, a 256-d decoder, additive attention queried by the new decoder state, input feeding),
-with the pointer-generator (`:copy`) and coverage (`:copy_coverage`), or neither (default).
+with the pointer-generator (`:copy`) and coverage (`:copy_coverage`), or neither (default);
+a pre-LN Transformer of 3 + 3 layers (256-d, 4 heads) with and without copying through its top
+cross-attention head (`:transformer_copy`, `:transformer`).
 Scored with ROUGE-1/2/L (rouge-score, stemmed) and CodeXGLUE's smoothed BLEU-4 on the test
 split; the best checkpoint is the one with the highest validation ROUGE-L.
 
   python launch.py --config=experiments/pydoc_summarization.py --workdir=runs/pydoc_rnn
   python launch.py --config=experiments/pydoc_summarization.py:copy --workdir=runs/pydoc_copy
   python launch.py --config=experiments/pydoc_summarization.py:copy_coverage --workdir=runs/pydoc_cov
+  python launch.py --config=experiments/pydoc_summarization.py:transformer --workdir=runs/pydoc_tf
+  python launch.py --config=experiments/pydoc_summarization.py:transformer_copy --workdir=runs/pydoc_tf_copy
   python launch.py --config=experiments/pydoc_summarization.py:smoke --workdir=/tmp/pydoc_smoke
   echo "def area(width, height): return width * height" | python launch.py \
       --config=experiments/pydoc_summarization.py:copy --mode=predict --workdir=runs/pydoc_copy
@@ -24,7 +28,8 @@ import ml_collections
 
 from common import decode, mesh_and_rules, summarization_data
 
-VARIANTS = ('', 'copy', 'copy_coverage', 'coverage', 'smoke', 'smoke_copy')
+VARIANTS = ('', 'copy', 'copy_coverage', 'coverage', 'transformer', 'transformer_copy', 'smoke',
+            'smoke_copy')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -59,6 +64,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       share_embeddings=True,                   # one vocabulary for code and text
       copy=copy, max_oovs=64,                  # a source's OOVs get ids 10,000..10,063
       coverage=coverage, coverage_loss_weight=1.0)
+  if arg.startswith('transformer'):   # about the LSTM's size; copying through one head
+    c.model = dict(name='transformer', emb_dim=256, num_heads=4, mlp_dim=1024,
+                   num_encoder_layers=3, num_decoder_layers=3, dropout_rate=0.1,
+                   positions='sinusoidal', pre_norm=True, share_embeddings=True,
+                   tie_output=True, max_len=256, copy=copy, max_oovs=64)
   c.label_smoothing = 0.0
   c.optimizer = dict(name='adam', learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8,
                      schedule='cosine', warmup_steps=200, grad_clip_norm=2.0)

@@ -82,12 +82,13 @@ class Attention(nn.Module):
       v = self.param('v', layers.partitioned(
           self.init_fn or nn.initializers.normal(self.attention_dim ** -0.5), ('kv',)),
                      (self.attention_dim,), jnp.float32)
-      w_c = None
-      if coverage is not None:   # See et al. 2017, Eq. 11: w_c, one weight per scorer unit
+      if coverage is None:
+        scores = additive_scores(keys, q, v.astype(self.dtype))
+      else:                      # See et al. 2017, Eq. 11: w_c, one weight per scorer unit
         w_c = self.param('coverage', layers.partitioned(
             self.init_fn or nn.initializers.normal(1.0), ('kv',)),
                          (self.attention_dim,), jnp.float32).astype(self.dtype)
-      scores = additive_scores(keys, q, v.astype(self.dtype), coverage, w_c)
+        scores = additive_scores(keys, q, v.astype(self.dtype), coverage, w_c)
     elif self.kind in ('dot', 'general'):
       if coverage is not None:
         raise ValueError(f'coverage needs an additive attention, not {self.kind!r}')
