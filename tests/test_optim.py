@@ -50,7 +50,7 @@ def test_every_experiment_passes(spec):
      r"optimizer.halve_every_steps=100 is ignored by optimizer.schedule='rsqrt'"),
     (dict(schedule='cosine', halve_after_steps=5), r'optimizer.halve_after_steps=5 is ignored'),
     (dict(name='adam', weight_decai=0.01), r"unknown optimizer key 'weight_decai'"),
-    (dict(name='lamb'), r"unknown optimizer.name 'lamb' \(known: adam, adamw, sgd, adadelta\)"),
+    (dict(name='lamb'), r"unknown optimizer.name 'lamb' \(known: adam, adamw, sgd, adadelta, adagrad\)"),
     (dict(schedule='linear'), r"unknown optimizer.schedule 'linear'"),
 ])
 def test_ignored_or_unknown_key_is_an_error(fields, message):
