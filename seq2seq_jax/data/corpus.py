@@ -134,6 +134,25 @@ def read_tsv(path: str, bad_pairs: str = 'error') -> Corpus:
   return Corpus(pairs, bad.count, path)
 
 
+def read_user_split(data, key: str, split: str) -> Corpus:
+  """A split of a user's corpus as config.data names it: data.source 'files' reads
+  data.<key>_files = (source, target), 'tsv' reads data.<key>_tsv; data.bad_pairs applies.
+
+  Args:
+    data: config.data (translation and summarization use the same keys).
+    key: 'train', 'eval' or 'test' (the config keys' prefix).
+    split: the split's name, for messages.
+  """
+  if data.source == 'files':
+    files = tuple(data[f'{key}_files'])
+    if len(files) != 2 or not all(files):
+      raise UserError(f'data.{key}_files must be (source_path, target_path), got {files}')
+    return read_aligned_files(files[0], files[1], data.bad_pairs)
+  if not data[f'{key}_tsv']:
+    raise UserError(f'data.{key}_tsv is empty: the {split} split needs a TSV file')
+  return read_tsv(data[f'{key}_tsv'], data.bad_pairs)
+
+
 def read_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: str,
               chunk_size: int = 65536) -> Corpus:
   """A prepared TFDS translation dataset (e.g. 'wmt14_translate/de-en'), either direction.

@@ -154,16 +154,8 @@ class Task(base.Task):
       pairs, origin = self._read_pydoc(split)
     elif d.source == 'tfds':
       pairs, skipped, origin = self._read_tfds(d[f'{key}_split'])
-    elif d.source == 'files':
-      files = tuple(d[f'{key}_files'])
-      if len(files) != 2 or not all(files):
-        raise UserError(f'data.{key}_files must be (source_path, summary_path), got {files}')
-      c = corpus_lib.read_aligned_files(files[0], files[1], d.bad_pairs)
-      pairs, skipped, origin = c.pairs, c.skipped, c.origin
     else:
-      if not d[f'{key}_tsv']:
-        raise UserError(f'data.{key}_tsv is empty: the {split} split needs a TSV file')
-      c = corpus_lib.read_tsv(d[f'{key}_tsv'], d.bad_pairs)
+      c = corpus_lib.read_user_split(d, key, split)
       pairs, skipped, origin = c.pairs, c.skipped, c.origin
     if not pairs:
       raise UserError(f'{origin}: no (source, summary) pairs')

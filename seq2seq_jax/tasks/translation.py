@@ -122,15 +122,8 @@ class Task(base.Task):
                                d.data_dir)
     elif d.source == 'num2words':
       c = corpus_lib.read_num2words(split, d.src_lang, d.tgt_lang, int(d.num2words_max))
-    elif d.source == 'files':
-      files = tuple(d[f'{key}_files'])
-      if len(files) != 2 or not all(files):
-        raise UserError(f'data.{key}_files must be (source_path, target_path), got {files}')
-      c = corpus_lib.read_aligned_files(files[0], files[1], d.bad_pairs)
     else:
-      if not d[f'{key}_tsv']:
-        raise UserError(f'data.{key}_tsv is empty: the {split} split needs a TSV file')
-      c = corpus_lib.read_tsv(d[f'{key}_tsv'], d.bad_pairs)
+      c = corpus_lib.read_user_split(d, key, split)
     if not c.pairs:
       raise UserError(f'{c.origin}: no sentence pairs')
     note = f' ({c.skipped} bad pair(s) skipped)' if c.skipped else ''
