@@ -40,7 +40,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.seed = 0
   c.task = 'summarization'
   c.data = summarization_data(
-      source='tfds', tfds_name='cnn_dailymail', src_feature='article', tgt_feature='highlights',
+      source='tfds', tfds_name='cnn_dailymail',
       train_split='train', eval_split='validation', test_split='test',
       vocab_type='word', vocab_size=50_000, lowercase=True,
       max_source_len=400, max_target_len=100, buckets=(100, 200, 300, 401),

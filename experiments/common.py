@@ -77,8 +77,8 @@ def summarization_data(**overrides) -> dict:
   """config.data for task='summarization' (seq2seq_jax/tasks/summarization.py)."""
   data = dict(
       source='tfds',                      # 'tfds' | 'files' | 'tsv' | 'pydoc'
-      tfds_name='cnn_dailymail',          # or 'gigaword' (src/tgt features: document/summary)
-      src_feature='article', tgt_feature='highlights',
+      tfds_name='cnn_dailymail',          # or 'gigaword'
+      src_feature='', tgt_feature='',     # '': the dataset's (article/highlights, document/summary)
       train_split='train', eval_split='validation', test_split='test',
       train_files=('', ''), eval_files=('', ''), test_files=('', ''),  # source='files'
       train_tsv='', eval_tsv='', test_tsv='',                          # source='tsv'

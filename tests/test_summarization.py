@@ -238,16 +238,20 @@ def test_tfds_summarization_dataset_is_read_without_tensorflow(corpus, tmp_path)
   data_dir = str(tmp_path / 'tfds')
   TinyNews(data_dir=data_dir, file_format='array_record').download_and_prepare()
   config = config_lib.load_config(corpus['config'], [
-      ('data.source', 'tfds'), ('data.tfds_name', 'tiny_news'), ('data.data_dir', data_dir)])
+      ('data.source', 'tfds'), ('data.tfds_name', 'tiny_news'), ('data.data_dir', data_dir),
+      ('data.src_feature', 'article'), ('data.tgt_feature', 'highlights')])
   task = get_task(config)
   # TFDS stores examples in the order of its key hashes.
   assert sorted(task.pairs('train')) == sorted(pairs[:8])
   assert sorted(task.pairs('test')) == sorted(pairs[12:16])   # the empty article is skipped
-  bad = get_task(config_lib.load_config(corpus['config'], [
-      ('data.source', 'tfds'), ('data.tfds_name', 'tiny_news'), ('data.data_dir', data_dir),
-      ('data.tgt_feature', 'summary')]))
-  with pytest.raises(UserError, match="features.*'summary'"):
-    bad.pairs('train')
+  for features, error in (((), 'must name the features of tiny_news'),
+                          ((('data.src_feature', 'article'), ('data.tgt_feature', 'summary')),
+                           "features.*'summary'")):
+    bad = get_task(config_lib.load_config(corpus['config'], [
+        ('data.source', 'tfds'), ('data.tfds_name', 'tiny_news'), ('data.data_dir', data_dir),
+        *features]))
+    with pytest.raises(UserError, match=error):
+      bad.pairs('train')
 
 
 # --- end to end ----------------------------------------------------------------------------------

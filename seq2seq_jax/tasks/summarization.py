@@ -4,8 +4,9 @@ word or SentencePiece vocabularies, source OOVs for copying, ROUGE.
 Config keys (config.data.*) are those of experiments/common.py summarization_data():
   source            'tfds' | 'files' | 'tsv' | 'pydoc'
   tfds_name, src_feature, tgt_feature, data_dir, train_split, eval_split, test_split
-                    a prepared TFDS dataset: 'cnn_dailymail' ('article' -> 'highlights') or
-                    'gigaword' ('document' -> 'summary'), read without TensorFlow
+                    a prepared TFDS dataset read without TensorFlow; the features default
+                    ('') to 'article' -> 'highlights' for cnn_dailymail and 'document' ->
+                    'summary' for gigaword
   train_files, eval_files, test_files / train_tsv, eval_tsv, test_tsv, bad_pairs
                     a user's corpus, read as the translation task reads it
   pydoc             PydocSpec fields (seq2seq_jax/data/pydoc_pairs.py): the offline
@@ -184,7 +185,11 @@ class Task(base.Task):
     from seq2seq_jax.data import cmudict_builder  # pylint: disable=g-import-not-at-top
     d = self.data
     data_dir = cmudict_builder.default_data_dir(d.data_dir)
-    src_key, tgt_key = d.src_feature, d.tgt_feature
+    known = TFDS_FEATURES.get(d.tfds_name.partition('/')[0], ('', ''))
+    src_key, tgt_key = d.src_feature or known[0], d.tgt_feature or known[1]
+    if not (src_key and tgt_key):
+      raise UserError(f'data.src_feature and data.tgt_feature must name the features of '
+                      f'{d.tfds_name} (known defaults: {TFDS_FEATURES})')
 
     def check(builder):
       have = sorted(builder.info.features.keys())
