@@ -11,8 +11,9 @@ encoder, a 256-d decoder, additive attention queried by the new decoder state, i
 with the pointer-generator (`:copy`) and coverage (`:copy_coverage`), or neither (default);
 a pre-LN Transformer of 3 + 3 layers (256-d, 4 heads) with and without copying through its top
 cross-attention head (`:transformer_copy`, `:transformer`).
-Scored with ROUGE-1/2/L (rouge-score, stemmed) and CodeXGLUE's smoothed BLEU-4 on the test
-split; the best checkpoint is the one with the highest validation ROUGE-L.
+Scored with ROUGE-1/2/L (rouge-score, stemmed) and CodeXGLUE's smoothed BLEU-4; the best
+checkpoint is the one with the highest validation ROUGE-L (400 validation pairs spread over the
+split); the whole test split: --mode=eval --config.data.eval_max_examples=0.
 
   python launch.py --config=experiments/pydoc_summarization.py --workdir=runs/pydoc_rnn
   python launch.py --config=experiments/pydoc_summarization.py:copy --workdir=runs/pydoc_copy
@@ -45,7 +46,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       max_target_len=32,                   # 99% of first sentences whole
       buckets=(48, 96, 144, 192),
       eval_batch_size=64,
-      eval_max_examples=400)               # validation during training; test: the whole split
+      eval_max_examples=400)               # 400 spread over validation (and test) at each
+                                           # evaluation; --mode=eval with 0 scores every pair
   c.batch_size = 32
   c.grad_accum_steps = 1
   c.dtype = 'float32'
