@@ -208,6 +208,11 @@ def test_task_gives_source_oovs_temporary_ids_and_maps_them_back(corpus, tmp_pat
   scores = task.score(['call bob now', 'x'], [['call bob now'], ['call ann now']])
   assert scores['rouge1'] == pytest.approx(50.0) and set(scores) == {
       'rouge1', 'rouge2', 'rougeL', 'bleu'}
+  for key, value, error in (('data.buckets', '(8,)', 'must reach max_source_len'),
+                            ('data.vocab_type', "'bpe'", 'vocab_type must be one of'),
+                            ('model.max_oovs', '0', 'max_oovs >= 1')):
+    with pytest.raises(UserError, match=error):
+      get_task(config_lib.load_config(corpus['config'], [(key, value)]))
   # Without copying every OOV is UNK.
   plain = get_task(config_lib.load_config(corpus['config'] + ':nocopy'))
   plain.setup(str(tmp_path))
