@@ -15,15 +15,18 @@ Parameter counts (--mode=info), as the paper reports them in Sec. 5:
   :pointer (default variant)    21,500,753   (+1,153 for w_h*, w_s, w_x, b_ptr; paper: 1,153)
   :coverage                     21,501,265   (+512 for w_c; paper: 512)
 The paper trains the pointer-generator for 230,000 iterations (12.8 epochs, 3 days 4 hours on
-a Tesla K40m) and then adds coverage for a final 3,000 iterations. Here `:coverage` trains with
-coverage from the start; the two-phase schedule (a checkpoint without w_c continued with it)
-is not built.
+a Tesla K40m) and then adds coverage for a final 3,000 iterations: train `:pointer`, then warm-
+start `:coverage` from it (seq2seq_jax/warm_start.py: its parameters and vocabulary; w_c starts
+fresh):
+  python launch.py --config=experiments/cnndm_pointer_generator.py --workdir=runs/cnndm_pg
+  python launch.py --config=experiments/cnndm_pointer_generator.py:coverage \
+      --config.init_from=runs/cnndm_pg --config.train_steps=3000 --workdir=runs/cnndm_pgc
+`:coverage` alone trains with coverage from the start.
 
 Data: TFDS `cnn_dailymail` (the non-anonymized version, `tfds build cnn_dailymail
 --file_format=array_record` where it can be downloaded), read without TensorFlow.
 
   python launch.py --config=experiments/cnndm_pointer_generator.py --mode=info
-  python launch.py --config=experiments/cnndm_pointer_generator.py:coverage --workdir=runs/cnndm_pgc
 """
 import ml_collections
 

@@ -60,6 +60,8 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_coll
     raise UserError(f'{path}: get_config({arg!r}) failed: {type(e).__name__}: {e}') from None
   if not isinstance(config, ml_collections.ConfigDict):
     config = ml_collections.ConfigDict(config)
+  if 'init_from' not in config:  # every run may warm-start (seq2seq_jax/warm_start.py)
+    config.init_from = ''
   for key, value in overrides:
     set_value(config, key, value)
   validate(config)

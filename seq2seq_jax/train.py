@@ -35,6 +35,7 @@ from seq2seq_jax import sharding
 from seq2seq_jax import steps
 from seq2seq_jax import tasks
 from seq2seq_jax import throughput
+from seq2seq_jax import warm_start
 from seq2seq_jax.checkpoint import Checkpointer
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.loop import StopSignal, TrainLoop
@@ -336,6 +337,19 @@ def train(config, workdir: str) -> dict[str, Any]:
 
 def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[str, Any]:
   run = setup(config)
+  # A fresh run may start from another run's parameters (seq2seq_jax/warm_start.py), with the
+  # vocabulary they were trained with.
+  init_from = os.path.abspath(config.init_from) if config.get('init_from', '') else ''
+  if init_from and ckpt.latest_step() is None:
+    if init_from == os.path.abspath(workdir):
+      raise UserError('config.init_from is this run\'s own --workdir (a workdir with '
+                      'checkpoints resumes by itself)')
+    warm_start.source_checkpoint(init_from)
+    copied = warm_start.copy_vocabulary(init_from, workdir)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices('warm start vocabulary')
+    if copied:
+      _log(f'vocabulary from {init_from}: {", ".join(copied)}')
   run.task.setup(workdir)
   if _is_lead():
     _write_json(os.path.join(workdir, 'config.json'), config_to_dict(config))
@@ -357,6 +371,13 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
     _log(f'resumed from step {start} in {workdir}')
   else:
     state, start = run.init_state(jax.random.key(config.seed)), 0
+    if init_from:
+      params, report = warm_start.load_into(state.params, init_from)
+      state = state.replace(params=params)
+      _log(f'warm start from {warm_start.source_checkpoint(init_from)}: '
+           f'{len(report["loaded"])} parameter arrays loaded; initialised here: '
+           f'{", ".join(report["new"]) or "none"}; left out: '
+           f'{", ".join(report["left_out"]) or "none"}')
     init_path = config.model.get('frontend_init', '')
     if init_path:
       state = state.replace(params=frontend_weights.load_into(state.params, init_path))

@@ -314,3 +314,27 @@ def test_paper_config_has_the_papers_parameter_counts():
   counts = [train.count_params(config_lib.load_config(f'{path}:{v}'))
             for v in ('baseline', 'pointer', 'coverage')]
   assert counts == [21_499_600, 21_499_600 + 1_153, 21_499_600 + 1_153 + 512]
+
+
+def test_coverage_phase_warm_starts_from_a_trained_copy_model(corpus, tmp_path_factory, tmp_path,
+                                                              capsys):
+  """See et al.'s final phase: the trained pointer-generator continues with coverage (a new
+  parameter, w_c, and the coverage loss) from its parameters and vocabulary."""
+  source, _ = _trained(corpus, tmp_path_factory)
+  ref = runs.losses(source)
+  workdir = str(tmp_path / 'coverage_phase')
+  config = config_lib.load_config(f'{corpus["config"]}:coverage', [
+      ('init_from', source), ('train_steps', '10'), ('mesh.data', '2'), ('mesh.fsdp', '2'),
+      ('mesh.tensor', '2')])
+  summary = train.train(config, workdir)
+  err = capsys.readouterr().err
+  assert 'initialised here: decoder/attention/coverage; left out: none' in err, err[-2000:]
+  assert 'vocabulary from' in err
+  assert open(os.path.join(workdir, 'vocab.txt')).read() == open(
+      os.path.join(source, 'vocab.txt')).read()
+  warm = runs.losses(workdir)
+  assert warm[10] < 0.3 * ref[10], (warm, ref[10])    # it starts where the copy model was
+  assert summary['test/rougeL'] > 80
+  with pytest.raises(UserError, match='config.init_from: no checkpoints in'):
+    train.train(config_lib.load_config(corpus['config'], [('init_from', str(tmp_path))]),
+                str(tmp_path / 'nothing'))
