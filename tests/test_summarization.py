@@ -327,9 +327,9 @@ def test_coverage_phase_warm_starts_from_a_trained_copy_model(corpus, tmp_path_f
       ('init_from', source), ('train_steps', '10'), ('mesh.data', '2'), ('mesh.fsdp', '2'),
       ('mesh.tensor', '2')])
   summary = train.train(config, workdir)
-  err = capsys.readouterr().err
-  assert 'initialised here: decoder/attention/coverage; left out: none' in err, err[-2000:]
-  assert 'vocabulary from' in err
+  out = capsys.readouterr().out
+  assert 'initialised here: decoder/attention/coverage; left out: none' in out, out[-2000:]
+  assert 'vocabulary from' in out
   assert open(os.path.join(workdir, 'vocab.txt')).read() == open(
       os.path.join(source, 'vocab.txt')).read()
   warm = runs.losses(workdir)
