@@ -105,9 +105,15 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, meta: dict, best: bool = False) -> None:
     """Starts an asynchronous save; returns before the bytes are on disk."""
-    mngr = self.best if best else self.last
+    mngr, other = (self.best, self.last) if best else (self.last, self.best)
     if step in mngr.all_steps():
       return
+    if jax.process_count() > 1:
+      # orbax keys its cross-process barriers by one process-wide operation counter, which a
+      # save in flight on one manager can read after a save on the other bumped it: the
+      # processes then wait at different barriers until the coordinator aborts them (seen in
+      # CI). Saves of the two managers therefore never overlap when there are several processes.
+      other.wait_until_finished()
     self._write_manifests(mngr)  # of saves that committed since
     mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                             meta=ocp.args.JsonSave(meta)))

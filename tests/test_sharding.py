@@ -114,6 +114,18 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+def _report(outs: list[str]) -> str:
+  """Both processes' errors (the first failure often only shows in the other one's output)."""
+  keys = ('error', 'Error', 'F1', 'F2', 'Check failed', 'Fatal', 'barrier', 'Terminating')
+  parts = []
+  for i, out in enumerate(outs):
+    lines = out.splitlines()
+    hits = [l for l in lines if any(k in l for k in keys)][:20]
+    parts.append(f'--- process {i}: error lines ---\n' + '\n'.join(hits) +
+                 f'\n--- process {i}: tail ---\n' + '\n'.join(lines[-25:]))
+  return '\n'.join(parts)
+
+
 # 'data': each process holds its own slice of the batch (2 devices each, data-parallel).
 # 'tensor': mesh.data=1, mesh.tensor=2 with one device per process: the processes share the
 # whole batch (each loads the same rows) and split the model between them.
@@ -156,16 +168,14 @@ def test_two_processes_match_one_process(layout, devices, mesh, tmp_path, tfds_d
       head += procs[0].stdout.readline()
     procs[1].send_signal(signal.SIGTERM)
     outs = [head + procs[0].communicate(timeout=400)[0], procs[1].communicate(timeout=400)[0]]
-    for p, o in zip(procs, outs):
-      assert p.returncode == 0, o[-3000:]
+    assert [p.returncode for p in procs] == [0, 0], _report(outs)
     stopped = re.findall(r'stopped by a signal to another process after step (\d+) of 6', outs[0])
     assert len(stopped) == 1 and 'SUMMARY' not in outs[0], outs[0][-3000:]
     step = int(stopped[0])
     assert 0 < step < 6 and str(step) in os.listdir(multi_dir / 'checkpoints')
     procs = start_both()
   outs = [p.communicate(timeout=400)[0] for p in procs]
-  for p, o in zip(procs, outs):
-    assert p.returncode == 0, o[-3000:]
+  assert [p.returncode for p in procs] == [0, 0], _report(outs)
   assert 'SUMMARY' in outs[0] and 'SUMMARY' not in outs[1]  # only process 0 reports
 
   def losses(d):
