@@ -96,3 +96,30 @@ def summarization_data(**overrides) -> dict:
   )
   data.update(overrides)
   return data
+
+
+def speech_data(**overrides) -> dict:
+  """config.data for task='speech' (seq2seq_jax/tasks/speech.py): LibriSpeech by default.
+
+  TFDS librispeech (prepared with `tfds build librispeech --file_format=array_record`), read
+  per batch (cache_audio=False: 960 h are 110 GB of samples); for a user's TSV of
+  `audio_path<TAB>transcript` lines instead: --config.data.tfds_name= --config.data.train_tsv=...
+  """
+  data = dict(
+      tfds_name='librispeech', data_dir='',
+      train_split='train_clean100+train_clean360+train_other500', eval_split='dev_clean',
+      test_split='test_clean', tfds_audio_key='speech', tfds_text_key='text',
+      train_tsv='', eval_tsv='', test_tsv='',
+      cache_audio=False,
+      targets='chars',                    # 'chars' | 'sentencepiece'
+      alphabet="abcdefghijklmnopqrstuvwxyz' ",
+      spm_vocab_size=0, spm_model_type='unigram',
+      lowercase=True,
+      second_buckets=(4, 8, 12, 16, 20, 36),   # LibriSpeech utterances are <= 35 s
+      target_len=600,                     # characters + EOS; longer training targets dropped
+      bad_pairs='error',
+      eval_batch_size=32,
+      eval_max_examples=0,
+  )
+  data.update(overrides)
+  return data

@@ -16,7 +16,7 @@ from jax import lax
 from seq2seq_jax import decoding
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
 from seq2seq_jax.errors import UserError
-from seq2seq_jax.models.layers import constrain
+from seq2seq_jax.models.layers import constrain, ctc_greedy
 
 
 @flax.struct.dataclass
@@ -84,12 +84,14 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   whole batch, so the sum over microbatches is exactly the k = 1 token-weighted mean (not a
   mean of per-microbatch means, which would weight tokens of short microbatches more).
 
-  metrics['loss'] is what is minimised: the (label-smoothed) cross entropy plus any losses
-  the model sows into the 'losses' collection; metrics['nll'] is the plain NLL.
+  metrics['loss'] is what is minimised: the (label-smoothed) cross entropy, times
+  1 - model.ctc_weight (joint CTC-attention training: the model sows the weighted CTC loss),
+  plus any losses the model sows into the 'losses' collection; metrics['nll'] is the plain NLL.
   """
   dropout_root = jax.random.fold_in(jax.random.key(config.seed), 0x5EED)
   smoothing = float(config.get('label_smoothing', 0.0))
   accum = int(config.get('grad_accum_steps', 1))
+  attention_weight = 1.0 - float(config.model.get('ctc_weight', 0.0))
   if accum < 1:
     raise UserError(f'grad_accum_steps must be >= 1, got {accum}')
 
@@ -105,7 +107,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
       # Auxiliary losses a model sows (e.g. Show-Attend-Tell's attention penalty) are sums
       # over the microbatch's rows, divided by the batch's target tokens like the NLL.
       aux = sum(jnp.sum(x) for x in jax.tree.leaves(sown.get('losses', {})))
-      return (loss_sum + aux) / wsum, nll_sum / wsum
+      return (attention_weight * loss_sum + aux) / wsum, nll_sum / wsum
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     if accum == 1:
@@ -143,7 +145,7 @@ def make_eval_step(model: nn.Module) -> Callable:
   return eval_step
 
 
-DECODE_METHODS = ('beam', 'greedy', 'sample')
+DECODE_METHODS = ('beam', 'greedy', 'sample', 'ctc_greedy')
 # The keys only sampling reads, with their neutral values.
 _SAMPLING_KEYS = {'temperature': 1.0, 'top_k': 0, 'top_p': 1.0}
 
@@ -174,10 +176,11 @@ def check_decode_config(decode_config: Any) -> str:
 def make_predict_step(model: nn.Module, decode_config: Any) -> Callable:
   """Returns predict_step(params, inputs, rng) -> the output sequences int32 [B, max_len].
 
-  `inputs` is a dict holding 'inputs' (ids [B, S], features [B, T, F] or images [B, H, W, C])
-  and, for features, 'inputs_mask' [B, T]. decode.method picks beam search (the best beam;
-  beam_size, alpha), greedy search, or ancestral sampling (temperature, top_k, top_p) from
-  `rng`, which the other methods ignore.
+  `inputs` is a dict holding 'inputs' (ids [B, S], features [B, T, F], waveforms [B, N] or
+  images [B, H, W, C]) and, for features and waveforms, 'inputs_mask'. decode.method picks
+  beam search (the best beam; beam_size, alpha), greedy search, ancestral sampling
+  (temperature, top_k, top_p) from `rng`, which the other methods ignore, or 'ctc_greedy':
+  the best path of the model's CTC head (model.ctc_weight > 0), without the decoder.
   """
   method = check_decode_config(decode_config)
   beam_size = int(decode_config.get('beam_size', 1)) if method == 'beam' else 1
@@ -186,6 +189,10 @@ def make_predict_step(model: nn.Module, decode_config: Any) -> Callable:
   sampling = {k: decode_config.get(k, v) for k, v in _SAMPLING_KEYS.items()}
 
   def predict_step(params, inputs: dict[str, jax.Array], rng: jax.Array):
+    if method == 'ctc_greedy':
+      logits, mask = model.apply({'params': params}, inputs['inputs'], inputs.get('inputs_mask'),
+                                 method='ctc_logits')
+      return ctc_greedy(logits, mask, max_len, EOS_ID)
     cache = model.apply({'params': params}, inputs['inputs'], max_len, max(beam_size, 1),
                         inputs_mask=inputs.get('inputs_mask'), method='init_cache')
 

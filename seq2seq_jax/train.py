@@ -92,8 +92,8 @@ def build_model_for(config, task):
   model = build_model(model_config, task.src_vocab_size, task.tgt_vocab_size)
   frontend = getattr(model, 'frontend', 'tokens')      # the model's default if not set
   reads = frontends.INPUT_KIND.get(frontend)
-  if reads and reads != task.input_kind:
-    raise UserError(f'model.frontend={frontend!r} reads {reads} inputs, but task '
+  if reads and task.input_kind not in reads:
+    raise UserError(f'model.frontend={frontend!r} reads {" or ".join(reads)} inputs, but task '
                     f'{config.task!r} gives {task.input_kind} inputs')
   return model
 

@@ -3,6 +3,8 @@
   images    [H, W, C] float32, all of one shape: every batch is [rows, H, W, C].
   features  [T, F] float32 (e.g. filterbank frames): bucketed by frame count T, padded with
             zero frames to the bucket, with 'inputs_mask' [rows, bucket] true on real frames.
+  waveforms [N] (anything np.asarray makes float32 samples of, with len() and .shape, e.g.
+            tasks/speech.Waveform): bucketed by sample count N like features.
 
 Targets are padded to one length, `target_len` (BOS + target for 'decoder_inputs', target +
 EOS for 'targets'); an example whose target does not fit, or whose frames exceed the largest
@@ -41,7 +43,7 @@ def collate_inputs(sources: Sequence[np.ndarray], rows: int,
     out[:len(sources)] = np.stack(sources)
     return {'inputs': out}
   length = _padded_frames(max(len(s) for s in sources), frame_buckets)
-  out = np.zeros((rows, length, sources[0].shape[1]), np.float32)
+  out = np.zeros((rows, length) + tuple(sources[0].shape[1:]), np.float32)
   mask = np.zeros((rows, length), bool)
   for i, s in enumerate(sources):
     out[i, :len(s)] = s
@@ -96,7 +98,7 @@ class FeatureBatcher(BucketBatcher):
     rows = self._local(idx)
     if self.frame_buckets:
       frames = self.frame_buckets[bucket]
-      out = {'inputs': np.zeros((len(rows), frames, self.src[0].shape[1]), np.float32),
+      out = {'inputs': np.zeros((len(rows), frames) + tuple(self.src[0].shape[1:]), np.float32),
              'inputs_mask': np.zeros((len(rows), frames), bool)}
       for r, i in enumerate(rows):
         out['inputs'][r, :len(self.src[i])] = self.src[i]

@@ -17,11 +17,23 @@ audio. Every frontend is called as
                 `cnn_columns=True` each column of the last grid is one vector (its rows'
                 features concatenated, as CRNN reads text lines: Shi et al. 2017), so a
                 line of text or digits becomes a left-to-right sequence W / 2^stages long.
-  'audio_conv'  features [B, T, F] with inputs_mask [B, T] -> two 3x3 convolutions over
+  'log_mel'     waveforms [B, N] (16 kHz, float, inputs_mask [B, N] true on real samples) ->
+                audio features (below) projected to D, one vector per 10 ms frame: the input
+                of an RNN listener (Listen, Attend and Spell reads filterbanks directly; the
+                projection is a linear map before its first BLSTM).
+  'audio_conv'  features [B, T, F] with inputs_mask [B, T], or waveforms [B, N] (their audio
+                features, below) -> two 3x3 convolutions over
                 (time, frequency) with stride 2 (4x subsampling in both), channels and the
                 remaining frequencies flattened and projected to D; the mask is subsampled
                 with the frames (the conv subsampler of fairseq's speech-to-text Transformer,
                 Wang et al. 2020, whose output lengths are floor((T - 1) / 2) + 1 per layer).
+
+Audio features of waveforms, computed inside the jitted step (models/audio.py): num_mels-bin
+log-mel filterbanks (25 ms windows, 10 ms hop), normalised per utterance (each bin to zero
+mean and unit variance over the utterance's real frames), then in training SpecAugment with
+the policy `spec_augment` = (frequency masks, F, time masks, T, p) (() = off; default the
+LibriSpeech basic policy (2, 27, 2, 100, 1.0)), drawn from the 'dropout' RNG stream, which the
+train step folds with the step number, so a resumed run draws the same masks.
 
 Padding never changes results: masked frames are zeroed before every convolution and the
 convolutions pad explicitly on both sides, so a real output frame sees exactly what it would
@@ -38,10 +50,12 @@ import jax.numpy as jnp
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import layers
 
-FRONTENDS = ('tokens', 'patches', 'cnn', 'audio_conv')
-# Which input each frontend reads: 'tokens' int32 [B, S]; 'image' float [B, H, W, C];
-# 'features' float [B, T, F] with inputs_mask.
-INPUT_KIND = {'tokens': 'tokens', 'patches': 'image', 'cnn': 'image', 'audio_conv': 'features'}
+FRONTENDS = ('tokens', 'patches', 'cnn', 'audio_conv', 'log_mel')
+# Which inputs each frontend reads: 'tokens' int32 [B, S]; 'image' float [B, H, W, C];
+# 'features' float [B, T, F] with inputs_mask; 'audio' float waveforms [B, N] with inputs_mask.
+INPUT_KIND = {'tokens': ('tokens',), 'patches': ('image',), 'cnn': ('image',),
+              'audio_conv': ('features', 'audio'), 'log_mel': ('audio',)}
+LIBRISPEECH_BASIC = (2, 27, 2, 100, 1.0)   # SpecAugment LB (Park et al. 2019, Table 1)
 
 
 class Tokens(layers.Embed):
@@ -170,19 +184,69 @@ def subsampled_mask(mask: jax.Array) -> jax.Array:
   return mask[:, ::2]
 
 
+def audio_features(module: nn.Module, waveforms: jax.Array, mask: jax.Array | None, *,
+                   num_mels: int, spec_augment: Sequence[float], train: bool
+                   ) -> tuple[jax.Array, jax.Array]:
+  """Waveforms [B, N] (mask [B, N]) -> normalised log-mel frames [B, T, num_mels] float32
+  (SpecAugment in training) and the frame mask [B, T]; see the module docstring."""
+  from seq2seq_jax.models import audio  # pylint: disable=g-import-not-at-top
+  if waveforms.ndim != 2 or not jnp.issubdtype(waveforms.dtype, jnp.floating):
+    raise UserError('audio frontends read float waveforms [batch, samples] with inputs_mask; '
+                    f'got {waveforms.dtype} {waveforms.shape}')
+  lengths = (jnp.full(waveforms.shape[:1], waveforms.shape[1]) if mask is None
+             else jnp.sum(mask, axis=1))
+  feats, fmask = audio.log_mel(waveforms, lengths, num_mels=num_mels)
+  real = fmask[..., None].astype(jnp.float32)
+  count = jnp.maximum(jnp.sum(real, axis=1, keepdims=True), 1.0)
+  mean = jnp.sum(feats * real, axis=1, keepdims=True) / count
+  var = jnp.sum(jnp.square(feats - mean) * real, axis=1, keepdims=True) / count
+  feats = (feats - mean) * jax.lax.rsqrt(var + 1e-5) * real
+  if train and spec_augment:
+    if len(spec_augment) != 5:
+      raise UserError('model.spec_augment must be (freq_masks, F, time_masks, T, p) or (), '
+                      f'got {tuple(spec_augment)}')
+    fm, fw, tm, tw, p = spec_augment
+    feats = audio.spec_augment(module.make_rng('dropout'), feats, fmask, freq_masks=int(fm),
+                               freq_width=int(fw), time_masks=int(tm), time_width=int(tw),
+                               time_ratio=float(p))
+  return feats, fmask
+
+
+class LogMel(nn.Module):
+  """Audio features of waveforms, one D-wide vector per frame (a linear projection)."""
+  features: int
+  num_mels: int = 80
+  spec_augment: tuple[float, ...] = LIBRISPEECH_BASIC
+  dtype: Any = jnp.float32
+  init_fn: Callable | None = None
+
+  @nn.compact
+  def __call__(self, inputs, inputs_mask=None, train: bool = False):
+    feats, mask = audio_features(self, inputs, inputs_mask, num_mels=self.num_mels,
+                                 spec_augment=self.spec_augment, train=train)
+    x = layers.dense(self.features, (None, 'embed'), dtype=self.dtype, init=self.init_fn,
+                     name='project')(feats)
+    return x * mask[..., None].astype(x.dtype), mask
+
+
 class AudioConv(nn.Module):
   """Two stride-2 3x3 convolutions over (time, frequency): 4x fewer frames, then to D."""
   features: int
   channels: int = 64
   dtype: Any = jnp.float32
   init_fn: Callable | None = None
+  num_mels: int = 80
+  spec_augment: tuple[float, ...] = LIBRISPEECH_BASIC
 
   @nn.compact
   def __call__(self, inputs, inputs_mask=None, train: bool = False):
-    del train
+    if inputs.ndim == 2:   # waveforms: their audio features first
+      inputs, inputs_mask = audio_features(self, inputs, inputs_mask, num_mels=self.num_mels,
+                                           spec_augment=self.spec_augment, train=train)
     if inputs.ndim != 3 or not jnp.issubdtype(inputs.dtype, jnp.floating):
       raise UserError("model.frontend='audio_conv' reads float features [batch, frames, "
-                      f'bins] with inputs_mask; got {inputs.dtype} {inputs.shape}')
+                      f'bins] or waveforms [batch, samples], with inputs_mask; got '
+                      f'{inputs.dtype} {inputs.shape}')
     mask = (jnp.ones(inputs.shape[:2], bool) if inputs_mask is None
             else inputs_mask.astype(bool))
     x = inputs.astype(self.dtype)[..., None]                  # [B, T, F, 1]
@@ -202,7 +266,8 @@ class AudioConv(nn.Module):
 
 
 # The model fields that size the frontends; every model declares them (see sizes()).
-SIZE_FIELDS = ('patch_size', 'cnn_channels', 'cnn_columns', 'audio_channels')
+SIZE_FIELDS = ('patch_size', 'cnn_channels', 'cnn_columns', 'audio_channels', 'num_mels',
+               'spec_augment')
 
 
 def sizes(model: Any) -> dict[str, Any]:
@@ -214,7 +279,9 @@ def sizes(model: Any) -> dict[str, Any]:
 def build(name: str, *, vocab_size: int, features: int, dtype: Any,
           init_fn: Callable | None = None, patch_size: int = 16,
           cnn_channels: Sequence[int] = (32, 64, 128), cnn_columns: bool = False,
-          audio_channels: int = 64, module_name: str = 'frontend') -> nn.Module:
+          audio_channels: int = 64, num_mels: int = 80,
+          spec_augment: Sequence[float] = LIBRISPEECH_BASIC,
+          module_name: str = 'frontend') -> nn.Module:
   """The frontend named by `model.frontend`, producing `features`-wide vectors.
 
   Args:
@@ -223,8 +290,8 @@ def build(name: str, *, vocab_size: int, features: int, dtype: Any,
     features: the model width D.
     dtype: compute dtype (parameters are float32).
     init_fn: overrides every initialiser (e.g. the RNN's uniform init_scale).
-    patch_size, cnn_channels, cnn_columns, audio_channels: the 'patches', 'cnn' and
-      'audio_conv' sizes (SIZE_FIELDS).
+    patch_size, cnn_channels, cnn_columns, audio_channels, num_mels, spec_augment: the
+      'patches', 'cnn', 'audio_conv' and 'log_mel' settings (SIZE_FIELDS).
     module_name: the submodule name ('tokens' keeps the models' historical 'src_embed').
 
   Returns:
@@ -244,7 +311,13 @@ def build(name: str, *, vocab_size: int, features: int, dtype: Any,
   if name == 'audio_conv':
     if audio_channels < 1:
       raise UserError(f'model.audio_channels must be >= 1, got {audio_channels}')
-    return AudioConv(features, audio_channels, dtype, init_fn, name=module_name)
+    return AudioConv(features, audio_channels, dtype, init_fn, int(num_mels),
+                     tuple(spec_augment), name=module_name)
+  if name == 'log_mel':
+    if num_mels < 1:
+      raise UserError(f'model.num_mels must be >= 1, got {num_mels}')
+    return LogMel(features, int(num_mels), tuple(spec_augment), dtype, init_fn,
+                  name=module_name)
   raise UserError(f'model.frontend must be one of {FRONTENDS}, got {name!r}')
 
 

@@ -296,3 +296,36 @@ def copy_log_probs(logits: jax.Array, p_gen_logit: jax.Array, attention: jax.Arr
   # Scatter-add every position's copy probability onto its token (repeats accumulate).
   dist = jax.vmap(lambda d, ids, a: d.at[:, ids].add(a))(dist, ext_ids, copied)
   return jnp.log(jnp.maximum(dist, 1e-30))
+
+
+def ctc_loss_sum(logits: jax.Array, mask: jax.Array, targets: jax.Array) -> jax.Array:
+  """CTC negative log-likelihood summed over the batch's rows (optax.ctc_loss; blank = 0).
+
+  Args:
+    logits: [B, S, V] over the encoder's positions; id 0 (padding, never a target) is blank.
+    mask: [B, S] true on real positions.
+    targets: [B, T] the attention decoder's targets (ids, then EOS, then 0 padding): the CTC
+      labels are the ids before EOS.
+  """
+  import optax  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.data.vocab import EOS_ID  # pylint: disable=g-import-not-at-top
+  label_paddings = ((targets == 0) | (targets == EOS_ID)).astype(jnp.float32)
+  per_row = optax.ctc_loss(logits.astype(jnp.float32), 1.0 - mask.astype(jnp.float32),
+                           targets, label_paddings, blank_id=0)
+  # Rows without labels (batch padding) contribute nothing.
+  return jnp.sum(jnp.where(jnp.all(label_paddings > 0, axis=1), 0.0, per_row))
+
+
+def ctc_greedy(logits: jax.Array, mask: jax.Array, max_len: int, eos_id: int) -> jax.Array:
+  """Best-path CTC decoding: the argmax per position, repeats merged, blanks (0) dropped,
+  packed left and followed by EOS: int32 [B, max_len] (0 after EOS), as the searches give."""
+  best = jnp.argmax(logits, axis=-1).astype(jnp.int32)                 # [B, S]
+  prev = jnp.pad(best, ((0, 0), (1, 0)), constant_values=-1)[:, :-1]
+  keep = (best != 0) & (best != prev) & mask
+  keep = keep & (jnp.cumsum(keep, axis=1) < max_len)                    # room for EOS
+  slot = jnp.where(keep, jnp.cumsum(keep, axis=1) - 1, max_len)        # max_len: dropped
+  out = jnp.zeros((best.shape[0], max_len + 1), jnp.int32)
+  out = jax.vmap(lambda o, s, v: o.at[s].set(v))(out, slot, best)
+  n = jnp.sum(keep, axis=1)
+  out = jax.vmap(lambda o, i: o.at[i].set(eos_id))(out, n)
+  return out[:, :max_len]

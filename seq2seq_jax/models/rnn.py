@@ -72,6 +72,16 @@ Fields (config.model.*):
                      every additive score (w_c c_i), and the loss gains coverage_loss_weight *
                      sum_t sum_i min(a_i^t, c_i^t) (Eq. 12; paper: 1.0), sown into 'losses'
   coverage_loss_weight
+  pyramid            Listen, Attend and Spell's pyramidal listener (Chan et al. 2016, Eq. 5):
+                     each of the top `pyramid` encoder layers reads the previous layer's
+                     outputs at consecutive steps 2i and 2i+1 concatenated, so time halves per
+                     layer (3: 8x); an odd last step pairs with zeros; lengths ceil(n / 2)
+  ctc_weight         > 0: joint CTC-attention training (Kim, Hori and Watanabe 2017): a linear
+                     CTC head on the encoder outputs (blank = the padding id 0), the loss
+                     ctc_weight * CTC + (1 - ctc_weight) * attention cross entropy; the head
+                     also decodes alone (decode.method='ctc_greedy')
+  num_mels, spec_augment
+                     audio frontends' log-mel bins and SpecAugment policy (frontends.py)
   dtype              matmul dtype; parameters, recurrent states and gates stay float32
                      (set by config.dtype)
   remat              'none' | 'full' | 'dots' (layers.remat): each encoder and decoder time
@@ -396,6 +406,10 @@ class Model(nn.Module):
   cnn_channels: tuple[int, ...] = (32, 64, 128)  # frontend='cnn'
   cnn_columns: bool = False     # frontend='cnn': one annotation per grid column
   audio_channels: int = 64      # frontend='audio_conv'
+  num_mels: int = 80            # audio frontends: log-mel bins
+  spec_augment: tuple[float, ...] = frontends.LIBRISPEECH_BASIC  # audio: SpecAugment policy
+  pyramid: int = 0              # the top `pyramid` encoder layers halve time (LAS pBLSTM)
+  ctc_weight: float = 0.0       # joint CTC-attention: weight of a CTC head on the encoder
   share_embeddings: bool = False  # one table embeds source and target tokens (same vocabulary)
   copy: bool = False            # pointer-generator (See et al. 2017): copy source tokens
   max_oovs: int = 0             # copy: temporary ids per source for its OOV words
@@ -451,6 +465,14 @@ class Model(nn.Module):
                       f'got {self.attention!r}')
     if self.tie_output and self.out_width != self.emb_dim:
       raise UserError(f'tie_output needs the readout size ({self.out_width}) == emb_dim')
+    if not 0 <= self.pyramid < self.encoder_layers:
+      raise UserError(f'model.pyramid must be in [0, encoder_layers) (the bottom layer reads '
+                      f'the frontend), got {self.pyramid} with {self.encoder_layers} layers')
+    if self.pyramid and self.residual:
+      raise UserError('model.pyramid and model.residual do not combine (a pyramid layer '
+                      'changes the length)')
+    if not 0.0 <= self.ctc_weight < 1.0:
+      raise UserError(f'model.ctc_weight must be in [0, 1), got {self.ctc_weight}')
 
   def setup(self):
     self._check()
@@ -464,8 +486,11 @@ class Model(nn.Module):
         module_name='src_embed' if self.frontend == 'tokens' else 'frontend')
     self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt, init_fn=init)
     self.encoder = [EncoderLayer(self.cell, self.hidden_dim, self.emb_dim if i == 0 else
-                                 self.enc_out, self.bidirectional, init, dt, self.remat)
+                                 self.enc_out * (2 if self._pyramid(i) else 1),
+                                 self.bidirectional, init, dt, self.remat)
                     for i in range(self.encoder_layers)]
+    if self.ctc_weight > 0:
+      self.ctc_proj = layers.dense(self.tgt_vocab_size, ('embed', 'vocab'), dtype=dt, init=init)
     if self.bridge == 'dense':
       self.bridge_proj = [layers.dense(self.dec_hidden, ('hidden', 'embed'), dtype=dt, init=init)
                           for _ in range(self.decoder_layers)]
@@ -500,11 +525,27 @@ class Model(nn.Module):
         x = reverse_valid(x, lengths)
     finals = []
     for i, layer in enumerate(self.encoder):
+      if self._pyramid(i):
+        x, mask = pyramid_halve(x, mask)
+        lengths = jnp.sum(mask, axis=1).astype(jnp.int32)
       out, final = layer(self.drop(x, deterministic=not train), mask, lengths)
       x = out + x if (self.residual and i >= 2) else out
       x = constrain(x.astype(self._dt), ('batch', 'length', 'embed'))
       finals.append(final)
     return x, mask, finals
+
+  def _pyramid(self, layer: int) -> bool:
+    return layer >= self.encoder_layers - self.pyramid
+
+  def ctc_logits(self, inputs: jax.Array, inputs_mask: jax.Array | None = None,
+                 memory=None, mask=None) -> tuple[jax.Array, jax.Array]:
+    """The CTC head: (logits float32 [B, S', tgt_vocab_size], mask [B, S'])."""
+    if self.ctc_weight <= 0:
+      raise UserError("model.ctc_weight is 0: the model has no CTC head (decode.method="
+                      "'ctc_greedy' needs one)")
+    if memory is None:
+      memory, mask, _ = self.encode(inputs, inputs_mask=inputs_mask, train=False)
+    return self.ctc_proj(memory).astype(jnp.float32), mask
 
   def _in_vocab(self, ids: jax.Array) -> jax.Array:
     """Temporary copy ids (>= the vocabulary: a source's OOV words) embed as UNK."""
@@ -580,6 +621,11 @@ class Model(nn.Module):
       raise UserError('RNN models read one sentence pair per row: set data.packing=False')
     memory, mask, finals = self.encode(batch['inputs'], inputs_mask=batch.get('inputs_mask'),
                                        train=train)
+    if self.ctc_weight > 0:
+      logits, _ = self.ctc_logits(None, memory=memory, mask=mask)
+      if 'targets' in batch:
+        self.sow('losses', 'ctc', self.ctc_weight * layers.ctc_loss_sum(
+            logits, mask, batch['targets']))
     source = self._source_for(batch['inputs'], memory, mask, finals)
     carry = self._initial_carry(memory.shape[0], finals, source)
     _, out = self._decode(carry, self.tgt_embed(self._in_vocab(batch['decoder_inputs'])),
@@ -614,6 +660,18 @@ class Model(nn.Module):
     carry, out = self._decode(cache['carry'], y, cache['source'], False)
     # The same `source` leaves go back, so beam search need not reorder them.
     return self._logits(out, cache['source'])[:, 0], {'source': cache['source'], 'carry': carry}
+
+
+def pyramid_halve(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """LAS's pyramid step: x [B, T, D] -> [B, ceil(T / 2), 2D], steps 2i and 2i+1 side by side;
+  a pair is real iff its first step is (padded steps are zeros, so an odd last step pairs with
+  zeros whatever the batch's padding)."""
+  b, t, d = x.shape
+  x = x * mask[..., None].astype(x.dtype)
+  if t % 2:
+    x = jnp.pad(x, ((0, 0), (0, 1), (0, 0)))
+    mask = jnp.pad(mask, ((0, 0), (0, 1)))
+  return x.reshape(b, (t + t % 2) // 2, 2 * d), mask[:, ::2]
 
 
 def _uniform(scale: float) -> Callable:

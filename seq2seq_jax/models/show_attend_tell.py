@@ -107,6 +107,8 @@ class Model(nn.Module):
   cnn_channels: tuple[int, ...] = (64, 128, 256, 512)
   cnn_columns: bool = False     # frontend='cnn': one annotation per grid column
   audio_channels: int = 64
+  num_mels: int = 80
+  spec_augment: tuple[float, ...] = frontends.LIBRISPEECH_BASIC
 
   def setup(self):
     if self.remat not in layers.REMAT:

@@ -16,6 +16,11 @@ embedding mixes it with the vocabulary distribution over the extended vocabulary
 >= tgt_vocab_size are the source's OOV words: embedded as UNK, copied by id), and the model
 returns log-probabilities [B, T, tgt_vocab_size + max_oovs] as its logits (layers.copy_log_probs).
 
+Joint CTC-attention (`ctc_weight` > 0; Kim, Hori and Watanabe 2017): a linear CTC head on the
+encoder outputs (blank = the padding id 0) adds ctc_weight * CTC to (1 - ctc_weight) times the
+cross entropy; it also decodes alone (decode.method='ctc_greedy'). Audio inputs: `num_mels`
+and `spec_augment` set the audio frontends' features (models/frontends.py).
+
 Incremental decoding uses an explicit cache pytree (see Model.init_cache): per decoder layer,
 self-attention K/V slots for every beam and the precomputed cross-attention K/V, held once per
 item (decoding.PerItem); the source mask; per hypothesis, its position and slot history.
@@ -266,6 +271,9 @@ class Model(nn.Module):
   audio_channels: int = 64      # frontend='audio_conv'
   copy: bool = False            # copy from the source through a cross-attention head
   max_oovs: int = 0             # copy: temporary ids per source for its OOV words
+  num_mels: int = 80            # audio frontends: log-mel bins
+  spec_augment: tuple[float, ...] = frontends.LIBRISPEECH_BASIC  # audio: SpecAugment policy
+  ctc_weight: float = 0.0       # joint CTC-attention: weight of a CTC head on the encoder
 
   def setup(self):
     dt = layers.dtype_of(self.dtype)
@@ -307,6 +315,10 @@ class Model(nn.Module):
         for i in range(self.num_decoder_layers)]
     if self.copy:   # p_gen from the decoder output and the input embedding
       self.p_gen = layers.dense(1, ('embed', None), dtype=dt)
+    if not 0.0 <= self.ctc_weight < 1.0:
+      raise UserError(f'model.ctc_weight must be in [0, 1), got {self.ctc_weight}')
+    if self.ctc_weight > 0:
+      self.ctc_proj = layers.dense(self.tgt_vocab_size, ('embed', 'vocab'), dtype=dt)
     if self.pre_norm:
       self.encoder_norm = _layer_norm(dt)
       self.decoder_norm = _layer_norm(dt)
@@ -456,11 +468,29 @@ class Model(nn.Module):
     encoded, src_mask = self.encode(batch['inputs'], inputs_mask=batch.get('inputs_mask'),
                                     inputs_segmentation=seg,
                                     inputs_position=batch.get('inputs_position'), train=train)
+    if self.ctc_weight > 0:
+      if seg is not None:
+        raise UserError('model.ctc_weight reads one pair per row: set data.packing=False')
+      logits, _ = self.ctc_logits(None, memory=encoded, mask=src_mask)
+      if 'targets' in batch:
+        self.sow('losses', 'ctc', self.ctc_weight * layers.ctc_loss_sum(
+            logits, src_mask, batch['targets']))
     return self.decode(encoded, src_mask, batch['decoder_inputs'],
                        inputs_segmentation=seg,
                        targets_segmentation=batch.get('targets_segmentation'),
                        targets_position=batch.get('targets_position'), train=train,
                        ext_ids=batch['inputs'] if self.copy else None)
+
+  def ctc_logits(self, inputs: jax.Array, inputs_mask: jax.Array | None = None,
+                 memory=None, mask=None) -> tuple[jax.Array, jax.Array]:
+    """The CTC head: (logits float32 [B, S', tgt_vocab_size], mask [B, S'])."""
+    if self.ctc_weight <= 0:
+      raise UserError("model.ctc_weight is 0: the model has no CTC head (decode.method="
+                      "'ctc_greedy' needs one)")
+    if memory is None:
+      memory, mask = self.encode(inputs, inputs_mask=inputs_mask, train=False)
+    logits = self.ctc_proj(memory).astype(jnp.float32)
+    return constrain(logits, ('batch', 'length', 'vocab')), mask
 
   def init_cache(self, inputs: jax.Array, max_len: int, beam_size: int = 1,
                  inputs_mask: jax.Array | None = None) -> dict[str, Any]:

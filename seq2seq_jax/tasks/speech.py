@@ -1,0 +1,295 @@
+"""Speech recognition: a waveform in, its transcript out.
+
+Data (config.data):
+  train_tsv, eval_tsv, test_tsv
+      per split, a TSV of `audio_path<TAB>transcript` lines (a relative path is relative to
+      the TSV's folder); any format libsndfile reads (wav, flac, ogg, ...) through
+      `soundfile`. Several channels are averaged; other sample rates are resampled to 16 kHz
+      with soxr (its 'VHQ' quality).
+  tfds_name, train_split, eval_split, test_split, data_dir, tfds_audio_key, tfds_text_key
+      instead of the TSVs: a prepared TFDS dataset, by default LibriSpeech ('librispeech':
+      'train_clean100+train_clean360+train_other500', 'dev_clean', 'test_clean'; features
+      'speech' (16 kHz int16) and 'text'), read without TensorFlow (array_record; prepare it
+      with `tfds build librispeech --file_format=array_record`). Split names join with '+'.
+  cache_audio
+      True (default): every utterance is held in memory as 16-bit samples (32 KB per second);
+      False: TFDS utterances stay in the dataset and are read when a batch needs them, so
+      memory does not grow with the corpus (LibriSpeech 960 h: 110 GB of samples).
+  targets
+      'chars' (default): one id per character of `alphabet` (characters outside it are UNK);
+      'sentencepiece': SentencePiece units (`spm_vocab_size`, `spm_model_type`, default
+      'unigram'), trained on the training transcripts into DIR/spm/speech.model on first use.
+  lowercase
+      True (default): transcripts are lower-cased (LibriSpeech's are upper case); whitespace
+      is collapsed either way. Scoring compares the normalised texts.
+  second_buckets
+      padded durations in seconds (e.g. (2, 4, 8, 16, 35)): utterances are batched with
+      others of their bucket, padded to its length; longer training utterances are dropped
+      and counted; longer evaluation ones are padded to a multiple of 32 samples.
+  target_len
+      padded target length with EOS; longer training targets are dropped (counted).
+  bad_pairs
+      'error' (default): an unreadable or missing audio file, or a line without a TAB, stops
+      the run naming file and line; 'skip': skipped and counted.
+
+Batches carry 'inputs' float32 [batch, samples] in [-1, 1] and 'inputs_mask' [batch, samples]
+(true on real samples); the model's audio frontend ('log_mel' or 'audio_conv') computes the
+log-mel features inside the jitted step (models/frontends.py). Metrics: 'wer' and 'cer' (word
+and character edit distance over the reference's length, in percent, summed over the split)
+and 'accuracy' (share of exactly right transcripts); the best checkpoint has the lowest
+validation WER.
+"""
+import functools
+import json
+import os
+import re
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+from seq2seq_jax.data import cmudict_builder
+from seq2seq_jax.data import corpus as corpus_lib
+from seq2seq_jax.data import features
+from seq2seq_jax.data import spm as spm_lib
+from seq2seq_jax.data import tfds_raw
+from seq2seq_jax.data.vocab import EOS_ID, NUM_SPECIAL
+from seq2seq_jax.errors import UserError
+from seq2seq_jax.tasks import base
+from seq2seq_jax.tasks import file_inputs
+
+SAMPLE_RATE = 16_000
+TARGETS = ('chars', 'sentencepiece')
+def _log(msg: str) -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_index() == 0:
+    print(msg, file=sys.stderr, flush=True)
+
+
+TFDS_SPLITS = {'train': ('train_split', 'train_clean100+train_clean360+train_other500'),
+               'validation': ('eval_split', 'dev_clean'), 'test': ('test_split', 'test_clean')}
+
+
+class Waveform:
+  """An utterance held as 16-bit samples; as an array, float32 in [-1, 1)."""
+  __slots__ = ('pcm',)
+  dtype = np.dtype(np.float32)
+
+  def __init__(self, pcm: np.ndarray):
+    self.pcm = pcm
+
+  @property
+  def shape(self) -> tuple[int]:
+    return self.pcm.shape
+
+  def __len__(self) -> int:
+    return len(self.pcm)
+
+  def __array__(self, dtype=None, copy=None):
+    x = self.pcm.astype(np.float32) / 32768.0
+    return x if dtype is None else x.astype(dtype)
+
+
+class LazyWaveform(Waveform):
+  """An utterance read from its dataset when a batch needs it (its length known)."""
+  __slots__ = ('_load', '_length')
+
+  def __init__(self, load, length: int):  # pylint: disable=super-init-not-called
+    self._load, self._length = load, length
+
+  @property
+  def shape(self) -> tuple[int]:
+    return (self._length,)
+
+  def __len__(self) -> int:
+    return self._length
+
+  @property
+  def pcm(self) -> np.ndarray:
+    return self._load()
+
+
+def to_pcm16(x: np.ndarray) -> np.ndarray:
+  """Float samples in [-1, 1] (or int16) -> int16, clipped."""
+  if x.dtype == np.int16:
+    return x
+  return np.clip(np.round(np.asarray(x, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def read_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+  """An audio file (or file object) as int16 samples at `sample_rate`, mono."""
+  import soundfile  # pylint: disable=g-import-not-at-top
+  x, rate = soundfile.read(path, dtype='float32', always_2d=True)
+  x = x.mean(axis=1)
+  if not len(x):
+    raise ValueError('no samples')
+  if rate != sample_rate:
+    import soxr  # pylint: disable=g-import-not-at-top
+    x = soxr.resample(x, rate, sample_rate, quality='VHQ')
+  return to_pcm16(x)
+
+
+def to_pcm16_ints(x) -> np.ndarray:
+  """Integer samples (TFDS stores LibriSpeech's as int64) -> int16, clipped."""
+  return np.clip(np.asarray(x).reshape(-1), -32768, 32767).astype(np.int16)
+
+
+def _tfds_pcm(source, index: int, key: str) -> np.ndarray:
+  return to_pcm16_ints(source[index][key])
+
+
+class Task(file_inputs.FileToTextTask):
+  """See the module docstring; the contract is seq2seq_jax/tasks/base.py."""
+
+  input_kind = 'audio'
+  best_metric = 'wer'
+
+  def __init__(self, config: Any):
+    d = config.data
+    self.tfds_name = str(d.get('tfds_name', '') or '')
+    if self.tfds_name:
+      self.required_keys = ()
+    super().__init__(config)
+    self.lowercase = bool(d.get('lowercase', True))
+    self.cache_audio = bool(d.get('cache_audio', True))
+    self.targets = str(d.get('targets', 'chars'))
+    if self.targets not in TARGETS:
+      raise UserError(f'data.targets must be one of {TARGETS}, got {self.targets!r}')
+    self._sp = None
+    if self.targets == 'sentencepiece':
+      self.tgt_vocab_size = int(d.get('spm_vocab_size', 0))
+      if self.tgt_vocab_size <= NUM_SPECIAL:
+        raise UserError(f"data.targets='sentencepiece' needs data.spm_vocab_size > "
+                        f'{NUM_SPECIAL}, got {self.tgt_vocab_size}')
+      spm_lib.check_model_type(str(d.get('spm_model_type', 'unigram')))
+    seconds = tuple(float(s) for s in d.get('second_buckets', ()))
+    if not seconds or min(seconds) <= 0:
+      raise UserError(f'data.second_buckets must be positive durations in seconds, got '
+                      f'{seconds}')
+    self.sample_buckets = tuple(int(np.ceil(s * SAMPLE_RATE)) for s in sorted(seconds))
+
+  # --- text -------------------------------------------------------------------------------
+  def normalize(self, text: str) -> str:
+    text = ' '.join(text.split())
+    return text.lower() if self.lowercase else text
+
+  def setup(self, workdir: str) -> None:
+    """SentencePiece targets: trains the model on the training transcripts into
+    workdir/spm/speech.model on first use; loads it on resume and in predict mode."""
+    if self.targets != 'sentencepiece':
+      return
+    path = os.path.join(workdir, 'spm', 'speech.model')
+    spm_lib.train_once(lambda: [t for _, t in self._read_split('train')], path,
+                       vocab_size=self.tgt_vocab_size,
+                       model_type=str(self.data.get('spm_model_type', 'unigram')),
+                       seed=self.seed)
+    self._sp = spm_lib.load(path)
+    if self._sp.get_piece_size() > self.tgt_vocab_size:
+      raise UserError(f'{path} has {self._sp.get_piece_size()} pieces, more than '
+                      f'data.spm_vocab_size={self.tgt_vocab_size}')
+
+  def encode_text(self, text: str) -> np.ndarray:
+    if self._sp is None and self.targets == 'sentencepiece':
+      raise RuntimeError('setup(workdir) loads the SentencePiece model first')
+    if self._sp is not None:
+      return np.asarray(self._sp.encode(text), np.int32)
+    return self.vocab.encode(text)[0]
+
+  def decode_target(self, ids: Sequence[int]) -> str:
+    if self._sp is None:
+      return super().decode_target(ids)
+    out = []
+    for i in ids:
+      if int(i) == EOS_ID:
+        break
+      if int(i) >= NUM_SPECIAL:
+        out.append(int(i))
+    return self._sp.decode(out)
+
+  def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
+    return super().score([self.normalize(h) for h in hyps], refs)
+
+  # --- audio ------------------------------------------------------------------------------
+  def load_input(self, path: str) -> Waveform:
+    return Waveform(read_audio(path))
+
+  def _read_split(self, split: str) -> list[tuple[str, str]]:
+    if split not in self._lines:
+      if self.tfds_name:
+        self._lines[split] = self._read_tfds(split)
+      else:
+        lines = super()._read_split(split)
+        self._lines[split] = [(p, self.normalize(t)) for p, t in lines]
+    return self._lines[split]
+
+  def _read_tfds(self, split: str) -> list[tuple[str, str]]:
+    """(key, transcript) per utterance of a librispeech-style TFDS split (data/tfds_raw.py:
+    tfds.features.Audio needs TensorFlow, so the records are read without feature classes)."""
+    name = self.tfds_name
+    key, default = TFDS_SPLITS[split]
+    tsplit = str(self.data.get(key, default))
+    data_dir = cmudict_builder.default_data_dir(str(self.data.get('data_dir', '')))
+    audio_key = str(self.data.get('tfds_audio_key', 'speech'))
+    text_key = str(self.data.get('tfds_text_key', 'text'))
+    source = tfds_raw.RawSource(name, tsplit, data_dir)
+    if source.features and not {audio_key, text_key} <= set(source.features):
+      raise UserError(f'{name} has features {sorted(source.features)}; the speech task reads '
+                      f'{audio_key!r} and {text_key!r} (data.tfds_audio_key, '
+                      'data.tfds_text_key)')
+    rate = re.search(r'"sampleRate":\s*"?(\d+)', json.dumps(source.features.get(audio_key, {})))
+    if rate and int(rate.group(1)) != SAMPLE_RATE:
+      raise UserError(f'{name}: {audio_key!r} is sampled at {rate.group(1)} Hz; the speech '
+                      f'task reads {SAMPLE_RATE} Hz')
+    items, skipped = [], 0
+    for start in range(0, len(source), 256):
+      batch = source.__getitems__(range(start, min(start + 256, len(source))))
+      for i, ex in enumerate(batch, start):
+        if audio_key not in ex or text_key not in ex:
+          raise UserError(f'{name}/{tsplit}: record {i} has no {audio_key!r} or {text_key!r} '
+                          f'(it has {sorted(ex)})')
+        text = self.normalize(corpus_lib.text_of(ex[text_key][0]) if ex[text_key] else '')
+        pcm = to_pcm16_ints(ex[audio_key])
+        if not text or not len(pcm):
+          skipped += 1
+          continue
+        k = f'tfds:{name}/{tsplit}/{i}'
+        self._arrays[k] = (Waveform(pcm) if self.cache_audio else LazyWaveform(
+            functools.partial(_tfds_pcm, source, i, audio_key), len(pcm)))
+        items.append((k, text))
+    if not items:
+      raise UserError(f'tfds:{name}/{tsplit}: no utterances with transcripts')
+    note = f' ({skipped} empty skipped)' if skipped else ''
+    hours = sum(len(self._arrays[k]) for k, _ in items) / SAMPLE_RATE / 3600
+    _log(f'{split}: {len(items):,} utterances, {hours:.2f} h from tfds:{name}/{tsplit} '
+         f'({source.folder}){note}')
+    return items
+
+  # --- the trainer's interface -------------------------------------------------------------
+  def _examples(self, lines) -> base.Examples:
+    return [self._arrays[p] for p, _ in lines], [self.encode_text(t) for _, t in lines]
+
+  def dummy_batch(self, rows: int) -> dict[str, np.ndarray]:
+    n = self.sample_buckets[0]
+    return {'inputs': np.zeros((rows, n), np.float32), 'inputs_mask': np.ones((rows, n), bool),
+            'decoder_inputs': np.zeros((rows, 8), np.int32)}
+
+  def make_batcher(self, sources, targets, *, batch_size, seed, shuffle, process_index=0,
+                   process_count=1):
+    return features.FeatureBatcher(sources, targets, batch_size=batch_size,
+                                   target_len=self.target_len, seed=seed, shuffle=shuffle,
+                                   frame_buckets=self.sample_buckets,
+                                   process_index=process_index, process_count=process_count)
+
+  def collate_sources(self, sources, rows):
+    return features.collate_inputs(sources, rows, self.sample_buckets)
+
+  def target_tokens(self, ids: Sequence[int]) -> list[str]:
+    if self._sp is None:
+      return super().target_tokens(ids)
+    out = []
+    for i in ids:
+      if int(i) == EOS_ID:
+        break
+      out.append(self._sp.id_to_piece(int(i)))
+    return out
+
