@@ -62,11 +62,14 @@ def pad_to(seqs: Sequence[np.ndarray], length: int) -> np.ndarray:
 def count_tokens(batch: dict[str, np.ndarray]) -> int:
   """Non-padding source plus target tokens of a batch (for tokens/second).
 
-  Source tokens are ids > 0 for token inputs, real frames ('inputs_mask') for features, and
+  Source tokens are ids > 0 for token inputs, real frames ('inputs_mask') for features, 10 ms
+  frames for waveforms (16 kHz samples / 160, what the audio frontends make of them), and
   none for images (a picture has no tokens; its targets still count).
   """
   if 'inputs_mask' in batch:
     source = np.count_nonzero(batch['inputs_mask'])
+    if batch['inputs'].ndim == 2 and np.issubdtype(batch['inputs'].dtype, np.floating):
+      source //= 160
   elif np.issubdtype(batch['inputs'].dtype, np.integer):
     source = np.count_nonzero(batch['inputs'])
   else:

@@ -11,6 +11,14 @@ Data (config.data):
       'train_clean100+train_clean360+train_other500', 'dev_clean', 'test_clean'; features
       'speech' (16 kHz int16) and 'text'), read without TensorFlow (array_record; prepare it
       with `tfds build librispeech --file_format=array_record`). Split names join with '+'.
+  spoken_digits
+      instead of the TSVs: a dict of seq2seq_jax/data/spoken_digits.SpokenDigitSpec fields ({}
+      for the defaults): connected digit strings spoken by eSpeak NG, built once into
+      data_dir (experiments/spoken_digits.py).
+  fillets
+      instead of the TSVs: a dict of seq2seq_jax/data/fillets_speech.FilletsSpec fields ({}
+      for the defaults): the Czech voice recordings of Debian's fillets-ng-data-cs with their
+      lines (experiments/fillets_czech.py).
   cache_audio
       True (default): every utterance is held in memory as 16-bit samples (32 KB per second);
       False: TFDS utterances stay in the dataset and are read when a batch needs them, so
@@ -39,7 +47,9 @@ and character edit distance over the reference's length, in percent, summed over
 and 'accuracy' (share of exactly right transcripts); the best checkpoint has the lowest
 validation WER.
 """
+import dataclasses
 import functools
+import importlib
 import json
 import os
 import re
@@ -66,6 +76,9 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+# data.<key>: a corpus built once into data_dir by seq2seq_jax/data/<module>.build(root, spec).
+BUILTIN = {'spoken_digits': ('spoken_digits', 'SpokenDigitSpec'),
+           'fillets': ('fillets_speech', 'FilletsSpec')}
 TFDS_SPLITS = {'train': ('train_split', 'train_clean100+train_clean360+train_other500'),
                'validation': ('eval_split', 'dev_clean'), 'test': ('test_split', 'test_clean')}
 
@@ -147,7 +160,24 @@ class Task(file_inputs.FileToTextTask):
   def __init__(self, config: Any):
     d = config.data
     self.tfds_name = str(d.get('tfds_name', '') or '')
-    if self.tfds_name:
+    # A built-in corpus instead of the TSVs: (builder module, its spec) or None.
+    self._builtin = None
+    for key in BUILTIN:
+      if d.get(key, None) is not None and not self.tfds_name:
+        if self._builtin is not None:
+          raise UserError(f'data.{key} and data.{self._builtin[2]} are both set: choose one')
+        module = importlib.import_module(f'seq2seq_jax.data.{BUILTIN[key][0]}')
+        cls = getattr(module, BUILTIN[key][1])
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d[key]) - fields)
+        if unknown:
+          raise UserError(f'data.{key}: unknown key(s) {unknown} (known: {sorted(fields)})')
+        spec = cls(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
+                      for k, v in dict(d[key]).items()})
+        if hasattr(spec, 'check'):
+          spec.check()
+        self._builtin = (module, spec, key)
+    if self.tfds_name or self._builtin is not None:
       self.required_keys = ()
     super().__init__(config)
     self.lowercase = bool(d.get('lowercase', True))
@@ -212,6 +242,13 @@ class Task(file_inputs.FileToTextTask):
   # --- audio ------------------------------------------------------------------------------
   def load_input(self, path: str) -> Waveform:
     return Waveform(read_audio(path))
+
+  def tsv_path(self, split: str) -> str:
+    if self._builtin is None:
+      return super().tsv_path(split)
+    module, spec, _ = self._builtin
+    root = cmudict_builder.default_data_dir(str(self.data.get('data_dir', '')))
+    return os.path.join(module.build(root, spec), f'{split}.tsv')
 
   def _read_split(self, split: str) -> list[tuple[str, str]]:
     if split not in self._lines:
