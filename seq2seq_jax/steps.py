@@ -85,13 +85,13 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   mean of per-microbatch means, which would weight tokens of short microbatches more).
 
   metrics['loss'] is what is minimised: the (label-smoothed) cross entropy, times
-  1 - model.ctc_weight (joint CTC-attention training: the model sows the weighted CTC loss),
+  1 - the model's ctc_weight (joint CTC-attention training: the model sows the weighted CTC loss),
   plus any losses the model sows into the 'losses' collection; metrics['nll'] is the plain NLL.
   """
   dropout_root = jax.random.fold_in(jax.random.key(config.seed), 0x5EED)
   smoothing = float(config.get('label_smoothing', 0.0))
   accum = int(config.get('grad_accum_steps', 1))
-  attention_weight = 1.0 - float(config.model.get('ctc_weight', 0.0))
+  attention_weight = 1.0 - float(getattr(model, 'ctc_weight', 0.0))
   if accum < 1:
     raise UserError(f'grad_accum_steps must be >= 1, got {accum}')
 
