@@ -23,6 +23,7 @@ def translation_data(**overrides) -> dict:
       max_len=128,                        # tokens per side incl. EOS; longer pairs dropped
       packing=True,
       buckets=(32, 64, 128),              # when packing=False
+      token_cache=True,                   # tokenize train once into WORKDIR/cache/ (array_record)
       eval_batch_size=64,
       eval_max_examples=0,
   )

@@ -25,6 +25,19 @@ class Corpus:
   origin: str = ''            # where they came from, for messages
 
 
+@dataclasses.dataclass
+class Stream:
+  """A split's pairs one at a time, for corpora too big to hold (data/token_cache.py reads
+  these); `bad.count` is final once `pairs` is exhausted."""
+  pairs: Iterator[tuple[str, str]]
+  origin: str
+  bad: 'BadPairs'
+
+  def read(self) -> Corpus:
+    """Every pair in memory."""
+    return Corpus(list(self.pairs), self.bad.count, self.origin)
+
+
 def check_policy(bad_pairs: str) -> None:
   if bad_pairs not in BAD_PAIR_POLICIES:
     raise UserError(f"data.bad_pairs must be 'error' or 'skip', got {bad_pairs!r}")
@@ -80,7 +93,12 @@ def read_aligned_files(src_path: str, tgt_path: str, bad_pairs: str = 'error') -
     The pairs, both sides stripped of surrounding whitespace.
   """
   bad = BadPairs(bad_pairs)
-  pairs = []
+  return Corpus(list(iter_aligned_files(src_path, tgt_path, bad)), bad.count,
+                f'{src_path} + {tgt_path}')
+
+
+def iter_aligned_files(src_path: str, tgt_path: str, bad: BadPairs) -> Iterator[tuple[str, str]]:
+  """read_aligned_files' pairs one at a time (a corpus too big to hold); `bad` counts."""
   with _open(src_path) as fs, _open(tgt_path) as ft:
     src_lines, tgt_lines = _lines(fs), _lines(ft)
     for n, (s, t) in enumerate(itertools.zip_longest(src_lines, tgt_lines, fillvalue=False), 1):
@@ -100,8 +118,7 @@ def read_aligned_files(src_path: str, tgt_path: str, bad_pairs: str = 'error') -
             f'empty line (the aligned line {n} of {tgt_path if not s else src_path} is not)')
         bad(f'{src_path if not s else tgt_path}:{n}', what)
         continue
-      pairs.append((s, t))
-  return Corpus(pairs, bad.count, f'{src_path} + {tgt_path}')
+      yield s, t
 
 
 def read_tsv(path: str, bad_pairs: str = 'error') -> Corpus:
@@ -116,7 +133,11 @@ def read_tsv(path: str, bad_pairs: str = 'error') -> Corpus:
     The pairs, both sides stripped of surrounding whitespace.
   """
   bad = BadPairs(bad_pairs)
-  pairs = []
+  return Corpus(list(iter_tsv(path, bad)), bad.count, path)
+
+
+def iter_tsv(path: str, bad: BadPairs) -> Iterator[tuple[str, str]]:
+  """read_tsv's pairs one at a time; `bad` counts."""
   with _open(path) as f:
     for n, line in enumerate(_lines(f), 1):
       if line is None:
@@ -130,11 +151,15 @@ def read_tsv(path: str, bad_pairs: str = 'error') -> Corpus:
       if not s or not t:
         bad(f'{path}:{n}', f'the {"source" if not s else "target"} column is empty')
         continue
-      pairs.append((s, t))
-  return Corpus(pairs, bad.count, path)
+      yield s, t
 
 
 def read_user_split(data, key: str, split: str) -> Corpus:
+  """Every pair of stream_user_split(data, key, split)."""
+  return stream_user_split(data, key, split).read()
+
+
+def stream_user_split(data, key: str, split: str) -> Stream:
   """A split of a user's corpus as config.data names it: data.source 'files' reads
   data.<key>_files = (source, target), 'tsv' reads data.<key>_tsv; data.bad_pairs applies.
 
@@ -147,14 +172,23 @@ def read_user_split(data, key: str, split: str) -> Corpus:
     files = tuple(data[f'{key}_files'])
     if len(files) != 2 or not all(files):
       raise UserError(f'data.{key}_files must be (source_path, target_path), got {files}')
-    return read_aligned_files(files[0], files[1], data.bad_pairs)
-  if not data[f'{key}_tsv']:
+    bad = BadPairs(data.bad_pairs)
+    return Stream(iter_aligned_files(files[0], files[1], bad), f'{files[0]} + {files[1]}', bad)
+  path = data[f'{key}_tsv']
+  if not path:
     raise UserError(f'data.{key}_tsv is empty: the {split} split needs a TSV file')
-  return read_tsv(data[f'{key}_tsv'], data.bad_pairs)
+  bad = BadPairs(data.bad_pairs)
+  return Stream(iter_tsv(path, bad), path, bad)
 
 
 def read_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: str,
               chunk_size: int = 65536) -> Corpus:
+  """Every pair of stream_tfds(...)."""
+  return stream_tfds(name, split, src_lang, tgt_lang, data_dir, chunk_size).read()
+
+
+def stream_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: str,
+                chunk_size: int = 65536) -> Stream:
   """A prepared TFDS translation dataset (e.g. 'wmt14_translate/de-en'), either direction.
 
   Read with tfds.data_source (array_record, random access, no TensorFlow). Nothing is
@@ -173,7 +207,7 @@ def read_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: str
     chunk_size: records fetched per read.
 
   Returns:
-    The pairs in dataset order.
+    The pairs in dataset order, read as the stream is consumed.
   """
   from seq2seq_jax.data import cmudict_builder  # pylint: disable=g-import-not-at-top
   data_dir = cmudict_builder.default_data_dir(data_dir)  # the same default as G2P's data
@@ -188,15 +222,18 @@ def read_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: str
                       f'data.tgt_lang={tgt_lang!r} must be two of them')
 
   source = tfds_source(name, split, data_dir, check=check)
-  pairs, skipped = [], 0
-  for start in range(0, len(source), chunk_size):
-    for ex in source.__getitems__(list(range(start, min(start + chunk_size, len(source))))):
-      s, t = text_of(ex[src_lang]).strip(), text_of(ex[tgt_lang]).strip()
-      if s and t:
-        pairs.append((s, t))
-      else:
-        skipped += 1
-  return Corpus(pairs, skipped, f'tfds:{name}/{split} ({data_dir})')
+  bad = BadPairs('skip')
+
+  def pairs():
+    for start in range(0, len(source), chunk_size):
+      for ex in source.__getitems__(list(range(start, min(start + chunk_size, len(source))))):
+        s, t = text_of(ex[src_lang]).strip(), text_of(ex[tgt_lang]).strip()
+        if s and t:
+          yield s, t
+        else:
+          bad('', '')
+
+  return Stream(pairs(), f'tfds:{name}/{split} ({data_dir})', bad)
 
 
 def tfds_source(name: str, split: str, data_dir: str, *, check=None, decoders=None):

@@ -13,6 +13,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from seq2seq_jax.data import token_cache
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
 from seq2seq_jax.errors import UserError
 
@@ -217,13 +218,14 @@ class BucketBatcher(Batcher):
 class TokenBatcher(BucketBatcher):
   """Length-bucketed batches of (source ids, target ids) pairs."""
 
-  def __init__(self, src: Sequence[np.ndarray], tgt: Sequence[np.ndarray], *, batch_size: int,
-               buckets: Sequence[int], seed: int, shuffle: bool = True,
-               process_index: int = 0, process_count: int = 1, target_length: int = 0):
+  def __init__(self, src, tgt=None, *, batch_size: int, buckets: Sequence[int], seed: int,
+               shuffle: bool = True, process_index: int = 0, process_count: int = 1,
+               target_length: int = 0, max_len: int = 0):
     """Groups pairs by length.
 
     Args:
-      src: source id arrays without BOS/EOS.
+      src: source id arrays without BOS/EOS, or a token_cache.Pairs (then tgt is None):
+        pairs on disk are read a batch at a time, this process's rows only.
       tgt: target id arrays without BOS/EOS.
       batch_size: GLOBAL batch size (all processes together).
       buckets: padded lengths; a pair goes to the smallest bucket holding len + 1 of both
@@ -238,20 +240,24 @@ class TokenBatcher(BucketBatcher):
       target_length: > 0: buckets are by source length alone and every target row is padded
         to target_length (longer targets are dropped and counted): for tasks whose sources
         are much longer than their targets (summarization).
+      max_len: > 0: pairs with max_len or more ids on a side are dropped and counted, whatever
+        the buckets.
     """
-    super().__init__(len(src), len(tgt), batch_size=batch_size, seed=seed, shuffle=shuffle,
-                     process_index=process_index, process_count=process_count)
+    self.pairs = token_cache.as_pairs(src, tgt)
+    super().__init__(len(self.pairs), len(self.pairs), batch_size=batch_size, seed=seed,
+                     shuffle=shuffle, process_index=process_index, process_count=process_count)
     if not buckets or min(buckets) < 2:
       raise UserError(f'need buckets >= 2, got {buckets}')
     self.buckets = tuple(sorted(buckets))
-    self.src = list(src)
-    self.tgt = list(tgt)
     self.target_length = target_length
+    src_lens = np.asarray(self.pairs.src_lens, np.int64)
+    tgt_lens = np.asarray(self.pairs.tgt_lens, np.int64)
     if target_length:
-      need = np.array([len(s) + 1 if len(t) < target_length else sys.maxsize
-                       for s, t in zip(src, tgt)], np.int64)
+      need = np.where(tgt_lens < target_length, src_lens + 1, sys.maxsize)
     else:
-      need = np.array([max(len(s), len(t)) + 1 for s, t in zip(src, tgt)], np.int64)
+      need = np.maximum(src_lens, tgt_lens) + 1
+    if max_len:
+      need = np.where((src_lens < max_len) & (tgt_lens < max_len), need, sys.maxsize)
     self._set_buckets(np.searchsorted(np.asarray(self.buckets), need, side='left'),
                       len(self.buckets))  # first bucket >= need
 
@@ -260,10 +266,9 @@ class TokenBatcher(BucketBatcher):
 
   def _make(self, bucket: int, idx: Sequence[int]) -> dict[str, np.ndarray]:
     length = self.buckets[bucket]
-    rows = self._local(idx)
-    src = [np.append(self.src[i], EOS_ID) for i in rows]
-    out = {'inputs': pad_to(src, length),
-           **pad_targets([self.tgt[i] for i in rows], self.target_length or length)}
+    srcs, tgts = self.pairs.get(self._local(idx))
+    out = {'inputs': pad_to([np.append(s, EOS_ID) for s in srcs], length),
+           **pad_targets(tgts, self.target_length or length)}
     return self._pad_rows(out)
 
   def get_batch(self, step: int) -> dict[str, np.ndarray]:

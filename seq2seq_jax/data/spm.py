@@ -28,7 +28,7 @@ def train(sentences: Iterable[str], model_path: str, *, vocab_size: int,
   """Trains a model on (a sample of) `sentences`; writes model_path and its .vocab.
 
   Args:
-    sentences: training text, one sentence per item.
+    sentences: training text, one sentence per item (any iterable: streamed).
     model_path: where the model goes; must end in '.model'.
     vocab_size: pieces including the 4 special tokens; an upper bound (a corpus too
       small to fill it gives a smaller model rather than an error).
@@ -44,11 +44,9 @@ def train(sentences: Iterable[str], model_path: str, *, vocab_size: int,
   check_model_type(model_type)
   if not model_path.endswith('.model'):
     raise ValueError(f'model_path must end in .model, got {model_path}')
-  sample = [s for s in sentences if s]
+  sample = _sample((s for s in sentences if s), max_sentences, seed)
   if not sample:
     raise UserError(f'no training sentences for the sentencepiece model {model_path}')
-  if len(sample) > max_sentences:
-    sample = random.Random(seed).sample(sample, max_sentences)
   prefix = model_path[:-len('.model')]
   tmp_prefix = f'{prefix}.tmp{os.getpid()}'
   try:
@@ -65,6 +63,22 @@ def train(sentences: Iterable[str], model_path: str, *, vocab_size: int,
   os.replace(tmp_prefix + '.vocab', prefix + '.vocab')
   os.replace(tmp_prefix + '.model', model_path)  # last: its existence means "done"
   return model_path
+
+
+def _sample(items: Iterable[str], k: int, seed: int) -> list[str]:
+  """A uniform sample of k items in one pass, holding only k (reservoir sampling, Vitter's
+  algorithm R): a corpus of millions of sentences is streamed, never held. All items, in
+  order, when there are at most k."""
+  rng = random.Random(seed)
+  out: list[str] = []
+  for n, item in enumerate(items):
+    if n < k:
+      out.append(item)
+    else:
+      j = rng.randrange(n + 1)
+      if j < k:
+        out[j] = item
+  return out
 
 
 def load(model_path: str) -> spm.SentencePieceProcessor:

@@ -6,12 +6,15 @@ config without its dataset). The trainer then calls, in this order:
 
   setup(workdir)   trains SentencePiece on first use into workdir/spm/, else loads it
   train_data()     reads every split (a bad corpus stops the run before step 0), encodes train
+                   (data.token_cache: once, streaming, into workdir/cache/; later starts
+                   open the cache: see data/token_cache.py)
   make_batcher()   packed rows (data.packing) or pipeline.Batcher's length buckets
   eval_loss_data(), eval_set(), decode_target(), score()   at every evaluation
 
 Evaluation scores every segment of a split in order, one reference each, as sacreBLEU does
 on WMT test sets, so the BLEU is comparable with published sacreBLEU numbers.
 """
+import itertools
 import os
 import sys
 from typing import Any, Sequence
@@ -23,6 +26,7 @@ from seq2seq_jax.data import corpus as corpus_lib
 from seq2seq_jax.data import packing
 from seq2seq_jax.data import pipeline
 from seq2seq_jax.data import spm as spm_lib
+from seq2seq_jax.data import token_cache
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, UNK_ID
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import base
@@ -103,6 +107,8 @@ class Task(base.Task):
       self.src_vocab_size, self.tgt_vocab_size = int(d.src_vocab_size), int(d.tgt_vocab_size)
     self._corpora: dict[str, corpus_lib.Corpus] = {}
     self._sp_src = self._sp_tgt = None
+    self._spm_paths: list[str] = []
+    self._workdir = ''
     self._announced = False
 
   # --- corpora ------------------------------------------------------------------------
@@ -114,21 +120,38 @@ class Task(base.Task):
       self._corpora[split] = self._read(split)
     return self._corpora[split]
 
-  def _read(self, split: str) -> corpus_lib.Corpus:
+  def _stream(self, split: str) -> corpus_lib.Stream:
+    """The pairs of `split`, read as they are consumed."""
     d = self.data
     key = {'train': 'train', 'validation': 'eval', 'test': 'test'}[split]
     if d.source == 'tfds':
-      c = corpus_lib.read_tfds(d.tfds_name, d[f'{key}_split'], d.src_lang, d.tgt_lang,
-                               d.data_dir)
-    elif d.source == 'num2words':
+      return corpus_lib.stream_tfds(d.tfds_name, d[f'{key}_split'], d.src_lang, d.tgt_lang,
+                                    d.data_dir)
+    if d.source == 'num2words':
       c = corpus_lib.read_num2words(split, d.src_lang, d.tgt_lang, int(d.num2words_max))
-    else:
-      c = corpus_lib.read_user_split(d, key, split)
+      return corpus_lib.Stream(iter(c.pairs), c.origin, corpus_lib.BadPairs('skip'))
+    return corpus_lib.stream_user_split(d, key, split)
+
+  def _read(self, split: str) -> corpus_lib.Corpus:
+    c = self._stream(split).read()
     if not c.pairs:
       raise UserError(f'{c.origin}: no sentence pairs')
     note = f' ({c.skipped} bad pair(s) skipped)' if c.skipped else ''
     _log(f'{split}: {len(c.pairs):,} pairs from {c.origin}{note}')
     return c
+
+  def _uses_cache(self) -> bool:
+    return bool(self.data.get('token_cache', False))
+
+  def _train_sentences(self, side: int | None):
+    """Training sentences of one side (0 source, 1 target) or both, for SentencePiece; with
+    data.token_cache streamed (the corpus is never held), else from the held corpus."""
+    pairs = self._stream('train').pairs if self._uses_cache() else self.corpus('train').pairs
+    for p in pairs:
+      if side is None:
+        yield from p
+      else:
+        yield p[side]
 
   # --- vocabulary -------------------------------------------------------------------------
   def setup(self, workdir: str) -> None:
@@ -141,11 +164,7 @@ class Task(base.Task):
     kw = dict(model_type=d.spm_model_type, max_sentences=int(d.spm_train_sentences),
               seed=self.seed)
     base = os.path.join(workdir, 'spm')
-
-    def text(side: int | None):
-      pairs = self.corpus('train').pairs
-      return [s for p in pairs for s in p] if side is None else [p[side] for p in pairs]
-
+    text = self._train_sentences
     if self.shared:
       paths = [os.path.join(base, 'shared.model')]
       trained = [spm_lib.train_once(lambda: text(None), paths[0], vocab_size=self.src_vocab_size,
@@ -162,6 +181,7 @@ class Task(base.Task):
       _log(f'sentencepiece {d.spm_model_type}: {"trained" if was_trained else "loaded"} '
            f'{path} ({sp.get_piece_size():,} pieces)')
     self._sp_src, self._sp_tgt = models[0], models[-1]
+    self._spm_paths, self._workdir = paths, workdir
 
   def _check_model(self, path: str, sp) -> None:
     want = self.tgt_vocab_size if path.endswith('target.model') else self.src_vocab_size
@@ -187,8 +207,9 @@ class Task(base.Task):
             self._encode(self._sp_tgt, [t for _, t in pairs]))
 
   # --- the trainer's data ---------------------------------------------------------------
-  def train_data(self) -> Pairs:
-    """(src, tgt) id arrays (no BOS/EOS) of every training pair.
+  def train_data(self):
+    """(src, tgt) id arrays (no BOS/EOS) of every training pair; with data.token_cache a
+    (token_cache.CachedPairs, None) over workdir/cache/train.* instead, built on first use.
 
     Reads the validation and test splits first, so a missing or bad evaluation corpus
     stops the run now rather than at its first evaluation.
@@ -196,9 +217,52 @@ class Task(base.Task):
     self._need_setup()
     for split in ('validation', 'test'):
       self.corpus(split)
+    if self._uses_cache():
+      return self._cached_train_pairs(), None
     out = self._encode_pairs(self.corpus('train').pairs)
-    del self._corpora['train']  # the ids are all we need now; WMT's text is gigabytes
+    del self._corpora['train']  # the ids are all we need now
     return out
+
+  def _corpus_fingerprint(self) -> dict:
+    """What the training pairs are: config keys of the source, and files' sizes and times."""
+    d = self.data
+    keys = ('source', 'src_lang', 'tgt_lang', 'bad_pairs') + _SOURCE_KEYS[d.source]
+    out = {k: list(d[k]) if isinstance(d[k], (tuple, list)) else d[k] for k in keys}
+    if d.source == 'files':
+      out['stat'] = token_cache.file_fingerprint(d.train_files)
+    elif d.source == 'tsv':
+      out['stat'] = token_cache.file_fingerprint([d.train_tsv])
+    return out
+
+  def _cached_train_pairs(self) -> token_cache.CachedPairs:
+    """The training pairs tokenized once into workdir/cache/train.* (data/token_cache.py)."""
+    prefix = os.path.join(self._workdir, 'cache', 'train')
+    source = {'corpus': self._corpus_fingerprint(),
+              'vocab': [token_cache.digest(p) for p in self._spm_paths]}
+    streams: list[corpus_lib.Stream] = []
+
+    def chunks(size: int = 65536):
+      streams.append(self._stream('train'))
+      it = streams[0].pairs
+      while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+    def encode(chunk):
+      return self._encode_pairs(chunk)
+
+    def extra():
+      return {'origin': streams[0].origin, 'skipped': streams[0].bad.count}
+
+    pairs, built = token_cache.open_or_build(
+        prefix, chunks, encode, vocab_size=max(self.src_vocab_size, self.tgt_vocab_size),
+        source=source, log=_log, extra=extra)
+    meta = pairs.meta
+    if not len(pairs):
+      raise UserError(f'{meta["origin"]}: no sentence pairs')
+    note = f' ({meta["skipped"]} bad pair(s) skipped)' if meta['skipped'] else ''
+    _log(f'train: {len(pairs):,} pairs from {meta["origin"]}{note}, '
+         f'{"tokenized" if built else "read from the token cache"} {prefix}.array_record')
+    return pairs
 
   def _eval_pairs(self, split: str) -> list[tuple[str, str]]:
     """The split, or data.eval_max_examples (> 0) segments spread evenly over it."""
@@ -216,28 +280,25 @@ class Task(base.Task):
     return pipeline.EvalSet(sources=self._encode(self._sp_src, sources), texts=sources,
                             references=[[t] for _, t in pairs])
 
-  def make_batcher(self, src: Sequence[np.ndarray], tgt: Sequence[np.ndarray], *,
-                   batch_size: int, seed: int, shuffle: bool, process_index: int = 0,
-                   process_count: int = 1):
+  def make_batcher(self, src, tgt=None, *, batch_size: int, seed: int, shuffle: bool,
+                   process_index: int = 0, process_count: int = 1):
     """Packed rows of data.max_len (data.packing), else length buckets (data.buckets).
 
-    Either way pairs with more than data.max_len tokens on a side (incl. EOS) are dropped
-    and counted in the batcher's num_dropped.
+    `src`, `tgt`: id arrays, or a token_cache.Pairs and None (from train_data). Either way
+    pairs with more than data.max_len tokens on a side (incl. EOS) are dropped and counted
+    in the batcher's num_dropped.
     """
+    pairs = token_cache.as_pairs(src, tgt)
     kw = dict(batch_size=batch_size, seed=seed, shuffle=shuffle, process_index=process_index,
               process_count=process_count)
     max_len = int(self.data.max_len)
     if self.data.packing:
-      batcher = packing.PackedBatcher(src, tgt, max_len=max_len, **kw)
+      batcher = packing.PackedBatcher(pairs, max_len=max_len, **kw)
       if shuffle:
-        _log(f'packing: {len(batcher.src):,} pairs, rows of {max_len} tokens '
+        _log(f'packing: {len(batcher.keep):,} pairs, rows of {max_len} tokens '
              f'{100 * batcher.fill:.0f}% full, {batcher.batches_per_epoch:,} batches per epoch')
       return batcher
-    keep = [i for i in range(len(src)) if len(src[i]) < max_len and len(tgt[i]) < max_len]
-    batcher = pipeline.TokenBatcher([src[i] for i in keep], [tgt[i] for i in keep],
-                               buckets=tuple(self.data.buckets), **kw)
-    batcher.num_dropped += len(src) - len(keep)
-    return batcher
+    return pipeline.TokenBatcher(pairs, buckets=tuple(self.data.buckets), max_len=max_len, **kw)
 
   # --- text in, text out ------------------------------------------------------------------
   def encode_source(self, text: str) -> tuple[np.ndarray, int]:
