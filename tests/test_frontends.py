@@ -170,3 +170,62 @@ def test_max_pool_2x2_is_flax_max_pool():
   x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 7, 10, 3)), jnp.float32)
   np.testing.assert_array_equal(
       frontends.max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID'))
+
+
+def _switch_batch(frontend: str):
+  """A teacher-forcing batch for `frontend` (waveforms for log_mel) with targets."""
+  rng = np.random.default_rng(3)
+  if frontend == 'log_mel':
+    mask = np.ones((2, 1600), bool)
+    mask[1, 1000:] = False
+    batch = {'inputs': rng.normal(size=(2, 1600)).astype(np.float32) * mask,
+             'inputs_mask': mask}
+  else:
+    batch = dict(_batches(frontend)[0])
+    batch.pop('decoder_inputs')
+  tgt = rng.integers(4, TGT_VOCAB, (2, 4)).astype(np.int32)
+  batch['decoder_inputs'] = np.concatenate([np.full((2, 1), BOS_ID, np.int32), tgt[:, :-1]], 1)
+  batch['targets'] = tgt
+  return batch
+
+
+# The scale switches (README "Accelerators") with every frontend under both models, at the
+# model level: gradient accumulation is the train step's and splits whatever rows a batch
+# has (tests/test_scale.py, tests/test_speech.py run it on waveforms end to end).
+@pytest.mark.parametrize('model_name', sorted(MODELS))
+@pytest.mark.parametrize('frontend', ['patches', 'cnn', 'audio_conv', 'log_mel'])
+def test_bfloat16_and_remat_work_with_every_frontend(frontend, model_name):
+  from seq2seq_jax import steps  # pylint: disable=g-import-not-at-top
+  sizes = dict(FRONTEND_SIZES.get(frontend, {}))
+  if frontend == 'log_mel':
+    sizes.update(num_mels=8, spec_augment=(0, 0, 0, 0, 0.0))
+  cfg = dict(MODELS[model_name], frontend=frontend, **sizes)
+  batch = _switch_batch(frontend)
+
+  def loss_and_grads(model, params):
+    def loss(p):
+      logits = model.apply({'params': p}, batch, train=False)
+      return steps.cross_entropy(logits.astype(jnp.float32), batch['targets'],
+                                 np.ones((2, 4), np.float32))[0] / 8
+    return jax.jit(jax.value_and_grad(loss))(params)
+
+  base = build_model(cfg, SRC_VOCAB, TGT_VOCAB)
+  params = base.init({'params': jax.random.key(0)}, batch, train=False)['params']
+  loss0, grads0 = loss_and_grads(base, params)
+  remat = build_model(dict(cfg, remat='full'), SRC_VOCAB, TGT_VOCAB)
+  loss, grads = loss_and_grads(remat, params)
+  np.testing.assert_allclose(loss, loss0, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               grads, grads0)
+  bf16 = build_model(dict(cfg, dtype='bfloat16'), SRC_VOCAB, TGT_VOCAB)
+  bf16_params = bf16.init({'params': jax.random.key(0)}, batch, train=False)['params']
+  # Parameters stay float32 (and are the same ones); the frontend computes in bfloat16.
+  jax.tree.map(lambda a, b: (a.dtype == jnp.float32) or pytest.fail(f'{a.dtype} parameter'),
+               bf16_params, params)
+  jax.tree.map(np.testing.assert_array_equal, bf16_params, params)
+  x, _ = bf16.apply({'params': params}, batch['inputs'], inputs_mask=batch.get('inputs_mask'),
+                    method=lambda m, i, inputs_mask: m.src_embed(i, inputs_mask, train=False))
+  assert x.dtype == jnp.bfloat16
+  loss_bf16, grads_bf16 = loss_and_grads(bf16, params)
+  assert np.isfinite(loss_bf16) and abs(float(loss_bf16) - float(loss0)) < 0.05 * float(loss0)
+  assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads_bf16))
