@@ -382,12 +382,8 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
     if init_path:
       state = state.replace(params=frontend_weights.load_into(state.params, init_path))
       _log(f'frontend initialised from {init_path}')
-  meter = None
-  if jax.process_count() == 1:
-    meter = throughput.Meter(config.get('dtype', 'float32'))
-    _log(f'MFU against a peak of {meter.peak:.3g} FLOP/s ({meter.peak_source})')
-  else:  # see README, "Throughput in the loop": a two-process CPU test stalled with it on
-    _log('MFU is not measured in multi-process runs yet (tokens/s is)')
+  meter = throughput.Meter(config.get('dtype', 'float32'))
+  _log(f'MFU against a peak of {meter.peak:.3g} FLOP/s ({meter.peak_source})')
   loop = TrainLoop(run=run, ckpt=ckpt, workdir=workdir, best=meta.get('best'),
                    writer=MetricWriter(workdir, enabled=_is_lead(), truncate_after=start),
                    progress=Progress(config.train_steps, start, enabled=_is_lead()),

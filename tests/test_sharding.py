@@ -184,6 +184,11 @@ def test_two_processes_match_one_process(layout, devices, mesh, tmp_path, tfds_d
     return [r['train/loss'] for r in rows if 'train/loss' in r]
   a, b = losses(tmp_path / 'single'), losses(multi_dir)
   assert len(a) == len(b) == 6
+  # The job's MFU is measured in multi-process runs too (peak: the matmul x 2 processes).
+  with open(multi_dir / 'metrics.jsonl') as f:
+    mfu = [json.loads(line).get('train/mfu') for line in f]
+  assert 'x 2 process(es)' in outs[0] and all(0 < m < 1 for m in mfu if m is not None)
+  assert sum(m is not None for m in mfu) >= 3
   np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-5)
   # Both processes wrote their shards into the same checkpoints.
   assert {'3', '6'} <= set(os.listdir(multi_dir / 'checkpoints'))
