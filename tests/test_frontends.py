@@ -189,12 +189,12 @@ def _switch_batch(frontend: str):
   return batch
 
 
-# The scale switches (README "Accelerators") with every frontend under both models, at the
-# model level: gradient accumulation is the train step's and splits whatever rows a batch
-# has (tests/test_scale.py, tests/test_speech.py run it on waveforms end to end).
+# The scale switches (README "Accelerators") with every frontend under both models.
 @pytest.mark.parametrize('model_name', sorted(MODELS))
 @pytest.mark.parametrize('frontend', ['patches', 'cnn', 'audio_conv', 'log_mel'])
-def test_bfloat16_and_remat_work_with_every_frontend(frontend, model_name):
+def test_scale_switches_work_with_every_frontend(frontend, model_name):
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
   from seq2seq_jax import steps  # pylint: disable=g-import-not-at-top
   sizes = dict(FRONTEND_SIZES.get(frontend, {}))
   if frontend == 'log_mel':
@@ -229,3 +229,16 @@ def test_bfloat16_and_remat_work_with_every_frontend(frontend, model_name):
   loss_bf16, grads_bf16 = loss_and_grads(bf16, params)
   assert np.isfinite(loss_bf16) and abs(float(loss_bf16) - float(loss0)) < 0.05 * float(loss0)
   assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads_bf16))
+  # Gradient accumulation: 2 microbatches of one row give the one-batch update (images,
+  # features and waveforms are split by rows like tokens).
+  tx = optax.sgd(1.0)
+  state = steps.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                           opt_state=tx.init(params))
+  out = {}
+  for k in (1, 2):
+    config = ml_collections.ConfigDict(dict(seed=0, label_smoothing=0.0, grad_accum_steps=k))
+    step = jax.jit(steps.make_train_step(base, tx, lambda s: 1.0, config))
+    out[k] = step(state, batch)
+  np.testing.assert_allclose(out[2][1]['loss'], out[1][1]['loss'], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               out[2][0].params, out[1][0].params)
