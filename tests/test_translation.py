@@ -138,8 +138,9 @@ def ready_task(corpus_files, tmp_path_factory):
 
 
 def test_train_and_eval_data(ready_task, corpus_files):
-  src, tgt = ready_task.train_data()
-  assert len(src) == len(tgt) == 750
+  pairs, none = ready_task.train_data()  # data.token_cache: pairs on disk (test_token_cache)
+  assert none is None and len(pairs) == 750
+  src, tgt = pairs.get(range(len(pairs)))
   assert all(s.dtype == np.int32 and len(s) and EOS_ID not in s for s in src + tgt)
   assert ready_task.decode_target(tgt[21]) == num2words(42, lang='de')
   ev = ready_task.eval_set('test')
