@@ -224,9 +224,11 @@ class Task(base.Task):
     return out
 
   def _corpus_fingerprint(self) -> dict:
-    """What the training pairs are: config keys of the source, and files' sizes and times."""
+    """What the training pairs are: the source's config keys (not the evaluation splits',
+    whose changes leave the training cache valid), and files' sizes and times."""
     d = self.data
-    keys = ('source', 'src_lang', 'tgt_lang', 'bad_pairs') + _SOURCE_KEYS[d.source]
+    keys = ('source', 'src_lang', 'tgt_lang', 'bad_pairs') + tuple(
+        k for k in _SOURCE_KEYS[d.source] if not k.startswith(('eval_', 'test_')))
     out = {k: list(d[k]) if isinstance(d[k], (tuple, list)) else d[k] for k in keys}
     if d.source == 'files':
       out['stat'] = token_cache.file_fingerprint(d.train_files)
