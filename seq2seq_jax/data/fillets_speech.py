@@ -23,10 +23,9 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 import zlib
 
+from seq2seq_jax.data import built_dir
 from seq2seq_jax.errors import UserError
 
 DEFAULT_DIR = '/usr/share/games/fillets-ng'
@@ -76,7 +75,7 @@ def build(root: str, spec: FilletsSpec = FilletsSpec()) -> str:
   """Writes ROOT/fillets-<lang>-<key>/{split}.tsv and spec.json (once); returns that folder."""
   import soundfile  # pylint: disable=g-import-not-at-top
   out = os.path.join(root, f'fillets-{spec.lang}-{spec.key()}')
-  if os.path.isfile(os.path.join(out, 'spec.json')):
+  if built_dir.is_built(out, 'spec.json'):
     return out
   recordings = sorted(glob.glob(os.path.join(spec.game_dir, 'sound', '*', spec.lang, '*.ogg')))
   if not recordings:
@@ -103,9 +102,7 @@ def build(root: str, spec: FilletsSpec = FilletsSpec()) -> str:
     split = split_of(level, spec)
     rows[split].append(f'{path}\t{line}\n')
     seconds[split] += duration
-  os.makedirs(root, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix='.fillets-', dir=root)
-  try:
+  with built_dir.building(out, 'spec.json') as tmp:
     for split in SPLITS:
       with open(os.path.join(tmp, f'{split}.tsv'), 'w', encoding='utf-8') as f:
         f.writelines(rows[split])
@@ -117,11 +114,4 @@ def build(root: str, spec: FilletsSpec = FilletsSpec()) -> str:
                                       for c in l.split('\t', 1)[1].strip()}))}
     with open(os.path.join(tmp, 'spec.json'), 'w', encoding='utf-8') as f:
       json.dump(meta, f, indent=1, ensure_ascii=False)
-    try:
-      os.rename(tmp, out)
-    except OSError:
-      if not os.path.isfile(os.path.join(out, 'spec.json')):
-        raise
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
   return out

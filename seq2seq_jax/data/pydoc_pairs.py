@@ -24,11 +24,10 @@ import inspect
 import json
 import os
 import re
-import shutil
 import sysconfig
-import tempfile
 import textwrap
 
+from seq2seq_jax.data import built_dir
 from seq2seq_jax.errors import UserError
 
 SPLITS = ('train', 'validation', 'test')
@@ -170,11 +169,9 @@ def build(root: str, spec: PydocSpec = PydocSpec()) -> str:
   for path, disk in files:
     digest.update(f'{path}\0{os.path.getsize(disk)}\0'.encode())
   folder = os.path.join(root, f'pydoc-{digest.hexdigest()[:12]}')
-  if os.path.isfile(os.path.join(folder, 'spec.json')):
+  if built_dir.is_built(folder, 'spec.json'):
     return folder
-  os.makedirs(root, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=root, prefix='.pydoc-')
-  try:
+  with built_dir.building(folder, 'spec.json') as tmp:
     pairs = collect(files, spec)
     counts = {}
     for split in SPLITS:
@@ -187,10 +184,4 @@ def build(root: str, spec: PydocSpec = PydocSpec()) -> str:
     with open(os.path.join(tmp, 'spec.json'), 'w', encoding='utf-8') as f:
       json.dump({'spec': dataclasses.asdict(spec), 'files': len(files), 'pairs': counts}, f,
                 indent=1)
-    try:
-      os.rename(tmp, folder)       # another process may have built it meanwhile: keep theirs
-    except OSError:
-      pass
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
   return folder

@@ -35,14 +35,13 @@ import importlib.util
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
-import tempfile
 from typing import Optional
 
 import numpy as np
 
+from seq2seq_jax.data import built_dir
 from seq2seq_jax.errors import UserError
 
 SPLITS = ('train', 'validation', 'test')
@@ -362,7 +361,7 @@ def build(root: str, spec: SpokenDigitSpec = SpokenDigitSpec(),
   """
   spec.check()
   out = os.path.join(root, f'spoken_digits-{spec.key()}')
-  if os.path.isfile(os.path.join(out, 'spec.json')):
+  if built_dir.is_built(out, 'spec.json'):
     return out
   for module in ('soundfile', 'soxr'):
     if importlib.util.find_spec(module) is None:
@@ -377,9 +376,7 @@ def build(root: str, spec: SpokenDigitSpec = SpokenDigitSpec(),
   plans = {split: utterances(spec, split) for split in SPLITS}
   tasks = [(split, plan[i:i + spec.chunk]) for split, plan in plans.items()
            for i in range(0, len(plan), spec.chunk)]
-  os.makedirs(root, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix='.spoken_digits-', dir=root)
-  try:
+  with built_dir.building(out, 'spec.json') as tmp:
     for split in SPLITS:
       os.makedirs(os.path.join(tmp, split))
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
@@ -402,11 +399,4 @@ def build(root: str, spec: SpokenDigitSpec = SpokenDigitSpec(),
                        f'volume {VOLUME}'}
     with open(os.path.join(tmp, 'spec.json'), 'w', encoding='utf-8') as f:
       json.dump(meta, f, indent=1)
-    try:
-      os.rename(tmp, out)  # atomic: a reader sees all of it or none
-    except OSError:        # another process finished first: its copy is the same
-      if not os.path.isfile(os.path.join(out, 'spec.json')):
-        raise
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
   return out

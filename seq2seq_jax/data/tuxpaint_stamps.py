@@ -16,10 +16,9 @@ import glob
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import zlib
 
+from seq2seq_jax.data import built_dir
 from seq2seq_jax.errors import UserError
 
 DEFAULT_DIR = '/usr/share/tuxpaint/stamps'
@@ -62,11 +61,9 @@ def build(root: str, lang: str = 'en', stamps_dir: str = DEFAULT_DIR,
   key = hashlib.sha256(json.dumps([lang, os.path.abspath(stamps_dir), size, len(txts)]).encode()
                        ).hexdigest()[:12]
   out = os.path.join(root, f'tuxpaint-{lang}-{key}')
-  if os.path.isfile(os.path.join(out, 'info.json')):
+  if built_dir.is_built(out, 'info.json'):
     return out
-  os.makedirs(root, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix='.tuxpaint-', dir=root)
-  try:
+  with built_dir.building(out, 'info.json') as tmp:
     lines = {s: [] for s in SPLITS}
     skipped = {'svg_only': 0, 'no_image': 0, f'no_{lang}_caption': 0}
     for txt in txts:
@@ -94,11 +91,4 @@ def build(root: str, lang: str = 'en', stamps_dir: str = DEFAULT_DIR,
             'images': {s: len(r) for s, r in lines.items()}, 'skipped': skipped}
     with open(os.path.join(tmp, 'info.json'), 'w', encoding='utf-8') as f:
       json.dump(info, f, indent=1)
-    try:
-      os.rename(tmp, out)
-    except OSError:  # another process built it first
-      if not os.path.isfile(os.path.join(out, 'info.json')):
-        raise
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
   return out
