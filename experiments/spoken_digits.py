@@ -48,7 +48,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 2
   # Short utterances (1-4 s): time masks of at most 20 frames and 20% of the utterance.
-  audio = dict(num_mels=80, spec_augment=(2, 15, 2, 20, 0.2))
+  audio = dict(num_mels=80, spec_augment=(2, 15, 2, 20, 0.2), vtlp=())
   if arg == 'transformer':
     c.model = dict(name='transformer', frontend='audio_conv', audio_channels=32, emb_dim=144,
                    num_heads=4, qkv_dim=144, mlp_dim=576, num_encoder_layers=4,

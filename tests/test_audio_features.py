@@ -82,3 +82,36 @@ def test_spec_augment_masks_within_the_policy():
   # Masked cells are exactly the union of whole bins and whole frames.
   np.testing.assert_array_equal(out == 0, zero_bins[:, None, :] | zero_frames[:, :, None])
   assert audio.frames_for_seconds(1.0) == 98
+
+
+def test_vtlp_warp_is_jaitly_and_hintons():
+  nyq = SR / 2
+  freqs = np.linspace(0.0, nyq, 257)
+  warped = np.asarray(audio.vtlp_warp(jnp.asarray(freqs), jnp.array([0.9, 1.0, 1.1]), nyq))
+  np.testing.assert_allclose(warped[1], freqs, rtol=1e-6)     # alpha 1: identity
+  assert np.all(np.diff(warped, axis=1) > 0)                                 # monotone
+  np.testing.assert_allclose(warped[:, -1], nyq, rtol=1e-6)                 # Nyquist stays
+  for row, a in zip(warped[[0, 2]], (0.9, 1.1)):
+    knee = 4800.0 * min(a, 1.0) / a
+    low = freqs <= knee
+    np.testing.assert_allclose(row[low], a * freqs[low], rtol=1e-5)
+    # Continuous at the knee: the linear part starts where alpha f ends.
+    first = int(np.argmax(freqs > knee))
+    slope = (nyq - 4800.0 * min(a, 1.0)) / (nyq - knee)
+    assert row[first] == pytest.approx(a * knee + slope * (freqs[first] - knee), rel=1e-5)
+
+
+def test_vtlp_moves_a_tone_by_the_warp_factor_and_alpha_one_changes_nothing():
+  t = np.arange(SR // 2)
+  fb = audio.mel_filterbank(80, 512, SR)
+  centres = np.argmax(fb, axis=0) * SR / 512
+  hz = 1000.0
+  wave = jnp.asarray(np.tile(np.sin(2 * np.pi * hz * t / SR)[None], (3, 1)), jnp.float32)
+  lengths = jnp.array([len(t)] * 3)
+  plain, _ = audio.log_mel(wave, lengths)
+  warped, _ = jax.jit(audio.log_mel)(wave, lengths, warp=jnp.array([1.0, 0.9, 1.1]))
+  np.testing.assert_allclose(np.asarray(warped[0]), np.asarray(plain[0]), atol=1e-3)
+  peaks = [centres[int(np.argmax(np.asarray(warped[b]).mean(0)))] for b in range(3)]
+  assert abs(peaks[1] - 900.0) < abs(peaks[1] - 1000.0)     # formants move down with 0.9
+  assert abs(peaks[2] - 1100.0) < abs(peaks[2] - 1000.0)    # and up with 1.1
+  assert peaks[1] < peaks[0] < peaks[2]

@@ -394,6 +394,25 @@ def test_spec_augment_only_in_training_and_from_the_rng():
   assert not np.allclose(enc(True, 0), enc(True, 1))
 
 
+def test_vtlp_only_in_training_and_from_the_rng():
+  plain = build_model(dict(SMALL['rnn'], spec_augment=()), 0, 9)
+  model = build_model(dict(SMALL['rnn'], spec_augment=(), vtlp=(0.9, 1.1)), 0, 9)
+  batch, _ = _wave_batches()
+  params = model.init({'params': jax.random.key(0)}, batch, train=False)['params']
+
+  def enc(m, train, key):
+    return np.asarray(m.apply({'params': params}, batch['inputs'],
+                              inputs_mask=batch['inputs_mask'], train=train,
+                              rngs={'dropout': jax.random.key(key)}, method='encode')[0])
+  assert np.array_equal(enc(model, False, 0), enc(plain, False, 0))  # evaluation: no warp
+  assert np.array_equal(enc(model, True, 0), enc(model, True, 0))
+  assert not np.allclose(enc(model, True, 0), enc(plain, True, 0))
+  assert not np.allclose(enc(model, True, 0), enc(model, True, 1))
+  with pytest.raises(UserError, match='model.vtlp must be'):
+    build_model(dict(SMALL['rnn'], vtlp=(1.1,)), 0, 9).apply(
+        {'params': params}, batch, train=True, rngs={'dropout': jax.random.key(0)})
+
+
 # --- end to end ------------------------------------------------------------------------------
 @pytest.mark.parametrize('model', [m for m, _ in COMBOS])
 def test_train_eval_predict_and_mesh(model, dataset, tmp_path_factory):

@@ -20,6 +20,14 @@ mel bins and `time_masks` masks of width ~ U[0, T] (at most p times the utteranc
 frames) over time, each at a uniform start, set to zero (after normalisation, i.e. the mean);
 the LibriSpeech basic policy (LB) is two of each with F = 27, T = 100, p = 1.0. It draws from
 the key it is given, so a step-folded key keeps resume exact.
+
+`vtlp_warp` is vocal tract length perturbation (Jaitly and Hinton 2013, Eq. 1): each
+utterance's frequency axis is warped by a factor alpha (drawn per utterance, e.g. U[0.9, 1.1])
+as a different speaker's vocal tract would shift its formants: f -> alpha f up to a boundary
+frequency F_hi min(alpha, 1) / alpha (F_hi = 4,800 Hz), linear from there to the Nyquist
+frequency, which stays fixed. `log_mel(warp=alpha)` applies it by evaluating the mel filters at
+the warped frequencies of the FFT bins, so the energy at frequency f is counted where alpha f
+would be (alpha = 1: the unwarped features).
 """
 import math
 
@@ -28,18 +36,44 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def mel_filterbank(num_mels: int, n_fft: int, sample_rate: int, fmin: float = 0.0,
-                   fmax: float | None = None) -> np.ndarray:
-  """[n_fft // 2 + 1, num_mels] triangular HTK-mel filters (peak 1, unnormalised)."""
+def mel_edges(num_mels: int, sample_rate: int, fmin: float = 0.0,
+              fmax: float | None = None) -> np.ndarray:
+  """The num_mels + 2 filter edges (Hz), equally spaced on the HTK mel scale."""
   fmax = sample_rate / 2 if fmax is None else fmax
   to_mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)
   to_hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-  edges = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), num_mels + 2))
+  return to_hz(np.linspace(to_mel(fmin), to_mel(fmax), num_mels + 2))
+
+
+def mel_filterbank(num_mels: int, n_fft: int, sample_rate: int, fmin: float = 0.0,
+                   fmax: float | None = None) -> np.ndarray:
+  """[n_fft // 2 + 1, num_mels] triangular HTK-mel filters (peak 1, unnormalised)."""
   freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+  return _triangles(np, freqs, mel_edges(num_mels, sample_rate, fmin, fmax)).astype(np.float32)
+
+
+VTLP_BOUNDARY_HZ = 4800.0   # Jaitly and Hinton's F_hi
+
+
+def vtlp_warp(freqs: jax.Array, alpha: jax.Array, nyquist: float,
+              boundary_hz: float = VTLP_BOUNDARY_HZ) -> jax.Array:
+  """Warped frequencies [B, K] of freqs [K] (Hz) for factors alpha [B] (Jaitly and Hinton
+  2013, Eq. 1): alpha f below F_hi min(alpha, 1) / alpha, then linear to nyquist -> nyquist."""
+  alpha = alpha[:, None]
+  f = freqs[None]
+  knee = boundary_hz * jnp.minimum(alpha, 1.0) / alpha
+  above = nyquist - (nyquist - boundary_hz * jnp.minimum(alpha, 1.0)) / (nyquist - knee) * (
+      nyquist - f)
+  return jnp.where(f <= knee, alpha * f, above)
+
+
+def _triangles(xp, freqs, edges):
+  """Triangular filter responses [..., K, M] at freqs [..., K] for M + 2 edges (Hz); xp is
+  numpy or jax.numpy."""
   lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
-  up = (freqs[:, None] - lower[None]) / (centre - lower)[None]
-  down = (upper[None] - freqs[:, None]) / (upper - centre)[None]
-  return np.maximum(0.0, np.minimum(up, down)).astype(np.float32)
+  up = (freqs[..., None] - lower) / (centre - lower)
+  down = (upper - freqs[..., None]) / (upper - centre)
+  return xp.maximum(0.0, xp.minimum(up, down))
 
 
 def num_frames(num_samples, window: int, hop: int):
@@ -49,9 +83,11 @@ def num_frames(num_samples, window: int, hop: int):
 
 def log_mel(waveforms: jax.Array, lengths: jax.Array, *, sample_rate: int = 16_000,
             num_mels: int = 80, window_ms: float = 25.0, hop_ms: float = 10.0,
-            fmin: float = 0.0, fmax: float | None = None) -> tuple[jax.Array, jax.Array]:
+            fmin: float = 0.0, fmax: float | None = None, warp: jax.Array | None = None
+            ) -> tuple[jax.Array, jax.Array]:
   """Padded waveforms [B, N] with real lengths [B] -> (log-mel [B, T, num_mels] float32,
-  frame mask [B, T]); T = 1 + (N - window) // hop. Padded frames are zeros."""
+  frame mask [B, T]); T = 1 + (N - window) // hop. Padded frames are zeros. `warp`: VTLP
+  factors [B] (vtlp_warp), or None."""
   window = int(round(sample_rate * window_ms / 1000))
   hop = int(round(sample_rate * hop_ms / 1000))
   n_fft = 1 << (window - 1).bit_length()
@@ -63,7 +99,14 @@ def log_mel(waveforms: jax.Array, lengths: jax.Array, *, sample_rate: int = 16_0
   hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window) / window)     # periodic
   spec = jnp.fft.rfft(frames * hann.astype(np.float32), n=n_fft)
   power = jnp.real(spec) ** 2 + jnp.imag(spec) ** 2
-  mel = power @ jnp.asarray(mel_filterbank(num_mels, n_fft, sample_rate, fmin, fmax))
+  if warp is None:
+    mel = power @ jnp.asarray(mel_filterbank(num_mels, n_fft, sample_rate, fmin, fmax))
+  else:
+    edges = mel_edges(num_mels, sample_rate, fmin, fmax)
+    freqs = vtlp_warp(jnp.linspace(0.0, sample_rate / 2, n_fft // 2 + 1, dtype=jnp.float32),
+                      warp.astype(jnp.float32), sample_rate / 2)
+    bank = _triangles(jnp, freqs, jnp.asarray(edges, jnp.float32))             # [B, K, M]
+    mel = jnp.einsum('btk,bkm->btm', power, bank)
   feats = jnp.log(jnp.maximum(mel, 1e-10))
   mask = (np.arange(t)[None] * hop + window) <= lengths[:, None]
   return jnp.where(mask[..., None], feats, 0.0), mask

@@ -33,7 +33,10 @@ log-mel filterbanks (25 ms windows, 10 ms hop), normalised per utterance (each b
 mean and unit variance over the utterance's real frames), then in training SpecAugment with
 the policy `spec_augment` = (frequency masks, F, time masks, T, p) (() = off; default the
 LibriSpeech basic policy (2, 27, 2, 100, 1.0)), drawn from the 'dropout' RNG stream, which the
-train step folds with the step number, so a resumed run draws the same masks.
+train step folds with the step number, so a resumed run draws the same masks. `vtlp` = (lo, hi)
+adds vocal tract length perturbation in training (Jaitly and Hinton 2013; () = off, the
+default): each utterance's log-mel filters read a frequency axis warped by alpha ~ U[lo, hi]
+(models/audio.py), drawn from the same stream.
 
 Padding never changes results: masked frames are zeroed before every convolution and the
 convolutions pad explicitly on both sides, so a real output frame sees exactly what it would
@@ -185,8 +188,8 @@ def subsampled_mask(mask: jax.Array) -> jax.Array:
 
 
 def audio_features(module: nn.Module, waveforms: jax.Array, mask: jax.Array | None, *,
-                   num_mels: int, spec_augment: Sequence[float], train: bool
-                   ) -> tuple[jax.Array, jax.Array]:
+                   num_mels: int, spec_augment: Sequence[float], train: bool,
+                   vtlp: Sequence[float] = ()) -> tuple[jax.Array, jax.Array]:
   """Waveforms [B, N] (mask [B, N]) -> normalised log-mel frames [B, T, num_mels] float32
   (SpecAugment in training) and the frame mask [B, T]; see the module docstring."""
   from seq2seq_jax.models import audio  # pylint: disable=g-import-not-at-top
@@ -195,7 +198,14 @@ def audio_features(module: nn.Module, waveforms: jax.Array, mask: jax.Array | No
                     f'got {waveforms.dtype} {waveforms.shape}')
   lengths = (jnp.full(waveforms.shape[:1], waveforms.shape[1]) if mask is None
              else jnp.sum(mask, axis=1))
-  feats, fmask = audio.log_mel(waveforms, lengths, num_mels=num_mels)
+  warp = None
+  if train and vtlp:
+    if len(vtlp) != 2 or not 0 < vtlp[0] <= vtlp[1]:
+      raise UserError(f'model.vtlp must be (low, high) warp factors, 0 < low <= high, or (), '
+                      f'got {tuple(vtlp)}')
+    warp = jax.random.uniform(module.make_rng('dropout'), waveforms.shape[:1],
+                              minval=vtlp[0], maxval=vtlp[1])
+  feats, fmask = audio.log_mel(waveforms, lengths, num_mels=num_mels, warp=warp)
   real = fmask[..., None].astype(jnp.float32)
   count = jnp.maximum(jnp.sum(real, axis=1, keepdims=True), 1.0)
   mean = jnp.sum(feats * real, axis=1, keepdims=True) / count
@@ -219,11 +229,12 @@ class LogMel(nn.Module):
   spec_augment: tuple[float, ...] = LIBRISPEECH_BASIC
   dtype: Any = jnp.float32
   init_fn: Callable | None = None
+  vtlp: tuple[float, ...] = ()
 
   @nn.compact
   def __call__(self, inputs, inputs_mask=None, train: bool = False):
     feats, mask = audio_features(self, inputs, inputs_mask, num_mels=self.num_mels,
-                                 spec_augment=self.spec_augment, train=train)
+                                 spec_augment=self.spec_augment, train=train, vtlp=self.vtlp)
     x = layers.dense(self.features, (None, 'embed'), dtype=self.dtype, init=self.init_fn,
                      name='project')(feats)
     return x * mask[..., None].astype(x.dtype), mask
@@ -237,12 +248,14 @@ class AudioConv(nn.Module):
   init_fn: Callable | None = None
   num_mels: int = 80
   spec_augment: tuple[float, ...] = LIBRISPEECH_BASIC
+  vtlp: tuple[float, ...] = ()
 
   @nn.compact
   def __call__(self, inputs, inputs_mask=None, train: bool = False):
     if inputs.ndim == 2:   # waveforms: their audio features first
       inputs, inputs_mask = audio_features(self, inputs, inputs_mask, num_mels=self.num_mels,
-                                           spec_augment=self.spec_augment, train=train)
+                                           spec_augment=self.spec_augment, train=train,
+                                           vtlp=self.vtlp)
     if inputs.ndim != 3 or not jnp.issubdtype(inputs.dtype, jnp.floating):
       raise UserError("model.frontend='audio_conv' reads float features [batch, frames, "
                       f'bins] or waveforms [batch, samples], with inputs_mask; got '
@@ -267,7 +280,7 @@ class AudioConv(nn.Module):
 
 # The model fields that size the frontends; every model declares them (see sizes()).
 SIZE_FIELDS = ('patch_size', 'cnn_channels', 'cnn_columns', 'audio_channels', 'num_mels',
-               'spec_augment')
+               'spec_augment', 'vtlp')
 
 
 def sizes(model: Any) -> dict[str, Any]:
@@ -280,7 +293,7 @@ def build(name: str, *, vocab_size: int, features: int, dtype: Any,
           init_fn: Callable | None = None, patch_size: int = 16,
           cnn_channels: Sequence[int] = (32, 64, 128), cnn_columns: bool = False,
           audio_channels: int = 64, num_mels: int = 80,
-          spec_augment: Sequence[float] = LIBRISPEECH_BASIC,
+          spec_augment: Sequence[float] = LIBRISPEECH_BASIC, vtlp: Sequence[float] = (),
           module_name: str = 'frontend') -> nn.Module:
   """The frontend named by `model.frontend`, producing `features`-wide vectors.
 
@@ -290,7 +303,7 @@ def build(name: str, *, vocab_size: int, features: int, dtype: Any,
     features: the model width D.
     dtype: compute dtype (parameters are float32).
     init_fn: overrides every initialiser (e.g. the RNN's uniform init_scale).
-    patch_size, cnn_channels, cnn_columns, audio_channels, num_mels, spec_augment: the
+    patch_size, cnn_channels, cnn_columns, audio_channels, num_mels, spec_augment, vtlp: the
       'patches', 'cnn', 'audio_conv' and 'log_mel' settings (SIZE_FIELDS).
     module_name: the submodule name ('tokens' keeps the models' historical 'src_embed').
 
@@ -312,11 +325,11 @@ def build(name: str, *, vocab_size: int, features: int, dtype: Any,
     if audio_channels < 1:
       raise UserError(f'model.audio_channels must be >= 1, got {audio_channels}')
     return AudioConv(features, audio_channels, dtype, init_fn, int(num_mels),
-                     tuple(spec_augment), name=module_name)
+                     tuple(spec_augment), tuple(vtlp), name=module_name)
   if name == 'log_mel':
     if num_mels < 1:
       raise UserError(f'model.num_mels must be >= 1, got {num_mels}')
-    return LogMel(features, int(num_mels), tuple(spec_augment), dtype, init_fn,
+    return LogMel(features, int(num_mels), tuple(spec_augment), dtype, init_fn, tuple(vtlp),
                   name=module_name)
   raise UserError(f'model.frontend must be one of {FRONTENDS}, got {name!r}')
 

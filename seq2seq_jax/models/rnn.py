@@ -80,8 +80,9 @@ Fields (config.model.*):
                      CTC head on the encoder outputs (blank = the padding id 0), the loss
                      ctc_weight * CTC + (1 - ctc_weight) * attention cross entropy; the head
                      also decodes alone (decode.method='ctc_greedy')
-  num_mels, spec_augment
-                     audio frontends' log-mel bins and SpecAugment policy (frontends.py)
+  num_mels, spec_augment, vtlp
+                     audio frontends' log-mel bins, SpecAugment policy and vocal tract
+                     length perturbation (frontends.py)
   dtype              matmul dtype; parameters, recurrent states and gates stay float32
                      (set by config.dtype)
   remat              'none' | 'full' | 'dots' (layers.remat): each encoder and decoder time
@@ -408,6 +409,7 @@ class Model(nn.Module):
   audio_channels: int = 64      # frontend='audio_conv'
   num_mels: int = 80            # audio frontends: log-mel bins
   spec_augment: tuple[float, ...] = frontends.LIBRISPEECH_BASIC  # audio: SpecAugment policy
+  vtlp: tuple[float, ...] = ()  # audio: VTLP warp factor range in training (() = off)
   pyramid: int = 0              # the top `pyramid` encoder layers halve time (LAS pBLSTM)
   ctc_weight: float = 0.0       # joint CTC-attention: weight of a CTC head on the encoder
   share_embeddings: bool = False  # one table embeds source and target tokens (same vocabulary)

@@ -109,6 +109,7 @@ class Model(nn.Module):
   audio_channels: int = 64
   num_mels: int = 80
   spec_augment: tuple[float, ...] = frontends.LIBRISPEECH_BASIC
+  vtlp: tuple[float, ...] = ()
 
   def setup(self):
     if self.remat not in layers.REMAT:

@@ -18,8 +18,8 @@ returns log-probabilities [B, T, tgt_vocab_size + max_oovs] as its logits (layer
 
 Joint CTC-attention (`ctc_weight` > 0; Kim, Hori and Watanabe 2017): a linear CTC head on the
 encoder outputs (blank = the padding id 0) adds ctc_weight * CTC to (1 - ctc_weight) times the
-cross entropy; it also decodes alone (decode.method='ctc_greedy'). Audio inputs: `num_mels`
-and `spec_augment` set the audio frontends' features (models/frontends.py).
+cross entropy; it also decodes alone (decode.method='ctc_greedy'). Audio inputs: `num_mels`,
+`spec_augment` and `vtlp` set the audio frontends' features (models/frontends.py).
 
 Incremental decoding uses an explicit cache pytree (see Model.init_cache): per decoder layer,
 self-attention K/V slots for every beam and the precomputed cross-attention K/V, held once per
@@ -273,6 +273,7 @@ class Model(nn.Module):
   max_oovs: int = 0             # copy: temporary ids per source for its OOV words
   num_mels: int = 80            # audio frontends: log-mel bins
   spec_augment: tuple[float, ...] = frontends.LIBRISPEECH_BASIC  # audio: SpecAugment policy
+  vtlp: tuple[float, ...] = ()  # audio: VTLP warp factor range in training (() = off)
   ctc_weight: float = 0.0       # joint CTC-attention: weight of a CTC head on the encoder
 
   def setup(self):
