@@ -41,6 +41,7 @@ from seq2seq_jax.errors import UserError
 from seq2seq_jax.loop import StopSignal, TrainLoop
 from seq2seq_jax.metric_writer import MetricWriter, Progress
 from seq2seq_jax.models import build_model
+from seq2seq_jax.models import model_defaults
 from seq2seq_jax.models import frontends
 
 
@@ -248,13 +249,19 @@ def _check_workdir(config, workdir: str, ckpt: Checkpointer) -> None:
     saved = json.load(f)
   current = config_to_dict(config)
   for key in ('task', 'model'):
-    if saved.get(key) != current.get(key):
-      if isinstance(saved.get(key), dict) and isinstance(current.get(key), dict):
-        diffs = [f'{key}.{k}: {saved[key].get(k)!r} in {workdir} vs {current[key].get(k)!r}'
-                 for k in sorted(set(saved[key]) | set(current[key]))
-                 if saved[key].get(k) != current[key].get(k)]
+    old, new = saved.get(key), current.get(key)
+    if (key == 'model' and isinstance(old, dict) and isinstance(new, dict)
+        and old.get('name') == new.get('name')):
+      # A setting that one side leaves out has the model's default (e.g. a run trained
+      # before the setting existed).
+      defaults = model_defaults(str(new.get('name')))
+      old, new = {**defaults, **old}, {**defaults, **new}
+    if old != new:
+      if isinstance(old, dict) and isinstance(new, dict):
+        diffs = [f'{key}.{k}: {old.get(k)!r} in {workdir} vs {new.get(k)!r}'
+                 for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
       else:
-        diffs = [f'{key}: {saved.get(key)!r} vs {current.get(key)!r}']
+        diffs = [f'{key}: {old!r} vs {new!r}']
       raise UserError(f'{workdir} holds checkpoints of a different model ({diffs[0]}); '
                       'use a new --workdir (nothing was changed)')
 

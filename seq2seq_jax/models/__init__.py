@@ -31,6 +31,7 @@ Parameters carry logical axis names (nn.with_logical_partitioning) from the voca
 """
 import dataclasses
 import importlib
+import json
 from typing import Any, Mapping
 
 import flax.linen as nn
@@ -71,3 +72,21 @@ def build_model(model_config: Mapping[str, Any], src_vocab_size: int,
   # ConfigDict values (tuples/lists, nested dicts) -> plain Python.
   kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()}
   return cls(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, **kwargs)
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+  """The settings of model `name` that have defaults, as config.json holds them (tuples as
+  lists); {} for an unknown name."""
+  try:
+    cls = importlib.import_module(f'seq2seq_jax.models.{name}').Model
+  except (ModuleNotFoundError, AttributeError, ValueError, TypeError):
+    return {}
+  out = {}
+  for f in dataclasses.fields(cls):
+    if f.name in ('parent', 'name') or f.default is dataclasses.MISSING:
+      continue
+    try:
+      out[f.name] = json.loads(json.dumps(f.default))
+    except TypeError:  # not a JSON value: config.json cannot hold it either
+      continue
+  return out
