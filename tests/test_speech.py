@@ -408,9 +408,10 @@ def test_vtlp_only_in_training_and_from_the_rng():
   assert np.array_equal(enc(model, True, 0), enc(model, True, 0))
   assert not np.allclose(enc(model, True, 0), enc(plain, True, 0))
   assert not np.allclose(enc(model, True, 0), enc(model, True, 1))
-  with pytest.raises(UserError, match='model.vtlp must be'):
-    build_model(dict(SMALL['rnn'], vtlp=(1.1,)), 0, 9).apply(
-        {'params': params}, batch, train=True, rngs={'dropout': jax.random.key(0)})
+  for bad in ((1.1,), (1.1, 0.9)):   # checked when the model is set up, even for evaluation
+    with pytest.raises(UserError, match='model.vtlp must be'):
+      build_model(dict(SMALL['rnn'], vtlp=bad), 0, 9).apply({'params': params}, batch,
+                                                            train=False)
 
 
 # --- end to end ------------------------------------------------------------------------------

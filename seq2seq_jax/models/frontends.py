@@ -200,9 +200,6 @@ def audio_features(module: nn.Module, waveforms: jax.Array, mask: jax.Array | No
              else jnp.sum(mask, axis=1))
   warp = None
   if train and vtlp:
-    if len(vtlp) != 2 or not 0 < vtlp[0] <= vtlp[1]:
-      raise UserError(f'model.vtlp must be (low, high) warp factors, 0 < low <= high, or (), '
-                      f'got {tuple(vtlp)}')
     warp = jax.random.uniform(module.make_rng('dropout'), waveforms.shape[:1],
                               minval=vtlp[0], maxval=vtlp[1])
   feats, fmask = audio.log_mel(waveforms, lengths, num_mels=num_mels, warp=warp)
@@ -321,6 +318,10 @@ def build(name: str, *, vocab_size: int, features: int, dtype: Any,
       raise UserError(f'model.cnn_channels must be positive sizes, got {cnn_channels}')
     return Cnn(features, tuple(cnn_channels), dtype, init_fn, bool(cnn_columns),
                name=module_name)
+  if name in ('audio_conv', 'log_mel') and vtlp and (len(vtlp) != 2 or
+                                                    not 0 < vtlp[0] <= vtlp[1]):
+    raise UserError(f'model.vtlp must be (low, high) warp factors, 0 < low <= high, or (), '
+                    f'got {tuple(vtlp)}')
   if name == 'audio_conv':
     if audio_channels < 1:
       raise UserError(f'model.audio_channels must be >= 1, got {audio_channels}')
