@@ -1,13 +1,15 @@
 r"""Connected spoken digit strings (the TIDIGITS setting), spoken by eSpeak NG.
 
 Strings of 1-7 digits, each zero read "zero" or "oh", spoken by eSpeak NG from the
-espeakng-loader PyPI wheel (in requirements.txt: nothing outside pip) with 10 English
-accents x voice variants, varied speaking rate, pitch and pauses, in white, pink or brown noise
+espeakng-loader PyPI wheel (in requirements.txt: nothing outside pip) with 8 English accents x
+46 training voice variants (eSpeak's 30 of TRAIN_VARIANTS, 6 more female or high voices, and
+10 training voices whispered: WHISPERED), varied speaking rate, pitch and pauses, in white, pink or brown noise
 at 10-40 dB SNR; 6,000 training, 300 validation and 600 test utterances, the test split spoken
-only by voice variants never heard in training (seq2seq_jax/data/spoken_digits.py). Built once
+only by 9 voice variants never heard in training (seq2seq_jax/data/spoken_digits.py). Built once
 into data.data_dir. Targets are characters; metrics WER, CER and string accuracy (the best
 checkpoint by validation WER). Target: test string accuracy >= 97% within 30 minutes of a
-2-core CPU.
+2-core CPU. (Runs before 2026-11-28 trained on the 30 variants alone, no whispers: the test
+split is the same.)
 
   python launch.py --config=experiments/spoken_digits.py --workdir=runs/digits_las
   python launch.py --config=experiments/spoken_digits.py:transformer --workdir=runs/digits_tf
@@ -22,6 +24,7 @@ tiny set, a minute).
 import ml_collections
 
 from common import decode, mesh_and_rules, speech_data
+from seq2seq_jax.data import spoken_digits as sd
 
 VARIANTS = ('', 'transformer', 'smoke')
 
@@ -34,7 +37,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.task = 'speech'
   c.data = speech_data(
       tfds_name='', cache_audio=True,
-      spoken_digits=dict(counts=(6000, 300, 600), min_digits=1, max_digits=7, seed=0),
+      spoken_digits=dict(counts=(6000, 300, 600), min_digits=1, max_digits=7, seed=0,
+                         train_variants=sd.TRAIN_VARIANTS + sd.MORE_TRAIN_VARIANTS,
+                         whispered=sd.WHISPERED),
       alphabet='abcdefghijklmnopqrstuvwxyz ',
       second_buckets=(1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
       target_len=48,                   # 7 words of <= 5 letters, 6 spaces, EOS

@@ -113,9 +113,69 @@ def test_built_once_and_named_by_its_parameters(built):
     (dict(oh_fraction=1.5), 'oh_fraction'),
     (dict(test_variants=('no_such_variant',)), 'no_such_variant'),
     (dict(languages=('en-us', 'en-mars')), 'en-mars'),
+    (dict(whispered=('f4',)), 'whispered must name training variants'),
+    (dict(whispered=('m1',), train_variants=('m1', 'm1-whisper')), 'clash'),
 ])
 def test_bad_specs_are_user_errors(tmp_path, change, match):
   spec = spoken_digits.SpokenDigitSpec(**{**SPEC.__dict__, **change})
   with pytest.raises(UserError, match=match):
     spoken_digits.build(str(tmp_path), spec)
   assert not os.listdir(tmp_path)   # nothing was started
+
+
+def test_a_spec_without_whispers_keeps_the_key_of_datasets_built_before_they_existed():
+  # The keys (folder names) of the experiment's and these tests' datasets, computed before
+  # SpokenDigitSpec had `whispered`: old builds are found again, not rebuilt.
+  assert spoken_digits.SpokenDigitSpec(counts=(6000, 300, 600)).key() == '7e43c8599643'
+  assert SPEC.key() == '8178829093fd'
+  assert spoken_digits.SpokenDigitSpec(counts=(6, 3, 3), seed=5, chunk=2,
+                                       whispered=('f1',)).key() != SPEC.key()
+
+
+def test_whispered_variant_takes_the_whisper_source_and_keeps_the_speaker():
+  variant = ('language variant\nname female3\ngender female\npitch 140 240\n'
+             'formant 1 120  75 150 -50\nbreath 0 2 3 3 3 3 3 2\necho 120 10\nvoicing 80\n')
+  whisper = ('language variant\nname whisper\ngender male\npitch 82 117\nvoicing 17\n'
+             'breath   75  75  50  40  15  10\nbreathw 150 150 200 200 400 400\n')
+  lines = spoken_digits.whispered_variant(variant, whisper, 'f3-whisper').splitlines()
+  assert lines[:2] == ['language variant', 'name f3-whisper']
+  assert {'gender female', 'pitch 140 240', 'formant 1 120  75 150 -50'} <= set(lines)
+  assert {'voicing 17', 'breath   75  75  50  40  15  10',
+          'breathw 150 150 200 200 400 400'} <= set(lines)
+  assert not {'voicing 80', 'echo 120 10', 'breath 0 2 3 3 3 3 3 2', 'pitch 82 117',
+              'name female3'} & set(lines)
+  with pytest.raises(ValueError, match='breathw'):
+    spoken_digits.whispered_variant(variant, 'voicing 17\nbreath 75\n', 'x')
+
+
+def _periodicity(audio: np.ndarray, rate: int) -> float:
+  """Mean over the loud 40 ms frames of the normalised autocorrelation's peak at lags of
+  80-400 Hz pitch periods: voiced speech is near 1, a whisper (noise-excited) far lower."""
+  x = audio.astype(np.float64)
+  n = int(0.04 * rate)
+  frames = x[:len(x) // n * n].reshape(-1, n)
+  frames = frames - frames.mean(axis=1, keepdims=True)
+  loud = frames[(frames ** 2).mean(axis=1) > 0.3 * (x ** 2).mean()]
+  peaks = []
+  for f in loud:
+    ac = np.correlate(f, f, 'full')[n - 1:]
+    peaks.append(ac[rate // 400:rate // 80].max() / ac[0])
+  return float(np.mean(peaks))
+
+
+def test_whispered_training_voices_are_spoken_whispered_and_only_in_training(tmp_path):
+  spec = spoken_digits.SpokenDigitSpec(
+      counts=(8, 2, 2), languages=('en-us',), train_variants=('f1',), whispered=('f1',),
+      test_variants=('f4',), snr_db=(60.0, 60.0), chunk=12, seed=3)
+  built = spoken_digits.build(str(tmp_path), spec, workers=1)
+  meta = json.load(open(os.path.join(built, 'spec.json'), encoding='utf-8'))
+  assert set(meta['voices']['train']) == {'en-us+f1', 'en-us+f1-whisper'}
+  assert meta['voices']['test'] == ['en-us+f4'] and meta['whispered'] == ['f1']
+  periodicity = {'en-us+f1': [], 'en-us+f1-whisper': []}
+  for u in spoken_digits.utterances(spec, 'train'):
+    audio, rate = soundfile.read(os.path.join(built, u.name), dtype='int16')
+    periodicity[u.voice].append(_periodicity(audio, rate))
+  assert periodicity['en-us+f1'] and periodicity['en-us+f1-whisper']   # both drawn
+  assert min(periodicity['en-us+f1']) > 0.5 > 0.35 > max(periodicity['en-us+f1-whisper'])
+  # The private voice folder was removed; the wheel's voice data is untouched.
+  assert 'f1-whisper' not in spoken_digits.installed_voices()[1]

@@ -21,6 +21,13 @@ whose formants they share; f5 with f2); whisperf whispers with formants close to
 female whisper the training voices do not have; klatt4's glottal source (Klatt type 4) is used
 by no training variant. spec.json lists the voices of each split.
 
+Whispered training voices (`whispered`, off by default): eSpeak ships one whisper per sex
+(whisper, whisperf), the female one held out. `whispered=('f1', ...)` adds, for each named
+training variant, a voice '<variant>-whisper' to training and validation: that speaker's
+variant file with its voicing, breath and echo settings replaced by those of eSpeak's own
+'whisper' variant (the way whisperf is f2 whispered). The variant files are written to a private
+copy of eSpeak's data folder (symbolic links to the rest) made for the build.
+
 `build` writes 16-bit mono WAVs and one TSV per split (`wav_path<TAB>transcript`) into a folder
 named by every parameter that shapes the data, once: a second run (or another process) reuses
 it. Building is deterministic: the same spec gives the same bytes. eSpeak keeps state across
@@ -37,6 +44,7 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 from typing import Optional
 
 import numpy as np
@@ -58,6 +66,14 @@ TRAIN_VARIANTS = ('m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'f1', 'f2', 'f3', 'f5', 'c
                   'whisper', 'klatt', 'klatt2', 'klatt3', 'adam', 'Alex', 'Annie', 'benjamin',
                   'david', 'Denis', 'edward', 'grandma', 'grandpa', 'iven3', 'max', 'quincy',
                   'robert', 'steph', 'travis')
+# Further shipped variants for training (female or high voices, none a near copy of a test
+# variant; the male 25 / voicing 35 family of michel stays out: Diogo, Henrique, Hugo, miguel).
+MORE_TRAIN_VARIANTS = ('Alicia', 'anika', 'Andrea', 'shelby', 'steph2', 'steph3')
+# Training variants that experiments/spoken_digits.py also has whispered (not f2: f2
+# whispered is whisperf, a test speaker).
+WHISPERED = ('f1', 'f3', 'f5', 'Annie', 'grandma', 'steph', 'm1', 'm3', 'klatt2', 'Alex')
+WHISPER_SUFFIX = '-whisper'
+WHISPER_KEYS = ('voicing', 'breath', 'breathw')   # taken from eSpeak's 'whisper' variant
 # Held-out variants: the test split's only speakers.
 TEST_VARIANTS = ('m7', 'm8', 'f4', 'aunty', 'belinda', 'linda', 'whisperf', 'klatt4', 'michel')
 # Noise colours: the noise power spectrum falls as 1 / f**alpha (flat below NOISE_FLOOR_HZ).
@@ -76,6 +92,7 @@ class SpokenDigitSpec:
   languages: tuple[str, ...] = LANGUAGES
   train_variants: tuple[str, ...] = TRAIN_VARIANTS   # training and validation speakers
   test_variants: tuple[str, ...] = TEST_VARIANTS     # the test split's only speakers
+  whispered: tuple[str, ...] = ()   # training variants also heard whispered ('f1-whisper')
   rate: tuple[int, int] = (130, 230)       # speaking rate, words per minute (eSpeak: 80-450)
   pitch: tuple[int, int] = (25, 75)        # eSpeak pitch, 0-100 (50: the variant's own)
   word_gap: tuple[int, int] = (0, 5)       # extra pause between words, units of 10 ms
@@ -106,14 +123,23 @@ class SpokenDigitSpec:
       if len(value) != 2 or not lo <= value[0] <= value[1] <= hi:
         raise bad(f'{name} must be a range (low, high) within [{lo}, {hi}], got {value}')
     names = dict(languages=self.languages, train_variants=self.train_variants,
-                 test_variants=self.test_variants)
+                 test_variants=self.test_variants, whispered=self.whispered)
     for name, value in names.items():
+      if name == 'whispered' and value == ():
+        continue
       if isinstance(value, str) or not value or len(set(value)) != len(value) or any(
           not v or '+' in v or v != v.strip() for v in value):
         raise bad(f'{name} must be a non-empty tuple of distinct voice names, got {value!r}')
     shared = set(self.train_variants) & set(self.test_variants)
     if shared:
       raise bad(f'test variants must be unheard in training, but {sorted(shared)} are in both')
+    if not set(self.whispered) <= set(self.train_variants):
+      raise bad(f'whispered must name training variants, but '
+                f'{sorted(set(self.whispered) - set(self.train_variants))} are not')
+    clash = {v + WHISPER_SUFFIX for v in self.whispered} & (
+        set(self.train_variants) | set(self.test_variants))
+    if clash:
+      raise bad(f'whispered voices {sorted(clash)} clash with variants of the same name')
     if (isinstance(self.noise_colours, str) or not self.noise_colours
         or not set(self.noise_colours) <= set(NOISE_COLOURS)):
       raise bad(f'noise_colours must be some of {sorted(NOISE_COLOURS)}, '
@@ -124,12 +150,21 @@ class SpokenDigitSpec:
       raise bad(f'chunk must be positive, got {self.chunk}')
 
   def key(self) -> str:
-    blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+    fields = dataclasses.asdict(self)
+    if not self.whispered:   # the key of every dataset built before the field existed
+      del fields['whispered']
+    blob = json.dumps(fields, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+  def variants(self, split: str) -> tuple[str, ...]:
+    """The voice variants that read `split`, whispered ones as 'f1-whisper'."""
+    if split == 'test':
+      return self.test_variants
+    return self.train_variants + tuple(v + WHISPER_SUFFIX for v in self.whispered)
 
   def voices(self, split: str) -> list[str]:
     """The eSpeak voice names ('en-us+m3') that read `split`."""
-    variants = self.test_variants if split == 'test' else self.train_variants
+    variants = self.variants(split)
     return [f'{language}+{variant}' for language in self.languages for variant in variants]
 
 
@@ -209,8 +244,9 @@ class Espeak:
   """libespeak-ng, initialised for synchronous synthesis into a buffer. One per process: use
   `engine()`."""
 
-  def __init__(self):
+  def __init__(self, data_path: Optional[str] = None):
     loader = _loader()
+    self.data_path = data_path or loader.get_data_path()
     lib = ctypes.CDLL(loader.get_library_path())
     lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
     lib.espeak_Info.argtypes = [ctypes.c_void_p]
@@ -224,11 +260,10 @@ class Espeak:
     lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                  ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
     self.sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0,
-                                             loader.get_data_path().encode(),
-                                             _INITIALIZE_DONT_EXIT)
+                                             self.data_path.encode(), _INITIALIZE_DONT_EXIT)
     if self.sample_rate <= 0:
       raise RuntimeError(f'espeak_Initialize failed ({self.sample_rate}) with the data in '
-                         f'{loader.get_data_path()}')
+                         f'{self.data_path}')
     self.version = lib.espeak_Info(None).decode()
     self._lib = lib
     self._buffer = bytearray()
@@ -270,12 +305,57 @@ class Espeak:
 _ENGINE: Optional[Espeak] = None
 
 
-def engine() -> Espeak:
-  """This process's eSpeak, initialised on first use."""
+def engine(data_path: Optional[str] = None) -> Espeak:
+  """This process's eSpeak, initialised on first use with `data_path` (default: the wheel's
+  voice data). libespeak-ng is initialised once per process: one data folder each."""
   global _ENGINE
   if _ENGINE is None:
-    _ENGINE = Espeak()
+    _ENGINE = Espeak(data_path)
+  elif data_path and os.path.realpath(data_path) != os.path.realpath(_ENGINE.data_path):
+    raise RuntimeError(f'eSpeak was initialised with {_ENGINE.data_path}, not {data_path}')
   return _ENGINE
+
+
+def whispered_variant(variant_text: str, whisper_text: str, name: str) -> str:
+  """A variant file: `variant_text` (a variant's file) with its voicing, breath and echo
+  lines replaced by `whisper_text`'s (eSpeak's 'whisper' variant) voicing and breath lines,
+  and named `name`."""
+  def key(line):
+    return line.split()[0] if line.split() else ''
+  kept = [line for line in variant_text.splitlines()
+          if key(line) not in WHISPER_KEYS + ('echo', 'name')]
+  taken = [line for line in whisper_text.splitlines() if key(line) in WHISPER_KEYS]
+  missing = set(WHISPER_KEYS) - {key(line) for line in taken}
+  if missing:
+    raise ValueError(f'the whisper variant has no {sorted(missing)} line')
+  return '\n'.join([kept[0], f'name {name}'] + kept[1:] + ['', '// whispered'] + taken) + '\n'
+
+
+def whisper_data_dir(dest: str, whispered: tuple[str, ...]) -> str:
+  """DEST: eSpeak's data folder (symbolic links to the wheel's) whose voices/!v also holds
+  '<variant>-whisper' for each of `whispered`. Returns dest."""
+  data = _loader().get_data_path()
+  for name in os.listdir(data):
+    if name != 'voices':
+      os.symlink(os.path.join(data, name), os.path.join(dest, name))
+  os.makedirs(os.path.join(dest, 'voices'))
+  for name in os.listdir(os.path.join(data, 'voices')):
+    if name != '!v':
+      os.symlink(os.path.join(data, 'voices', name), os.path.join(dest, 'voices', name))
+  source, variants = os.path.join(data, 'voices', '!v'), os.path.join(dest, 'voices', '!v')
+  os.makedirs(variants)
+  for name in os.listdir(source):
+    os.symlink(os.path.join(source, name), os.path.join(variants, name))
+
+  def read(name):
+    with open(os.path.join(source, name), encoding='utf-8', errors='replace') as f:
+      return f.read()
+  whisper = read('whisper')
+  for variant in whispered:
+    name = variant + WHISPER_SUFFIX
+    with open(os.path.join(variants, name), 'w', encoding='utf-8') as f:
+      f.write(whispered_variant(read(variant), whisper, name))
+  return dest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,11 +375,11 @@ def coloured_noise(n: int, colour: str, sample_rate: int,
   return noise / max(np.sqrt(np.mean(noise ** 2)), 1e-12)
 
 
-def render(u: Utterance, sample_rate: int) -> np.ndarray:
+def render(u: Utterance, sample_rate: int, data_path: Optional[str] = None) -> np.ndarray:
   """The utterance as written: int16 samples at `sample_rate`, synthesized by this process's
-  eSpeak, resampled, padded, noised and scaled to its peak level."""
+  eSpeak (reading `data_path`), resampled, padded, noised and scaled to its peak level."""
   import soxr  # pylint: disable=g-import-not-at-top
-  espeak = engine()
+  espeak = engine(data_path)
   raw = espeak.synthesize(u.transcript, u.voice, u.rate, u.pitch, u.word_gap, u.seed)
   speech = soxr.resample(raw.astype(np.float64) / 32768.0, espeak.sample_rate, sample_rate)
   power = float(np.mean(speech ** 2)) if len(speech) else 0.0
@@ -314,14 +394,14 @@ def render(u: Utterance, sample_rate: int) -> np.ndarray:
   return np.round(audio * 32767).astype(np.int16)
 
 
-def _render_chunk(folder: str, sample_rate: int,
-                  chunk: list[Utterance]) -> tuple[list[int], int, str]:
+def _render_chunk(folder: str, sample_rate: int, chunk: list[Utterance],
+                  data_path: Optional[str] = None) -> tuple[list[int], int, str]:
   """Writes a chunk's WAVs under `folder`; returns their lengths in samples, eSpeak's native
   sample rate and its version."""
   import soundfile  # pylint: disable=g-import-not-at-top
   lengths = []
   for u in chunk:
-    audio = render(u, sample_rate)
+    audio = render(u, sample_rate, data_path)
     soundfile.write(os.path.join(folder, u.name), audio, sample_rate, subtype='PCM_16',
                     format='WAV')
     lengths.append(len(audio))
@@ -329,8 +409,8 @@ def _render_chunk(folder: str, sample_rate: int,
 
 
 def _worker() -> None:
-  """A worker process's body: a pickled (folder, sample_rate, chunk) on stdin, the pickled
-  result of _render_chunk on stdout."""
+  """A worker process's body: a pickled (folder, sample_rate, chunk, data_path) on stdin, the
+  pickled result of _render_chunk on stdout."""
   result = _render_chunk(*pickle.load(sys.stdin.buffer))
   sys.stdout.buffer.write(pickle.dumps(result))
 
@@ -376,7 +456,8 @@ def build(root: str, spec: SpokenDigitSpec = SpokenDigitSpec(),
   plans = {split: utterances(spec, split) for split in SPLITS}
   tasks = [(split, plan[i:i + spec.chunk]) for split, plan in plans.items()
            for i in range(0, len(plan), spec.chunk)]
-  with built_dir.building(out, 'spec.json') as tmp:
+  with built_dir.building(out, 'spec.json') as tmp, tempfile.TemporaryDirectory() as voices:
+    data_path = whisper_data_dir(voices, spec.whispered) if spec.whispered else None
     for split in SPLITS:
       os.makedirs(os.path.join(tmp, split))
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
@@ -384,7 +465,8 @@ def build(root: str, spec: SpokenDigitSpec = SpokenDigitSpec(),
     # Each chunk in a new process (threads only wait for them), so in a fresh eSpeak.
     pool = concurrent.futures.ThreadPoolExecutor(workers)
     try:
-      results = pool.map(_run_worker, [(tmp, spec.sample_rate, chunk) for _, chunk in tasks])
+      results = pool.map(_run_worker, [(tmp, spec.sample_rate, chunk, data_path)
+                                       for _, chunk in tasks])
       for (split, _), (lengths, native_rate, version) in zip(tasks, results):
         samples[split] += sum(lengths)
     finally:
