@@ -7,10 +7,12 @@ compiles) and the WER and CER of those transcripts. Decoding includes the audio 
 mel from the waveform), the encoder and the search, batched as evaluation batches them
 (data.eval_batch_size); not included: reading the files (done once before timing) and
 scoring. Also prints the host's measured float32 matmul rate, for comparison across hosts.
+A method `beam@W` is beam search rescored with the CTC head at decode.ctc_weight=W (joint
+CTC-attention decoding; choose W on --split=validation, then report the test split).
 
   python benchmarks/speech_rtf.py --config=experiments/spoken_digits.py --workdir=runs/digits_las
   python benchmarks/speech_rtf.py --config=experiments/spoken_digits.py:transformer \
-      --workdir=runs/digits_tf --methods=beam,greedy,ctc_greedy
+      --workdir=runs/digits_tf --methods=beam,greedy,ctc_greedy,beam@0.3
 """
 import argparse
 import json
@@ -27,7 +29,8 @@ def main() -> None:
   p.add_argument('--config', required=True)
   p.add_argument('--workdir', required=True)
   p.add_argument('--split', default='test')
-  p.add_argument('--methods', default='beam', help='comma-separated decode.method values')
+  p.add_argument('--methods', default='beam',
+                 help='comma-separated decode.method values; beam@W: beam, decode.ctc_weight=W')
   p.add_argument('--repeats', type=int, default=3)
   args = p.parse_args()
 
@@ -41,8 +44,12 @@ def main() -> None:
   try:
     print(json.dumps({'matmul_flops_per_s': throughput.measured_matmul_flops_per_s(),
                       'devices': jax.device_count()}), flush=True)
-    for method in args.methods.split(','):
-      config = config_lib.load_config(args.config, [('decode.method', method)])
+    for spec in args.methods.split(','):
+      method, _, weight = spec.partition('@')
+      overrides = [('decode.method', method)]
+      if weight:
+        overrides.append(('decode.ctc_weight', weight))
+      config = config_lib.load_config(args.config, overrides)
       run, state = train._restore_for_inference(config, args.workdir)  # pylint: disable=protected-access
       ckpt = Checkpointer(args.workdir, read_only=True)
       params = state.params
@@ -64,6 +71,7 @@ def main() -> None:
       seconds = statistics.median(times)
       beam = int(config.decode.get('beam_size', 1)) if method == 'beam' else 1
       print(json.dumps({'method': method, 'beam_size': beam,
+                        'ctc_weight': float(config.decode.get('ctc_weight', 0.0)),
                         'split': args.split, 'utterances': len(hyps),
                         'audio_seconds': round(audio, 1), 'decode_seconds': round(seconds, 2),
                         'rtf_audio_s_per_s': round(audio / seconds, 1),

@@ -67,11 +67,13 @@ def mesh_and_rules(c: ml_collections.ConfigDict) -> None:
 def decode(beam_size: int = 4, alpha: float = 0.6, max_len: int = 64, **overrides) -> dict:
   """config.decode: how evaluation and --mode=predict decode.
 
-  method 'beam' (beam_size, alpha: GNMT length penalty), 'greedy', or 'sample' (temperature,
-  top_k: 0 = all, top_p: 1 = all); the sampling keys must stay neutral for other methods.
+  method 'beam' (beam_size, alpha: GNMT length penalty; ctc_weight > 0: the beam rescored
+  with the model's CTC head, joint CTC-attention decoding), 'greedy', 'sample' (temperature,
+  top_k: 0 = all, top_p: 1 = all) or 'ctc_greedy'; the sampling keys must stay neutral for
+  other methods.
   """
   return dict(method='beam', beam_size=beam_size, alpha=alpha, max_len=max_len,
-              temperature=1.0, top_k=0, top_p=1.0, **overrides)
+              temperature=1.0, top_k=0, top_p=1.0, ctc_weight=0.0, **overrides)
 
 
 def summarization_data(**overrides) -> dict:

@@ -154,4 +154,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     optim.validate(config.optimizer)
   if 'decode' in config:
     from seq2seq_jax import steps  # pylint: disable=g-import-not-at-top
-    steps.check_decode_config(config.decode)
+    method = steps.check_decode_config(config.decode)
+    if not config.model.get('ctc_weight', 0.0):
+      what = ("decode.method='ctc_greedy'" if method == 'ctc_greedy' else
+              f"decode.ctc_weight={config.decode.get('ctc_weight')}"
+              if config.decode.get('ctc_weight', 0.0) else '')
+      if what:
+        raise UserError(f"{what} reads the model's CTC head, but model.ctc_weight is 0: "
+                        'the model has none')

@@ -16,7 +16,7 @@ from jax import lax
 from seq2seq_jax import decoding
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
 from seq2seq_jax.errors import UserError
-from seq2seq_jax.models.layers import constrain, ctc_greedy
+from seq2seq_jax.models.layers import constrain, ctc_greedy, ctc_log_likelihood
 
 
 @flax.struct.dataclass
@@ -170,7 +170,36 @@ def check_decode_config(decode_config: Any) -> str:
                         f"decode.method='sample' (the method is {method!r})")
   if int(decode_config.max_len) < 1:
     raise UserError(f'decode.max_len must be >= 1, got {decode_config.max_len}')
+  ctc_weight = decode_config.get('ctc_weight', 0.0)
+  if not 0.0 <= float(ctc_weight) <= 1.0:
+    raise UserError(f'decode.ctc_weight must be in [0, 1], got {ctc_weight}')
+  if ctc_weight and (method != 'beam' or int(decode_config.get('beam_size', 1)) < 2):
+    raise UserError(f'decode.ctc_weight={ctc_weight} rescores the hypotheses of a beam '
+                    "search: it needs decode.method='beam' and decode.beam_size >= 2")
   return method
+
+
+def ctc_rescore(seqs: jax.Array, scores: jax.Array, logits: jax.Array, mask: jax.Array, *,
+                weight: float, alpha: float) -> jax.Array:
+  """The best of each item's beam by (1 - weight) log P_att + weight log P_ctc over the
+  length penalty: int32 [B, T].
+
+  Args:
+    seqs: [B, K, T] beam search hypotheses (ids, EOS, 0s); scores: [B, K] their summed
+      attention log-probabilities over decoding.length_penalty(length incl. EOS, alpha), -inf
+      for empty slots.
+    logits, mask: the CTC head's [B, S, V] logits and [B, S] mask for the same items.
+  """
+  b, k, t = seqs.shape
+  has_eos = jnp.any(seqs == EOS_ID, axis=-1)
+  length = jnp.where(has_eos, jnp.argmax(seqs == EOS_ID, axis=-1) + 1, t)
+  penalty = decoding.length_penalty(length, alpha)
+  tiled = lambda x: jnp.repeat(x, k, axis=0)                               # item-major
+  ctc = ctc_log_likelihood(tiled(logits), tiled(mask), seqs.reshape(b * k, t), EOS_ID)
+  joint = ((1.0 - weight) * scores * penalty + weight * ctc.reshape(b, k)) / penalty
+  joint = jnp.where(jnp.isfinite(scores), joint, -jnp.inf)
+  best = jnp.argmax(jnp.where(jnp.isnan(joint), -jnp.inf, joint), axis=1)
+  return jnp.take_along_axis(seqs, best[:, None, None], axis=1)[:, 0]
 
 
 def make_predict_step(model: nn.Module, decode_config: Any) -> Callable:
@@ -181,11 +210,18 @@ def make_predict_step(model: nn.Module, decode_config: Any) -> Callable:
   beam search (the best beam; beam_size, alpha), greedy search, ancestral sampling
   (temperature, top_k, top_p) from `rng`, which the other methods ignore, or 'ctc_greedy':
   the best path of the model's CTC head (model.ctc_weight > 0), without the decoder.
+
+  Joint CTC-attention decoding (decode.ctc_weight = w > 0, beam search, a model with a CTC
+  head): the beam's finished hypotheses are rescored by (1 - w) log P_att + w log P_ctc,
+  divided by the search's length penalty, and the best one is returned (n-best rescoring, as
+  the attention rescoring of WeNet turned around; Kim et al. 2017 and ESPnet score the CTC
+  prefix inside the search instead). The CTC term runs the encoder a second time.
   """
   method = check_decode_config(decode_config)
   beam_size = int(decode_config.get('beam_size', 1)) if method == 'beam' else 1
   max_len = int(decode_config.max_len)
   alpha = float(decode_config.get('alpha', 0.6))
+  ctc_weight = float(decode_config.get('ctc_weight', 0.0))
   sampling = {k: decode_config.get(k, v) for k, v in _SAMPLING_KEYS.items()}
 
   def predict_step(params, inputs: dict[str, jax.Array], rng: jax.Array):
@@ -205,8 +241,12 @@ def make_predict_step(model: nn.Module, decode_config: Any) -> Callable:
       return decoding.sample(tokens_to_logits, cache, rng, **kw, **sampling)[0]
     if beam_size <= 1:
       return decoding.greedy_search(tokens_to_logits, cache, **kw)[0]
-    seqs, _ = decoding.beam_search(tokens_to_logits, cache, beam_size=beam_size, alpha=alpha,
-                                   **kw)
+    seqs, scores = decoding.beam_search(tokens_to_logits, cache, beam_size=beam_size,
+                                        alpha=alpha, **kw)
+    if ctc_weight > 0:
+      logits, mask = model.apply({'params': params}, inputs['inputs'], inputs.get('inputs_mask'),
+                                 method='ctc_logits')
+      return ctc_rescore(seqs, scores, logits, mask, weight=ctc_weight, alpha=alpha)
     return seqs[:, 0]
 
   return predict_step

@@ -144,6 +144,8 @@ def test_info_mode_counts_params_abstractly():
      "read only by decode.method='sample'"),
     ([f'--config={CONFIG}', '--mode=info', '--config.decode.method=nucleus'],
      'decode.method must be one of'),
+    ([f'--config={CONFIG}', '--mode=info', '--config.decode.ctc_weight=0.3'],
+     "decode.ctc_weight=0.3 reads the model's CTC head, but model.ctc_weight is 0"),
 ])
 def test_user_mistakes_get_one_line_and_nonzero_exit(args, message):
   proc = launch(*args)

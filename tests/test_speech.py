@@ -354,6 +354,38 @@ def test_ctc_greedy_merges_repeats_and_drops_blanks():
   assert out.tolist() == [[3, 3, 5, EOS_ID], [EOS_ID, 0, 0, 0], [4, 6, 4, EOS_ID]]
 
 
+def test_ctc_rescoring_picks_the_hypothesis_both_scores_favour():
+  """decode.ctc_weight: (1 - w) log P_att + w log P_ctc over the length penalty picks the
+  beam's best; a label sequence that cannot be aligned (a repeat needs a blank between) gets
+  log P_ctc = -inf, and the training loss leaves such a row out."""
+  # CTC logits over 4 positions that read "3 5": the second hypothesis.
+  logits = jnp.log(jax.nn.one_hot(jnp.array([[3, 0, 5, 0]]), 8) * 0.97 + 0.03 / 8)
+  mask = jnp.ones((1, 4), bool)
+  seqs = jnp.array([[[3, 3, EOS_ID, 0], [3, 5, EOS_ID, 0], [6, EOS_ID, 0, 0]]])
+  scores = jnp.array([[-0.5, -0.9, -jnp.inf]])     # the attention decoder prefers "3 3"
+  pick = lambda w: np.asarray(steps.ctc_rescore(seqs, scores, logits, mask, weight=w,
+                                                alpha=0.6))[0].tolist()
+  assert pick(0.0) == [3, 3, EOS_ID, 0]
+  assert pick(0.3) == [3, 5, EOS_ID, 0]
+  ll = layers.ctc_log_likelihood(jnp.repeat(logits, 2, axis=0), jnp.ones((2, 4), bool),
+                                 jnp.array([[3, 5, EOS_ID, 0], [3, 3, EOS_ID, 0]]), EOS_ID)
+  assert np.isfinite(float(ll[0])) and -1.0 < float(ll[0]) < 0
+  short = jnp.array([[True, True, False, False], [True, True, True, False]])
+  ll = layers.ctc_log_likelihood(jnp.repeat(logits, 2, axis=0), short,
+                                 jnp.array([[3, 3, EOS_ID, 0], [3, 3, EOS_ID, 0]]), EOS_ID)
+  assert float(ll[0]) == -np.inf and np.isfinite(float(ll[1]))
+  targets = jnp.array([[3, 3, EOS_ID, 0], [3, 5, EOS_ID, 0]])
+  loss = layers.ctc_loss_sum(jnp.repeat(logits, 2, axis=0), short, targets)
+  alone = layers.ctc_loss_sum(logits, short[1:], targets[1:])
+  assert float(loss) == pytest.approx(float(alone)) and 0 < float(alone) < 100
+  for bad, message in ((dict(ctc_weight=1.5), r'in \[0, 1\]'),
+                       (dict(ctc_weight=0.3, method='greedy'), "needs decode.method='beam'"),
+                       (dict(ctc_weight=0.3, beam_size=1), 'beam_size >= 2')):
+    with pytest.raises(UserError, match=message):
+      steps.check_decode_config(ml_collections.ConfigDict(dict(
+          dict(method='beam', beam_size=4, max_len=8), **bad)))
+
+
 def test_joint_loss_is_the_weighted_sum_of_ctc_and_cross_entropy():
   """The train step's loss = ((1 - w) CE + w CTC) / target tokens, CTC from optax over the
   labels before EOS; SpecAugment draws the same masks for the same step."""
@@ -424,11 +456,12 @@ def test_train_eval_predict_and_mesh(model, dataset, tmp_path_factory):
   for key in ('wer', 'cer', 'accuracy'):
     assert 0 <= summary[f'test/{key}'] <= 100
   assert summary['test/examples'] == 4
-  # Predict: audio paths in, transcripts out; attention decoding and the CTC head alone.
+  # Predict: audio paths in, transcripts out; attention decoding, the CTC head alone, and
+  # the beam rescored with the CTC head.
   lines = [dataset['inputs'][0], '', dataset['inputs'][1]]
-  for method in ('beam', 'ctc_greedy'):
+  for method, ctc_weight in (('beam', 0.0), ('ctc_greedy', 0.0), ('beam', 0.5)):
     out = list(train.predict(_config(dataset, model, mesh=(1, 1, 1), **{
-        'decode.method': method}), workdir, lines))
+        'decode.method': method, 'decode.ctc_weight': ctc_weight}), workdir, lines))
     assert len(out) == 3 and out[1] == ''
     assert all(set(o) <= set('abc ') for o in out), out
   with pytest.raises(UserError, match='no such file'):

@@ -298,8 +298,42 @@ def copy_log_probs(logits: jax.Array, p_gen_logit: jax.Array, attention: jax.Arr
   return jnp.log(jnp.maximum(dist, 1e-30))
 
 
+def ctc_labels(tokens: jax.Array, eos_id: int) -> tuple[jax.Array, jax.Array]:
+  """CTC labels of output sequences [B, T] (ids, then EOS, then 0 padding, or no EOS at all):
+  (tokens, label_paddings float32 [B, T], 1 on EOS and every position after it)."""
+  after_eos = jnp.cumsum(tokens == eos_id, axis=1) > 0
+  return tokens, (after_eos | (tokens == 0)).astype(jnp.float32)
+
+
+def ctc_log_likelihood(logits: jax.Array, mask: jax.Array, tokens: jax.Array,
+                       eos_id: int) -> jax.Array:
+  """log P_ctc(labels | input) per row, float32 [B] (optax.ctc_loss; blank = 0): the labels
+  are the ids of `tokens` before EOS. A row whose labels cannot be aligned to its positions
+  (fewer positions than labels plus repeated neighbours, which need a blank between them) gets
+  -inf, not optax's finite stand-in."""
+  import optax  # pylint: disable=g-import-not-at-top
+  labels, paddings = ctc_labels(tokens, eos_id)
+  nll = optax.ctc_loss(logits.astype(jnp.float32), 1.0 - mask.astype(jnp.float32), labels,
+                       paddings, blank_id=0)
+  return jnp.where(ctc_feasible(mask, labels, paddings), -nll, -jnp.inf)
+
+
+def ctc_feasible(mask: jax.Array, labels: jax.Array, paddings: jax.Array) -> jax.Array:
+  """Whether each row's labels fit its real positions: bool [B]. A CTC path emits every
+  label once and a blank between equal neighbours, so it needs that many positions."""
+  real = paddings == 0
+  repeats = real[:, 1:] & (labels[:, 1:] == labels[:, :-1])
+  needed = jnp.sum(real, axis=1) + jnp.sum(repeats, axis=1)
+  return jnp.sum(mask.astype(jnp.int32), axis=1) >= needed
+
+
 def ctc_loss_sum(logits: jax.Array, mask: jax.Array, targets: jax.Array) -> jax.Array:
   """CTC negative log-likelihood summed over the batch's rows (optax.ctc_loss; blank = 0).
+
+  Rows without labels (batch padding) and rows whose labels cannot be aligned to their
+  positions (too short an input after subsampling: optax would give them a huge finite
+  loss whose gradient swamps the batch's) contribute nothing, as PyTorch's
+  `zero_infinity=True`.
 
   Args:
     logits: [B, S, V] over the encoder's positions; id 0 (padding, never a target) is blank.
@@ -309,11 +343,11 @@ def ctc_loss_sum(logits: jax.Array, mask: jax.Array, targets: jax.Array) -> jax.
   """
   import optax  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.data.vocab import EOS_ID  # pylint: disable=g-import-not-at-top
-  label_paddings = ((targets == 0) | (targets == EOS_ID)).astype(jnp.float32)
+  labels, label_paddings = ctc_labels(targets, EOS_ID)
   per_row = optax.ctc_loss(logits.astype(jnp.float32), 1.0 - mask.astype(jnp.float32),
-                           targets, label_paddings, blank_id=0)
-  # Rows without labels (batch padding) contribute nothing.
-  return jnp.sum(jnp.where(jnp.all(label_paddings > 0, axis=1), 0.0, per_row))
+                           labels, label_paddings, blank_id=0)
+  keep = ~jnp.all(label_paddings > 0, axis=1) & ctc_feasible(mask, labels, label_paddings)
+  return jnp.sum(jnp.where(keep, per_row, 0.0))
 
 
 def ctc_greedy(logits: jax.Array, mask: jax.Array, max_len: int, eos_id: int) -> jax.Array:

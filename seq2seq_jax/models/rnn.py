@@ -544,7 +544,7 @@ class Model(nn.Module):
     """The CTC head: (logits float32 [B, S', tgt_vocab_size], mask [B, S'])."""
     if self.ctc_weight <= 0:
       raise UserError("model.ctc_weight is 0: the model has no CTC head (decode.method="
-                      "'ctc_greedy' needs one)")
+                      "'ctc_greedy' and decode.ctc_weight need one)")
     if memory is None:
       memory, mask, _ = self.encode(inputs, inputs_mask=inputs_mask, train=False)
     return self.ctc_proj(memory).astype(jnp.float32), mask
