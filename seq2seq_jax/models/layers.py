@@ -298,11 +298,11 @@ def copy_log_probs(logits: jax.Array, p_gen_logit: jax.Array, attention: jax.Arr
   return jnp.log(jnp.maximum(dist, 1e-30))
 
 
-def ctc_labels(tokens: jax.Array, eos_id: int) -> tuple[jax.Array, jax.Array]:
-  """CTC labels of output sequences [B, T] (ids, then EOS, then 0 padding, or no EOS at all):
-  (tokens, label_paddings float32 [B, T], 1 on EOS and every position after it)."""
+def ctc_label_paddings(tokens: jax.Array, eos_id: int) -> jax.Array:
+  """CTC label paddings of output sequences [B, T] (ids, then EOS, then 0 padding, or no EOS
+  at all): float32 [B, T], 1 on EOS, every position after it and padding."""
   after_eos = jnp.cumsum(tokens == eos_id, axis=1) > 0
-  return tokens, (after_eos | (tokens == 0)).astype(jnp.float32)
+  return (after_eos | (tokens == 0)).astype(jnp.float32)
 
 
 def ctc_log_likelihood(logits: jax.Array, mask: jax.Array, tokens: jax.Array,
@@ -312,10 +312,10 @@ def ctc_log_likelihood(logits: jax.Array, mask: jax.Array, tokens: jax.Array,
   (fewer positions than labels plus repeated neighbours, which need a blank between them) gets
   -inf, not optax's finite stand-in."""
   import optax  # pylint: disable=g-import-not-at-top
-  labels, paddings = ctc_labels(tokens, eos_id)
-  nll = optax.ctc_loss(logits.astype(jnp.float32), 1.0 - mask.astype(jnp.float32), labels,
+  paddings = ctc_label_paddings(tokens, eos_id)
+  nll = optax.ctc_loss(logits.astype(jnp.float32), 1.0 - mask.astype(jnp.float32), tokens,
                        paddings, blank_id=0)
-  return jnp.where(ctc_feasible(mask, labels, paddings), -nll, -jnp.inf)
+  return jnp.where(ctc_feasible(mask, tokens, paddings), -nll, -jnp.inf)
 
 
 def ctc_feasible(mask: jax.Array, labels: jax.Array, paddings: jax.Array) -> jax.Array:
@@ -341,13 +341,10 @@ def ctc_loss_sum(logits: jax.Array, mask: jax.Array, targets: jax.Array) -> jax.
     targets: [B, T] the attention decoder's targets (ids, then EOS, then 0 padding): the CTC
       labels are the ids before EOS.
   """
-  import optax  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.data.vocab import EOS_ID  # pylint: disable=g-import-not-at-top
-  labels, label_paddings = ctc_labels(targets, EOS_ID)
-  per_row = optax.ctc_loss(logits.astype(jnp.float32), 1.0 - mask.astype(jnp.float32),
-                           labels, label_paddings, blank_id=0)
-  keep = ~jnp.all(label_paddings > 0, axis=1) & ctc_feasible(mask, labels, label_paddings)
-  return jnp.sum(jnp.where(keep, per_row, 0.0))
+  ll = ctc_log_likelihood(logits, mask, targets, EOS_ID)
+  has_labels = ~jnp.all(ctc_label_paddings(targets, EOS_ID) > 0, axis=1)
+  return -jnp.sum(jnp.where(has_labels & jnp.isfinite(ll), ll, 0.0))
 
 
 def ctc_greedy(logits: jax.Array, mask: jax.Array, max_len: int, eos_id: int) -> jax.Array:
