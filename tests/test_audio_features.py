@@ -115,3 +115,15 @@ def test_vtlp_moves_a_tone_by_the_warp_factor_and_alpha_one_changes_nothing():
   assert abs(peaks[1] - 900.0) < abs(peaks[1] - 1000.0)     # formants move down with 0.9
   assert abs(peaks[2] - 1100.0) < abs(peaks[2] - 1000.0)    # and up with 1.1
   assert peaks[1] < peaks[0] < peaks[2]
+
+
+@pytest.mark.parametrize('n', [399, 400, 559, 560, 561, 1999, 2000])
+def test_frames_are_the_windows_at_every_hop(n):
+  """The reshape-and-concatenate framing equals indexing the windows one by one."""
+  wave = np.random.default_rng(n).normal(size=(2, n)).astype(np.float32)
+  t = int(audio.num_frames(n, 400, 160))
+  want = np.stack([wave[:, i * 160:i * 160 + 400] for i in range(t)], 1) if t else (
+      np.zeros((2, 0, 400), np.float32))
+  got = np.asarray(audio._frames(jnp.asarray(wave), t, 400, 160))  # pylint: disable=protected-access
+  assert got.shape == (2, t, 400)
+  np.testing.assert_array_equal(got, want)

@@ -191,3 +191,29 @@ def test_bucket_length_pad_to_and_count_tokens():
     pad_to([np.arange(5)], 4)
   batch = {'inputs': out, 'decoder_inputs': out, 'targets': out[:2, :1]}
   assert count_tokens(batch) == 3 + 2
+
+
+def test_feature_batches_pad_targets_to_their_frame_buckets_longest():
+  """Speech-style batches: the targets of each frame bucket are padded to its longest target
+  (+ EOS) rounded up to 8, at most target_len; every row keeps its whole target."""
+  from seq2seq_jax.data.features import FeatureBatcher  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  # Short inputs carry 1-5 ids, long ones 10-30 (and 40: dropped, as 40 + EOS > 32).
+  src = [np.zeros((int(rng.integers(5, 10)), 3), np.float32) for _ in range(8)]
+  src += [np.zeros((int(rng.integers(11, 20)), 3), np.float32) for _ in range(9)]
+  tgt = [rng.integers(4, 30, int(rng.integers(1, 6))).astype(np.int32) for _ in range(8)]
+  tgt += [rng.integers(4, 30, n).astype(np.int32) for n in (10, 12, 20, 30, 11, 13, 15, 17, 40)]
+  batcher = FeatureBatcher(src, tgt, batch_size=4, target_len=32, seed=0, frame_buckets=(10, 20))
+  assert batcher.bucket_target_len == [8, 32] and batcher.num_dropped == 1
+  seen = 0
+  for step in range(batcher.batches_per_epoch):
+    batch = batcher.get_batch(step)
+    frames = batch['inputs'].shape[1]
+    assert batch['targets'].shape == batch['decoder_inputs'].shape
+    assert batch['targets'].shape[1] == (8 if frames == 10 else 32)
+    for row, dec in zip(batch['targets'], batch['decoder_inputs']):
+      n = int(np.argmax(row == EOS_ID))
+      assert row[n] == EOS_ID and dec[0] == BOS_ID and np.array_equal(dec[1:n + 1], row[:n])
+      assert any(np.array_equal(row[:n], t) for t in tgt)
+      seen += 1
+  assert seen == 16

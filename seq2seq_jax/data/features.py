@@ -6,9 +6,13 @@
   waveforms [N] (anything np.asarray makes float32 samples of, with len() and .shape, e.g.
             tasks/speech.Waveform): bucketed by sample count N like features.
 
-Targets are padded to one length, `target_len` (BOS + target for 'decoder_inputs', target +
-EOS for 'targets'); an example whose target does not fit, or whose frames exceed the largest
-bucket, is dropped and counted in `num_dropped`. As for every Batcher, batch `step` is a pure
+Targets are padded (BOS + target for 'decoder_inputs', target + EOS for 'targets') to
+`target_len` for images, and for features to their frame bucket's target length: the bucket's
+longest target + EOS rounded up to a multiple of 8, at most `target_len` (short utterances
+carry short transcripts, so their decoder runs over fewer padded positions: one shape per
+bucket still, as the padding is fixed by the data, not the batch). An example whose target
+does not fit `target_len`, or whose frames exceed the largest bucket, is dropped and counted
+in `num_dropped`. As for every Batcher, batch `step` is a pure
 function of (data, seed, step).
 """
 from typing import Sequence
@@ -63,7 +67,8 @@ class FeatureBatcher(BucketBatcher):
       src: images [H, W, C] of one shape (frame_buckets empty), or features [T, F].
       tgt: target id arrays without BOS/EOS.
       batch_size: GLOBAL batch size (all processes together).
-      target_len: padded target length; a target of target_len or more ids is dropped.
+      target_len: padded target length (features: at most; see the module docstring); a
+        target of target_len or more ids is dropped.
       seed: shuffling seed.
       frame_buckets: features: padded frame counts; longer sequences are dropped.
       shuffle: False: batches in data order.
@@ -87,11 +92,18 @@ class FeatureBatcher(BucketBatcher):
       if len(shapes) > 1:
         raise ValueError(f'images of several shapes: {sorted(shapes)[:3]}')
       which, num = np.zeros(len(src), np.int64), 1
-    self._set_buckets(np.where(fits, which, num), num)
+    which = np.where(fits, which, num)
+    self._set_buckets(which, num)
+    self.bucket_target_len = [target_len] * num
+    if self.frame_buckets:
+      lens = np.array([len(t) + 1 for t in tgt], np.int64)
+      for b in range(num):
+        if np.any(which == b):
+          self.bucket_target_len[b] = min(target_len, int(-(-lens[which == b].max() // 8) * 8))
 
   def _describe_buckets(self) -> str:
     if self.frame_buckets:
-      return f'frame buckets {self.frame_buckets}, target length {self.target_len}'
+      return f'frame buckets {self.frame_buckets}, target length at most {self.target_len}'
     return f'target length {self.target_len}'
 
   def _make(self, bucket: int, idx):
@@ -106,5 +118,5 @@ class FeatureBatcher(BucketBatcher):
     else:
       out = {'inputs': np.stack([self.src[i] for i in rows]).astype(np.float32) if len(rows)
                        else np.zeros((0,) + self.src[0].shape, np.float32)}
-    out.update(pad_targets([self.tgt[i] for i in rows], self.target_len))
+    out.update(pad_targets([self.tgt[i] for i in rows], self.bucket_target_len[bucket]))
     return self._pad_rows(out)

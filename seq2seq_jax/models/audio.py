@@ -81,6 +81,21 @@ def num_frames(num_samples, window: int, hop: int):
   return np.maximum(0, (np.asarray(num_samples) - window) // hop + 1)
 
 
+def _frames(waveforms: jax.Array, t: int, window: int, hop: int) -> jax.Array:
+  """[B, N] -> the first t frames [B, t, window] (frame i: samples [i hop, i hop + window)).
+
+  Cut from hop-sized chunks: frame i is chunks i..i+k-1 joined (k = ceil(window / hop)) and cut
+  to the window. Reshapes, slices and one concatenation, not a gather: on CPU the gather and
+  its layout change took about 6% of the speech Transformer's training step."""
+  k = -(-window // hop)
+  length = (t + k - 1) * hop
+  b, n = waveforms.shape
+  w = (jnp.pad(waveforms, ((0, 0), (0, length - n))) if length > n
+       else waveforms[:, :length])
+  chunks = w.reshape(b, t + k - 1, hop)
+  return jnp.concatenate([chunks[:, j:j + t] for j in range(k)], axis=-1)[..., :window]
+
+
 def log_mel(waveforms: jax.Array, lengths: jax.Array, *, sample_rate: int = 16_000,
             num_mels: int = 80, window_ms: float = 25.0, hop_ms: float = 10.0,
             fmin: float = 0.0, fmax: float | None = None, warp: jax.Array | None = None
@@ -93,8 +108,7 @@ def log_mel(waveforms: jax.Array, lengths: jax.Array, *, sample_rate: int = 16_0
   n_fft = 1 << (window - 1).bit_length()
   n = waveforms.shape[1]
   t = int(num_frames(n, window, hop))
-  idx = np.arange(t)[:, None] * hop + np.arange(window)[None]          # [T, window]
-  frames = waveforms.astype(jnp.float32)[:, idx]                         # [B, T, window]
+  frames = _frames(waveforms.astype(jnp.float32), t, window, hop)      # [B, T, window]
   frames = frames - jnp.mean(frames, axis=-1, keepdims=True)
   hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window) / window)     # periodic
   spec = jnp.fft.rfft(frames * hann.astype(np.float32), n=n_fft)
