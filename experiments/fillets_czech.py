@@ -41,6 +41,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 2
+  # Compile the train step for every length bucket before the first step, 2 at a time.
+  c.precompile_threads = 2
   audio = dict(num_mels=80, spec_augment=(2, 27, 2, 40, 0.2))
   if arg == 'las':
     c.model = dict(name='rnn', cell='lstm', frontend='log_mel', emb_dim=96, hidden_dim=128,

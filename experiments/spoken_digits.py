@@ -53,6 +53,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 2
+  # Compile the train step for every length bucket before the first step, 2 at a time.
+  c.precompile_threads = 2
   # Short utterances (1-4 s): time masks of at most 20 frames and 20% of the utterance.
   audio = dict(num_mels=80, spec_augment=(2, 15, 2, 20, 0.2), vtlp=())
   if arg.startswith('transformer'):
@@ -92,6 +94,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.log_every_steps = 5
     c.eval_every_steps = 10
     c.checkpoint_every_steps = 10
+    c.precompile_threads = 0
     c.model.update(emb_dim=16, hidden_dim=16, decoder_hidden_dim=32, attention_dim=16)
     c.optimizer.warmup_steps = 5
   return c

@@ -62,6 +62,8 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_coll
     config = ml_collections.ConfigDict(config)
   if 'init_from' not in config:  # every run may warm-start (seq2seq_jax/warm_start.py)
     config.init_from = ''
+  if 'precompile_threads' not in config:  # every run may compile its batch shapes ahead
+    config.precompile_threads = 0
   for key, value in overrides:
     set_value(config, key, value)
   validate(config)
@@ -144,6 +146,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise UserError(f'config.train_steps must be >= 0, got {config.train_steps}')
   if config.get('grad_accum_steps', 1) < 1:
     raise UserError(f'config.grad_accum_steps must be >= 1, got {config.grad_accum_steps}')
+  threads = config.get('precompile_threads', 0)
+  if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+    raise UserError(f'config.precompile_threads must be an int >= 0 (0: compile each batch '
+                    f'shape when a step first meets it), got {threads!r}')
   if config.get('dtype', 'float32') not in ('float32', 'bfloat16'):
     raise UserError(f"config.dtype must be 'float32' or 'bfloat16', got {config.dtype!r}")
   if 'model' not in config or not isinstance(config.model.get('name', None), str):

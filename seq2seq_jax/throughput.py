@@ -158,3 +158,8 @@ class Meter:
     if key not in self._flops:
       self._flops[key] = step_flops(fn, state, batch)
     return self._flops[key]
+
+  def record(self, batch, closed_jaxpr) -> None:
+    """The FLOPs of the step for `batch`'s shapes, from a jaxpr traced elsewhere (the
+    trainer's ahead-of-time compile), so step_flops need not trace it again."""
+    self._flops[_signature(batch)] = jaxpr_flops(closed_jaxpr.jaxpr)

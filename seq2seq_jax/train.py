@@ -12,14 +12,16 @@
 Everything here is plain functions over a `Run` record; the step functions themselves are
 pure and live in steps.py.
 """
+import concurrent.futures
 import dataclasses
 import fcntl
 import json
 import logging
 import math
 import os
+import threading
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import flax.linen as nn
 import jax
@@ -184,6 +186,32 @@ def traced(run: Run, fn, *args):
 # =============================================================================
 # Evaluation: loss over every pair, and decoding-based task metrics
 # =============================================================================
+def precompile(run: Run, batches: Sequence[dict[str, Any]], threads: int,
+               meter: throughput.Meter | None = None) -> int:
+  """Compiles run.train_step for every distinct signature of `batches` (global arrays) ahead
+  of the loop, `threads` compiles at a time: XLA compiles outside the GIL, so the shapes of a
+  bucketed run compile side by side instead of one by one as the steps first meet them, and
+  jit's cache serves the loop. Tracing, which holds the GIL anyway, takes turns; its jaxpr
+  also gives `meter` the step's FLOPs (no second trace). Returns the number of signatures
+  compiled."""
+  todo: dict[tuple, dict[str, Any]] = {}
+  for b in batches:
+    todo.setdefault(tuple((k, v.shape, str(v.dtype)) for k, v in sorted(b.items())), b)
+  tracing = threading.Lock()
+
+  def compile_one(batch):
+    with tracing, sharding.activate(run.mesh, run.rules):
+      traced_step = run.train_step.trace(run.abstract_state, batch)
+      if meter is not None:
+        meter.record(batch, traced_step.jaxpr)
+      lowered = traced_step.lower()
+    lowered.compile()
+
+  with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
+    list(pool.map(compile_one, todo.values()))
+  return len(todo)
+
+
 def make_input(run: Run, examples, *, batch_size: int,
                shuffle: bool) -> tuple[Any, feed_lib.Feed]:
   """The task's batcher over `examples` for this process's rows, and the feed that assembles
@@ -398,6 +426,14 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
                                                                         'checkpoint')},
                    evaluate=lambda params, split: evaluate_split(run, params, split),
                    stop=stop, meter=meter)
+
+  threads = int(config.get('precompile_threads', 0))
+  if threads and start < config.train_steps:  # inside the loop's clock: train_seconds has it
+    t = time.perf_counter()
+    n = precompile(run, [feed.to_global(b) for b in batcher.shape_examples()], threads,
+                   meter)
+    _log(f'train step compiled for {n} batch shape(s) in {time.perf_counter() - t:.0f} s, '
+         f'{threads} at a time')
 
   # --- loop ---------------------------------------------------------------------------------
   for step in range(start, config.train_steps):

@@ -27,6 +27,9 @@ def test_overrides_are_typed():
   assert c.model.pre_norm is False
   assert tuple(c.data.buckets) == (8, 16)
   assert c.model.positions == 'learned'
+  # Keys every experiment has without naming them.
+  c = config_lib.load_config(DEFAULT, [('precompile_threads', '2')])
+  assert c.precompile_threads == 2 and config_lib.load_config(DEFAULT).precompile_threads == 0
 
 
 def test_variant_argument():
@@ -44,6 +47,8 @@ def test_variant_argument():
     (DEFAULT, [('optimizer.learning_rate', 'fast')], 'expected a float'),
     (DEFAULT, [('model', '3')], 'group of settings'),
     (DEFAULT, [('batch_size', '0')], 'must be positive'),
+    (DEFAULT, [('precompile_threads', '-1')], r'precompile_threads must be an int >= 0'),
+    (DEFAULT, [('precompile_threads', '2.5')], 'expected an int'),
     (DEFAULT + ':nope', [], 'unknown config variant'),
 ])
 def test_user_mistakes(spec, overrides, message):

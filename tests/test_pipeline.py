@@ -217,3 +217,26 @@ def test_feature_batches_pad_targets_to_their_frame_buckets_longest():
       assert any(np.array_equal(row[:n], t) for t in tgt)
       seen += 1
   assert seen == 16
+
+
+def _signature(batch):
+  return tuple((k, v.shape, str(v.dtype)) for k, v in sorted(batch.items()))
+
+
+def test_shape_examples_are_one_batch_of_every_shape_training_meets():
+  """What the trainer compiles ahead (config.precompile_threads): one batch per shape, and
+  exactly the shapes three epochs of get_batch return, a bucket too small for a batch left
+  out; feature batches carry their bucket's own target width."""
+  from seq2seq_jax.data.features import FeatureBatcher  # pylint: disable=g-import-not-at-top
+  src, tgt = _pairs(300)
+  rng = np.random.default_rng(1)
+  frames = [int(n) for n in rng.integers(3, 40, 300)]
+  batchers = [Batcher(src, tgt, batch_size=16, buckets=(3,) + BUCKETS, seed=0),
+              FeatureBatcher([np.zeros((n, 2), np.float32) for n in frames], tgt, batch_size=16,
+                             target_len=16, seed=0, frame_buckets=(4, 10, 20, 40))]
+  for bt in batchers:
+    ahead = [_signature(b) for b in bt.shape_examples()]
+    met = {_signature(bt.get_batch(s)) for s in range(3 * bt.batches_per_epoch)}
+    assert len(ahead) == len(set(ahead)) == len(met) >= 3 and set(ahead) == met, (ahead, met)
+    # The left-out bucket is really there, holding fewer examples than a batch.
+    assert 0 < min(len(m) for m in bt.members) < 16

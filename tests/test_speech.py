@@ -9,6 +9,7 @@ experiment file is written here too; it imports experiments/common.py like every
 import json
 import os
 import textwrap
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -123,13 +124,34 @@ def _config(dataset, model, mesh=(2, 2, 2), **overrides):
 
 
 _TRAINED: dict[str, tuple[str, dict]] = {}
+# model: (function name, thread name) of every XLA compile while its _trained run ran.
+_COMPILES: dict[str, list[tuple[str, str]]] = {}
+_RECORDING: list[list[tuple[str, str]]] = []
+
+
+def _record_compile(event: str, duration: float, **kwargs) -> None:
+  del duration
+  if _RECORDING and event == '/jax/core/compile/backend_compile_duration':
+    _RECORDING[-1].append((str(kwargs.get('fun_name')), threading.current_thread().name))
+
+
+jax.monitoring.register_event_duration_secs_listener(_record_compile)
 
 
 def _trained(dataset, tmp_path_factory, model) -> tuple[str, dict]:
-  """An uninterrupted run on the (2, 2, 2) mesh, once per model: (workdir, summary)."""
+  """An uninterrupted run on the (2, 2, 2) mesh, once per model: (workdir, summary). The
+  Transformer's compiles its train step ahead (config.precompile_threads=2), the RNN's as the
+  steps meet each shape."""
   if model not in _TRAINED:
     workdir = str(tmp_path_factory.mktemp(f'speech-{model}'))
-    _TRAINED[model] = workdir, train.train(_config(dataset, model), workdir)
+    _COMPILES[model] = []
+    _RECORDING.append(_COMPILES[model])
+    try:
+      _TRAINED[model] = workdir, train.train(
+          _config(dataset, model, precompile_threads=2 if model == 'transformer' else 0),
+          workdir)
+    finally:
+      _RECORDING.pop()
   return _TRAINED[model]
 
 
@@ -452,6 +474,17 @@ def test_train_eval_predict_and_mesh(model, dataset, tmp_path_factory):
   workdir, summary = _trained(dataset, tmp_path_factory, model)
   ref = runs.losses(workdir)
   assert sorted(ref) == list(range(1, STEPS + 1))
+  # Every training shape compiled once: ahead, in the pool's threads (Transformer), or in the
+  # loop when a step first met it (RNN); the loop never compiled one again.
+  task = get_task(_config(dataset, model))
+  shapes = task.make_batcher(*task.train_data(), batch_size=8, seed=0,
+                             shuffle=True).shape_examples()
+  threads = [t for f, t in _COMPILES[model] if 'train_step' in f]
+  assert len(threads) == len(shapes) >= 1, _COMPILES[model]
+  if model == 'transformer':
+    assert all(t != 'MainThread' for t in threads), threads
+  else:
+    assert set(threads) == {'MainThread'}, threads
   assert ref[STEPS] < ref[1], ref
   for key in ('wer', 'cer', 'accuracy'):
     assert 0 <= summary[f'test/{key}'] <= 100

@@ -35,6 +35,23 @@ def test_scan_counts_every_step_where_xla_counts_one():
   assert throughput.step_flops(g, w, x) == 10 * 2 * 8 * 64 * 64 * (1 + 1 + 2)
 
 
+def test_meter_takes_the_flops_of_a_jaxpr_traced_ahead():
+  """The trainer's ahead-of-time compile hands the meter its trace: the same count as the
+  meter's own trace of the jitted step, per batch shape."""
+  w = jnp.ones((64, 64))
+  step = jax.jit(lambda w, batch: jnp.tanh(batch['x'] @ w).sum())
+  meter = throughput.Meter()
+  small, big = {'x': jnp.ones((8, 64))}, {'x': jnp.ones((16, 64))}
+  meter.record(small, step.trace(w, small).jaxpr)
+  assert meter.step_flops(step, w, small) == 2 * 8 * 64 * 64
+  assert throughput.Meter().step_flops(step, w, small) == 2 * 8 * 64 * 64  # its own trace
+  assert meter.step_flops(step, w, big) == 2 * 16 * 64 * 64  # not recorded: traced here
+  # What was handed over is what it reports (no trace of its own): a step twice as costly.
+  twice = jax.jit(lambda w, batch: (batch['x'] @ w @ w).sum())
+  meter.record(small, twice.trace(w, small).jaxpr)
+  assert meter.step_flops(step, w, small) == 2 * 2 * 8 * 64 * 64
+
+
 def test_convolution_flops():
   x, k = jnp.ones((2, 16, 16, 3)), jnp.ones((3, 3, 3, 8))
   f = lambda x, k: jax.lax.conv_general_dilated(x, k, (2, 2), 'SAME',

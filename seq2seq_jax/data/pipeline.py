@@ -138,6 +138,12 @@ class Batcher:
     """This process's rows of global training batch number `step` (0-based, any order)."""
     raise NotImplementedError
 
+  def shape_examples(self) -> list[dict[str, np.ndarray]]:
+    """One training batch (this process's rows) of every shape get_batch returns, so a step
+    can be compiled for each before training (config.precompile_threads). Batchers of one
+    shape: the first batch."""
+    return [self.get_batch(0)]
+
   def epoch_batches(self) -> Iterator[dict[str, np.ndarray]]:
     """One ordered pass over every kept example, for evaluation loss; the last batch is
     padded with all-zero rows (weight 0), so every batch has the same row count."""
@@ -207,6 +213,11 @@ class BucketBatcher(Batcher):
     epoch, i = divmod(step, self.batches_per_epoch)
     bucket, idx = self._epoch_plan(epoch)[i]
     return self._make(bucket, idx)
+
+  def shape_examples(self) -> list[dict[str, np.ndarray]]:
+    """The first members of every bucket that makes training batches (one shape each)."""
+    return [self._make(b, members[:self.batch_size]) for b, members in enumerate(self.members)
+            if len(members) >= self.batch_size]
 
   def epoch_batches(self) -> Iterator[dict[str, np.ndarray]]:
     """Bucket by bucket in data order; see Batcher.epoch_batches."""
