@@ -183,9 +183,6 @@ def traced(run: Run, fn, *args):
     return fn(*args)
 
 
-# =============================================================================
-# Evaluation: loss over every pair, and decoding-based task metrics
-# =============================================================================
 def precompile(run: Run, batches: Sequence[dict[str, Any]], threads: int,
                meter: throughput.Meter | None = None) -> int:
   """Compiles run.train_step for every distinct signature of `batches` (global arrays) ahead
@@ -212,6 +209,9 @@ def precompile(run: Run, batches: Sequence[dict[str, Any]], threads: int,
   return len(todo)
 
 
+# =============================================================================
+# Evaluation: loss over every pair, and decoding-based task metrics
+# =============================================================================
 def make_input(run: Run, examples, *, batch_size: int,
                shuffle: bool) -> tuple[Any, feed_lib.Feed]:
   """The task's batcher over `examples` for this process's rows, and the feed that assembles
