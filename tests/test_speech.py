@@ -140,7 +140,7 @@ jax.monitoring.register_event_duration_secs_listener(_record_compile)
 
 def _trained(dataset, tmp_path_factory, model) -> tuple[str, dict]:
   """An uninterrupted run on the (2, 2, 2) mesh, once per model: (workdir, summary). The
-  Transformer's compiles its train step ahead (config.precompile_threads=2), the RNN's as the
+  Transformer compiles its train step ahead (config.precompile_threads=2), the RNN as the
   steps meet each shape."""
   if model not in _TRAINED:
     workdir = str(tmp_path_factory.mktemp(f'speech-{model}'))
