@@ -122,17 +122,17 @@ def main(argv: list[str]) -> None:
     if mode != 'info' and not _WORKDIR.value:
       raise UserError(f'--mode={mode} needs --workdir')
     if mode == 'compare':
-      from seq2seq_jax import sweep  # pylint: disable=g-import-not-at-top
+      from seq2seq_jax.analysis import sweep  # pylint: disable=g-import-not-at-top
       rows = sweep.compare(_RUNS.value, _WORKDIR.value, _COMPARE_METRIC.value)
       print(f'[compare] {len(rows)} runs -> ' + ', '.join(
           os.path.join(_WORKDIR.value, f) for f in ('results.csv', 'results.md', 'results.png')))
       return
     if mode == 'sweep':
-      from seq2seq_jax import sweep  # pylint: disable=g-import-not-at-top
+      from seq2seq_jax.analysis import sweep  # pylint: disable=g-import-not-at-top
       sweep.run(_CONFIG.value, _OVERRIDES, _WORKDIR.value, print_only=_SWEEP_PRINT.value)
       return
     _distributed_init()
-    from seq2seq_jax import train  # pylint: disable=g-import-not-at-top
+    from seq2seq_jax.trainer import train  # pylint: disable=g-import-not-at-top
     if mode == 'info':
       print(json.dumps(train.info(config), indent=2, sort_keys=True))
     elif mode == 'train':

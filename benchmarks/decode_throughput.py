@@ -77,7 +77,7 @@ def bench_jax(model_name: str, search: str, beam_size: int, repeats: int) -> dic
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from seq2seq_jax import decoding  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.decoding import search as decoding  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.models import build_model  # pylint: disable=g-import-not-at-top
 
   model = build_model(MODELS[model_name], VOCAB, VOCAB)

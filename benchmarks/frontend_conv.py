@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seq2seq_jax import throughput
+from seq2seq_jax.trainer import throughput
 from seq2seq_jax.models import frontends
 
 

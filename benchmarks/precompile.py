@@ -27,8 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def measure(spec: str, threads: int) -> dict:
   """In this process: builds the run, its training batcher, and times train.precompile."""
   from seq2seq_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from seq2seq_jax import throughput  # pylint: disable=g-import-not-at-top
-  from seq2seq_jax import train  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer import throughput  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer import train  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
   config = config_lib.load_config(spec)
   run = train.setup(config)

@@ -36,9 +36,9 @@ def main() -> None:
 
   import jax  # pylint: disable=g-import-not-at-top
   from seq2seq_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from seq2seq_jax import throughput  # pylint: disable=g-import-not-at-top
-  from seq2seq_jax import train  # pylint: disable=g-import-not-at-top
-  from seq2seq_jax.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer import throughput  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer import train  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.errors import UserError  # pylint: disable=g-import-not-at-top
 
   try:

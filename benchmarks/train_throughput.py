@@ -16,7 +16,7 @@ r"""Training throughput of the real train_step (the one launch.py runs), with MF
 
 Prints one JSON line per measured setting: steps_per_s, tokens_per_s (source + target),
 step_flops (matmul and convolution FLOPs counted on the step's jaxpr, scans included:
-seq2seq_jax/throughput.py), xla_flops (XLA's cost analysis of the compiled step, which counts
+seq2seq_jax/trainer/throughput.py), xla_flops (XLA's cost analysis of the compiled step, which counts
 a scan's body once), peak_flops_per_s (a large float32 matmul timed in the same process), mfu
 (step_flops per second / peak), compile_s, and XLA's memory analysis of the compiled step:
 temp_bytes (activations and other temporaries), argument_bytes, output_bytes.
@@ -34,10 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from seq2seq_jax import config as config_lib
-from seq2seq_jax import feed as feed_lib
-from seq2seq_jax import sharding
-from seq2seq_jax import throughput
-from seq2seq_jax import train
+from seq2seq_jax.trainer import feed as feed_lib
+from seq2seq_jax.trainer import sharding
+from seq2seq_jax.trainer import throughput
+from seq2seq_jax.trainer import train
 from seq2seq_jax.tasks import base
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

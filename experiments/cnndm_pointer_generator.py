@@ -16,7 +16,7 @@ Parameter counts (--mode=info), as the paper reports them in Sec. 5:
   :coverage                     21,501,265   (+512 for w_c; paper: 512)
 The paper trains the pointer-generator for 230,000 iterations (12.8 epochs, 3 days 4 hours on
 a Tesla K40m) and then adds coverage for a final 3,000 iterations: train `:pointer`, then warm-
-start `:coverage` from it (seq2seq_jax/warm_start.py: its parameters and vocabulary; w_c starts
+start `:coverage` from it (seq2seq_jax/trainer/warm_start.py: its parameters and vocabulary; w_c starts
 fresh):
   python launch.py --config=experiments/cnndm_pointer_generator.py --workdir=runs/cnndm_pg
   python launch.py --config=experiments/cnndm_pointer_generator.py:coverage \

@@ -16,7 +16,7 @@ What differs: no ImageNet-pretrained VGG is available offline, so the annotation
 from our `cnn` frontend (four 3x3 conv + 2x2 pool stages, 64-128-256-512 channels: 224 x 224
 -> a 14 x 14 x 512 grid, projected to 512; 1,813,632 parameters) trained from scratch with the
 decoder, unless model.frontend_init names an .npz of weights for it
-(seq2seq_jax/frontend_weights.py). Our first step reads a BOS embedding where their code reads
+(seq2seq_jax/trainer/frontend_weights.py). Our first step reads a BOS embedding where their code reads
 zeros.
 
 Data: TFDS `coco_captions` (COCO 2014 in the Karpathy splits: train + restval 113,287

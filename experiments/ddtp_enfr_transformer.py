@@ -1,7 +1,7 @@
 r"""Transformer English -> French on Debian's human-translated package descriptions (DDTP).
 
 Real parallel text available offline: apt's Translation lists, aligned by Description-md5
-into short-description and paragraph pairs (seq2seq_jax/data/ddtp_builder.py). The TFDS
+into short-description and paragraph pairs (seq2seq_jax/datasets/ddtp.py). The TFDS
 dataset `debian_ddtp/en-fr` is built on first use into data.data_dir from the lists (get them
 once, as root: `apt-get -o Acquire::Languages=en,fr,de update`; $DDTP_LISTS_DIR points
 elsewhere); it keeps a copy of the lists and their Release date. bookworm's lists give

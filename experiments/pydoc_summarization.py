@@ -1,7 +1,7 @@
 r"""Code summarization offline: a Python function -> the first sentence of its docstring.
 
 The CodeXGLUE code-to-text task on code that ships with Python and this repository's pinned
-packages (seq2seq_jax/data/pydoc_pairs.py: the standard library without its tests and the
+packages (seq2seq_jax/datasets/pydoc_pairs.py: the standard library without its tests and the
 packages pinned in requirements.txt when the results were measured, PACKAGES below; exact pairs
 deduplicated, split by file 90/5/5). Built once into
 data.data_dir on first use (about a minute). Words are identifiers, numbers and single

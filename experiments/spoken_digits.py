@@ -5,7 +5,7 @@ espeakng-loader PyPI wheel (in requirements.txt: nothing outside pip) with 8 Eng
 46 training voice variants (eSpeak's 30 of TRAIN_VARIANTS, 6 more female or high voices, and
 10 training voices whispered: WHISPERED), varied speaking rate, pitch and pauses, in white, pink or brown noise
 at 10-40 dB SNR; 6,000 training, 300 validation and 600 test utterances, the test split spoken
-only by 9 voice variants never heard in training (seq2seq_jax/data/spoken_digits.py). Built once
+only by 9 voice variants never heard in training (seq2seq_jax/datasets/spoken_digits.py). Built once
 into data.data_dir. Targets are characters; metrics WER, CER and string accuracy (the best
 checkpoint by validation WER). Target: test string accuracy >= 97% within 30 minutes of a
 2-core CPU. (Runs before 2026-11-28 trained on the 30 variants alone, no whispers: the test
@@ -25,7 +25,7 @@ word, instead of letters), 'smoke' (the whole path on a tiny set, a minute).
 import ml_collections
 
 from common import decode, mesh_and_rules, speech_data
-from seq2seq_jax.data import spoken_digits as sd
+from seq2seq_jax.datasets import spoken_digits as sd
 
 VARIANTS = ('', 'transformer', 'transformer_words', 'smoke')
 

@@ -4,7 +4,7 @@ r"""Captioning real pictures with real captions: Debian's Tux Paint stamps.
 drawings of animals, food, vehicles, ...) each with a human-written caption and its human
 translations into ~77 languages. The 785 stamps in PNG are used (165 are SVG only); 10% held
 out for test and 10% for validation by a hash of the stamp's path
-(seq2seq_jax/data/tuxpaint_stamps.py): 620 / 87 / 78 images, one caption each. Pictures are
+(seq2seq_jax/datasets/tuxpaint_stamps.py): 620 / 87 / 78 images, one caption each. Pictures are
 flattened onto white at 128 pixels and read at 64 x 64. `data.tuxpaint_stamps.lang` picks the
 caption language (en, fr, de, ... any of the translations).
 

@@ -8,7 +8,7 @@ on a machine that can download it; then copy the directory if need be):
 Other pairs and directions are overrides, e.g. --config.data.tfds_name=wmt14_translate/fr-en
 --config.data.tgt_lang=fr, or --config.data.src_lang=de --config.data.tgt_lang=en.
 Validation is newstest2013, test newstest2014. BLEU is sacreBLEU's detokenized score
-(seq2seq_jax/bleu.py), not the tokenized, compound-split BLEU of the paper's Table 2 (27.3
+(seq2seq_jax/metrics/bleu.py), not the tokenized, compound-split BLEU of the paper's Table 2 (27.3
 base, 28.4 big), which runs higher on the same output.
 """
 import ml_collections

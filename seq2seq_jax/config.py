@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
-from seq2seq_jax import optim
+from seq2seq_jax.trainer import optim
 from seq2seq_jax.errors import UserError
 
 EXPERIMENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -60,7 +60,7 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_coll
     raise UserError(f'{path}: get_config({arg!r}) failed: {type(e).__name__}: {e}') from None
   if not isinstance(config, ml_collections.ConfigDict):
     config = ml_collections.ConfigDict(config)
-  if 'init_from' not in config:  # every run may warm-start (seq2seq_jax/warm_start.py)
+  if 'init_from' not in config:  # every run may warm-start (seq2seq_jax/trainer/warm_start.py)
     config.init_from = ''
   if 'precompile_threads' not in config:  # every run may compile its batch shapes ahead
     config.precompile_threads = 0
@@ -159,7 +159,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if 'optimizer' in config:
     optim.validate(config.optimizer)
   if 'decode' in config:
-    from seq2seq_jax import steps  # pylint: disable=g-import-not-at-top
+    from seq2seq_jax.trainer import steps  # pylint: disable=g-import-not-at-top
     method = steps.check_decode_config(config.decode)
     if not config.model.get('ctc_weight', 0.0):
       what = ("decode.method='ctc_greedy'" if method == 'ctc_greedy' else

@@ -33,7 +33,7 @@ def tfds_data_dir(tmp_path_factory) -> str:
 
   Set S2S_TEST_DATA_DIR to reuse a prepared directory across sessions.
   """
-  from seq2seq_jax.data import cmudict_builder  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.datasets import cmudict as cmudict_builder  # pylint: disable=g-import-not-at-top
   data_dir = os.environ.get('S2S_TEST_DATA_DIR') or str(tmp_path_factory.mktemp('tfds'))
   cmudict_builder.prepare(data_dir)
   return data_dir

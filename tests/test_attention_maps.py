@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seq2seq_jax import attention_maps
+from seq2seq_jax.analysis import attention_maps
 from seq2seq_jax.data.vocab import EOS_ID
 from seq2seq_jax.models import build_model
 from seq2seq_jax.models import frontends

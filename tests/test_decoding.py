@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seq2seq_jax import decoding
+from seq2seq_jax.decoding import search as decoding
 from seq2seq_jax.errors import UserError
 
 PAD, BOS, EOS = 0, 1, 2

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seq2seq_jax.data import digit_strips
+from seq2seq_jax.datasets import digit_strips
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import image_to_text
 

@@ -195,7 +195,7 @@ def _switch_batch(frontend: str):
 def test_scale_switches_work_with_every_frontend(frontend, model_name):
   import ml_collections  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
-  from seq2seq_jax import steps  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer import steps  # pylint: disable=g-import-not-at-top
   sizes = dict(FRONTEND_SIZES.get(frontend, {}))
   if frontend == 'log_mel':
     sizes.update(num_mels=8, spec_augment=(0, 0, 0, 0, 0.0))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from seq2seq_jax import config as config_lib
-from seq2seq_jax import text_metrics
-from seq2seq_jax.data import cmudict_builder
+from seq2seq_jax.metrics import error_rates as text_metrics
+from seq2seq_jax.datasets import cmudict as cmudict_builder
 from seq2seq_jax.data.pipeline import TokenBatcher as Batcher
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from seq2seq_jax.errors import UserError

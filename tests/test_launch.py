@@ -170,8 +170,8 @@ def test_a_run_from_before_a_model_setting_existed_is_accepted(trained, tmp_path
   """A run's config.json that leaves out a model setting (trained before the setting was
   added) matches a config that gives the setting its default, and no other value."""
   from seq2seq_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from seq2seq_jax import train  # pylint: disable=g-import-not-at-top
-  from seq2seq_jax.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer import train  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.models import model_defaults  # pylint: disable=g-import-not-at-top
   workdir, _, _ = trained

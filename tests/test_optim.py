@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from seq2seq_jax import config as config_lib
-from seq2seq_jax import optim
+from seq2seq_jax.trainer import optim
 from seq2seq_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

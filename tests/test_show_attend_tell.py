@@ -10,8 +10,8 @@ import numpy as np
 import optax
 import pytest
 
-from seq2seq_jax import attention_maps
-from seq2seq_jax import steps
+from seq2seq_jax.analysis import attention_maps
+from seq2seq_jax.trainer import steps
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
 from seq2seq_jax.models import build_model
 
@@ -113,7 +113,7 @@ def test_coco_configs_print_their_parameter_counts():
   """--mode=info's count: the authors' decoder + our 14 x 14 x 512 cnn frontend."""
   import os  # pylint: disable=g-import-not-at-top
   from seq2seq_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from seq2seq_jax import train  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer import train  # pylint: disable=g-import-not-at-top
   root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       'experiments')
   sat = config_lib.load_config(os.path.join(root, 'coco_show_attend_tell.py'))
@@ -123,7 +123,7 @@ def test_coco_configs_print_their_parameter_counts():
 
 
 def test_frontend_init_loads_the_files_weights(tiny, tmp_path):
-  from seq2seq_jax import frontend_weights  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer import frontend_weights  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   model, params, batch = tiny
   other = nn.unbox(model.init(jax.random.key(7), batch)['params'])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from seq2seq_jax.data import spoken_digits
+from seq2seq_jax.datasets import spoken_digits
 from seq2seq_jax.errors import UserError
 
 SPEC = spoken_digits.SpokenDigitSpec(counts=(6, 3, 3), seed=5, chunk=2)

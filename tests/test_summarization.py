@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from seq2seq_jax import config as config_lib
-from seq2seq_jax import decoding
-from seq2seq_jax import train
+from seq2seq_jax.decoding import search as decoding
+from seq2seq_jax.trainer import train
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID, UNK_ID
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import build_model

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from seq2seq_jax import summary_metrics as sm
+from seq2seq_jax.metrics import summaries as sm
 from seq2seq_jax.errors import UserError
 
 

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seq2seq_jax import throughput
-from seq2seq_jax.metric_writer import Progress
+from seq2seq_jax.trainer import throughput
+from seq2seq_jax.trainer.metric_writer import Progress
 
 
 def test_matmul_and_batched_matmul_flops():

@@ -15,7 +15,7 @@ import pytest
 
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import build_model
-from seq2seq_jax.steps import cross_entropy
+from seq2seq_jax.trainer.steps import cross_entropy
 
 TINY = dict(name='transformer', emb_dim=32, num_heads=4, mlp_dim=64, num_encoder_layers=2,
             num_decoder_layers=2, dropout_rate=0.1)
@@ -155,7 +155,7 @@ def test_beam_search_over_shared_slots_scores_every_beam_by_its_own_history(name
   prefix (no cache, rows reordered by beam search), and each score is the teacher-forced
   log-probability of its own sequence: a beam reading another beam's slots would break both.
   """
-  from seq2seq_jax import decoding  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.decoding import search as decoding  # pylint: disable=g-import-not-at-top
   model, _, params, batch, _ = built(name)
   inputs, k, max_len, bos, eos = jnp.asarray(batch['inputs']), 3, 5, 1, 2
 

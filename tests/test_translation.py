@@ -11,12 +11,12 @@ import pytest
 import sacrebleu
 from num2words import num2words
 
-from seq2seq_jax import bleu
+from seq2seq_jax.metrics import bleu
 from seq2seq_jax.data import packing, pipeline
 from seq2seq_jax.data.vocab import EOS_ID
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import build_model
-from seq2seq_jax.steps import cross_entropy
+from seq2seq_jax.trainer.steps import cross_entropy
 from seq2seq_jax.tasks import get_task, translation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from seq2seq_jax import config as config_lib
-from seq2seq_jax import train
+from seq2seq_jax.trainer import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = os.path.join(ROOT, 'experiments')

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seq2seq_jax.data import tuxpaint_stamps as tux
+from seq2seq_jax.datasets import tuxpaint_stamps as tux
 from seq2seq_jax.errors import UserError
 
 

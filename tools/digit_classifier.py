@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from seq2seq_jax.data import digit_strips
+from seq2seq_jax.datasets import digit_strips
 from seq2seq_jax.models import frontends
 
 

@@ -16,10 +16,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from seq2seq_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-from seq2seq_jax import text_metrics
-from seq2seq_jax import train
-from seq2seq_jax.data import cmudict_builder
-from seq2seq_jax.data import spoken_digits
+from seq2seq_jax.metrics import error_rates as text_metrics
+from seq2seq_jax.trainer import train
+from seq2seq_jax.datasets import cmudict as cmudict_builder
+from seq2seq_jax.datasets import spoken_digits
 from seq2seq_jax.errors import UserError
 
 

@@ -209,10 +209,10 @@ def stream_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: s
   Returns:
     The pairs in dataset order, read as the stream is consumed.
   """
-  from seq2seq_jax.data import cmudict_builder  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.datasets import cmudict as cmudict_builder  # pylint: disable=g-import-not-at-top
   data_dir = cmudict_builder.default_data_dir(data_dir)  # the same default as G2P's data
   if name.partition('/')[0] == 'debian_ddtp':  # built here from apt's lists on first use
-    from seq2seq_jax.data import ddtp_builder  # pylint: disable=g-import-not-at-top
+    from seq2seq_jax.datasets import ddtp as ddtp_builder  # pylint: disable=g-import-not-at-top
     name = ddtp_builder.prepare_for(name, src_lang, tgt_lang, data_dir)
 
   def check(builder):

@@ -15,7 +15,7 @@ and sharding code, so a new architecture only has to honour it):
       'dropout' RNG stream when train=True. Optional sows: 'losses' (scalars summed over
       the batch's rows; the train step adds them to the loss, divided by the target tokens)
       and 'intermediates'/'attention_weights' ([B, T, S'] over the encoder's positions, or
-      [B, H, T, S'] per head: seq2seq_jax/attention_maps.py draws them).
+      [B, H, T, S'] per head: seq2seq_jax/analysis/attention_maps.py draws them).
   init_cache(inputs, max_len, beam_size=1, inputs_mask=None) -> cache
       Runs the frontend and the encoder and returns a pytree whose array leaves all have
       leading dim B, for a search with beam_size hypotheses per item (decoding.beam_search

@@ -97,7 +97,7 @@ class Attention(nn.Module):
       raise ValueError(f'unknown attention {self.kind!r}')
     scores = jnp.where(mask, scores.astype(jnp.float32), layers.NEG_INF)
     weights = jax.nn.softmax(scores, axis=-1)
-    # Kept only when 'intermediates' is mutable (seq2seq_jax/attention_maps.py).
+    # Kept only when 'intermediates' is mutable (seq2seq_jax/analysis/attention_maps.py).
     self.sow('intermediates', 'attention_weights', weights)
     context = jnp.einsum('bs,bsd->bd', weights.astype(self.dtype), memory.astype(self.dtype))
     return context.astype(jnp.float32), weights

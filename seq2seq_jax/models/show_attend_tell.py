@@ -22,7 +22,7 @@ feature grid, row by row, projected to context_dim; the paper reads VGG-19 conv5
 Dropout (dropout_rate; the authors use 0.5) on the init MLP's hidden layers, on h_t before the
 readout and on the readout. Differences from the paper: the first step reads a BOS embedding
 where the authors' code reads a zero vector; our frontends train from scratch (no ImageNet
-VGG offline), unless model.frontend_init names weights (seq2seq_jax/frontend_weights.py).
+VGG offline), unless model.frontend_init names weights (seq2seq_jax/trainer/frontend_weights.py).
 
 Fields (config.model.*): emb_dim (word embedding and readout width m), hidden_dim (LSTM units
 n), context_dim (annotation width D), attention_dim (0 = D), attention_layers, init_layers,

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from seq2seq_jax import decoding
+from seq2seq_jax.decoding import search as decoding
 from seq2seq_jax.data.vocab import UNK_ID
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import frontends
@@ -550,7 +550,7 @@ class Model(nn.Module):
         (the J hypotheses of item 0 first).
       cache: from `init_cache` or the previous step, with the per-hypothesis entries ('index',
         'history') tiled to B * J rows and reordered by the search. All rows must be at the
-        same position (the searches in seq2seq_jax/decoding.py advance them together).
+        same position (the searches in seq2seq_jax/decoding/search.py advance them together).
 
     Returns:
       (logits float32 [B * J, tgt_vocab_size] for the next token, the updated cache).

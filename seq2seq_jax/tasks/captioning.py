@@ -46,7 +46,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from seq2seq_jax import caption_metrics
+from seq2seq_jax.metrics import captions as caption_metrics
 from seq2seq_jax.data import corpus as corpus_lib
 from seq2seq_jax.data import features
 from seq2seq_jax.data.pipeline import EvalSet
@@ -192,8 +192,8 @@ class Task(base.Task):
   # --- reading ---------------------------------------------------------------------------------
   def captions_path(self, split: str) -> str:
     if self.stamps is not None:
-      from seq2seq_jax.data import cmudict_builder  # pylint: disable=g-import-not-at-top
-      from seq2seq_jax.data import tuxpaint_stamps  # pylint: disable=g-import-not-at-top
+      from seq2seq_jax.datasets import cmudict as cmudict_builder  # pylint: disable=g-import-not-at-top
+      from seq2seq_jax.datasets import tuxpaint_stamps  # pylint: disable=g-import-not-at-top
       root = cmudict_builder.default_data_dir(str(self.data.get('data_dir', '')))
       return os.path.join(tuxpaint_stamps.build(root, **dict(self.stamps)), f'{split}.tsv')
     key = SPLIT_KEYS[split]
@@ -245,7 +245,7 @@ class Task(base.Task):
   def _read_tfds(self, split: str) -> list[tuple[str, list[str]]]:
     """(key, tokenized captions) per image of a coco_captions-style TFDS split."""
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    from seq2seq_jax.data import cmudict_builder  # pylint: disable=g-import-not-at-top
+    from seq2seq_jax.datasets import cmudict as cmudict_builder  # pylint: disable=g-import-not-at-top
     name = self.tfds_name
     key, default = TFDS_SPLITS[split]
     tsplit = str(self.data.get(key, default))

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from seq2seq_jax import text_metrics
+from seq2seq_jax.metrics import error_rates as text_metrics
 from seq2seq_jax.data import corpus as corpus_lib
 from seq2seq_jax.data.pipeline import EvalSet
 from seq2seq_jax.data.vocab import SymbolVocab

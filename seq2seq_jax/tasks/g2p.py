@@ -10,8 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from seq2seq_jax import text_metrics
-from seq2seq_jax.data import cmudict_builder
+from seq2seq_jax.metrics import error_rates as text_metrics
+from seq2seq_jax.datasets import cmudict as cmudict_builder
 from seq2seq_jax.data.pipeline import EvalSet
 from seq2seq_jax.data.vocab import SymbolVocab
 from seq2seq_jax.errors import UserError

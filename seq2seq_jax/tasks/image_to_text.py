@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from seq2seq_jax.data import cmudict_builder
-from seq2seq_jax.data import digit_strips
+from seq2seq_jax.datasets import cmudict as cmudict_builder
+from seq2seq_jax.datasets import digit_strips
 from seq2seq_jax.data import features
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import file_inputs

@@ -58,7 +58,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from seq2seq_jax.data import cmudict_builder
+from seq2seq_jax.datasets import cmudict as cmudict_builder
 from seq2seq_jax.data import corpus as corpus_lib
 from seq2seq_jax.data import features
 from seq2seq_jax.data import spm as spm_lib

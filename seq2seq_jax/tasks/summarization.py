@@ -9,7 +9,7 @@ Config keys (config.data.*) are those of experiments/common.py summarization_dat
                     'summary' for gigaword
   train_files, eval_files, test_files / train_tsv, eval_tsv, test_tsv, bad_pairs
                     a user's corpus, read as the translation task reads it
-  pydoc             PydocSpec fields (seq2seq_jax/data/pydoc_pairs.py): the offline
+  pydoc             PydocSpec fields (seq2seq_jax/datasets/pydoc_pairs.py): the offline
                     code-to-text corpus, built once under data_dir
   vocab_type        'word' (the most frequent training words, source and target together: See
                     et al. 2017 use one 50k vocabulary) | 'sentencepiece' (spm_model_type)
@@ -44,7 +44,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from seq2seq_jax import summary_metrics
+from seq2seq_jax.metrics import summaries as summary_metrics
 from seq2seq_jax.data import corpus as corpus_lib
 from seq2seq_jax.data import pipeline
 from seq2seq_jax.data import spm as spm_lib
@@ -165,8 +165,8 @@ class Task(base.Task):
     return pairs
 
   def _read_pydoc(self, split: str) -> tuple[list[tuple[str, str]], str]:
-    from seq2seq_jax.data import cmudict_builder  # pylint: disable=g-import-not-at-top
-    from seq2seq_jax.data import pydoc_pairs  # pylint: disable=g-import-not-at-top
+    from seq2seq_jax.datasets import cmudict as cmudict_builder  # pylint: disable=g-import-not-at-top
+    from seq2seq_jax.datasets import pydoc_pairs  # pylint: disable=g-import-not-at-top
     fields = dict(self.data.pydoc)
     for k in ('packages', 'split_percent'):
       if k in fields:
@@ -182,7 +182,7 @@ class Task(base.Task):
     return [(r['source'], r['target']) for r in rows], path
 
   def _read_tfds(self, split: str) -> tuple[list[tuple[str, str]], int, str]:
-    from seq2seq_jax.data import cmudict_builder  # pylint: disable=g-import-not-at-top
+    from seq2seq_jax.datasets import cmudict as cmudict_builder  # pylint: disable=g-import-not-at-top
     d = self.data
     data_dir = cmudict_builder.default_data_dir(d.data_dir)
     known = TFDS_FEATURES.get(d.tfds_name.partition('/')[0], ('', ''))

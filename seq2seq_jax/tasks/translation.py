@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from seq2seq_jax import bleu
+from seq2seq_jax.metrics import bleu
 from seq2seq_jax.data import corpus as corpus_lib
 from seq2seq_jax.data import packing
 from seq2seq_jax.data import pipeline
@@ -318,7 +318,7 @@ class Task(base.Task):
     return self._sp_tgt.decode([i for i in ids if i not in (PAD_ID, BOS_ID)])
 
   def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
-    """{'bleu', 'chrf'}: sacreBLEU corpus scores on detokenized text (see seq2seq_jax/bleu.py).
+    """{'bleu', 'chrf'}: sacreBLEU corpus scores on detokenized text (see seq2seq_jax/metrics/bleu.py).
 
     The sacreBLEU signature is printed with the first evaluation of a run.
     """

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from seq2seq_jax import throughput
+from seq2seq_jax.trainer import throughput
 from seq2seq_jax.errors import UserError
 
 SECTIONS = ('train', 'eval', 'checkpoint')

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from seq2seq_jax import decoding
+from seq2seq_jax.decoding import search as decoding
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models.layers import constrain, ctc_greedy, ctc_log_likelihood

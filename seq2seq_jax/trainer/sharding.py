@@ -6,7 +6,7 @@ The mesh has three axes, sized from `config.mesh` (-1 takes the remaining device
   tensor - Megatron-style splitting of heads / MLP / vocabulary dimensions
 Parameters carry logical names ('embed', 'mlp', ...); `config.logical_axis_rules` maps them
 to mesh axes, so parallelism is a config change, never a model change. How host data becomes
-sharded global batches is seq2seq_jax/feed.py.
+sharded global batches is seq2seq_jax/trainer/feed.py.
 """
 import contextlib
 import math

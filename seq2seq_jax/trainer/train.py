@@ -1,12 +1,12 @@
 """The trainer: reads top to bottom, one banner per stage.
 
   setup      mesh, task, model, optimizer, sharded abstract state, compiled steps
-  input      the task's batcher and the feed (seq2seq_jax/feed.py) that makes global batches
+  input      the task's batcher and the feed (seq2seq_jax/trainer/feed.py) that makes global batches
   evaluate   loss over a split and decoding-based task metrics
   workdir    one training run per workdir (a lock), config.json, refusing another model's
              checkpoints
   train      data, restore the newest intact checkpoint, the loop (its periodic actions are
-             seq2seq_jax/loop.py: log, evaluate, checkpoint, preemption), final test summary
+             seq2seq_jax/trainer/loop.py: log, evaluate, checkpoint, preemption), final test summary
   modes      evaluate, predict (lines in, lines out), info
 
 Everything here is plain functions over a `Run` record; the step functions themselves are
@@ -29,19 +29,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from seq2seq_jax import attention_maps as maps_lib
-from seq2seq_jax import feed as feed_lib
-from seq2seq_jax import frontend_weights
-from seq2seq_jax import optim
-from seq2seq_jax import sharding
-from seq2seq_jax import steps
+from seq2seq_jax.analysis import attention_maps as maps_lib
+from seq2seq_jax.trainer import feed as feed_lib
+from seq2seq_jax.trainer import frontend_weights
+from seq2seq_jax.trainer import optim
+from seq2seq_jax.trainer import sharding
+from seq2seq_jax.trainer import steps
 from seq2seq_jax import tasks
-from seq2seq_jax import throughput
-from seq2seq_jax import warm_start
-from seq2seq_jax.checkpoint import Checkpointer
+from seq2seq_jax.trainer import throughput
+from seq2seq_jax.trainer import warm_start
+from seq2seq_jax.trainer.checkpoint import Checkpointer
 from seq2seq_jax.errors import UserError
-from seq2seq_jax.loop import StopSignal, TrainLoop
-from seq2seq_jax.metric_writer import MetricWriter, Progress
+from seq2seq_jax.trainer.loop import StopSignal, TrainLoop
+from seq2seq_jax.trainer.metric_writer import MetricWriter, Progress
 from seq2seq_jax.models import build_model
 from seq2seq_jax.models import model_defaults
 from seq2seq_jax.models import frontends
@@ -372,7 +372,7 @@ def train(config, workdir: str) -> dict[str, Any]:
 
 def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[str, Any]:
   run = setup(config)
-  # A fresh run may start from another run's parameters (seq2seq_jax/warm_start.py), with the
+  # A fresh run may start from another run's parameters (seq2seq_jax/trainer/warm_start.py), with the
   # vocabulary they were trained with.
   init_from = os.path.abspath(config.init_from) if config.get('init_from', '') else ''
   if init_from and ckpt.latest_step() is None:
@@ -524,7 +524,7 @@ def evaluate(config, workdir: str) -> list[dict]:
 
 def _attention_map_writer(run: Run, directory: str):
   """draw(params, items): for (line index, image path line, image, decoded ids) items, draws
-  each image's attention maps (seq2seq_jax/attention_maps.py) into `directory`, never over an
+  each image's attention maps (seq2seq_jax/analysis/attention_maps.py) into `directory`, never over an
   existing file."""
   if run.task.input_kind != 'image':
     raise UserError(f'--attention_maps draws over images; task {run.config.task!r} reads '
@@ -569,7 +569,7 @@ def predict(config, workdir: str, lines: Iterable[str], interactive: bool = Fals
   terminal on stdin) answers every line as soon as it is read. What a line is (a word, a
   sentence, an image path) is the task's business (Task.encode_source). With
   attention_maps=DIR (image tasks), each nonempty line's image also gets a PNG of the
-  decoder's attention per output token in DIR (seq2seq_jax/attention_maps.py).
+  decoder's attention per output token in DIR (seq2seq_jax/analysis/attention_maps.py).
   """
   run, state = _restore_for_inference(config, workdir)
   chunk = 1 if interactive else max(run.task.eval_batch_size, 1)

@@ -38,7 +38,7 @@ import zlib
 
 import tensorflow_datasets as tfds
 
-from seq2seq_jax.data.cmudict_builder import default_data_dir
+from seq2seq_jax.datasets.cmudict import default_data_dir
 from seq2seq_jax.errors import UserError
 
 NAME = 'debian_ddtp'

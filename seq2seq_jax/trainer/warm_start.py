@@ -24,7 +24,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from seq2seq_jax.checkpoint import Checkpointer
+from seq2seq_jax.trainer.checkpoint import Checkpointer
 from seq2seq_jax.errors import UserError
 
 VOCABULARY_FILES = ('vocab.txt', 'spm')

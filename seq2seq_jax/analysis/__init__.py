@@ -1,0 +1,1 @@
+"""Analysis of runs: ablation sweeps (tables, plots) and attention maps."""

@@ -1,0 +1,1 @@
+"""Offline dataset builders: real data that ships inside packages, built once into a data dir."""

@@ -1,0 +1,1 @@
+"""Decoding: beam search, greedy search and sampling (search.py)."""
