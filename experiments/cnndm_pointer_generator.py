@@ -30,7 +30,7 @@ Data: TFDS `cnn_dailymail` (the non-anonymized version, `tfds build cnn_dailymai
 """
 import ml_collections
 
-from common import decode, mesh_and_rules, summarization_data
+from common import base_config, decode, summarization_data
 
 VARIANTS = ('pointer', 'baseline', 'coverage')
 
@@ -39,23 +39,20 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   arg = arg or 'pointer'
   if arg not in VARIANTS:
     raise ValueError(f'unknown config variant {arg!r} (known: {", ".join(VARIANTS)})')
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.task = 'summarization'
+  c = base_config(
+      task='summarization',
+      batch_size=16,
+      train_steps=230_000,
+      eval_every_steps=10_000,
+      checkpoint_every_steps=2_000,
+      log_every_steps=100,
+      label_smoothing=0.0)
   c.data = summarization_data(
       source='tfds', tfds_name='cnn_dailymail',
       train_split='train', eval_split='validation', test_split='test',
       vocab_type='word', vocab_size=50_000, lowercase=True,
       max_source_len=400, max_target_len=100, buckets=(100, 200, 300, 401),
       eval_batch_size=64, eval_max_examples=2000)  # validation subset during training
-  c.batch_size = 16
-  c.grad_accum_steps = 1
-  c.dtype = 'float32'
-  c.train_steps = 230_000
-  c.log_every_steps = 100
-  c.eval_every_steps = 10_000
-  c.checkpoint_every_steps = 2_000
-  c.keep_checkpoints = 2
   c.model = dict(
       name='rnn', cell='lstm', emb_dim=128, hidden_dim=256, decoder_hidden_dim=256,
       encoder_layers=1, decoder_layers=1, bidirectional=True, dropout_rate=0.0,
@@ -64,9 +61,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       init_scale=0.02,             # their rand_unif_init_mag 0.02 (LSTM; trunc-normal 1e-4 else)
       copy=arg != 'baseline', max_oovs=400,  # every article word could be an OOV
       coverage=arg == 'coverage', coverage_loss_weight=1.0)
-  c.label_smoothing = 0.0
   c.optimizer = dict(name='adagrad', learning_rate=0.15, initial_accumulator_value=0.1,
                      schedule='constant', grad_clip_norm=2.0)
   c.decode = decode(beam_size=4, alpha=0.0, max_len=120)
-  mesh_and_rules(c)
   return c

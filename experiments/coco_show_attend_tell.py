@@ -36,31 +36,26 @@ with the dataset. Or COCO's own annotation JSONs and image folder:
 """
 import ml_collections
 
-from common import coco_captions_data, decode, mesh_and_rules
+from common import base_config, coco_captions_data, decode
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   if arg:
     raise ValueError(f'unknown config variant {arg!r} (known: none)')
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.task = 'captioning'
+  c = base_config(
+      task='captioning',
+      batch_size=64,
+      train_steps=200_000,
+      eval_every_steps=5000,
+      log_every_steps=100,
+      keep_checkpoints=3,
+      label_smoothing=0.0)
   c.data = coco_captions_data()
-  c.batch_size = 64
-  c.grad_accum_steps = 1
-  c.dtype = 'float32'
-  c.train_steps = 200_000
-  c.log_every_steps = 100
-  c.eval_every_steps = 5000
-  c.checkpoint_every_steps = 5000
-  c.keep_checkpoints = 3
   c.model = dict(name='show_attend_tell', emb_dim=512, hidden_dim=1800, context_dim=512,
                  attention_dim=0, attention_layers=2, init_layers=2, selector=True,
                  prev2out=True, ctx2out=True, doubly_stochastic=1.0, dropout_rate=0.5,
                  frontend='cnn', cnn_channels=(64, 128, 256, 512), max_len=64)
-  c.label_smoothing = 0.0
   c.optimizer = dict(name='adam', learning_rate=2e-4, b1=0.9, b2=0.999, eps=1e-8,
                      schedule='constant', warmup_steps=0, grad_clip_norm=0.0)
   c.decode = decode(beam_size=3, alpha=0.0, max_len=40)
-  mesh_and_rules(c)
   return c

@@ -11,35 +11,28 @@ as experiments/coco_show_attend_tell.py). Data (TFDS coco_captions, or COCO's JS
 """
 import ml_collections
 
-from common import coco_captions_data, decode, mesh_and_rules
+from common import base_config, check_variant, coco_captions_data, decode
 
 VARIANTS = ('', 'cnn')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  if arg not in VARIANTS:
-    raise ValueError(f'unknown config variant {arg!r} (known: {", ".join(VARIANTS[1:])})')
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.task = 'captioning'
+  check_variant(arg, VARIANTS)
+  c = base_config(
+      task='captioning',
+      batch_size=64,
+      train_steps=200_000,
+      eval_every_steps=5000,
+      log_every_steps=100,
+      keep_checkpoints=3)
   c.data = coco_captions_data()
-  c.batch_size = 64
-  c.grad_accum_steps = 1
-  c.dtype = 'float32'
-  c.train_steps = 200_000
-  c.log_every_steps = 100
-  c.eval_every_steps = 5000
-  c.checkpoint_every_steps = 5000
-  c.keep_checkpoints = 3
   frontend = (dict(frontend='cnn', cnn_channels=(64, 128, 256, 512)) if arg == 'cnn'
               else dict(frontend='patches', patch_size=16))
   c.model = dict(name='transformer', emb_dim=512, num_heads=8, qkv_dim=512, mlp_dim=2048,
                  num_encoder_layers=6, num_decoder_layers=6, dropout_rate=0.1,
                  attention_dropout_rate=0.0, positions='learned', pre_norm=True, max_len=256,
                  **frontend)
-  c.label_smoothing = 0.1
   c.optimizer = dict(name='adam', learning_rate=5e-4, b1=0.9, b2=0.98, eps=1e-9,
                      schedule='rsqrt', warmup_steps=4000, grad_clip_norm=0.0)
   c.decode = decode(beam_size=3, alpha=0.6, max_len=40)
-  mesh_and_rules(c)
   return c

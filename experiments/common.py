@@ -1,5 +1,85 @@
-"""Settings experiments share (imported by the experiment files)."""
+"""Settings experiments share (imported by the experiment files).
+
+An experiment file starts from `base_config()` (the run settings every experiment has, with
+their usual values) and says only what its paper or task sets: the data, the model, the
+optimizer, the schedule of evaluations. Its `:smoke` variant goes through `smoke()`.
+"""
+from typing import Any, Sequence
+
 import ml_collections
+
+
+def base_config(task: str, *, batch_size: int, train_steps: int, eval_every_steps: int,
+                checkpoint_every_steps: int = 0, log_every_steps: int = 50,
+                keep_checkpoints: int = 2, label_smoothing: float = 0.1,
+                **settings: Any) -> ml_collections.ConfigDict:
+  """The settings every experiment has, for `task`; keyword arguments set the rest.
+
+  Args:
+    task: a module of seq2seq_jax/tasks/.
+    batch_size: the global batch (across all devices and hosts).
+    train_steps: optimizer updates.
+    eval_every_steps: validation evaluations (and the best checkpoint) every this many steps.
+    checkpoint_every_steps: checkpoints every this many steps (0: with each evaluation).
+    log_every_steps: progress lines and metrics.jsonl rows.
+    keep_checkpoints: how many step checkpoints are kept (the best one is kept apart).
+    label_smoothing: of the cross-entropy targets (Szegedy et al. 2016).
+    **settings: further top-level settings (data=..., model=..., optimizer=..., decode=...).
+
+  Returns:
+    A ConfigDict with seed 0, float32 compute, no gradient accumulation, data parallelism
+    (mesh_and_rules) and the given settings.
+  """
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = task
+  c.batch_size = batch_size
+  c.grad_accum_steps = 1      # microbatches per batch (batch_size / k rows each); one update
+  c.dtype = 'float32'         # compute dtype ('bfloat16': params and optimizer stay float32)
+  c.train_steps = train_steps
+  c.log_every_steps = log_every_steps
+  c.eval_every_steps = eval_every_steps
+  c.checkpoint_every_steps = checkpoint_every_steps or eval_every_steps
+  c.keep_checkpoints = keep_checkpoints
+  c.label_smoothing = label_smoothing
+  mesh_and_rules(c)
+  for key, value in settings.items():
+    c[key] = value
+  return c
+
+
+def smoke(c: ml_collections.ConfigDict, *, batch_size: int, train_steps: int = 10,
+          eval_every_steps: int = 10, model: dict[str, Any] | None = None,
+          **settings: Any) -> None:
+  """Makes `c` a `:smoke` variant: a few steps of a tiny model that check the whole path
+  (data, training, evaluation, checkpoints) in seconds to a minute, and learn little.
+
+  Args:
+    c: the experiment's config, changed in place.
+    batch_size: the smoke run's global batch.
+    train_steps: its steps; it logs every 5 and evaluates and checkpoints every
+      eval_every_steps.
+    eval_every_steps: see above.
+    model: model settings to shrink (emb_dim=16, ...).
+    **settings: other top-level settings to replace.
+  """
+  c.batch_size = batch_size
+  c.train_steps = train_steps
+  c.log_every_steps = 5
+  c.eval_every_steps = eval_every_steps
+  c.checkpoint_every_steps = eval_every_steps
+  c.optimizer.warmup_steps = 5
+  if model:
+    c.model.update(model)
+  for key, value in settings.items():
+    c[key] = value
+
+
+def check_variant(arg: str, variants: Sequence[str]) -> None:
+  """A clear error for a variant (`path:variant`) that the experiment does not have."""
+  if arg not in variants:
+    raise ValueError(f'unknown config variant {arg!r} '
+                     f'(known: {", ".join(v for v in variants if v)})')
 
 
 def translation_data(**overrides) -> dict:

@@ -14,12 +14,13 @@ English -> German: --config.data.tgt_lang=de.
 """
 import ml_collections
 
+from common import check_variant, smoke
+
 import ddtp_enfr_transformer as base
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  if arg not in ('', 'smoke'):
-    raise ValueError(f'unknown config variant {arg!r} (known: smoke)')
+  check_variant(arg, ('', 'smoke'))
   c = base.get_config(arg)
   # Pairs go to the smallest bucket holding both sides: padded to 40 tokens per side on
   # average (46 with buckets 16/32/64/128); each bucket compiles once.
@@ -47,10 +48,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                      schedule='cosine', warmup_steps=150, grad_clip_norm=1.0)
   if arg == 'smoke':               # a minute: checks the whole path, learns little
     c.data.buckets = (16, 32, 64, 128)
-    c.batch_size = 8
-    c.train_steps = 10
-    c.eval_every_steps = 10
-    c.checkpoint_every_steps = 10
-    c.model.update(emb_dim=16, hidden_dim=16, encoder_layers=1, readout_dim=16)
-    c.optimizer.warmup_steps = 5
+    smoke(c, batch_size=8, model=dict(emb_dim=16, hidden_dim=16, encoder_layers=1,
+                                      readout_dim=16))
   return c

@@ -17,30 +17,23 @@ experiments/spoken_digits.py).
 """
 import ml_collections
 
-from common import decode, mesh_and_rules, speech_data
+from common import base_config, check_variant, decode, speech_data
 
 VARIANTS = ('', 'las')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  if arg not in VARIANTS:
-    raise ValueError(f'unknown config variant {arg!r} (known: {", ".join(VARIANTS[1:])})')
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.task = 'speech'
+  check_variant(arg, VARIANTS)
+  c = base_config(
+      task='speech',
+      batch_size=16,
+      train_steps=1500,
+      eval_every_steps=500)
   c.data = speech_data(
       tfds_name='', cache_audio=True, fillets={},
       alphabet='abcdefghijklmnopqrstuvwxyzáčďéěíňóřšťúůýž0123456789 ',
       second_buckets=(2.0, 3.0, 4.0, 6.0, 8.0, 12.0),
       target_len=200, eval_batch_size=50)
-  c.batch_size = 16
-  c.grad_accum_steps = 1
-  c.dtype = 'float32'
-  c.train_steps = 1500
-  c.log_every_steps = 50
-  c.eval_every_steps = 500
-  c.checkpoint_every_steps = 500
-  c.keep_checkpoints = 2
   # Compile the train step for every length bucket before the first step, 2 at a time.
   c.precompile_threads = 2
   audio = dict(num_mels=80, spec_augment=(2, 27, 2, 40, 0.2))
@@ -59,5 +52,4 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                      schedule='cosine', warmup_steps=200, grad_clip_norm=5.0)
   c.label_smoothing = 0.1
   c.decode = decode(beam_size=4, alpha=0.6, max_len=200)
-  mesh_and_rules(c)
   return c

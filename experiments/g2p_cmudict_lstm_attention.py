@@ -14,12 +14,13 @@ know (compare with `wer_nostress`). Trains on a 2-core CPU in under 30 minutes.
 """
 import ml_collections
 
+from common import check_variant
+
 import g2p_cmudict_transformer as base
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  if arg not in ('', 'smoke', 'long', 'paper'):
-    raise ValueError(f'unknown config variant {arg!r} (known: smoke, long, paper)')
+  check_variant(arg, ('', 'smoke', 'long', 'paper'))
   c = base.get_config(arg)         # 'long': 12000 steps, as the Transformer's; 'paper': no stress
   c.model = dict(
       name='rnn', cell='lstm',

@@ -20,13 +20,17 @@ without stress digits: at 12000 steps this model was still improving on validati
 """
 import ml_collections
 
-from common import decode, mesh_and_rules
+from common import base_config, decode, smoke
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.task = 'g2p'
+  c = base_config(
+      task='g2p',
+      batch_size=256,  # global, across all devices and hosts
+      train_steps=3500,
+      eval_every_steps=1000,
+      checkpoint_every_steps=500,
+      keep_checkpoints=3)
   c.data = dict(
       name='cmudict_g2p',
       data_dir='',            # '' -> $TFDS_DATA_DIR or ~/tensorflow_datasets
@@ -35,14 +39,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       eval_max_examples=0,    # 0 = the whole split
       stress=True,            # False: phonemes without stress digits (the papers' setting)
   )
-  c.batch_size = 256          # global, across all devices and hosts
-  c.grad_accum_steps = 1      # microbatches per batch (batch_size / k rows each); one update
-  c.dtype = 'float32'         # compute dtype ('bfloat16': params and optimizer stay float32)
-  c.train_steps = 3500
-  c.log_every_steps = 50
-  c.eval_every_steps = 1000
-  c.checkpoint_every_steps = 500
-  c.keep_checkpoints = 3
 
   c.model = dict(
       name='transformer',
@@ -59,7 +55,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       tie_output=True,          # output projection = target embedding (Press & Wolf 2017)
       max_len=64,
   )
-  c.label_smoothing = 0.1
   c.optimizer = dict(
       name='adamw',
       learning_rate=2e-3,
@@ -74,18 +69,12 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.decode = decode(beam_size=4, alpha=0.6, max_len=36)
 
   # Parallelism: mesh sizes (-1 = the remaining devices) and logical -> mesh axis rules.
-  mesh_and_rules(c)
 
   if arg == 'smoke':  # seconds on a CPU: checks the whole path, learns little
-    c.batch_size = 32
-    c.train_steps = 20
-    c.log_every_steps = 5
-    c.eval_every_steps = 10
-    c.checkpoint_every_steps = 10
+    smoke(c, batch_size=32, train_steps=20,
+          model=dict(emb_dim=32, num_heads=2, mlp_dim=64, num_encoder_layers=1,
+                     num_decoder_layers=1))
     c.data.eval_max_examples = 64
-    c.model.update(emb_dim=32, num_heads=2, mlp_dim=64, num_encoder_layers=1,
-                   num_decoder_layers=1)
-    c.optimizer.warmup_steps = 5
   elif arg in ('long', 'paper'):  # the paper-baseline budget: an hour or so of a 2-core CPU
     c.train_steps = 12000
     c.eval_every_steps = 2000

@@ -20,26 +20,22 @@ Variants: '' attention only, 'ctc' joint CTC-attention (ctc_weight 0.2).
 """
 import ml_collections
 
-from common import decode, mesh_and_rules, speech_data
+from common import base_config, check_variant, decode, speech_data
 
 VARIANTS = ('', 'ctc')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  if arg not in VARIANTS:
-    raise ValueError(f'unknown config variant {arg!r} (known: {", ".join(VARIANTS[1:])})')
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.task = 'speech'
+  check_variant(arg, VARIANTS)
+  c = base_config(
+      task='speech',
+      batch_size=64,
+      train_steps=300_000,
+      eval_every_steps=10_000,
+      checkpoint_every_steps=5_000,
+      log_every_steps=100,
+      keep_checkpoints=3)
   c.data = speech_data()
-  c.batch_size = 64
-  c.grad_accum_steps = 1
-  c.dtype = 'float32'
-  c.train_steps = 300_000
-  c.log_every_steps = 100
-  c.eval_every_steps = 10_000
-  c.checkpoint_every_steps = 5_000
-  c.keep_checkpoints = 3
   # Compile the train step for every length bucket before the first step, 2 at a time.
   c.precompile_threads = 2
   c.model = dict(name='rnn', cell='lstm', frontend='log_mel', num_mels=80,
@@ -48,9 +44,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                  decoder_hidden_dim=512, attention='concat', attention_dim=512,
                  input_feeding=True, readout='linear', bridge='none', dropout_rate=0.2,
                  init_scale=0.1, ctc_weight=0.2 if arg == 'ctc' else 0.0, max_len=600)
-  c.label_smoothing = 0.1
   c.optimizer = dict(name='adam', learning_rate=1e-3, b1=0.9, b2=0.98, eps=1e-9,
                      schedule='cosine', warmup_steps=4000, grad_clip_norm=1.0)
   c.decode = decode(beam_size=8, alpha=0.6, max_len=600)
-  mesh_and_rules(c)
   return c

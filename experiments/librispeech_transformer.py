@@ -23,27 +23,24 @@ it alone.
 """
 import ml_collections
 
-from common import decode, mesh_and_rules, speech_data
+from common import base_config, check_variant, decode, speech_data
 
 VARIANTS = ('', 'ctc')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  if arg not in VARIANTS:
-    raise ValueError(f'unknown config variant {arg!r} (known: {", ".join(VARIANTS[1:])})')
-  c = ml_collections.ConfigDict()
+  check_variant(arg, VARIANTS)
+  c = base_config(
+      task='speech',
+      batch_size=128,
+      train_steps=300_000,
+      eval_every_steps=10_000,
+      checkpoint_every_steps=5_000,
+      log_every_steps=100,
+      keep_checkpoints=3)
   c.seed = 1
-  c.task = 'speech'
   c.data = speech_data(targets='sentencepiece', spm_vocab_size=10_000,
                        spm_model_type='unigram', target_len=200)
-  c.batch_size = 128
-  c.grad_accum_steps = 1
-  c.dtype = 'float32'
-  c.train_steps = 300_000
-  c.log_every_steps = 100
-  c.eval_every_steps = 10_000
-  c.checkpoint_every_steps = 5_000
-  c.keep_checkpoints = 3
   # Compile the train step for every length bucket before the first step, 2 at a time.
   c.precompile_threads = 2
   c.model = dict(name='transformer', frontend='audio_conv', audio_channels=256, num_mels=80,
@@ -51,9 +48,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                  mlp_dim=2048, num_encoder_layers=12, num_decoder_layers=6, dropout_rate=0.1,
                  attention_dropout_rate=0.1, positions='sinusoidal', pre_norm=True,
                  tie_output=True, max_len=1024, ctc_weight=0.3 if arg == 'ctc' else 0.0)
-  c.label_smoothing = 0.1
   c.optimizer = dict(name='adam', learning_rate=2e-3, b1=0.9, b2=0.98, eps=1e-8,
                      schedule='rsqrt', warmup_steps=10_000, grad_clip_norm=10.0)
   c.decode = decode(beam_size=5, alpha=1.0, max_len=200)
-  mesh_and_rules(c)
   return c

@@ -28,7 +28,7 @@ The ablation over copy x coverage: experiments/pydoc_summarization_ablation.py.
 """
 import ml_collections
 
-from common import decode, mesh_and_rules, summarization_data
+from common import base_config, check_variant, decode, smoke, summarization_data
 
 # The corpus's packages: those pinned in requirements.txt when README's results were measured
 # (2026-11-27), named here so that adding a dependency to the repository does not change
@@ -44,11 +44,12 @@ VARIANTS = ('', 'copy', 'copy_coverage', 'coverage', 'transformer', 'transformer
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  if arg not in VARIANTS:
-    raise ValueError(f'unknown config variant {arg!r} (known: {", ".join(VARIANTS[1:])})')
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.task = 'summarization'
+  check_variant(arg, VARIANTS)
+  c = base_config(
+      task='summarization',
+      batch_size=32,
+      train_steps=1200,  # ~1.8 epochs of 21k pairs: ~25 min at 0.8 steps/s
+      eval_every_steps=400)
   c.data = summarization_data(
       source='pydoc', pydoc=dict(packages=PACKAGES),  # + the standard library
       vocab_type='word', vocab_size=10_000, lowercase=False,  # identifiers keep their case
@@ -58,14 +59,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       eval_batch_size=64,
       eval_max_examples=400)               # 400 spread over validation (and test) at each
                                            # evaluation; --mode=eval with 0 scores every pair
-  c.batch_size = 32
-  c.grad_accum_steps = 1
-  c.dtype = 'float32'
-  c.train_steps = 1200                     # ~1.8 epochs of 21k pairs: ~25 min at 0.8 steps/s
-  c.log_every_steps = 50
-  c.eval_every_steps = 400
-  c.checkpoint_every_steps = 400
-  c.keep_checkpoints = 2
   copy = 'copy' in arg
   coverage = 'coverage' in arg
   c.model = dict(
@@ -85,16 +78,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.optimizer = dict(name='adam', learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8,
                      schedule='cosine', warmup_steps=200, grad_clip_norm=2.0)
   c.decode = decode(beam_size=4, alpha=0.6, max_len=40)
-  mesh_and_rules(c)
   if arg.startswith('smoke'):   # a minute: the whole path on the real corpus, learns little
     c.data.update(vocab_size=2000, eval_max_examples=32, eval_batch_size=32)
-    c.batch_size = 8
-    c.train_steps = 10
-    c.log_every_steps = 5
-    c.eval_every_steps = 10
-    c.checkpoint_every_steps = 10
-    c.model.update(emb_dim=16, hidden_dim=16, decoder_hidden_dim=16, attention_dim=16,
-                   readout_dim=16, copy=arg == 'smoke_copy')
-    c.optimizer.warmup_steps = 5
+    smoke(c, batch_size=8, model=dict(emb_dim=16, hidden_dim=16, decoder_hidden_dim=16,
+                                      attention_dim=16, readout_dim=16,
+                                      copy=arg == 'smoke_copy'))
     c.decode.max_len = 16
   return c

@@ -24,18 +24,19 @@ word, instead of letters), 'smoke' (the whole path on a tiny set, a minute).
 """
 import ml_collections
 
-from common import decode, mesh_and_rules, speech_data
+from common import base_config, check_variant, decode, smoke, speech_data
 from seq2seq_jax.datasets import spoken_digits as sd
 
 VARIANTS = ('', 'transformer', 'transformer_words', 'smoke')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  if arg not in VARIANTS:
-    raise ValueError(f'unknown config variant {arg!r} (known: {", ".join(VARIANTS[1:])})')
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.task = 'speech'
+  check_variant(arg, VARIANTS)
+  c = base_config(
+      task='speech',
+      batch_size=32,
+      train_steps=2000,
+      eval_every_steps=500)
   c.data = speech_data(
       tfds_name='', cache_audio=True,
       spoken_digits=dict(counts=(6000, 300, 600), min_digits=1, max_digits=7, seed=0,
@@ -45,14 +46,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       second_buckets=(1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
       target_len=48,                   # 7 words of <= 5 letters, 6 spaces, EOS
       eval_batch_size=100)
-  c.batch_size = 32
-  c.grad_accum_steps = 1
-  c.dtype = 'float32'
-  c.train_steps = 2000
-  c.log_every_steps = 50
-  c.eval_every_steps = 500
-  c.checkpoint_every_steps = 500
-  c.keep_checkpoints = 2
   # Compile the train step for every length bucket before the first step, 2 at a time.
   c.precompile_threads = 2
   # Short utterances (1-4 s): time masks of at most 20 frames and 20% of the utterance.
@@ -87,16 +80,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.data.update(targets='sentencepiece', spm_vocab_size=32, spm_model_type='unigram',
                   target_len=16)
     c.decode.max_len = 16
-  mesh_and_rules(c)
   if arg == 'smoke':
     c.data.spoken_digits.update(counts=(64, 16, 16))
     c.data.eval_batch_size = 16
-    c.batch_size = 16
-    c.train_steps = 10
-    c.log_every_steps = 5
-    c.eval_every_steps = 10
-    c.checkpoint_every_steps = 10
-    c.precompile_threads = 0
-    c.model.update(emb_dim=16, hidden_dim=16, decoder_hidden_dim=32, attention_dim=16)
-    c.optimizer.warmup_steps = 5
+    smoke(c, batch_size=16, precompile_threads=0,
+          model=dict(emb_dim=16, hidden_dim=16, decoder_hidden_dim=32, attention_dim=16))
   return c

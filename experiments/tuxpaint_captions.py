@@ -25,17 +25,18 @@ With 620 training captions this is a small-data regime: expect low BLEU and CIDE
 """
 import ml_collections
 
-from common import decode, mesh_and_rules
+from common import base_config, check_variant, decode, smoke
 
 VARIANTS = ('', 'transformer', 'sat', 'smoke')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  if arg not in VARIANTS:
-    raise ValueError(f'unknown config variant {arg!r} (known: {", ".join(VARIANTS[1:])})')
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.task = 'captioning'
+  check_variant(arg, VARIANTS)
+  c = base_config(
+      task='captioning',
+      batch_size=32,
+      train_steps=2000,
+      eval_every_steps=500)
   c.data = dict(
       tuxpaint_stamps=dict(lang='en', stamps_dir='/usr/share/tuxpaint/stamps', size=128),
       data_dir='', image_root='',
@@ -43,14 +44,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       vocab_size=1024, min_count=2,   # words seen twice in the training captions
       target_len=24, bad_pairs='error',
       eval_batch_size=32, eval_max_examples=0)
-  c.batch_size = 32
-  c.grad_accum_steps = 1
-  c.dtype = 'float32'
-  c.train_steps = 2000
-  c.log_every_steps = 50
-  c.eval_every_steps = 500
-  c.checkpoint_every_steps = 500
-  c.keep_checkpoints = 2
   cnn = dict(frontend='cnn', cnn_channels=(32, 64, 128))
   if arg == 'transformer':
     c.model = dict(name='transformer', emb_dim=128, num_heads=4, qkv_dim=128, mlp_dim=512,
@@ -71,14 +64,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.optimizer = dict(name='adam', learning_rate=1e-3, b1=0.9, b2=0.98, eps=1e-9,
                      schedule='cosine', warmup_steps=100, grad_clip_norm=1.0)
   c.decode = decode(beam_size=3, alpha=0.6, max_len=24)   # Xu et al. 2015 used beam 3
-  mesh_and_rules(c)
   if arg == 'smoke':
-    c.batch_size = 8
-    c.train_steps = 10
-    c.log_every_steps = 5
-    c.eval_every_steps = 10
-    c.checkpoint_every_steps = 10
+    smoke(c, batch_size=8, model=dict(emb_dim=16, hidden_dim=16, cnn_channels=(4, 8, 8)))
     c.data.eval_max_examples = 16
-    c.model.update(emb_dim=16, hidden_dim=16, cnn_channels=(4, 8, 8))
-    c.optimizer.warmup_steps = 5
   return c

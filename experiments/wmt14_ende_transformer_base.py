@@ -13,7 +13,7 @@ base, 28.4 big), which runs higher on the same output.
 """
 import ml_collections
 
-from common import decode, mesh_and_rules, translation_data
+from common import base_config, decode, translation_data
 
 D_MODEL = 512
 WARMUP = 4000                              # Sec. 5.3
@@ -22,25 +22,22 @@ WARMUP = 4000                              # Sec. 5.3
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   if arg:  # no variants: a typo must not train the default silently
     raise ValueError(f'unknown config variant {arg!r} (known: none)')
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.task = 'translation'
+  c = base_config(
+      task='translation',
+      # Sec. 5.1: batches of ~25000 source + ~25000 target tokens: 96 packed rows x 256 slots
+      # = 24576 per side; the trainer logs how full the rows are (data/packing.py).
+      batch_size=96,
+      train_steps=100_000,  # Sec. 5.2: base models, 100,000 steps
+      eval_every_steps=5000,
+      log_every_steps=100,
+      # Sec. 6.1 averages the last 5 checkpoints (written every 10 minutes); they are kept,
+      # averaging them is left to the user.
+      keep_checkpoints=5,
+      label_smoothing=0.1)  # Sec. 5.4: eps_ls = 0.1
   # Sec. 5.1: byte-pair encoding, a shared source-target vocabulary of about 37000 tokens.
   c.data = translation_data(tfds_name='wmt14_translate/de-en', src_lang='en', tgt_lang='de',
                             shared_vocab=True, vocab_size=37000, spm_model_type='bpe',
                             max_len=256, packing=True, eval_batch_size=64)
-  # Sec. 5.1: batches of ~25000 source + ~25000 target tokens: 96 packed rows x 256 slots
-  # = 24576 per side; the trainer logs how full the rows are (data/packing.py).
-  c.batch_size = 96
-  c.grad_accum_steps = 1      # microbatches per batch (batch_size / k rows each); one update
-  c.dtype = 'float32'         # compute dtype ('bfloat16': params and optimizer stay float32)
-  c.train_steps = 100_000                  # Sec. 5.2: base models, 100,000 steps
-  c.log_every_steps = 100
-  c.eval_every_steps = 5000
-  c.checkpoint_every_steps = 5000
-  # Sec. 6.1 averages the last 5 checkpoints (written every 10 minutes); they are kept,
-  # averaging them is left to the user.
-  c.keep_checkpoints = 5
   c.model = dict(
       name='transformer',
       emb_dim=D_MODEL, num_heads=8, qkv_dim=D_MODEL, mlp_dim=2048,   # Table 3: d_model, h, d_ff
@@ -51,7 +48,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       pre_norm=False,                                                  # Sec. 3.1: post-LN
       share_embeddings=True, tie_output=True,                          # Sec. 3.4
       max_len=256)
-  c.label_smoothing = 0.1                  # Sec. 5.4: eps_ls = 0.1
   # Sec. 5.3, Eq. 3: lr = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5); its peak,
   # d_model^-0.5 * warmup^-0.5, is our learning_rate with the 'rsqrt' schedule.
   c.optimizer = dict(name='adam', learning_rate=D_MODEL ** -0.5 * WARMUP ** -0.5,
@@ -59,5 +55,4 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                      weight_decay=0.0, schedule='rsqrt', warmup_steps=WARMUP,
                      grad_clip_norm=0.0)
   c.decode = decode(beam_size=4, alpha=0.6, max_len=256)  # Sec. 6.1: beam 4, alpha 0.6
-  mesh_and_rules(c)
   return c

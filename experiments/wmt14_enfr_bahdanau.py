@@ -6,29 +6,27 @@ wmt14_translate/fr-en.
 """
 import ml_collections
 
-from common import decode, mesh_and_rules, translation_data
+from common import base_config, decode, translation_data
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   if arg:  # no variants: a typo must not train the default silently
     raise ValueError(f'unknown config variant {arg!r} (known: none)')
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.task = 'translation'
+  c = base_config(
+      task='translation',
+      batch_size=80,  # Sec. 4.2: minibatches of 80 sentences
+      train_steps=400_000,  # ours: the paper trains ~5 days (Sec. 4.2)
+      eval_every_steps=10_000,
+      log_every_steps=100,
+      keep_checkpoints=3,
+      # App. B.1 initialises with Gaussians (W_a, U_a ~ N(0, 0.001^2), the rest N(0, 0.01^2)) and
+      label_smoothing=0.0)  # orthogonal recurrent matrices; we keep the defaults (Xavier; orthogonal recurrent blocks).
   # Sec. 4.1: a shortlist of the 30,000 most frequent words per language; others -> UNK.
   # Sec. 4.2: RNNsearch-50 trains on sentences of up to 50 words.
   c.data = translation_data(tfds_name='wmt14_translate/fr-en', src_lang='en', tgt_lang='fr',
                             shared_vocab=False, src_vocab_size=30_000, tgt_vocab_size=30_000,
                             spm_model_type='word', packing=False, buckets=(16, 32, 51),
                             max_len=51)
-  c.batch_size = 80                        # Sec. 4.2: minibatches of 80 sentences
-  c.grad_accum_steps = 1      # microbatches per batch (batch_size / k rows each); one update
-  c.dtype = 'float32'         # compute dtype ('bfloat16': params and optimizer stay float32)
-  c.train_steps = 400_000                  # ours: the paper trains ~5 days (Sec. 4.2)
-  c.log_every_steps = 100
-  c.eval_every_steps = 10_000
-  c.checkpoint_every_steps = 10_000
-  c.keep_checkpoints = 3
   c.model = dict(
       name='rnn', cell='gru',              # App. A.1: gated hidden units (GRU)
       emb_dim=620,                         # App. A.2: word embedding dimensionality 620
@@ -42,12 +40,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       readout='maxout', readout_dim=500,   # App. A.2.2: maxout hidden layer of 500 units (l)
       bridge='dense',                      # App. A.2.2: s_0 = tanh(W_s h_1 backward)
       tie_output=False)
-  # App. B.1 initialises with Gaussians (W_a, U_a ~ N(0, 0.001^2), the rest N(0, 0.01^2)) and
-  # orthogonal recurrent matrices; we keep the defaults (Xavier; orthogonal recurrent blocks).
-  c.label_smoothing = 0.0
   # App. B.2: Adadelta (eps 1e-6, rho 0.95); gradients renormalised to norm 1 when larger.
   c.optimizer = dict(name='adadelta', learning_rate=1.0, rho=0.95, eps=1e-6,
                      schedule='constant', warmup_steps=0, grad_clip_norm=1.0)
   c.decode = decode(beam_size=12, alpha=0.0, max_len=80)  # beam search; size ours (Sutskever's 12)
-  mesh_and_rules(c)
   return c
