@@ -5,6 +5,7 @@ mistake - missing file, unknown key, wrong type - is one clear line, not a trace
 """
 import ast
 import importlib.util
+import json
 import os
 import sys
 from typing import Any, Sequence
@@ -69,6 +70,30 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_coll
   validate(config)
   config.lock()
   return config
+
+
+def from_json(saved: dict[str, Any]) -> ml_collections.ConfigDict:
+  """The config of an existing run from its config.json, in today's form (see `migrate`).
+
+  Args:
+    saved: the parsed config.json of a run, written by this or an earlier version.
+
+  Returns:
+    The config, validated and locked, as load_config would give it.
+  """
+  config = ml_collections.ConfigDict(migrate(saved))
+  if 'init_from' not in config:
+    config.init_from = ''
+  if 'precompile_threads' not in config:
+    config.precompile_threads = 0
+  validate(config)
+  config.lock()
+  return config
+
+
+def migrate(saved: dict[str, Any]) -> dict[str, Any]:
+  """Maps a config written by an earlier version to today's keys (a copy; the input stays)."""
+  return json.loads(json.dumps(saved))
 
 
 def _kind(value: Any) -> str:
