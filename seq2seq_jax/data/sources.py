@@ -15,6 +15,7 @@ data.tfds_name names 'tfds'; otherwise the task's default ('tsv', 'captions', 'c
 Adding a dataset is one function registered here; no task invents its own selector.
 """
 import dataclasses
+import importlib
 import inspect
 import json
 import os
@@ -221,7 +222,6 @@ register('pydoc', "(docstring's first sentence, function source) pairs of instal
 def _builder(key: str, module: str, spec_class: str | None, doc: str) -> None:
   """Registers the builder datasets/<module>.py, whose settings are data.<key>: it writes
   ROOT/<folder>/{split}.tsv once, and the source gives that file."""
-  import importlib  # pylint: disable=g-import-not-at-top
 
   def spec(data):
     mod = importlib.import_module(f'seq2seq_jax.datasets.{module}')
