@@ -64,7 +64,7 @@ MODELS = {
 MODELS['gru'] = dict(MODELS['rnn'], cell='gru')
 
 
-class _FixedVocabTask(base.Task):
+class _FixedVocabTask(base.BaseTask):
   """Only what setup() needs from a task: the vocabulary sizes."""
   src_vocab_size = VOCAB
   tgt_vocab_size = VOCAB

@@ -1,4 +1,5 @@
-"""Parallel corpora: TFDS translation datasets by name, aligned text files, TSV, num2words.
+"""Parallel corpora: TFDS translation datasets by name, aligned text files, TSV, num2words
+(data/sources.py names them as data sources).
 
 Every reader returns a `Corpus`: (source, target) string pairs in file order. A user's corpus
 with empty lines, one-sided lines, undecodable bytes or mismatched line counts is either
@@ -154,131 +155,66 @@ def iter_tsv(path: str, bad: BadPairs) -> Iterator[tuple[str, str]]:
       yield s, t
 
 
-def read_user_split(data, key: str, split: str) -> Corpus:
-  """Every pair of stream_user_split(data, key, split)."""
-  return stream_user_split(data, key, split).read()
-
-
-def stream_user_split(data, key: str, split: str) -> Stream:
-  """A split of a user's corpus as config.data names it: data.source 'files' reads
-  data.<key>_files = (source, target), 'tsv' reads data.<key>_tsv; data.bad_pairs applies.
-
-  Args:
-    data: config.data (translation and summarization use the same keys).
-    key: 'train', 'eval' or 'test' (the config keys' prefix).
-    split: the split's name, for messages.
-  """
-  if data.source == 'files':
-    files = tuple(data[f'{key}_files'])
-    if len(files) != 2 or not all(files):
-      raise UserError(f'data.{key}_files must be (source_path, target_path), got {files}')
-    bad = BadPairs(data.bad_pairs)
-    return Stream(iter_aligned_files(files[0], files[1], bad), f'{files[0]} + {files[1]}', bad)
-  path = data[f'{key}_tsv']
-  if not path:
-    raise UserError(f'data.{key}_tsv is empty: the {split} split needs a TSV file')
-  bad = BadPairs(data.bad_pairs)
-  return Stream(iter_tsv(path, bad), path, bad)
-
-
-def read_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: str,
-              chunk_size: int = 65536) -> Corpus:
+def read_tfds(name: str, split: str, src_key: str, tgt_key: str, data_dir: str,
+              chunk_size: int = 65536, check=None) -> Corpus:
   """Every pair of stream_tfds(...)."""
-  return stream_tfds(name, split, src_lang, tgt_lang, data_dir, chunk_size).read()
+  return stream_tfds(name, split, src_key, tgt_key, data_dir, chunk_size, check).read()
 
 
-def stream_tfds(name: str, split: str, src_lang: str, tgt_lang: str, data_dir: str,
-                chunk_size: int = 65536) -> Stream:
-  """A prepared TFDS translation dataset (e.g. 'wmt14_translate/de-en'), either direction.
+def stream_tfds(name: str, split: str, src_key: str, tgt_key: str, data_dir: str,
+                chunk_size: int = 65536, check=None) -> Stream:
+  """Two text features of a prepared TFDS dataset as pairs (e.g. 'wmt14_translate/de-en' in
+  either direction, or a summarization dataset's article and summary).
 
-  Read with tfds.data_source (array_record, random access, no TensorFlow). Nothing is
+  Read with tfds_raw.Split (array_record, random access, no TensorFlow). Nothing is
   downloaded here: the dataset must have been prepared once, where it can be downloaded,
   with `tfds build NAME --file_format=array_record`; `debian_ddtp` (pair from the languages)
-  or `debian_ddtp/en-fr` is built here on first use from apt's lists (data/ddtp_builder.py).
+  or `debian_ddtp/en-fr` is built here on first use from apt's lists (datasets/ddtp.py).
   Pairs with an empty side (web-crawled WMT data has a few) are skipped and counted whatever
   data.bad_pairs says: a user cannot fix a TFDS dataset.
 
   Args:
     name: 'dataset/config' as TFDS names it.
     split: a TFDS split, slices allowed ('train[:10%]').
-    src_lang: the feature holding source sentences (a language code).
-    tgt_lang: the feature holding target sentences.
+    src_key: the feature holding source text (a translation dataset's: a language code).
+    tgt_key: the feature holding target text.
     data_dir: TFDS data dir; '' -> $TFDS_DATA_DIR or ~/tensorflow_datasets.
     chunk_size: records fetched per read.
+    check: called with the dataset's feature names before reading (raises UserError on a
+      mismatch); default: src_key and tgt_key must be two different languages of it.
 
   Returns:
     The pairs in dataset order, read as the stream is consumed.
   """
+  from seq2seq_jax.data import tfds_raw  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.datasets import cmudict as cmudict_builder  # pylint: disable=g-import-not-at-top
   data_dir = cmudict_builder.default_data_dir(data_dir)  # the same default as G2P's data
   if name.partition('/')[0] == 'debian_ddtp':  # built here from apt's lists on first use
     from seq2seq_jax.datasets import ddtp as ddtp_builder  # pylint: disable=g-import-not-at-top
-    name = ddtp_builder.prepare_for(name, src_lang, tgt_lang, data_dir)
+    name = ddtp_builder.prepare_for(name, src_key, tgt_key, data_dir)
 
-  def check(builder):
-    langs = sorted(builder.info.features.keys())
-    if src_lang == tgt_lang or {src_lang, tgt_lang} - set(langs):
-      raise UserError(f'{name} has languages {langs}; data.src_lang={src_lang!r} and '
-                      f'data.tgt_lang={tgt_lang!r} must be two of them')
+  def languages(have):
+    if src_key == tgt_key or {src_key, tgt_key} - set(have):
+      raise UserError(f'{name} has languages {have}; data.src_lang={src_key!r} and '
+                      f'data.tgt_lang={tgt_key!r} must be two of them')
 
-  source = tfds_source(name, split, data_dir, check=check)
+  source = tfds_raw.Split(name, split, data_dir, check=check or languages)
   bad = BadPairs('skip')
 
   def pairs():
-    for start in range(0, len(source), chunk_size):
-      for ex in source.__getitems__(list(range(start, min(start + chunk_size, len(source))))):
-        s, t = text_of(ex[src_lang]).strip(), text_of(ex[tgt_lang]).strip()
-        if s and t:
-          yield s, t
-        else:
-          bad('', '')
+    for _, ex in source.records(chunk_size):
+      s, t = text_of(ex[src_key]).strip(), text_of(ex[tgt_key]).strip()
+      if s and t:
+        yield s, t
+      else:
+        bad('', '')
 
-  return Stream(pairs(), f'tfds:{name}/{split} ({data_dir})', bad)
-
-
-def tfds_source(name: str, split: str, data_dir: str, *, check=None, decoders=None):
-  """A prepared TFDS dataset's split as a random-access source (tfds.data_source: array_record,
-  no TensorFlow), or a one-line UserError saying how to prepare it.
-
-  Args:
-    name: 'dataset/config' as TFDS names it.
-    split: a TFDS split, slices and sums allowed ('train[:10%]', 'train+restval').
-    data_dir: TFDS data dir ('' is not resolved here).
-    check: called with the builder before reading (raise UserError on a mismatch).
-    decoders: tfds.data_source decoders (e.g. skip decoding images).
-  """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  how = (f'prepare it once where it can be downloaded: `tfds build {name} '
-         f'--file_format=array_record --data_dir={data_dir}` (or copy a prepared directory)')
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except Exception as e:  # pylint: disable=broad-except
-    raise UserError(f'TFDS dataset {name!r} is not prepared in {data_dir} '
-                    f'({_first_line(e)}); {how}') from None
-  if not builder.is_prepared():
-    raise UserError(f'TFDS dataset {name!r} is not prepared in {data_dir}; {how}')
-  file_format = getattr(builder.info.file_format, 'value', builder.info.file_format)
-  if file_format != 'array_record':
-    raise UserError(f'{name} in {data_dir} is stored as {file_format}; reading without '
-                    f'TensorFlow needs array_record: {how}')
-  if check is not None:
-    check(builder)
-  try:
-    return tfds.data_source(name, split=split, data_dir=data_dir, download=False,
-                            decoders=decoders)
-  except Exception as e:  # pylint: disable=broad-except
-    raise UserError(f'{name}: cannot read split {split!r} (splits: '
-                    f'{sorted(builder.info.splits.keys())}; {_first_line(e)})') from None
+  return Stream(pairs(), source.origin, bad)
 
 
 def text_of(value) -> str:
   """A TFDS text value (bytes or str) as str."""
   return value.decode('utf-8') if isinstance(value, bytes) else str(value)
-
-
-def _first_line(e: Exception) -> str:
-  text = str(e).strip()
-  return text.splitlines()[0] if text else type(e).__name__
 
 
 # --- An offline corpus: numbers written out in two languages (num2words) ---------------

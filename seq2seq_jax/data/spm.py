@@ -135,3 +135,37 @@ def train_once(sentences_fn: Callable[[], Iterable[str]], model_path: str, *, vo
                       f'{new!r}; its ids are what this workdir\'s checkpoints were trained on. '
                       'Use a new --workdir, or the old setting.')
   return trained
+
+
+def setup(sentences_fn: Callable[[], Iterable[str]], model_path: str, *, vocab_size: int,
+          size_key: str, model_type: str = 'bpe', max_sentences: int = 1_000_000,
+          seed: int = 0) -> tuple[spm.SentencePieceProcessor, bool]:
+  """A task's SentencePiece model: trained on first use (train_once), else loaded, and checked.
+
+  Every task that tokenizes with SentencePiece sets it up here, so the checks are the same
+  everywhere: at most `vocab_size` pieces (the model's tables have that many rows) and the
+  special ids of data/vocab.py.
+
+  Args:
+    sentences_fn: see train_once().
+    model_path: '<workdir>/spm/<name>.model'.
+    vocab_size: see train().
+    size_key: the config key that sets vocab_size, for messages ('data.vocab_size').
+    model_type: see train().
+    max_sentences: see train().
+    seed: see train().
+
+  Returns:
+    (the loaded model, True if this call trained it).
+  """
+  trained = train_once(sentences_fn, model_path, vocab_size=vocab_size, model_type=model_type,
+                       max_sentences=max_sentences, seed=seed)
+  sp = load(model_path)
+  if sp.get_piece_size() > vocab_size:
+    raise UserError(f'{model_path} has {sp.get_piece_size()} pieces, more than '
+                    f'{size_key}={vocab_size}')
+  ids = (sp.pad_id(), sp.bos_id(), sp.eos_id(), sp.unk_id())
+  if ids != (PAD_ID, BOS_ID, EOS_ID, UNK_ID):
+    raise UserError(f'{model_path} has pad/bos/eos/unk ids {ids}; this codebase needs '
+                    f'{(PAD_ID, BOS_ID, EOS_ID, UNK_ID)}')
+  return sp, trained

@@ -1,5 +1,8 @@
-"""Special token ids shared by every task and model, and a fixed-symbol vocabulary."""
-from typing import Iterable, Sequence
+"""Special token ids shared by every task and model, a fixed-symbol vocabulary, and the word
+vocabulary counted from a task's training data."""
+import collections
+import os
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -64,3 +67,37 @@ class SymbolVocab:
       else:
         out.append(self.symbols[i - NUM_SPECIAL] if i < len(self) else SPECIALS[UNK_ID])
     return out
+
+
+def word_list(path: str, count: Callable[[], collections.Counter], size: int,
+              min_count: int = 1) -> tuple[list[str], collections.Counter | None]:
+  """A word vocabulary kept in a file: counted from the training data once, then only read.
+
+  The words seen at least `min_count` times, the most frequent first (ties alphabetically),
+  at most size - NUM_SPECIAL of them, so the table (and the model's shapes) has `size` rows
+  whatever the data. Written on first use, by process 0, and read back on resume and in
+  predict mode, so the ids stay those the checkpoints were trained with.
+
+  Args:
+    path: the file, one word a line (e.g. <workdir>/vocab.txt).
+    count: returns the training data's word counts; called only when `path` is missing.
+    size: the table's rows, NUM_SPECIAL included.
+    min_count: the fewest occurrences a word needs.
+
+  Returns:
+    (the words in id order from NUM_SPECIAL on, the counts, or None when the file existed).
+  """
+  if os.path.isfile(path):
+    with open(path, encoding='utf-8') as f:
+      return [w for w in f.read().split('\n') if w], None
+  counts = count()
+  ranked = sorted((w for w, c in counts.items() if c >= min_count),
+                  key=lambda w: (-counts[w], w))
+  words = ranked[:size - NUM_SPECIAL]
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_index() == 0:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    with open(path + '.tmp', 'w', encoding='utf-8') as f:
+      f.write(''.join(w + '\n' for w in words))
+    os.replace(path + '.tmp', path)
+  return words, counts

@@ -1,7 +1,9 @@
 """Model registry: `model.name` names a module `seq2seq_jax.models.<name>` exporting `Model`.
 
 Every `Model` is a Flax Linen module with this contract (shared by the trainer, decoding
-and sharding code, so a new architecture only has to honour it):
+and sharding code, so a new architecture only has to honour it). `seq2seq_jax/models/base.py`
+states it as a Protocol (`base.Model`: the methods and attributes the trainer reads, among
+them `frontend` and `ctc_weight`) with `base.ModelDefaults` for a model without a CTC head:
 
   Model(src_vocab_size=int, tgt_vocab_size=int, **config.model minus `name`)
 

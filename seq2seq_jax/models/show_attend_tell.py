@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.models import base
 from seq2seq_jax.models import frontends
 from seq2seq_jax.models import layers
 from seq2seq_jax.models.rnn import make_cell
@@ -84,7 +85,7 @@ def _scan(remat: str):
                  split_rngs={'params': False}, in_axes=(1, nn.broadcast), out_axes=1)
 
 
-class Model(nn.Module):
+class Model(base.ModelDefaults, nn.Module):
   """Show, Attend and Tell; the module docstring documents every field."""
   src_vocab_size: int
   tgt_vocab_size: int

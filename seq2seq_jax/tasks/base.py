@@ -1,9 +1,11 @@
-"""The Task interface: everything the trainer asks of a task, with documented defaults.
+"""The Task contract (`Task`, a Protocol) and its default implementation (`BaseTask`).
 
-A task owns everything domain-specific: the dataset, how an input is read and batched (token
-ids, feature sequences, images), the target vocabulary, what a prediction looks like as text,
-and how predictions are scored. The trainer calls these methods and nothing else; it never
-reads `config.data` itself.
+A task owns everything domain-specific: the dataset (one of data/sources.py's named sources),
+how an input is read and batched (token ids, feature sequences, images, waveforms), the
+target vocabulary, what a prediction looks like as text, and how predictions are scored. The
+trainer reads what `Task` declares and nothing else; it never reads `config.data` itself. A
+new task subclasses `BaseTask`, whose defaults suit token-to-token tasks, and overrides what
+differs: `Task` is the one place that lists what a task must provide.
 
 The trainer calls, in this order:
   Task(config)          cheap: reads no data (--mode=info builds the model from it)
@@ -11,14 +13,16 @@ The trainer calls, in this order:
   dummy_batch(rows)     a batch of the right kinds and shapes to initialise the model
   train_data()          (sources, targets) of the training split
   make_batcher(...)     a data.pipeline.Batcher over (sources, targets)
-  eval_loss_data(split), eval_set(split), collate_sources(...), decode_prediction(ids, text), score()
-                        at every evaluation, and encode_source(line) in --mode=predict
+  eval_loss_data(split), eval_set(split), collate_sources(...), decode_prediction(ids, text),
+  score()               at every evaluation, and encode_source(line) in --mode=predict;
+  target_tokens(ids)    labels of the attention maps (--attention_maps)
 
 Sources are whatever the model's frontend reads, one per example: id arrays without EOS
-('tokens'), float feature sequences [T, F] ('features'), float images [H, W, C] ('image').
-Targets are id arrays without BOS/EOS.
+('tokens'), float feature sequences [T, F] ('features'), float images [H, W, C] ('image'),
+waveforms [N] ('audio'). Targets are id arrays without BOS/EOS.
 """
-from typing import Any, Sequence
+import sys
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -28,8 +32,72 @@ from seq2seq_jax.data.vocab import EOS_ID
 Examples = tuple[list[Any], list[np.ndarray]]
 
 
-class Task:
-  """Defaults suit a token-to-token task with length buckets (`data.buckets`).
+def log(msg: str) -> None:
+  """Process 0 reports on stderr: stdout carries only results (eval JSON, predictions)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_index() == 0:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@runtime_checkable
+class Task(Protocol):
+  """Everything the trainer, the evaluation and prediction read of a task.
+
+  Attributes:
+    src_vocab_size, tgt_vocab_size: the model's table sizes (src_vocab_size is unused by
+      non-token frontends).
+    input_kind: what sources are: 'tokens' | 'features' | 'image' | 'audio'; the model's
+      frontend must read it (models/frontends.py INPUT_KIND).
+    best_metric, best_mode: the evaluation metric that picks the best checkpoint, and 'min'
+      or 'max'.
+    eval_batch_size: rows per evaluation / decoding batch (data.eval_batch_size).
+  """
+  src_vocab_size: int
+  tgt_vocab_size: int
+  input_kind: str
+  best_metric: str
+  best_mode: str
+  eval_batch_size: int
+
+  def setup(self, workdir: str) -> None:
+    """Prepares what the run needs in `workdir` (a tokenizer, a vocabulary file)."""
+
+  def dummy_batch(self, rows: int) -> dict[str, np.ndarray]:
+    """Inputs of the kind and shape the model reads (values do not matter), for init."""
+
+  def train_data(self) -> Examples:
+    """(sources, targets) of every training example."""
+
+  def make_batcher(self, sources: Any, targets: Any, *, batch_size: int, seed: int,
+                   shuffle: bool, process_index: int = 0,
+                   process_count: int = 1) -> pipeline.Batcher:
+    """A batcher over the examples of train_data() or eval_loss_data()."""
+
+  def eval_loss_data(self, split: str) -> Examples:
+    """(sources, targets) of every example whose source eval_set(split) scores."""
+
+  def eval_set(self, split: str) -> pipeline.EvalSet:
+    """Unique sources of the split with all their references."""
+
+  def collate_sources(self, sources: Sequence[Any], rows: int) -> dict[str, np.ndarray]:
+    """Sources as one decoding batch of `rows` rows: {'inputs': ..., maybe 'inputs_mask'}."""
+
+  def decode_prediction(self, ids: Sequence[int], source_text: str) -> str:
+    """A prediction for the source given as `source_text` -> text."""
+
+  def target_tokens(self, ids: Sequence[int]) -> list[str]:
+    """Output ids -> one string per output position before EOS (attention-map labels)."""
+
+  def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
+    """Metric name -> value for hypotheses against each source's references."""
+
+  def encode_source(self, line: str) -> tuple[Any, int]:
+    """One --mode=predict input line -> (source, how many of its symbols are unknown)."""
+
+
+class BaseTask:
+  """The default implementation of `Task`: defaults suit a token-to-token task with length
+  buckets (`data.buckets`).
 
   Attributes every task sets:
     src_vocab_size, tgt_vocab_size: ints (src_vocab_size is unused by non-token frontends).

@@ -21,7 +21,7 @@ Data (config.data):
       'skip': skipped and counted.
   tuxpaint_stamps
       instead of the three captions files: a dict (lang, stamps_dir, size) building them from
-      Debian's tuxpaint-stamps-default pictures into data_dir (data/tuxpaint_stamps.py).
+      Debian's tuxpaint-stamps-default pictures into data_dir (datasets/tuxpaint_stamps.py).
   tfds_name, train_split, eval_split, test_split, data_dir
       instead of the captions files: a prepared TFDS dataset with coco_captions' features
       (`image`, `captions`/`text`), e.g. 'coco_captions' with the Karpathy splits
@@ -41,7 +41,6 @@ import functools
 import io
 import json
 import os
-import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -49,16 +48,17 @@ import numpy as np
 from seq2seq_jax.metrics import captions as caption_metrics
 from seq2seq_jax.data import corpus as corpus_lib
 from seq2seq_jax.data import features
+from seq2seq_jax.data import sources
+from seq2seq_jax.data import vocab as vocab_lib
 from seq2seq_jax.data.pipeline import EvalSet
 from seq2seq_jax.data.vocab import NUM_SPECIAL, SymbolVocab
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import base
 from seq2seq_jax.tasks.image_to_text import load_image
 
-SPLIT_KEYS = {'train': 'train_captions', 'validation': 'eval_captions',
-              'test': 'test_captions'}
-TFDS_SPLITS = {'train': ('train_split', 'train'), 'validation': ('eval_split', 'val'),
-               'test': ('test_split', 'test')}
+SOURCES = ('captions', 'tuxpaint_stamps', 'tfds')   # the entries of data/sources.py it reads
+# The TFDS source's split names when data.train_split etc. are not set: coco_captions'.
+TFDS_SPLITS = {'train': 'train', 'validation': 'val', 'test': 'test'}
 
 
 class LazyImage:
@@ -79,12 +79,6 @@ class LazyImage:
 
 def _tfds_image(source, index: int, size, channels) -> np.ndarray:
   return load_image(io.BytesIO(source[index]['image']), size, channels)
-
-
-def _log(msg: str) -> None:
-  import jax  # pylint: disable=g-import-not-at-top
-  if jax.process_index() == 0:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def read_captions(path: str, image_root: str, bad) -> list[tuple[str, str, str]]:
@@ -121,7 +115,7 @@ def read_captions(path: str, image_root: str, bad) -> list[tuple[str, str, str]]
   return out
 
 
-class Task(base.Task):
+class Task(base.BaseTask):
   """See the module docstring; the contract is seq2seq_jax/tasks/base.py."""
 
   input_kind = 'image'
@@ -131,15 +125,9 @@ class Task(base.Task):
   def __init__(self, config: Any):
     super().__init__(config)
     d = self.data
-    self.stamps = d.get('tuxpaint_stamps', None)
-    if self.stamps is not None:
-      unknown = sorted(set(self.stamps) - {'lang', 'stamps_dir', 'size'})
-      if unknown:
-        raise UserError(f'data.tuxpaint_stamps: unknown key(s) {unknown} '
-                        "(known: ['lang', 'size', 'stamps_dir'])")
-    self.tfds_name = str(d.get('tfds_name', '') or '')
+    self.source = sources.select(d, SOURCES, 'captions')
     self.cache_images = bool(d.get('cache_images', True))
-    needed = (() if self.stamps is not None or self.tfds_name else tuple(SPLIT_KEYS.values()))
+    needed = self.source.keys if self.source.name == 'captions' else ()
     for key in ('image_size', 'vocab_size', 'target_len', *needed):
       if key not in d:
         raise UserError(f'config.data.{key} is missing (task captioning)')
@@ -164,24 +152,14 @@ class Task(base.Task):
   # --- vocabulary -----------------------------------------------------------------------------
   def setup(self, workdir: str) -> None:
     """Counts the training captions' words on first use into DIR/vocab.txt, else loads it."""
-    path = os.path.join(workdir, 'vocab.txt')
-    if os.path.isfile(path):
-      with open(path, encoding='utf-8') as f:
-        words = [w for w in f.read().split('\n') if w]
-    else:
-      counts = collections.Counter(
-          w for _, refs in self._read_split('train') for c in refs for w in c)
-      ranked = sorted((w for w, c in counts.items() if c >= self.min_count),
-                      key=lambda w: (-counts[w], w))
-      words = ranked[:self.tgt_vocab_size - NUM_SPECIAL]
-      import jax  # pylint: disable=g-import-not-at-top
-      if jax.process_index() == 0:
-        tmp = path + '.tmp'
-        with open(tmp, 'w', encoding='utf-8') as f:
-          f.write(''.join(w + '\n' for w in words))
-        os.replace(tmp, path)
-      _log(f'vocabulary: {len(words):,} words seen >= {self.min_count} times of '
-           f'{len(counts):,} in the training captions (table of {self.tgt_vocab_size:,})')
+    words, counts = vocab_lib.word_list(
+        os.path.join(workdir, 'vocab.txt'),
+        lambda: collections.Counter(w for _, refs in self._read_split('train') for c in refs
+                                    for w in c),
+        self.tgt_vocab_size, self.min_count)
+    if counts is not None:
+      base.log(f'vocabulary: {len(words):,} words seen >= {self.min_count} times of '
+               f'{len(counts):,} in the training captions (table of {self.tgt_vocab_size:,})')
     self.vocab = SymbolVocab(words)
 
   def _encode(self, caption: list[str]) -> np.ndarray:
@@ -191,22 +169,14 @@ class Task(base.Task):
 
   # --- reading ---------------------------------------------------------------------------------
   def captions_path(self, split: str) -> str:
-    if self.stamps is not None:
-      from seq2seq_jax.datasets import cmudict as cmudict_builder  # pylint: disable=g-import-not-at-top
-      from seq2seq_jax.datasets import tuxpaint_stamps  # pylint: disable=g-import-not-at-top
-      root = cmudict_builder.default_data_dir(str(self.data.get('data_dir', '')))
-      return os.path.join(tuxpaint_stamps.build(root, **dict(self.stamps)), f'{split}.tsv')
-    key = SPLIT_KEYS[split]
-    path = str(self.data[key])
-    if not path:
-      raise UserError(f'data.{key} is empty: the {split} split needs a captions file')
-    return path
+    """The split's captions file: data.train_captions etc., or a builder's TSV."""
+    return self.source.read('path', self.data, split)
 
   def _read_split(self, split: str) -> list[tuple[str, list[str]]]:
     """(image path, tokenized captions) per image of the split, in first-seen order."""
     if split in self._lines:
       return self._lines[split]
-    if self.tfds_name:
+    if self.source.name == 'tfds':
       self._lines[split] = self._read_tfds(split)
       return self._lines[split]
     path = self.captions_path(split)
@@ -228,8 +198,8 @@ class Task(base.Task):
     if not refs:
       raise UserError(f'{path}: no usable examples')
     note = f' ({bad.count} bad line(s) skipped)' if bad.count else ''
-    _log(f'{split}: {len(refs):,} images, {sum(map(len, refs.values())):,} captions from '
-         f'{path}{note}')
+    base.log(f'{split}: {len(refs):,} images, {sum(map(len, refs.values())):,} captions from '
+             f'{path}{note}')
     self._lines[split] = list(refs.items())
     return self._lines[split]
 
@@ -245,41 +215,34 @@ class Task(base.Task):
   def _read_tfds(self, split: str) -> list[tuple[str, list[str]]]:
     """(key, tokenized captions) per image of a coco_captions-style TFDS split."""
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    from seq2seq_jax.datasets import cmudict as cmudict_builder  # pylint: disable=g-import-not-at-top
-    name = self.tfds_name
-    key, default = TFDS_SPLITS[split]
-    tsplit = str(self.data.get(key, default))
-    data_dir = cmudict_builder.default_data_dir(str(self.data.get('data_dir', '')))
+    name = str(self.data.tfds_name)
 
-    def check(builder):
-      feats = builder.info.features
-      if 'image' not in feats or 'captions' not in feats:
-        raise UserError(f'{name} has features {sorted(feats.keys())}; the captioning task '
+    def check(have):
+      if 'image' not in have or 'captions' not in have:
+        raise UserError(f'{name} has features {have}; the captioning task '
                         "reads coco_captions' 'image' and 'captions' (with 'text')")
 
-    source = corpus_lib.tfds_source(name, tsplit, data_dir, check=check,
-                                    decoders={'image': tfds.decode.SkipDecoding()})
+    source = self.source.read('tfds', self.data, split, default_splits=TFDS_SPLITS, check=check,
+                              decoders={'image': tfds.decode.SkipDecoding()})
     items, skipped, shape = [], 0, (*self.image_size, self.channels)
-    for start in range(0, len(source), 1024):
-      batch = source.__getitems__(list(range(start, min(start + 1024, len(source)))))
-      for i, ex in enumerate(batch, start):
-        caps = [caption_metrics.tokenize(corpus_lib.text_of(t)) for t in ex['captions']['text']]
-        caps = [c for c in caps if c]
-        if not caps:          # nothing to learn or score (a user cannot fix a TFDS dataset)
-          skipped += 1
-          continue
-        image_key = f'tfds:{name}/{tsplit}/{i}'
-        self._images[image_key] = (
-            load_image(io.BytesIO(ex['image']), self.image_size, self.channels)
-            if self.cache_images else
-            LazyImage(functools.partial(_tfds_image, source, i, self.image_size,
-                                        self.channels), shape))
-        items.append((image_key, caps))
+    for i, ex in source.records(1024):
+      caps = [caption_metrics.tokenize(corpus_lib.text_of(t)) for t in ex['captions']['text']]
+      caps = [c for c in caps if c]
+      if not caps:          # nothing to learn or score (a user cannot fix a TFDS dataset)
+        skipped += 1
+        continue
+      image_key = f'tfds:{name}/{source.split}/{i}'
+      self._images[image_key] = (
+          load_image(io.BytesIO(ex['image']), self.image_size, self.channels)
+          if self.cache_images else
+          LazyImage(functools.partial(_tfds_image, source, i, self.image_size,
+                                      self.channels), shape))
+      items.append((image_key, caps))
     if not items:
-      raise UserError(f'tfds:{name}/{tsplit}: no images with captions')
+      raise UserError(f'tfds:{name}/{source.split}: no images with captions')
     note = f' ({skipped} without captions skipped)' if skipped else ''
-    _log(f'{split}: {len(items):,} images, {sum(len(c) for _, c in items):,} captions from '
-         f'tfds:{name}/{tsplit} ({data_dir}){note}')
+    base.log(f'{split}: {len(items):,} images, {sum(len(c) for _, c in items):,} captions from '
+             f'{source.origin}{note}')
     return items
 
   def _examples(self, items) -> base.Examples:

@@ -18,39 +18,35 @@ are batched.
 """
 import collections
 import os
-import sys
 from typing import Any, Sequence
 
 import numpy as np
 
 from seq2seq_jax.metrics import error_rates as text_metrics
 from seq2seq_jax.data import corpus as corpus_lib
+from seq2seq_jax.data import sources
 from seq2seq_jax.data.pipeline import EvalSet
 from seq2seq_jax.data.vocab import SymbolVocab
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import base
 
-SPLIT_KEYS = {'train': 'train_tsv', 'validation': 'eval_tsv', 'test': 'test_tsv'}
 
-
-def _log(msg: str) -> None:
-  import jax  # pylint: disable=g-import-not-at-top
-  if jax.process_index() == 0:
-    print(msg, file=sys.stderr, flush=True)
-
-
-class FileToTextTask(base.Task):
+class FileToTextTask(base.BaseTask):
   """Shared reading, vocabulary, decoding and scoring; see the module docstring."""
 
   best_metric = 'cer'
   best_mode = 'min'
   input_kind = ''  # set by subclasses
-  required_keys: tuple[str, ...] = tuple(SPLIT_KEYS.values())
+  # The entries of data/sources.py the task reads: 'tsv' (data.train_tsv, ...) or one that
+  # writes such listings (a subclass adds builders and 'tfds').
+  SOURCES: tuple[str, ...] = ('tsv',)
 
   def __init__(self, config: Any):
     super().__init__(config)
     d = self.data
-    for key in ('alphabet', 'target_len', *self.required_keys):
+    self.source = sources.select(d, self.SOURCES, 'tsv')
+    required = () if self.source.tfds else self.source.keys  # TFDS splits have defaults
+    for key in ('alphabet', 'target_len', *required):
       if key not in d:
         raise UserError(f'config.data.{key} is missing (task {config.task!r})')
     alphabet = str(d.alphabet)
@@ -71,13 +67,12 @@ class FileToTextTask(base.Task):
     raise NotImplementedError
 
   def tsv_path(self, split: str) -> str:
-    """The split's TSV file: data.train_tsv / eval_tsv / test_tsv."""
-    key = SPLIT_KEYS[split]
-    tsv = str(self.data[key])
-    if not tsv:
-      raise UserError(f'data.{key} is empty: the {split} split needs a TSV file')
+    """The split's TSV file: data.train_tsv / eval_tsv / test_tsv, or a builder's."""
+    tsv = self.source.read('path', self.data, split)
     if not os.path.isfile(tsv):
-      raise UserError(f'{tsv} not found (data.{key})')
+      where = (f'data.{sources.SPLIT_PREFIX[split]}_tsv' if self.source.name == 'tsv'
+               else f'data source {self.source.name!r}')
+      raise UserError(f'{tsv} not found ({where})')
     return tsv
 
   # --- reading -------------------------------------------------------------------------------
@@ -112,7 +107,7 @@ class FileToTextTask(base.Task):
     if not out:
       raise UserError(f'{tsv}: no usable examples')
     note = f' ({bad.count} bad line(s) skipped)' if bad.count else ''
-    _log(f'{split}: {len(out):,} examples from {tsv}{note}')
+    base.log(f'{split}: {len(out):,} examples from {tsv}{note}')
     self._lines[split] = out
     return out
 

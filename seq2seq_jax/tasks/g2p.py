@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from seq2seq_jax.metrics import error_rates as text_metrics
-from seq2seq_jax.datasets import cmudict as cmudict_builder
+from seq2seq_jax.data import sources
 from seq2seq_jax.data.pipeline import EvalSet
 from seq2seq_jax.data.vocab import SymbolVocab
 from seq2seq_jax.errors import UserError
@@ -36,7 +36,7 @@ def _strip_stress(phonemes: str) -> str:
   return ' '.join(p.rstrip('012') for p in phonemes.split())
 
 
-class Task(base.Task):
+class Task(base.BaseTask):
   """The G2P task; see seq2seq_jax/tasks/base.py for the contract."""
 
   best_metric = 'wer'
@@ -49,7 +49,8 @@ class Task(base.Task):
       raise UserError(f"task 'g2p' reads data.name='cmudict_g2p', got {name!r}")
     if not self.buckets:
       raise UserError('config.data.buckets is missing: the padded lengths of G2P batches')
-    self.data_dir = config.data.get('data_dir', '')
+    self.source = sources.select(config.data, ('cmudict',), 'cmudict')
+    self.data_dir = config.data.get('data_dir', '')   # where the 'cmudict' source builds
     self.stress = bool(config.data.get('stress', True))
     self.src_vocab = SymbolVocab(GRAPHEMES)
     self.tgt_vocab = SymbolVocab(PHONEMES)
@@ -60,7 +61,7 @@ class Task(base.Task):
 
   def _pairs(self, split: str) -> list[tuple[str, str]]:
     if split not in self._pairs_cache:
-      pairs = cmudict_builder.load_split(self.data_dir, split)
+      pairs = list(self.source.read('pairs', self.data, split).pairs)
       if not self.stress:  # AH0 -> AH; a word's pronunciations that become equal count once
         pairs = list(dict.fromkeys((w, _strip_stress(p)) for w, p in pairs))
       self._pairs_cache[split] = pairs

@@ -6,19 +6,14 @@ tasks/file_inputs.py), `alphabet`, `target_len`, `image_size` (height, width), `
 count, resized to image_size (bilinear) and scaled to [-1, 1]; every batch has one shape,
 [batch, height, width, channels], which model.frontend='patches' or 'cnn' reads.
 
-`data.digit_strips` (a dict of seq2seq_jax/data/digit_strips.StripSpec fields, {} for the
+`data.digit_strips` (a dict of seq2seq_jax/datasets/digit_strips.StripSpec fields, {} for the
 defaults) replaces the three TSVs with strips of real handwritten digits, built once into
-`data.data_dir` (experiments/digits_ocr.py).
+`data.data_dir` (experiments/digits_ocr.py; the 'digit_strips' entry of data/sources.py).
 """
-import dataclasses
-import os
-
 from typing import Any
 
 import numpy as np
 
-from seq2seq_jax.datasets import cmudict as cmudict_builder
-from seq2seq_jax.datasets import digit_strips
 from seq2seq_jax.data import features
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import file_inputs
@@ -45,19 +40,9 @@ class Task(file_inputs.FileToTextTask):
   """See the module docstring; the contract is seq2seq_jax/tasks/base.py."""
 
   input_kind = 'image'
+  SOURCES = ('tsv', 'digit_strips')
 
   def __init__(self, config: Any):
-    strips = config.data.get('digit_strips', None)
-    self._strips = None
-    if strips is not None:
-      fields = {f.name for f in dataclasses.fields(digit_strips.StripSpec)}
-      unknown = sorted(set(strips) - fields)
-      if unknown:
-        raise UserError(f'data.digit_strips: unknown key(s) {unknown} (known: {sorted(fields)})')
-      self._strips = digit_strips.StripSpec(**{
-          k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in dict(strips).items()})
-      self._strips.check()
-      self.required_keys = ()
     super().__init__(config)
     size = tuple(self.data.get('image_size', ()))
     if len(size) != 2 or min(size) < 1:
@@ -69,12 +54,6 @@ class Task(file_inputs.FileToTextTask):
 
   def load_input(self, path: str) -> np.ndarray:
     return load_image(path, self.image_size, self.channels)
-
-  def tsv_path(self, split: str) -> str:
-    if self._strips is None:
-      return super().tsv_path(split)
-    root = cmudict_builder.default_data_dir(str(self.data.get('data_dir', '')))
-    return os.path.join(digit_strips.build(root, self._strips), f'{split}.tsv')
 
   def dummy_batch(self, rows: int) -> dict[str, np.ndarray]:
     return {'inputs': np.zeros((rows, *self.image_size, self.channels), np.float32),

@@ -12,11 +12,11 @@ Data (config.data):
       'speech' (16 kHz int16) and 'text'), read without TensorFlow (array_record; prepare it
       with `tfds build librispeech --file_format=array_record`). Split names join with '+'.
   spoken_digits
-      instead of the TSVs: a dict of seq2seq_jax/data/spoken_digits.SpokenDigitSpec fields ({}
-      for the defaults): connected digit strings spoken by eSpeak NG, built once into
+      instead of the TSVs: a dict of seq2seq_jax/datasets/spoken_digits.SpokenDigitSpec fields
+      ({} for the defaults): connected digit strings spoken by eSpeak NG, built once into
       data_dir (experiments/spoken_digits.py).
   fillets
-      instead of the TSVs: a dict of seq2seq_jax/data/fillets_speech.FilletsSpec fields ({}
+      instead of the TSVs: a dict of seq2seq_jax/datasets/fillets_speech.FilletsSpec fields ({}
       for the defaults): the Czech voice recordings of Debian's fillets-ng-data-cs with their
       lines (experiments/fillets_czech.py).
   cache_audio
@@ -47,22 +47,17 @@ and character edit distance over the reference's length, in percent, summed over
 and 'accuracy' (share of exactly right transcripts); the best checkpoint has the lowest
 validation WER.
 """
-import dataclasses
 import functools
-import importlib
 import json
 import os
 import re
-import sys
 from typing import Any, Sequence
 
 import numpy as np
 
-from seq2seq_jax.datasets import cmudict as cmudict_builder
 from seq2seq_jax.data import corpus as corpus_lib
 from seq2seq_jax.data import features
 from seq2seq_jax.data import spm as spm_lib
-from seq2seq_jax.data import tfds_raw
 from seq2seq_jax.data.vocab import EOS_ID, NUM_SPECIAL
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import base
@@ -70,17 +65,9 @@ from seq2seq_jax.tasks import file_inputs
 
 SAMPLE_RATE = 16_000
 TARGETS = ('chars', 'sentencepiece')
-def _log(msg: str) -> None:
-  import jax  # pylint: disable=g-import-not-at-top
-  if jax.process_index() == 0:
-    print(msg, file=sys.stderr, flush=True)
-
-
-# data.<key>: a corpus built once into data_dir by seq2seq_jax/data/<module>.build(root, spec).
-BUILTIN = {'spoken_digits': ('spoken_digits', 'SpokenDigitSpec'),
-           'fillets': ('fillets_speech', 'FilletsSpec')}
-TFDS_SPLITS = {'train': ('train_split', 'train_clean100+train_clean360+train_other500'),
-               'validation': ('eval_split', 'dev_clean'), 'test': ('test_split', 'test_clean')}
+# The TFDS source's split names when data.train_split etc. are not set: LibriSpeech's.
+TFDS_SPLITS = {'train': 'train_clean100+train_clean360+train_other500',
+               'validation': 'dev_clean', 'test': 'test_clean'}
 
 
 class Waveform:
@@ -156,30 +143,11 @@ class Task(file_inputs.FileToTextTask):
 
   input_kind = 'audio'
   best_metric = 'wer'
+  SOURCES = ('tsv', 'spoken_digits', 'fillets', 'tfds')
 
   def __init__(self, config: Any):
-    d = config.data
-    self.tfds_name = str(d.get('tfds_name', '') or '')
-    # A built-in corpus instead of the TSVs: (builder module, its spec) or None.
-    self._builtin = None
-    for key in BUILTIN:
-      if d.get(key, None) is not None and not self.tfds_name:
-        if self._builtin is not None:
-          raise UserError(f'data.{key} and data.{self._builtin[2]} are both set: choose one')
-        module = importlib.import_module(f'seq2seq_jax.datasets.{BUILTIN[key][0]}')
-        cls = getattr(module, BUILTIN[key][1])
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d[key]) - fields)
-        if unknown:
-          raise UserError(f'data.{key}: unknown key(s) {unknown} (known: {sorted(fields)})')
-        spec = cls(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
-                      for k, v in dict(d[key]).items()})
-        if hasattr(spec, 'check'):
-          spec.check()
-        self._builtin = (module, spec, key)
-    if self.tfds_name or self._builtin is not None:
-      self.required_keys = ()
     super().__init__(config)
+    d = config.data
     self.lowercase = bool(d.get('lowercase', True))
     self.cache_audio = bool(d.get('cache_audio', True))
     self.targets = str(d.get('targets', 'chars'))
@@ -208,15 +176,11 @@ class Task(file_inputs.FileToTextTask):
     workdir/spm/speech.model on first use; loads it on resume and in predict mode."""
     if self.targets != 'sentencepiece':
       return
-    path = os.path.join(workdir, 'spm', 'speech.model')
-    spm_lib.train_once(lambda: [t for _, t in self._read_split('train')], path,
-                       vocab_size=self.tgt_vocab_size,
-                       model_type=str(self.data.get('spm_model_type', 'unigram')),
-                       seed=self.seed)
-    self._sp = spm_lib.load(path)
-    if self._sp.get_piece_size() > self.tgt_vocab_size:
-      raise UserError(f'{path} has {self._sp.get_piece_size()} pieces, more than '
-                      f'data.spm_vocab_size={self.tgt_vocab_size}')
+    self._sp, _ = spm_lib.setup(lambda: [t for _, t in self._read_split('train')],
+                                os.path.join(workdir, 'spm', 'speech.model'),
+                                vocab_size=self.tgt_vocab_size, size_key='data.spm_vocab_size',
+                                model_type=str(self.data.get('spm_model_type', 'unigram')),
+                                seed=self.seed)
 
   def encode_text(self, text: str) -> np.ndarray:
     if self._sp is None and self.targets == 'sentencepiece':
@@ -243,16 +207,9 @@ class Task(file_inputs.FileToTextTask):
   def load_input(self, path: str) -> Waveform:
     return Waveform(read_audio(path))
 
-  def tsv_path(self, split: str) -> str:
-    if self._builtin is None:
-      return super().tsv_path(split)
-    module, spec, _ = self._builtin
-    root = cmudict_builder.default_data_dir(str(self.data.get('data_dir', '')))
-    return os.path.join(module.build(root, spec), f'{split}.tsv')
-
   def _read_split(self, split: str) -> list[tuple[str, str]]:
     if split not in self._lines:
-      if self.tfds_name:
+      if self.source.name == 'tfds':
         self._lines[split] = self._read_tfds(split)
       else:
         lines = super()._read_split(split)
@@ -262,43 +219,42 @@ class Task(file_inputs.FileToTextTask):
   def _read_tfds(self, split: str) -> list[tuple[str, str]]:
     """(key, transcript) per utterance of a librispeech-style TFDS split (data/tfds_raw.py:
     tfds.features.Audio needs TensorFlow, so the records are read without feature classes)."""
-    name = self.tfds_name
-    key, default = TFDS_SPLITS[split]
-    tsplit = str(self.data.get(key, default))
-    data_dir = cmudict_builder.default_data_dir(str(self.data.get('data_dir', '')))
+    name = str(self.data.tfds_name)
     audio_key = str(self.data.get('tfds_audio_key', 'speech'))
     text_key = str(self.data.get('tfds_text_key', 'text'))
-    source = tfds_raw.RawSource(name, tsplit, data_dir)
-    if source.features and not {audio_key, text_key} <= set(source.features):
-      raise UserError(f'{name} has features {sorted(source.features)}; the speech task reads '
-                      f'{audio_key!r} and {text_key!r} (data.tfds_audio_key, '
-                      'data.tfds_text_key)')
+
+    def check(have):
+      if not {audio_key, text_key} <= set(have):
+        raise UserError(f'{name} has features {have}; the speech task reads '
+                        f'{audio_key!r} and {text_key!r} (data.tfds_audio_key, '
+                        'data.tfds_text_key)')
+
+    source = self.source.read('tfds', self.data, split, default_splits=TFDS_SPLITS, raw=True,
+                              check=check)
+    tsplit = source.split
     rate = re.search(r'"sampleRate":\s*"?(\d+)', json.dumps(source.features.get(audio_key, {})))
     if rate and int(rate.group(1)) != SAMPLE_RATE:
       raise UserError(f'{name}: {audio_key!r} is sampled at {rate.group(1)} Hz; the speech '
                       f'task reads {SAMPLE_RATE} Hz')
     items, skipped = [], 0
-    for start in range(0, len(source), 256):
-      batch = source.__getitems__(range(start, min(start + 256, len(source))))
-      for i, ex in enumerate(batch, start):
-        if audio_key not in ex or text_key not in ex:
-          raise UserError(f'{name}/{tsplit}: record {i} has no {audio_key!r} or {text_key!r} '
-                          f'(it has {sorted(ex)})')
-        text = self.normalize(corpus_lib.text_of(ex[text_key][0]) if ex[text_key] else '')
-        pcm = to_pcm16_ints(ex[audio_key])
-        if not text or not len(pcm):
-          skipped += 1
-          continue
-        k = f'tfds:{name}/{tsplit}/{i}'
-        self._arrays[k] = (Waveform(pcm) if self.cache_audio else LazyWaveform(
-            functools.partial(_tfds_pcm, source, i, audio_key), len(pcm)))
-        items.append((k, text))
+    for i, ex in source.records(256):
+      if audio_key not in ex or text_key not in ex:
+        raise UserError(f'{name}/{tsplit}: record {i} has no {audio_key!r} or {text_key!r} '
+                        f'(it has {sorted(ex)})')
+      text = self.normalize(corpus_lib.text_of(ex[text_key][0]) if ex[text_key] else '')
+      pcm = to_pcm16_ints(ex[audio_key])
+      if not text or not len(pcm):
+        skipped += 1
+        continue
+      k = f'tfds:{name}/{tsplit}/{i}'
+      self._arrays[k] = (Waveform(pcm) if self.cache_audio else LazyWaveform(
+          functools.partial(_tfds_pcm, source, i, audio_key), len(pcm)))
+      items.append((k, text))
     if not items:
       raise UserError(f'tfds:{name}/{tsplit}: no utterances with transcripts')
     note = f' ({skipped} empty skipped)' if skipped else ''
     hours = sum(len(self._arrays[k]) for k, _ in items) / SAMPLE_RATE / 3600
-    _log(f'{split}: {len(items):,} utterances, {hours:.2f} h from tfds:{name}/{tsplit} '
-         f'({source.folder}){note}')
+    base.log(f'{split}: {len(items):,} utterances, {hours:.2f} h from {source.origin}{note}')
     return items
 
   # --- the trainer's interface -------------------------------------------------------------

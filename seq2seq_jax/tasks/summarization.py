@@ -36,10 +36,8 @@ each x 100, as eval/rouge1, eval/rouge2, eval/rougeL, eval/bleu; the best checkp
 one with the highest ROUGE-L.
 """
 import collections
-import json
 import os
 import re
-import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -47,12 +45,14 @@ import numpy as np
 from seq2seq_jax.metrics import summaries as summary_metrics
 from seq2seq_jax.data import corpus as corpus_lib
 from seq2seq_jax.data import pipeline
+from seq2seq_jax.data import sources
 from seq2seq_jax.data import spm as spm_lib
+from seq2seq_jax.data import vocab as vocab_lib
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, SPECIALS, UNK_ID
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import base
 
-SOURCES = ('tfds', 'files', 'tsv', 'pydoc')
+SOURCES = ('tfds', 'files', 'tsv', 'pydoc')   # the entries of data/sources.py it reads
 SPLITS = ('train', 'validation', 'test')
 VOCAB_TYPES = ('word', 'sentencepiece')
 _WORD = re.compile(r'\w+|[^\w\s]')
@@ -60,17 +60,7 @@ _WORD = re.compile(r'\w+|[^\w\s]')
 TFDS_FEATURES = {'cnn_dailymail': ('article', 'highlights'), 'gigaword': ('document', 'summary')}
 _KEYS = ('source', 'vocab_type', 'vocab_size', 'lowercase', 'max_source_len', 'max_target_len',
          'buckets', 'bad_pairs', 'data_dir', 'eval_batch_size', 'eval_max_examples')
-_SOURCE_KEYS = {'tfds': ('tfds_name', 'src_feature', 'tgt_feature', 'train_split', 'eval_split',
-                         'test_split'),
-                'files': ('train_files', 'eval_files', 'test_files'),
-                'tsv': ('train_tsv', 'eval_tsv', 'test_tsv'),
-                'pydoc': ('pydoc',)}
-
-
-def _log(msg: str) -> None:
-  import jax  # pylint: disable=g-import-not-at-top
-  if jax.process_index() == 0:
-    print(msg, file=sys.stderr, flush=True)
+_TFDS_KEYS = ('src_feature', 'tgt_feature')   # beyond the tfds source's own keys
 
 
 def tokenize(text: str, lowercase: bool = False) -> list[str]:
@@ -94,7 +84,7 @@ def _check_config(config: Any) -> None:
   source = d.get('source', None)
   if source not in SOURCES:
     raise UserError(f'data.source must be one of {SOURCES}, got {source!r}')
-  for key in _KEYS + _SOURCE_KEYS[source]:
+  for key in _KEYS + sources.get(source).keys + (_TFDS_KEYS if source == 'tfds' else ()):
     if key not in d:
       raise UserError(f'config.data.{key} is missing (task summarization: see '
                       'summarization_data() in experiments/common.py)')
@@ -116,7 +106,7 @@ def _check_config(config: Any) -> None:
     raise UserError('model.copy needs model.max_oovs >= 1 (temporary ids per source)')
 
 
-class Task(base.Task):
+class Task(base.BaseTask):
   """Summarization of data.source; see the module docstring."""
 
   best_metric = 'rougeL'
@@ -133,6 +123,7 @@ class Task(base.Task):
     self.copy = bool(model.get('copy', False))
     self.max_oovs = int(model.get('max_oovs', 0)) if self.copy else 0
     self.buckets = tuple(sorted(int(b) for b in d.buckets))
+    self.source = sources.select(d, SOURCES, d.source)
     self._pairs: dict[str, list[tuple[str, str]]] = {}
     self._words: dict[str, int] | None = None      # word -> id (vocab_type='word')
     self._symbols: list[str] = []
@@ -148,103 +139,57 @@ class Task(base.Task):
     return self._pairs[split]
 
   def _read(self, split: str) -> list[tuple[str, str]]:
-    d = self.data
-    key = {'train': 'train', 'validation': 'eval', 'test': 'test'}[split]
-    skipped, origin = 0, ''
-    if d.source == 'pydoc':
-      pairs, origin = self._read_pydoc(split)
-    elif d.source == 'tfds':
-      pairs, skipped, origin = self._read_tfds(d[f'{key}_split'])
-    else:
-      c = corpus_lib.read_user_split(d, key, split)
-      pairs, skipped, origin = c.pairs, c.skipped, c.origin
-    if not pairs:
-      raise UserError(f'{origin}: no (source, summary) pairs')
-    note = f' ({skipped} bad pair(s) skipped)' if skipped else ''
-    _log(f'{split}: {len(pairs):,} pairs from {origin}{note}')
-    return pairs
+    kw = dict(features=self._tfds_features(), check=self._check_tfds) if self.source.tfds else {}
+    c = self.source.read('pairs', self.data, split, **kw).read()
+    if not c.pairs:
+      raise UserError(f'{c.origin}: no (source, summary) pairs')
+    note = f' ({c.skipped} bad pair(s) skipped)' if c.skipped else ''
+    base.log(f'{split}: {len(c.pairs):,} pairs from {c.origin}{note}')
+    return c.pairs
 
-  def _read_pydoc(self, split: str) -> tuple[list[tuple[str, str]], str]:
-    from seq2seq_jax.datasets import cmudict as cmudict_builder  # pylint: disable=g-import-not-at-top
-    from seq2seq_jax.datasets import pydoc_pairs  # pylint: disable=g-import-not-at-top
-    fields = dict(self.data.pydoc)
-    for k in ('packages', 'split_percent'):
-      if k in fields:
-        fields[k] = tuple(fields[k])
-    try:
-      spec = pydoc_pairs.PydocSpec(**fields)
-    except TypeError as e:
-      raise UserError(f'data.pydoc: {e}') from None
-    folder = pydoc_pairs.build(cmudict_builder.default_data_dir(self.data.data_dir), spec)
-    path = os.path.join(folder, f'{split}.jsonl')
-    with open(path, encoding='utf-8') as f:
-      rows = [json.loads(line) for line in f]
-    return [(r['source'], r['target']) for r in rows], path
-
-  def _read_tfds(self, split: str) -> tuple[list[tuple[str, str]], int, str]:
-    from seq2seq_jax.datasets import cmudict as cmudict_builder  # pylint: disable=g-import-not-at-top
+  def _tfds_features(self) -> tuple[str, str]:
+    """The TFDS source's (source, summary) features: data.src_feature / tgt_feature, else
+    those of a dataset in TFDS_FEATURES."""
     d = self.data
-    data_dir = cmudict_builder.default_data_dir(d.data_dir)
     known = TFDS_FEATURES.get(d.tfds_name.partition('/')[0], ('', ''))
     src_key, tgt_key = d.src_feature or known[0], d.tgt_feature or known[1]
     if not (src_key and tgt_key):
       raise UserError(f'data.src_feature and data.tgt_feature must name the features of '
                       f'{d.tfds_name} (known defaults: {TFDS_FEATURES})')
+    return src_key, tgt_key
 
-    def check(builder):
-      have = sorted(builder.info.features.keys())
-      if {src_key, tgt_key} - set(have):
-        raise UserError(f'{d.tfds_name} has features {have}; data.src_feature={src_key!r} '
-                        f'and data.tgt_feature={tgt_key!r} must be two of them')
-
-    source = corpus_lib.tfds_source(d.tfds_name, split, data_dir, check=check)
-    pairs, skipped = [], 0
-    for start in range(0, len(source), 4096):
-      for ex in source.__getitems__(list(range(start, min(start + 4096, len(source))))):
-        s = corpus_lib.text_of(ex[src_key]).strip()
-        t = corpus_lib.text_of(ex[tgt_key]).strip()
-        if s and t:
-          pairs.append((s, t))
-        else:
-          skipped += 1
-    return pairs, skipped, f'tfds:{d.tfds_name}/{split} ({data_dir})'
+  def _check_tfds(self, have: list[str]) -> None:
+    src_key, tgt_key = self._tfds_features()
+    if {src_key, tgt_key} - set(have):
+      raise UserError(f'{self.data.tfds_name} has features {have}; data.src_feature='
+                      f'{src_key!r} and data.tgt_feature={tgt_key!r} must be two of them')
 
   # --- vocabulary ------------------------------------------------------------------------------
   def setup(self, workdir: str) -> None:
     """Counts the training words into workdir/vocab.txt (or trains SentencePiece into
     workdir/spm/) on first use; loads it on resume and in predict mode."""
     if self.data.vocab_type == 'sentencepiece':
-      path = os.path.join(workdir, 'spm', 'shared.model')
-      spm_lib.train_once(lambda: [s for p in self.pairs('train') for s in p], path,
-                         vocab_size=self.src_vocab_size,
-                         model_type=self.data.get('spm_model_type', 'bpe'),
-                         max_sentences=int(self.data.get('spm_train_sentences', 1_000_000)),
-                         seed=self.seed)
-      self._sp = spm_lib.load(path)
-      if self._sp.get_piece_size() > self.src_vocab_size:
-        raise UserError(f'{path} has {self._sp.get_piece_size()} pieces, more than '
-                        f'data.vocab_size={self.src_vocab_size}')
+      self._sp, _ = spm_lib.setup(
+          lambda: [s for p in self.pairs('train') for s in p],
+          os.path.join(workdir, 'spm', 'shared.model'), vocab_size=self.src_vocab_size,
+          size_key='data.vocab_size', model_type=self.data.get('spm_model_type', 'bpe'),
+          max_sentences=int(self.data.get('spm_train_sentences', 1_000_000)), seed=self.seed)
       return
-    path = os.path.join(workdir, 'vocab.txt')
-    if os.path.isfile(path):
-      with open(path, encoding='utf-8') as f:
-        words = [w for w in f.read().split('\n') if w]
-    else:
+
+    def count():
       counts = collections.Counter()
       for s, t in self.pairs('train'):
         counts.update(self._words_of(s, self.max_source_len))
         counts.update(self._words_of(t, self.max_target_len))
-      words = sorted(counts, key=lambda w: (-counts[w], w))[:self.tgt_vocab_size - NUM_SPECIAL]
-      import jax  # pylint: disable=g-import-not-at-top
-      if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(path + '.tmp', 'w', encoding='utf-8') as f:
-          f.write(''.join(w + '\n' for w in words))
-        os.replace(path + '.tmp', path)
+      return counts
+
+    words, counts = vocab_lib.word_list(os.path.join(workdir, 'vocab.txt'), count,
+                                        self.tgt_vocab_size)
+    if counts is not None:
       seen = sum(counts.values())
       covered = sum(counts[w] for w in words)
-      _log(f'vocabulary: {len(words):,} of {len(counts):,} training words (table of '
-           f'{self.tgt_vocab_size:,}), covering {100 * covered / max(seen, 1):.1f}% of tokens')
+      base.log(f'vocabulary: {len(words):,} of {len(counts):,} training words (table of '
+               f'{self.tgt_vocab_size:,}), covering {100 * covered / max(seen, 1):.1f}% of tokens')
     self._symbols = list(SPECIALS) + words
     self._words = {w: i + NUM_SPECIAL for i, w in enumerate(words)}
 

@@ -16,7 +16,6 @@ on WMT test sets, so the BLEU is comparable with published sacreBLEU numbers.
 """
 import itertools
 import os
-import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,30 +24,20 @@ from seq2seq_jax.metrics import bleu
 from seq2seq_jax.data import corpus as corpus_lib
 from seq2seq_jax.data import packing
 from seq2seq_jax.data import pipeline
+from seq2seq_jax.data import sources
 from seq2seq_jax.data import spm as spm_lib
 from seq2seq_jax.data import token_cache
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, UNK_ID
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import base
 
-SOURCES = ('tfds', 'files', 'tsv', 'num2words')
+SOURCES = ('tfds', 'files', 'tsv', 'num2words')   # the entries of data/sources.py it reads
 SPLITS = ('train', 'validation', 'test')
 _COMMON_KEYS = ('source', 'src_lang', 'tgt_lang', 'bad_pairs', 'vocab_type', 'spm_model_type',
                 'shared_vocab', 'spm_train_sentences', 'max_len', 'packing', 'eval_batch_size',
                 'eval_max_examples')
-_SOURCE_KEYS = {'tfds': ('tfds_name', 'data_dir', 'train_split', 'eval_split', 'test_split'),
-                'files': ('train_files', 'eval_files', 'test_files'),
-                'tsv': ('train_tsv', 'eval_tsv', 'test_tsv'),
-                'num2words': ('num2words_max',)}
 
 Pairs = tuple[list[np.ndarray], list[np.ndarray]]
-
-
-def _log(msg: str) -> None:
-  """Process 0 reports on stderr: stdout carries only results (eval JSON, predictions)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  if jax.process_index() == 0:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _check_config(config: Any) -> None:
@@ -59,7 +48,7 @@ def _check_config(config: Any) -> None:
     raise UserError(f'data.source must be one of {SOURCES}, got {source!r}')
   vocab_keys = ('vocab_size',) if d.get('shared_vocab', True) else ('src_vocab_size',
                                                                      'tgt_vocab_size')
-  for key in _COMMON_KEYS + _SOURCE_KEYS[source] + vocab_keys:
+  for key in _COMMON_KEYS + sources.get(source).keys + vocab_keys:
     if key not in d:
       raise UserError(f'config.data.{key} is missing (task translation: see '
                       'translation_data() in experiments/common.py)')
@@ -90,7 +79,7 @@ def _check_config(config: Any) -> None:
                       'tokens) and model.positions is learned')
 
 
-class Task(base.Task):
+class Task(base.BaseTask):
   """Translation from data.src_lang to data.tgt_lang; see seq2seq_jax/tasks/base.py."""
 
   best_metric = 'bleu'
@@ -105,6 +94,7 @@ class Task(base.Task):
       self.src_vocab_size = self.tgt_vocab_size = int(d.vocab_size)
     else:
       self.src_vocab_size, self.tgt_vocab_size = int(d.src_vocab_size), int(d.tgt_vocab_size)
+    self.source = sources.select(d, SOURCES, d.source)
     self._corpora: dict[str, corpus_lib.Corpus] = {}
     self._sp_src = self._sp_tgt = None
     self._spm_paths: list[str] = []
@@ -122,22 +112,15 @@ class Task(base.Task):
 
   def _stream(self, split: str) -> corpus_lib.Stream:
     """The pairs of `split`, read as they are consumed."""
-    d = self.data
-    key = {'train': 'train', 'validation': 'eval', 'test': 'test'}[split]
-    if d.source == 'tfds':
-      return corpus_lib.stream_tfds(d.tfds_name, d[f'{key}_split'], d.src_lang, d.tgt_lang,
-                                    d.data_dir)
-    if d.source == 'num2words':
-      c = corpus_lib.read_num2words(split, d.src_lang, d.tgt_lang, int(d.num2words_max))
-      return corpus_lib.Stream(iter(c.pairs), c.origin, corpus_lib.BadPairs('skip'))
-    return corpus_lib.stream_user_split(d, key, split)
+    kw = dict(features=(self.data.src_lang, self.data.tgt_lang)) if self.source.tfds else {}
+    return self.source.read('pairs', self.data, split, **kw)
 
   def _read(self, split: str) -> corpus_lib.Corpus:
     c = self._stream(split).read()
     if not c.pairs:
       raise UserError(f'{c.origin}: no sentence pairs')
     note = f' ({c.skipped} bad pair(s) skipped)' if c.skipped else ''
-    _log(f'{split}: {len(c.pairs):,} pairs from {c.origin}{note}')
+    base.log(f'{split}: {len(c.pairs):,} pairs from {c.origin}{note}')
     return c
 
   def _uses_cache(self) -> bool:
@@ -161,37 +144,24 @@ class Task(base.Task):
     loaded and no data is read.
     """
     d = self.data
-    kw = dict(model_type=d.spm_model_type, max_sentences=int(d.spm_train_sentences),
-              seed=self.seed)
-    base = os.path.join(workdir, 'spm')
-    text = self._train_sentences
+    # (file name, which side's sentences, vocabulary size, the key that sets it)
     if self.shared:
-      paths = [os.path.join(base, 'shared.model')]
-      trained = [spm_lib.train_once(lambda: text(None), paths[0], vocab_size=self.src_vocab_size,
-                                    **kw)]
+      models = [('shared', None, self.src_vocab_size, 'data.vocab_size')]
     else:
-      paths = [os.path.join(base, 'source.model'), os.path.join(base, 'target.model')]
-      trained = [spm_lib.train_once(lambda: text(0), paths[0], vocab_size=self.src_vocab_size,
-                                    **kw),
-                 spm_lib.train_once(lambda: text(1), paths[1], vocab_size=self.tgt_vocab_size,
-                                    **kw)]
-    models = [spm_lib.load(p) for p in paths]
-    for path, sp, was_trained in zip(paths, models, trained):
-      self._check_model(path, sp)
-      _log(f'sentencepiece {d.spm_model_type}: {"trained" if was_trained else "loaded"} '
-           f'{path} ({sp.get_piece_size():,} pieces)')
-    self._sp_src, self._sp_tgt = models[0], models[-1]
+      models = [('source', 0, self.src_vocab_size, 'data.src_vocab_size'),
+                ('target', 1, self.tgt_vocab_size, 'data.tgt_vocab_size')]
+    paths, loaded = [], []
+    for name, side, size, key in models:
+      path = os.path.join(workdir, 'spm', f'{name}.model')
+      sp, trained = spm_lib.setup(lambda side=side: self._train_sentences(side), path,
+                                  vocab_size=size, size_key=key, model_type=d.spm_model_type,
+                                  max_sentences=int(d.spm_train_sentences), seed=self.seed)
+      base.log(f'sentencepiece {d.spm_model_type}: {"trained" if trained else "loaded"} '
+               f'{path} ({sp.get_piece_size():,} pieces)')
+      paths.append(path)
+      loaded.append(sp)
+    self._sp_src, self._sp_tgt = loaded[0], loaded[-1]
     self._spm_paths, self._workdir = paths, workdir
-
-  def _check_model(self, path: str, sp) -> None:
-    want = self.tgt_vocab_size if path.endswith('target.model') else self.src_vocab_size
-    if sp.get_piece_size() > want:
-      raise UserError(f'{path} has {sp.get_piece_size()} pieces, more than the configured '
-                      f'vocabulary ({want})')
-    ids = (sp.pad_id(), sp.bos_id(), sp.eos_id(), sp.unk_id())
-    if ids != (PAD_ID, BOS_ID, EOS_ID, UNK_ID):
-      raise UserError(f'{path} has pad/bos/eos/unk ids {ids}; this codebase needs '
-                      f'{(PAD_ID, BOS_ID, EOS_ID, UNK_ID)}')
 
   def _need_setup(self) -> None:
     if self._sp_src is None:
@@ -228,7 +198,7 @@ class Task(base.Task):
     whose changes leave the training cache valid), and files' sizes and times."""
     d = self.data
     keys = ('source', 'src_lang', 'tgt_lang', 'bad_pairs') + tuple(
-        k for k in _SOURCE_KEYS[d.source] if not k.startswith(('eval_', 'test_')))
+        k for k in self.source.keys if not k.startswith(('eval_', 'test_')))
     out = {k: list(d[k]) if isinstance(d[k], (tuple, list)) else d[k] for k in keys}
     if d.source == 'files':
       out['stat'] = token_cache.file_fingerprint(d.train_files)
@@ -257,13 +227,13 @@ class Task(base.Task):
 
     pairs, built = token_cache.open_or_build(
         prefix, chunks, encode, vocab_size=max(self.src_vocab_size, self.tgt_vocab_size),
-        source=source, log=_log, extra=extra)
+        source=source, log=base.log, extra=extra)
     meta = pairs.meta
     if not len(pairs):
       raise UserError(f'{meta["origin"]}: no sentence pairs')
     note = f' ({meta["skipped"]} bad pair(s) skipped)' if meta['skipped'] else ''
-    _log(f'train: {len(pairs):,} pairs from {meta["origin"]}{note}, '
-         f'{"tokenized" if built else "read from the token cache"} {prefix}.array_record')
+    base.log(f'train: {len(pairs):,} pairs from {meta["origin"]}{note}, '
+             f'{"tokenized" if built else "read from the token cache"} {prefix}.array_record')
     return pairs
 
   def _eval_pairs(self, split: str) -> list[tuple[str, str]]:
@@ -297,8 +267,8 @@ class Task(base.Task):
     if self.data.packing:
       batcher = packing.PackedBatcher(pairs, max_len=max_len, **kw)
       if shuffle:
-        _log(f'packing: {len(batcher.keep):,} pairs, rows of {max_len} tokens '
-             f'{100 * batcher.fill:.0f}% full, {batcher.batches_per_epoch:,} batches per epoch')
+        base.log(f'packing: {len(batcher.keep):,} pairs, rows of {max_len} tokens '
+                 f'{100 * batcher.fill:.0f}% full, {batcher.batches_per_epoch:,} batches per epoch')
       return batcher
     return pipeline.TokenBatcher(pairs, buckets=tuple(self.data.buckets), max_len=max_len, **kw)
 
@@ -324,6 +294,6 @@ class Task(base.Task):
     """
     scores, signature = bleu.corpus_scores(hyps, refs, tgt_lang=self.data.tgt_lang)
     if not self._announced and signature:
-      _log(f'sacreBLEU signature: {signature}')
+      base.log(f'sacreBLEU signature: {signature}')
       self._announced = True
     return scores

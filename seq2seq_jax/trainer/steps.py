@@ -7,7 +7,6 @@ draws exactly the same dropout masks as an uninterrupted one.
 from typing import Any, Callable
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -16,6 +15,7 @@ from jax import lax
 from seq2seq_jax.decoding import search as decoding
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.models.base import Model
 from seq2seq_jax.models.layers import constrain, ctc_greedy, ctc_log_likelihood
 
 
@@ -74,7 +74,7 @@ def split_microbatches(batch: dict[str, jax.Array], k: int) -> dict[str, jax.Arr
   return jax.tree.map(split, batch)
 
 
-def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
+def make_train_step(model: Model, tx: optax.GradientTransformation,
                     schedule: Callable[[jax.Array], jax.Array], config: Any) -> Callable:
   """Returns train_step(state, batch) -> (state, metrics).
 
@@ -91,7 +91,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   dropout_root = jax.random.fold_in(jax.random.key(config.seed), 0x5EED)
   smoothing = float(config.get('label_smoothing', 0.0))
   accum = int(config.get('grad_accum_steps', 1))
-  attention_weight = 1.0 - float(getattr(model, 'ctc_weight', 0.0))
+  attention_weight = 1.0 - float(model.ctc_weight)
   if accum < 1:
     raise UserError(f'grad_accum_steps must be >= 1, got {accum}')
 
@@ -132,7 +132,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   return train_step
 
 
-def make_eval_step(model: nn.Module) -> Callable:
+def make_eval_step(model: Model) -> Callable:
   """Returns eval_step(params, batch) -> summed NLL, token count and token accuracy hits."""
 
   def eval_step(params, batch):
@@ -202,7 +202,7 @@ def ctc_rescore(seqs: jax.Array, scores: jax.Array, logits: jax.Array, mask: jax
   return jnp.take_along_axis(seqs, best[:, None, None], axis=1)[:, 0]
 
 
-def make_predict_step(model: nn.Module, decode_config: Any) -> Callable:
+def make_predict_step(model: Model, decode_config: Any) -> Callable:
   """Returns predict_step(params, inputs, rng) -> the output sequences int32 [B, max_len].
 
   `inputs` is a dict holding 'inputs' (ids [B, S], features [B, T, F], waveforms [B, N] or

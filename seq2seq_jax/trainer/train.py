@@ -43,6 +43,8 @@ from seq2seq_jax.errors import UserError
 from seq2seq_jax.trainer.loop import StopSignal, TrainLoop
 from seq2seq_jax.trainer.metric_writer import MetricWriter, Progress
 from seq2seq_jax.models import build_model
+from seq2seq_jax.models.base import Model
+from seq2seq_jax.tasks.base import Task
 from seq2seq_jax.models import model_defaults
 from seq2seq_jax.models import frontends
 
@@ -68,8 +70,8 @@ class Run:
   config: Any
   mesh: jax.sharding.Mesh
   rules: Any
-  task: Any
-  model: nn.Module
+  task: Task                 # tasks/base.py: all the trainer reads of a task
+  model: Model               # models/base.py: all it reads of a model
   tx: Any
   schedule: Any
   abstract_state: Any        # ShapeDtypeStructs carrying the target shardings
@@ -122,7 +124,7 @@ def _check_grad_accum(config, mesh) -> None:
                     f'({k}) x the batch shards ({shards}) = {k * shards}')
 
 
-def setup(config, task: Any = None) -> Run:
+def setup(config, task: Task | None = None) -> Run:
   """Builds everything a mode needs; compiles lazily (on first call of each step).
 
   Args:
@@ -530,7 +532,6 @@ def _attention_map_writer(run: Run, directory: str):
     raise UserError(f'--attention_maps draws over images; task {run.config.task!r} reads '
                     f'{run.task.input_kind}')
   m = run.model
-  grid = frontends.grid_shape(m.frontend, *run.task.image_size, **frontends.sizes(m))
   os.makedirs(directory, exist_ok=True)
   model, rows = run.model, run.task.eval_batch_size
 
@@ -545,6 +546,7 @@ def _attention_map_writer(run: Run, directory: str):
       if os.path.exists(p):
         raise UserError(f'{p} exists: choose another --attention_maps directory')
     images = np.stack([x for _, _, x, _ in items])
+    grid = frontends.grid_shape(m.frontend, *images.shape[1:3], **frontends.sizes(m))
     outputs = np.stack([o for _, _, _, o in items])
     pad = rows - len(items)        # one batch shape (rows divide over the batch shards)
     batch = {'inputs': np.concatenate([images, np.zeros((pad, *images.shape[1:]),
