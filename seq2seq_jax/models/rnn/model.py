@@ -148,7 +148,6 @@ class Model(nn.Module):
   def out_width(self) -> int:
     return self.readout_dim or self.dec_hidden
 
-
   @property
   def _attention(self) -> type:
     return ATTENTIONS.get(self.attention)
@@ -172,7 +171,7 @@ class Model(nn.Module):
     if min(self.encoder_layers, self.decoder_layers, self.hidden_dim, self.emb_dim) < 1:
       raise UserError('model layers, hidden_dim and emb_dim must be positive')
     BRIDGES.build(self.bridge).check(self)
-    if self._attention.key_width(1, 1) is None and self._attention.attends and (
+    if self._attention.attends and not self._attention.projects_keys and (
         self.dec_hidden != self.enc_out):
       raise UserError(f'attention={self.attention!r} needs decoder_hidden_dim == the encoder '
                       f"output size ({self.enc_out}); 'general' has no such constraint")
@@ -217,9 +216,9 @@ class Model(nn.Module):
     self._bridge = BRIDGES.build(self.bridge)
     if self._bridge.attr:   # its layers are the model's, named as checkpoints hold them
       setattr(self, self._bridge.attr, self._bridge.modules(self, dt, init))
-    width = self._attention.key_width(self.dec_hidden, self.attention_dim or self.dec_hidden)
-    if width is not None:
-      self.source_keys = SourceKeys(width, init, dt)
+    if self._attention.projects_keys:
+      self.source_keys = SourceKeys(self._attention.key_width(
+          self.dec_hidden, self.attention_dim or self.dec_hidden), init, dt)
     if not self.tie_output:
       self.out_proj = layers.dense(self.tgt_vocab_size, ('embed', 'vocab'), dtype=dt, init=init)
     self.drop = nn.Dropout(self.dropout_rate)
@@ -268,10 +267,10 @@ class Model(nn.Module):
   def _source(self, inputs, memory, mask, finals) -> dict[str, jax.Array]:
     """What every decoder step reads from the encoder."""
     source = {}
-    if self._attention.attends:   # 'dot' (no source_keys): the keys are the annotations
+    if self._attention.projects_keys:
+      source = {'memory': memory, 'keys': self.source_keys(memory), 'mask': mask}
+    elif self._attention.attends:   # 'dot': the keys are the annotations themselves
       source = {'memory': memory, 'mask': mask}
-      if self._attention.key_width(1, 1) is not None:
-        source = {'memory': memory, 'keys': self.source_keys(memory), 'mask': mask}
     elif self._cho:  # c: the top layer's final state(s)
       fwd, bwd = finals[-1]
       source = {'context': fwd['h'] if bwd is None else jnp.concatenate([fwd['h'], bwd['h']], -1)}

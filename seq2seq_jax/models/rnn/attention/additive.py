@@ -41,7 +41,7 @@ class Additive(Attention):
   additive = True
 
   @classmethod
-  def key_width(cls, query_dim: int, attention_dim: int) -> int | None:
+  def key_width(cls, query_dim: int, attention_dim: int) -> int:
     return attention_dim
 
   def score(self, query, keys, coverage):

@@ -2,7 +2,8 @@
 masked softmax that turns scores into weights and a context vector.
 
 An attention family is a subclass of `Attention` that says how a query scores the source
-(`score`), how wide its precomputed keys are (`key_width`) and which decoder cell queries it
+(`score`), how wide its precomputed keys are (`key_width`, or `projects_keys = False` when the
+annotations themselves are the keys) and which decoder cell queries it
 (`family`: the name of a part in seq2seq_jax/models/rnn/decoder.py's DECODERS), registered under
 the name `model.attention` gives it. Which decoder state is the query (s_{i-1} before the step
 for Bahdanau, h_t after it for Luong) is the decoder's business; here a query scores every
@@ -37,7 +38,8 @@ class SourceKeys(nn.Module):
 class Attention(nn.Module):
   """Scores a query [B, Q] against keys [B, S, K]; returns (context [B, D], weights [B, S]).
 
-  Subclasses define `score`, and may set `family`, `additive` and `key_width`.
+  Subclasses define `score`, and may set `family`, `additive`, `projects_keys` and
+  `key_width`.
   """
   attention_dim: int = 0     # scorer size of additive families (the model resolves 0)
   init_fn: Callable | None = None
@@ -45,10 +47,11 @@ class Attention(nn.Module):
   family = 'luong'           # the decoder cell that queries it (decoder.DECODERS)
   additive = False           # coverage (See et al. 2017, Eq. 11) fits additive scores only
   attends = True             # False: no attention at all ('none')
+  projects_keys = True       # False: the annotations are the keys (no SourceKeys)
 
   @classmethod
-  def key_width(cls, query_dim: int, attention_dim: int) -> int | None:
-    """Width of the keys SourceKeys precomputes; None: the annotations are the keys."""
+  def key_width(cls, query_dim: int, attention_dim: int) -> int:
+    """Width of the keys SourceKeys precomputes once per sentence (projects_keys only)."""
     return query_dim
 
   def score(self, query: jax.Array, keys: jax.Array,
@@ -79,7 +82,4 @@ class NoAttention(Attention):
   reaches it through its initial state (and Cho et al.'s fixed context)."""
   family = 'plain'
   attends = False
-
-  @classmethod
-  def key_width(cls, query_dim: int, attention_dim: int) -> int | None:
-    return None
+  projects_keys = False

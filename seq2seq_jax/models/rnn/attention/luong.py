@@ -23,7 +23,4 @@ class General(_Multiplicative):
 
 @ATTENTIONS.register('dot')
 class Dot(_Multiplicative):
-
-  @classmethod
-  def key_width(cls, query_dim: int, attention_dim: int) -> int | None:
-    return None
+  projects_keys = False
