@@ -182,7 +182,7 @@ def test_bidirectional_layer_runs_both_cells_over_real_tokens(kind):
 def test_additive_attention_keeps_no_per_step_scores_for_the_backward_pass():
   """Bahdanau scores are rematerialised: the same values and gradients as the plain formula,
   and the teacher-forced gradient keeps no [T, B, S, A] tanh residual (smaller temporaries)."""
-  from seq2seq_jax.models import attention as attn_lib  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.models.rnn.attention import additive as attn_lib  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   keys, q, v = (jnp.asarray(rng.normal(size=shape), jnp.float32)
                 for shape in ((2, 5, 8), (2, 8), (8,)))

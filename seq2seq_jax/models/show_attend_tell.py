@@ -41,7 +41,7 @@ from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import base
 from seq2seq_jax.models import frontends
 from seq2seq_jax.models import layers
-from seq2seq_jax.models.rnn import make_cell
+from seq2seq_jax.models.rnn.cells import make_cell
 
 
 def _dense(features: int, names, dtype, name: str, use_bias: bool = True) -> nn.Module:

@@ -17,8 +17,8 @@ embedding mixes it with the vocabulary distribution over the extended vocabulary
 returns log-probabilities [B, T, tgt_vocab_size + max_oovs] as its logits (layers.copy_log_probs).
 
 Joint CTC-attention (`ctc_weight` > 0; Kim, Hori and Watanabe 2017): a linear CTC head on the
-encoder outputs (blank = the padding id 0) adds ctc_weight * CTC to (1 - ctc_weight) times the
-cross entropy; it also decodes alone (decode.method='ctc_greedy'). Audio inputs: `num_mels`,
+encoder outputs (models/ctc.py, shared with the RNN; blank = the padding id 0) adds
+ctc_weight * CTC to (1 - ctc_weight) times the cross entropy; it also decodes alone (decode.method='ctc_greedy'). Audio inputs: `num_mels`,
 `spec_augment` and `vtlp` set the audio frontends' features (models/frontends.py).
 
 Incremental decoding uses an explicit cache pytree (see Model.init_cache): per decoder layer,
@@ -35,6 +35,7 @@ from jax import lax
 from seq2seq_jax.decoding import search as decoding
 from seq2seq_jax.data.vocab import UNK_ID
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.models import ctc
 from seq2seq_jax.models import frontends
 from seq2seq_jax.models import layers
 from seq2seq_jax.models.layers import constrain
@@ -316,10 +317,7 @@ class Model(nn.Module):
         for i in range(self.num_decoder_layers)]
     if self.copy:   # p_gen from the decoder output and the input embedding
       self.p_gen = layers.dense(1, ('embed', None), dtype=dt)
-    if not 0.0 <= self.ctc_weight < 1.0:
-      raise UserError(f'model.ctc_weight must be in [0, 1), got {self.ctc_weight}')
-    if self.ctc_weight > 0:
-      self.ctc_proj = layers.dense(self.tgt_vocab_size, ('embed', 'vocab'), dtype=dt)
+    self.ctc_proj = ctc.head(self.ctc_weight, self.tgt_vocab_size, dt)
     if self.pre_norm:
       self.encoder_norm = _layer_norm(dt)
       self.decoder_norm = _layer_norm(dt)
@@ -469,13 +467,10 @@ class Model(nn.Module):
     encoded, src_mask = self.encode(batch['inputs'], inputs_mask=batch.get('inputs_mask'),
                                     inputs_segmentation=seg,
                                     inputs_position=batch.get('inputs_position'), train=train)
-    if self.ctc_weight > 0:
+    if self.ctc_proj is not None:
       if seg is not None:
         raise UserError('model.ctc_weight reads one pair per row: set data.packing=False')
-      logits, _ = self.ctc_logits(None, memory=encoded, mask=src_mask)
-      if 'targets' in batch:
-        self.sow('losses', 'ctc', self.ctc_weight * layers.ctc_loss_sum(
-            logits, src_mask, batch['targets']))
+      ctc.sow_loss(self, self.ctc_weight, ctc.logits(self.ctc_proj, encoded), src_mask, batch)
     return self.decode(encoded, src_mask, batch['decoder_inputs'],
                        inputs_segmentation=seg,
                        targets_segmentation=batch.get('targets_segmentation'),
@@ -485,13 +480,9 @@ class Model(nn.Module):
   def ctc_logits(self, inputs: jax.Array, inputs_mask: jax.Array | None = None,
                  memory=None, mask=None) -> tuple[jax.Array, jax.Array]:
     """The CTC head: (logits float32 [B, S', tgt_vocab_size], mask [B, S'])."""
-    if self.ctc_weight <= 0:
-      raise UserError("model.ctc_weight is 0: the model has no CTC head (decode.method="
-                      "'ctc_greedy' and decode.ctc_weight need one)")
-    if memory is None:
+    if memory is None and self.ctc_proj is not None:
       memory, mask = self.encode(inputs, inputs_mask=inputs_mask, train=False)
-    logits = self.ctc_proj(memory).astype(jnp.float32)
-    return constrain(logits, ('batch', 'length', 'vocab')), mask
+    return ctc.logits(self.ctc_proj, memory), mask
 
   def init_cache(self, inputs: jax.Array, max_len: int, beam_size: int = 1,
                  inputs_mask: jax.Array | None = None) -> dict[str, Any]:
