@@ -37,3 +37,32 @@ def tfds_data_dir(tmp_path_factory) -> str:
   data_dir = os.environ.get('S2S_TEST_DATA_DIR') or str(tmp_path_factory.mktemp('tfds'))
   cmudict_builder.prepare(data_dir)
   return data_dir
+
+
+# The G2P smoke config on one device (one bucket: one compiled train program), 16 steps with
+# every loss logged, a checkpoint every 4 steps (8, 12 and 16 are kept) and evaluations at 8
+# and 16: the run that launch.py's tests evaluate, predict from, damage and must reproduce.
+G2P_SMOKE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         'experiments', 'g2p_cmudict_transformer.py') + ':smoke'
+G2P_TINY = ['--config.data.buckets=(24,)', '--config.mesh.data=1',
+            '--config.log_every_steps=1', '--config.checkpoint_every_steps=4',
+            '--config.eval_every_steps=8', '--config.train_steps=16']
+
+
+@pytest.fixture(scope='session')
+def g2p_run(tmp_path_factory, tfds_data_dir):
+  """The tiny G2P run above, trained once per session in this process through launch.py's
+  main (tests/runs.py: cli). Read it, never change it (copy it first).
+
+  Returns:
+    A namespace: args (launch.py's flags, without --workdir), workdir, stdout, losses
+    ({step: train/loss}).
+  """
+  import types  # pylint: disable=g-import-not-at-top
+  import runs  # pylint: disable=g-import-not-at-top  # tests/runs.py
+  args = [f'--config={G2P_SMOKE}', *G2P_TINY, f'--config.data.data_dir={tfds_data_dir}']
+  workdir = str(tmp_path_factory.mktemp('g2p_run'))
+  code, out, err = runs.cli(*args, f'--workdir={workdir}')
+  assert code == 0, (out + err)[-3000:]
+  return types.SimpleNamespace(args=args, workdir=workdir, stdout=out,
+                               losses=runs.losses(workdir))

@@ -1,6 +1,11 @@
-"""Helpers for tests that run launch.py in subprocesses: start one, kill it once a checkpoint
-exists, read a workdir's logged losses."""
+"""Helpers for tests of launch.py: run it in this process (`cli`) or, where the test needs a
+process of its own, as a subprocess (start one, kill it once a checkpoint exists); read a
+workdir's logged losses."""
+import contextlib
+import importlib.util
+import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,7 +16,49 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(ROOT, 'launch.py')
 
 
-def launch(args, devices: int = 8) -> subprocess.Popen:
+def _launch_module():
+  """launch.py imported once as a module (its absl flags are defined at import)."""
+  if 's2s_launch' not in sys.modules:
+    spec = importlib.util.spec_from_file_location('s2s_launch', LAUNCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules['s2s_launch'] = module
+    spec.loader.exec_module(module)
+  return sys.modules['s2s_launch']
+
+
+def cli(*args: str, stdin: str = '') -> tuple[int, str, str]:
+  """`python launch.py ARGS` in this process, as app.run would call it, with `stdin` as
+  standard input: (exit code, stdout, stderr).
+
+  A user error leaves through launch._fail's SystemExit; any other exception propagates (an
+  in-process traceback), so a test that gets a code has seen no traceback. Runs that build a
+  mesh use this process's devices (conftest: 8), so pass --config.mesh.data=1 for one.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  launch = _launch_module()
+  launch._OVERRIDES.clear()  # pylint: disable=protected-access
+  flags.FLAGS.unparse_flags()
+  out, err, code = io.StringIO(), io.StringIO(), 0
+  old_stdin = sys.stdin
+  sys.stdin = io.StringIO(stdin)
+  # Warnings logged through `logging` reach a user's stderr; here, `err`.
+  logged = logging.StreamHandler(err)
+  logged.setLevel(logging.WARNING)
+  logging.getLogger().addHandler(logged)
+  try:
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+      try:
+        launch.main(launch._parse_flags(['launch.py', *args]))  # pylint: disable=protected-access
+      except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+  finally:
+    logging.getLogger().removeHandler(logged)
+    sys.stdin = old_stdin
+    launch._OVERRIDES.clear()  # pylint: disable=protected-access
+  return code, out.getvalue(), err.getvalue()
+
+
+def launch(args, devices: int = 1) -> subprocess.Popen:
   """`python launch.py ARGS` on `devices` simulated CPU devices; stdout and stderr merged."""
   env = dict(os.environ, JAX_PLATFORMS='cpu',
              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
@@ -37,11 +84,12 @@ def kill_at_checkpoint(proc: subprocess.Popen, workdir: str, step: int,
   proc.send_signal(signal.SIGKILL)
   out, _ = proc.communicate()
   assert proc.returncode == -signal.SIGKILL, out[-2000:]
+  assert os.path.isdir(first)
   assert not os.path.exists(os.path.join(workdir, 'summary.json'))
   return out
 
 
-def resume(args, devices: int = 8, timeout: float = 300) -> int:
+def resume(args, devices: int = 1, timeout: float = 300) -> int:
   """Runs launch.py ARGS to the end in a workdir a killed run left; asserts it succeeded and
   resumed from a checkpoint. The step it resumed from."""
   proc = launch(args, devices)

@@ -2,8 +2,6 @@
 import collections
 import os
 import shutil
-import subprocess
-import sys
 import time
 import zlib
 
@@ -16,7 +14,6 @@ from seq2seq_jax.data.vocab import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, UNK_ID, 
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import g2p
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
@@ -114,41 +111,40 @@ def test_default_data_dir(monkeypatch):
   assert cmudict_builder.default_data_dir('') == os.path.expanduser('~/tensorflow_datasets')
 
 
-def test_a_second_process_waits_for_the_lock_and_reuses_the_data(tfds_data_dir, tmp_path):
+def test_a_second_process_waits_for_the_lock_and_reuses_the_data(tfds_data_dir, tmp_path,
+                                                                  capfd):
   """What several hosts starting at once rely on: one prepares, the others wait and reuse.
 
-  This process holds the lock while it 'prepares' (copies the session's prepared data); a
-  child calling prepare() meanwhile must wait, then find the data and not rebuild it.
+  This test holds the lock while it 'prepares' (copies the session's prepared data); another
+  caller of prepare() meanwhile (a thread here: an flock conflicts between two open files of
+  one process as between processes) must wait, then find the data and not rebuild it.
   """
   import fcntl  # pylint: disable=g-import-not-at-top
+  import threading  # pylint: disable=g-import-not-at-top
   data_dir = str(tmp_path / 'tfds')
   os.makedirs(data_dir)
-  script = ('import sys\n'
-            'from seq2seq_jax.data import cmudict_builder as cb\n'
-            'print("ready", flush=True)\n'
-            'cb.prepare(sys.argv[1])\n'
-            'print(len(cb.load_split(sys.argv[1], "validation")), flush=True)\n')
+  got = {}
+
+  def other_host():
+    try:
+      cmudict_builder.prepare(data_dir)
+      got['validation'] = len(cmudict_builder.load_split(data_dir, 'validation'))
+    except BaseException as e:  # pylint: disable=broad-except
+      got['error'] = e
+
   with open(os.path.join(data_dir, '.cmudict_g2p.lock'), 'w') as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
-    child = subprocess.Popen([sys.executable, '-c', script, data_dir], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-      assert child.stdout.readline().strip() == 'ready'
-      time.sleep(1.0)
-      assert child.poll() is None  # blocked on the lock (or, wrongly, preparing itself)
-      shutil.copytree(os.path.join(tfds_data_dir, 'cmudict_g2p'),
-                      os.path.join(data_dir, 'cmudict_g2p'), dirs_exist_ok=True)
-      info = os.path.join(data_dir, 'cmudict_g2p', '1.0.0', 'dataset_info.json')
-      mtime = os.stat(info).st_mtime_ns
-    except BaseException:
-      child.kill()
-      raise
-  try:
-    out, err = child.communicate(timeout=120)
-  finally:
-    if child.poll() is None:
-      child.kill()
-  assert child.returncode == 0, err
+    child = threading.Thread(target=other_host, daemon=True)
+    child.start()
+    time.sleep(1.0)
+    assert child.is_alive() and not got  # blocked on the lock (or, wrongly, preparing itself)
+    shutil.copytree(os.path.join(tfds_data_dir, 'cmudict_g2p'),
+                    os.path.join(data_dir, 'cmudict_g2p'), dirs_exist_ok=True)
+    info = os.path.join(data_dir, 'cmudict_g2p', '1.0.0', 'dataset_info.json')
+    mtime = os.stat(info).st_mtime_ns
+  child.join(timeout=120)
+  assert not child.is_alive() and 'error' not in got, got
+  out, err = capfd.readouterr()
   assert 'Downloading and preparing' not in out + err  # it did not build its own copy
-  assert int(out.split()[-1]) == len(cmudict_builder.load_split(tfds_data_dir, 'validation'))
+  assert got['validation'] == len(cmudict_builder.load_split(tfds_data_dir, 'validation'))
   assert os.stat(info).st_mtime_ns == mtime

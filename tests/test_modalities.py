@@ -26,10 +26,8 @@ STEPS = 12
 # from waveforms, and resumes a killed audio run).
 COMBOS = [('image', 'transformer', 'patches'), ('image', 'rnn', 'cnn'),
           ('audio', 'transformer', 'audio_conv')]
-# Resuming is the same code for every input kind: an image model here, an audio one in
-# tests/test_speech.py, in subprocesses; they also compare every step on one device with the
-# mesh run.
-KILLED = [('image', 'rnn', 'cnn')]
+# Resuming is the same code for every input kind: a killed feature-batch run is resumed in
+# tests/test_speech.py (token batches: tests/test_launch.py; packed: test_translation_e2e.py).
 
 EXPERIMENT = '''
 import ml_collections
@@ -157,22 +155,6 @@ def test_train_eval_predict_and_mesh(kind, model, frontend, datasets, tmp_path_f
       f'{datasets[kind]["config"]}:{model}-{frontend}', [('mesh.data', '1')]), ref_dir, lines))
   assert len(out) == 3 and out[1] == ''
   assert all(set(o) <= set(ALPHABET) for o in out)
-
-
-@pytest.mark.parametrize('kind,model,frontend', KILLED)
-def test_sigkill_and_restart_gives_the_same_losses(kind, model, frontend, datasets,
-                                                   tmp_path_factory, tmp_path):
-  ref = runs.losses(_trained(datasets, tmp_path_factory, kind, model, frontend)[0])
-  kill_dir = str(tmp_path / 'killed')
-  args = [f'--config={datasets[kind]["config"]}:{model}-{frontend}', '--config.mesh.data=1',
-          '--config.checkpoint_every_steps=2', f'--workdir={kill_dir}']
-  runs.kill_at_checkpoint(runs.launch(args, devices=1), kill_dir, 2)  # it really died
-  start = runs.resume(args, devices=1)
-  assert 0 < start < STEPS  # ... and really resumed from a checkpoint before the end
-  got = runs.losses(kill_dir)
-  assert sorted(got) == list(range(1, STEPS + 1))
-  for step in ref:  # one device against the (2, 2, 2) mesh: equal up to summation order
-    assert got[step] == pytest.approx(ref[step], rel=2e-5, abs=2e-5), step
 
 
 def test_unreadable_input_file_is_named(datasets, tmp_path):

@@ -1,7 +1,5 @@
 """Optimizer config: every key the chosen setup reads matters, any other is a one-line error."""
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +10,8 @@ import pytest
 from seq2seq_jax import config as config_lib
 from seq2seq_jax.trainer import optim
 from seq2seq_jax.errors import UserError
+
+import runs  # tests/runs.py
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 G2P = os.path.join(ROOT, 'experiments', 'g2p_cmudict_transformer.py')
@@ -100,12 +100,9 @@ def test_keys_read_change_the_updates(name, key, value):
 
 
 def test_launch_reports_ignored_key_in_one_line():
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, 'launch.py'), f'--config={G2P}', '--mode=info',
-       '--config.optimizer.name=adam', '--config.optimizer.weight_decay=0.1'],
-      capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-  assert proc.returncode == 2
-  assert proc.stderr.strip().splitlines() == [
+  code, _, err = runs.cli(f'--config={G2P}', '--mode=info', '--config.optimizer.name=adam',
+                          '--config.optimizer.weight_decay=0.1')
+  assert code == 2
+  assert err.strip().splitlines() == [
       "error: optimizer.weight_decay=0.1 is ignored by optimizer.name='adam' (it is read by "
       "adamw); set it to 0.0 or choose an optimizer.name that reads it"]

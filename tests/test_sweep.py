@@ -1,13 +1,19 @@
-"""A tiny 2-point sweep end to end: runs, resumes without redoing, tables and plot."""
+"""A tiny 2-point sweep end to end: runs, resumes without redoing, tables and plot.
+
+launch.py's --mode=sweep and --mode=compare run in this process (tests/runs.py: cli); the
+sweep runs its points as launch.py subprocesses, as it does for a user, on one simulated
+device (XLA_FLAGS, which they inherit).
+"""
 import csv
 import json
 import os
 import shlex
-import subprocess
-import sys
+import types
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAUNCH = os.path.join(ROOT, 'launch.py')
+import runs  # tests/runs.py
+
+ROOT = runs.ROOT
+ONE_DEVICE = '--xla_force_host_platform_device_count=1'
 
 SWEEP_FILE = '''
 import importlib.util, os
@@ -37,32 +43,35 @@ POINTS = ("[{'model.num_decoder_layers': n, 'label_smoothing': s} "
           "for n, s in ((1, 0.0), (2, 0.1))]")
 
 
-def _run(args, env):
-  return subprocess.run([sys.executable, LAUNCH, *args], capture_output=True, text=True,
-                        env=env, cwd=ROOT, timeout=600)
+def _run(args):
+  """launch.py ARGS in this process: an object with returncode, stdout and stderr."""
+  code, out, err = runs.cli(*args)
+  return types.SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
 
-def test_sweep_runs_resumes_and_tabulates(tmp_path, tfds_data_dir):
+def test_sweep_runs_resumes_and_tabulates(tmp_path, tfds_data_dir, monkeypatch):
   exp = tmp_path / 'tiny_sweep.py'
   exp.write_text(SWEEP_FILE.format(root=ROOT, data_dir=tfds_data_dir, points=POINTS))
   out = tmp_path / 'sweep'
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
-             JAX_PLATFORMS='cpu')
+  monkeypatch.setenv('XLA_FLAGS', ONE_DEVICE)  # for the points' processes
+  monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
 
   printed = _run([f'--config={exp}', '--mode=sweep', f'--workdir={out}',
-                  '--sweep_print_commands'], env)
+                  '--sweep_print_commands'])
   assert printed.returncode == 0, printed.stderr[-2000:]
   commands = [l for l in printed.stdout.splitlines() if l.strip()]
   assert len(commands) == 2 and not out.exists()  # printing runs nothing
 
-  # A printed command is runnable as it is: run point 0 through it.
-  first = subprocess.run(shlex.split(commands[0]), capture_output=True, text=True, env=env,
-                         cwd=ROOT, timeout=600)
+  # A printed command is runnable as it is: run point 0 through it (python launch.py, its
+  # flags given to launch.py's main here).
+  python, launch, *args = shlex.split(commands[0])
+  assert os.path.samefile(launch, runs.LAUNCH) and os.path.basename(python).startswith('python')
+  first = _run(args)
   assert first.returncode == 0, first.stderr[-2000:]
   point_dirs = sorted(os.listdir(out))
   assert len(point_dirs) == 1 and os.path.exists(out / point_dirs[0] / 'summary.json')
 
-  swept = _run([f'--config={exp}', '--mode=sweep', f'--workdir={out}'], env)
+  swept = _run([f'--config={exp}', '--mode=sweep', f'--workdir={out}'])
   assert swept.returncode == 0, swept.stderr[-2000:]
   assert swept.stdout.count('done, skipped') == 1  # point 0 was not redone
   with open(out / 'results.csv') as f:
@@ -76,13 +85,13 @@ def test_sweep_runs_resumes_and_tabulates(tmp_path, tfds_data_dir):
   assert md[0].startswith('| point |') and len(md) == 4
   assert (out / 'results.png').stat().st_size > 5000
 
-  again = _run([f'--config={exp}', '--mode=sweep', f'--workdir={out}'], env)
+  again = _run([f'--config={exp}', '--mode=sweep', f'--workdir={out}'])
   assert again.returncode == 0 and again.stdout.count('done, skipped') == 2
 
   # --mode=compare tabulates and plots finished runs side by side (here the sweep's points).
   cmp_dir = tmp_path / 'compare'
   compared = _run(['--mode=compare', f'--runs={out}/0*', f'--workdir={cmp_dir}',
-                   '--compare_metric=loss'], env)
+                   '--compare_metric=loss'])
   assert compared.returncode == 0, compared.stderr[-2000:]
   with open(cmp_dir / 'results.csv') as f:
     cmp_rows = list(csv.DictReader(f))
@@ -90,12 +99,12 @@ def test_sweep_runs_resumes_and_tabulates(tmp_path, tfds_data_dir):
   assert [r['test/wer'] for r in cmp_rows] == [r['test/wer'] for r in rows]
   assert (cmp_dir / 'results.png').stat().st_size > 5000
   bad = _run(['--mode=compare', f'--runs={out / point_dirs[0]}', f'--runs={tmp_path / "nope"}',
-              f'--workdir={tmp_path / "compare2"}'], env)
+              f'--workdir={tmp_path / "compare2"}'])
   assert bad.returncode == 2 and 'not a finished run' in bad.stderr
   assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / 'compare2').exists()
 
 
-def test_failed_points_make_the_sweep_fail_after_the_rest(tmp_path):
+def test_failed_points_make_the_sweep_fail_after_the_rest(tmp_path, monkeypatch, capfd):
   # Cheap: point 0 is made finished here (so it is skipped, not trained), and points 1 and 2
   # ask for a 3- and a 5-device mesh on a 1-device machine, so they fail before reading any
   # data or compiling.
@@ -108,14 +117,15 @@ def test_failed_points_make_the_sweep_fail_after_the_rest(tmp_path):
   (done / 'summary.json').write_text(json.dumps(
       {'num_params': 123, 'train_seconds': 1.0, 'best_metric': 'wer', 'test/wer': 50.0}))
   (done / 'metrics.jsonl').write_text(json.dumps({'step': 6, 'eval/wer': 55.0}) + '\n')
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
-             JAX_PLATFORMS='cpu')
+  monkeypatch.setenv('XLA_FLAGS', ONE_DEVICE)  # for the points' processes
+  monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
 
-  swept = _run([f'--config={exp}', '--mode=sweep', f'--workdir={out}'], env)
+  swept = _run([f'--config={exp}', '--mode=sweep', f'--workdir={out}'])
   assert swept.returncode == 2, swept.stderr[-2000:]
   assert swept.stdout.count('done, skipped') == 1
-  assert swept.stderr.count('needs 3 devices') == 1  # each point did run, and failed
-  assert swept.stderr.count('needs 5 devices') == 1
+  points = capfd.readouterr().err  # the points' processes write to this process's stderr
+  assert points.count('needs 3 devices') == 1  # each point did run, and failed
+  assert points.count('needs 5 devices') == 1
   # The sweep's own error is its last line on stderr: one line naming both failed points.
   assert swept.stderr.strip().splitlines()[-1] == (
       f'error: 2 of 3 sweep points failed: 01_data=3 (exit 2), 02_data=5 (exit 2); '

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 from seq2seq_jax import config as config_lib
 from seq2seq_jax.errors import UserError
 
-_LAUNCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'launch.py')
+_LAUNCH = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'launch.py')
 
 
 def load_points(spec: str) -> list[dict[str, Any]]:
