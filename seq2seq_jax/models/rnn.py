@@ -55,10 +55,11 @@ Fields (config.model.*):
   init_scale         > 0: every parameter ~ U[-s, s] (Sutskever Sec. 3.4: 0.08; Luong Sec. 4.1:
                      0.1). 0: Xavier-uniform kernels, orthogonal recurrent blocks, zero biases
   max_len            unused: the recurrent state has a fixed size
-  frontend           what the encoder reads (seq2seq_jax/models/frontends.py): 'tokens' (the
-                     source embedding), 'patches' | 'cnn' (images), 'audio_conv' (features);
-                     sized by patch_size, cnn_channels, audio_channels; every frontend gives
-                     emb_dim-wide vectors, which the encoder layers read as they read embeddings
+  frontend           what the encoder reads and its settings (seq2seq_jax/models/frontends/): a
+                     name or a group with a name: 'tokens' (the source embedding), 'patches' |
+                     'cnn' (images), 'audio_conv' (features), 'log_mel' (waveforms), e.g.
+                     dict(name='log_mel', num_mels=80); every frontend gives emb_dim-wide
+                     vectors, which the encoder layers read as they read embeddings
   share_embeddings   one table embeds source and target tokens (needs one vocabulary)
   copy               the pointer-generator (See et al. 2017, Sec. 2.2): p_gen = s(w [h*_t; s_t;
                      x_t] + b) mixes the vocabulary distribution with the attention over the
@@ -80,9 +81,6 @@ Fields (config.model.*):
                      CTC head on the encoder outputs (blank = the padding id 0), the loss
                      ctc_weight * CTC + (1 - ctc_weight) * attention cross entropy; the head
                      also decodes alone (decode.method='ctc_greedy')
-  num_mels, spec_augment, vtlp
-                     audio frontends' log-mel bins, SpecAugment policy and vocal tract
-                     length perturbation (frontends.py)
   dtype              matmul dtype; parameters, recurrent states and gates stay float32
                      (set by config.dtype)
   remat              'none' | 'full' | 'dots' (layers.remat): each encoder and decoder time
@@ -120,6 +118,7 @@ from seq2seq_jax.models import attention as attn_lib
 from seq2seq_jax.models import frontends
 from seq2seq_jax.models import layers
 from seq2seq_jax.models.layers import constrain
+from seq2seq_jax.models.registry import freeze
 
 LUONG = ('dot', 'general', 'concat')
 
@@ -402,14 +401,7 @@ class Model(nn.Module):
   max_len: int = 256
   dtype: str = 'float32'
   remat: str = 'none'
-  frontend: str = 'tokens'      # seq2seq_jax/models/frontends.py: what the encoder reads
-  patch_size: int = 16          # frontend='patches'
-  cnn_channels: tuple[int, ...] = (32, 64, 128)  # frontend='cnn'
-  cnn_columns: bool = False     # frontend='cnn': one annotation per grid column
-  audio_channels: int = 64      # frontend='audio_conv'
-  num_mels: int = 80            # audio frontends: log-mel bins
-  spec_augment: tuple[float, ...] = frontends.LIBRISPEECH_BASIC  # audio: SpecAugment policy
-  vtlp: tuple[float, ...] = ()  # audio: VTLP warp factor range in training (() = off)
+  frontend: Any = freeze('tokens')  # models/frontends/: what the encoder reads, and its settings
   pyramid: int = 0              # the top `pyramid` encoder layers halve time (LAS pBLSTM)
   ctc_weight: float = 0.0       # joint CTC-attention: weight of a CTC head on the encoder
   share_embeddings: bool = False  # one table embeds source and target tokens (same vocabulary)
@@ -429,6 +421,10 @@ class Model(nn.Module):
   @property
   def out_width(self) -> int:
     return self.readout_dim or self.dec_hidden
+
+  @property
+  def _tokens(self) -> bool:
+    return frontends.name_of(self.frontend) == 'tokens'
 
   @property
   def _feeds(self) -> bool:
@@ -455,7 +451,7 @@ class Model(nn.Module):
       raise UserError(f"attention='dot' needs decoder_hidden_dim == the encoder output size "
                       f"({self.enc_out}); 'general' has no such constraint")
     if (self.copy or self.share_embeddings) and (
-        self.frontend != 'tokens' or self.src_vocab_size != self.tgt_vocab_size):
+        not self._tokens or self.src_vocab_size != self.tgt_vocab_size):
       raise UserError('model.copy and model.share_embeddings need token inputs and one '
                       f'vocabulary for both sides (sizes {self.src_vocab_size}, '
                       f'{self.tgt_vocab_size})')
@@ -484,8 +480,7 @@ class Model(nn.Module):
     # The token frontend keeps the name 'src_embed' (checkpoints and initial values).
     self.src_embed = None if self.share_embeddings else frontends.build(
         self.frontend, vocab_size=self.src_vocab_size, features=self.emb_dim, dtype=dt,
-        init_fn=init, **frontends.sizes(self),
-        module_name='src_embed' if self.frontend == 'tokens' else 'frontend')
+        init_fn=init, module_name='src_embed' if self._tokens else 'frontend')
     self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt, init_fn=init)
     self.encoder = [EncoderLayer(self.cell, self.hidden_dim, self.emb_dim if i == 0 else
                                  self.enc_out * (2 if self._pyramid(i) else 1),
@@ -513,7 +508,7 @@ class Model(nn.Module):
     """inputs (what model.frontend reads: ids [B, S], features [B, T, F] with inputs_mask,
     images [B, H, W, C]) -> (memory [B, S', enc_out], mask [B, S'], per-layer final carries).
     """
-    if self.frontend == 'tokens':
+    if self._tokens:
       mask = inputs > 0
       lengths = jnp.sum(mask, axis=1).astype(jnp.int32)
       if self.reverse_source:

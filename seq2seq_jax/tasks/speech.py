@@ -42,7 +42,7 @@ Data (config.data):
 
 Batches carry 'inputs' float32 [batch, samples] in [-1, 1] and 'inputs_mask' [batch, samples]
 (true on real samples); the model's audio frontend ('log_mel' or 'audio_conv') computes the
-log-mel features inside the jitted step (models/frontends.py). Metrics: 'wer' and 'cer' (word
+log-mel features inside the jitted step (models/frontends/audio.py). Metrics: 'wer' and 'cer' (word
 and character edit distance over the reference's length, in percent, summed over the split)
 and 'accuracy' (share of exactly right transcripts); the best checkpoint has the lowest
 validation WER.
