@@ -16,7 +16,7 @@ from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
 from seq2seq_jax.models import build_model
 
 TINY = dict(name='show_attend_tell', emb_dim=8, hidden_dim=12, context_dim=6, attention_dim=5,
-            cnn_channels=(3, 4), dropout_rate=0.0, doubly_stochastic=0.7)
+            frontend=dict(name='cnn', channels=(3, 4)), dropout_rate=0.0, doubly_stochastic=0.7)
 VOCAB = 11
 
 
@@ -135,7 +135,7 @@ def test_frontend_init_loads_the_files_weights(tiny, tmp_path):
   for key in ('decoder', 'tgt_embed', 'init_h'):       # everything else stays
     for a, b in zip(jax.tree.leaves(loaded[key]), jax.tree.leaves(params[key])):
       np.testing.assert_array_equal(a, b)
-  wider = build_model(dict(TINY, cnn_channels=(3, 5)), 0, VOCAB)
+  wider = build_model(dict(TINY, frontend=dict(name='cnn', channels=(3, 5))), 0, VOCAB)
   wider_params = nn.unbox(wider.init(jax.random.key(0), batch)['params'])
   with pytest.raises(UserError,
                      match=r'shapes differ: conv_1/bias \(4,\) != \(5,\); conv_1/kernel'):
