@@ -45,8 +45,8 @@ from common import decode, mesh_and_rules, speech_data
 
 MODELS = dict(
     transformer=dict(name='transformer', frontend=dict(name='audio_conv', channels=4),
-                     emb_dim=16, num_heads=2, mlp_dim=32, num_encoder_layers=1, num_decoder_layers=1,
-                     dropout_rate=0.1, max_len=64),
+                     emb_dim=16, num_heads=2, mlp_dim=32, num_encoder_layers=1,
+                     num_decoder_layers=1, dropout_rate=0.1, max_len=64),
     rnn=dict(name='rnn', frontend=dict(name='log_mel'), emb_dim=16, hidden_dim=8,
              encoder_layers=2, pyramid=1, decoder_layers=1, attention='concat',
              dropout_rate=0.1))

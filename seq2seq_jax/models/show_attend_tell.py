@@ -1,6 +1,6 @@
 """Show, Attend and Tell (Xu et al. 2015), soft ("deterministic") attention.
 
-The annotation vectors a_1..a_L come from the frontend (`model.frontend='cnn'`: its last
+The annotation vectors a_1..a_L come from the frontend (frontend 'cnn', the default: its last
 feature grid, row by row, projected to context_dim; the paper reads VGG-19 conv5_4, 14 x 14 x
 512). The decoder is one LSTM (Sec. 3.1.2):
 
