@@ -166,7 +166,7 @@ class Task(file_inputs.FileToTextTask):
       if d.get(key, None) is not None and not self.tfds_name:
         if self._builtin is not None:
           raise UserError(f'data.{key} and data.{self._builtin[2]} are both set: choose one')
-        module = importlib.import_module(f'seq2seq_jax.data.{BUILTIN[key][0]}')
+        module = importlib.import_module(f'seq2seq_jax.datasets.{BUILTIN[key][0]}')
         cls = getattr(module, BUILTIN[key][1])
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d[key]) - fields)
