@@ -54,7 +54,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.model = dict(name='show_attend_tell', emb_dim=512, hidden_dim=1800, context_dim=512,
                  attention_dim=0, attention_layers=2, init_layers=2, selector=True,
                  prev2out=True, ctx2out=True, doubly_stochastic=1.0, dropout_rate=0.5,
-                 frontend='cnn', cnn_channels=(64, 128, 256, 512), max_len=64)
+                 frontend=dict(name='cnn', channels=(64, 128, 256, 512)), max_len=64)
   c.optimizer = dict(name='adam', learning_rate=2e-4, b1=0.9, b2=0.999, eps=1e-8,
                      schedule='constant', warmup_steps=0, grad_clip_norm=0.0)
   c.decode = decode(beam_size=3, alpha=0.0, max_len=40)

@@ -26,12 +26,12 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       log_every_steps=100,
       keep_checkpoints=3)
   c.data = coco_captions_data()
-  frontend = (dict(frontend='cnn', cnn_channels=(64, 128, 256, 512)) if arg == 'cnn'
-              else dict(frontend='patches', patch_size=16))
+  frontend = (dict(name='cnn', channels=(64, 128, 256, 512)) if arg == 'cnn'
+              else dict(name='patches', patch_size=16))
   c.model = dict(name='transformer', emb_dim=512, num_heads=8, qkv_dim=512, mlp_dim=2048,
                  num_encoder_layers=6, num_decoder_layers=6, dropout_rate=0.1,
                  attention_dropout_rate=0.0, positions='learned', pre_norm=True, max_len=256,
-                 **frontend)
+                 frontend=frontend)
   c.optimizer = dict(name='adam', learning_rate=5e-4, b1=0.9, b2=0.98, eps=1e-9,
                      schedule='rsqrt', warmup_steps=4000, grad_clip_norm=0.0)
   c.decode = decode(beam_size=3, alpha=0.6, max_len=40)

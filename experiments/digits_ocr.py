@@ -45,16 +45,16 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       target_len=10,               # 8 digits + EOS, with room
       bad_pairs='error',
       eval_batch_size=100, eval_max_examples=0)   # the whole validation / test split
-  cnn = dict(frontend='cnn', cnn_channels=(16, 32, 64), cnn_columns=True)
+  cnn = dict(name='cnn', channels=(16, 32, 64), columns=True)
   if arg == 'transformer':
     c.model = dict(name='transformer', emb_dim=128, num_heads=4, qkv_dim=128, mlp_dim=512,
                    num_encoder_layers=2, num_decoder_layers=2, dropout_rate=0.1,
                    attention_dropout_rate=0.0, positions='learned', pre_norm=True,
-                   max_len=128, **cnn)
+                   max_len=128, frontend=cnn)
   else:
     c.model = dict(name='rnn', cell='lstm', emb_dim=64, hidden_dim=128, encoder_layers=1,
                    decoder_layers=1, bidirectional=True, attention='general',
-                   input_feeding=True, dropout_rate=0.1, max_len=128, **cnn)
+                   input_feeding=True, dropout_rate=0.1, max_len=128, frontend=cnn)
   c.label_smoothing = 0.0
   c.optimizer = dict(name='adam', learning_rate=1e-3, b1=0.9, b2=0.98, eps=1e-9,
                      schedule='cosine', warmup_steps=200, grad_clip_norm=1.0)
@@ -62,5 +62,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   if arg == 'smoke':
     c.data.digit_strips.update(counts=(256, 32, 32))
     c.data.eval_batch_size = 32
-    smoke(c, batch_size=16, model=dict(emb_dim=16, hidden_dim=16, cnn_channels=(4, 8, 8)))
+    smoke(c, batch_size=16, model=dict(emb_dim=16, hidden_dim=16))
+    c.model.frontend.channels = (4, 8, 8)
   return c

@@ -38,16 +38,18 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.precompile_threads = 2
   audio = dict(num_mels=80, spec_augment=(2, 27, 2, 40, 0.2))
   if arg == 'las':
-    c.model = dict(name='rnn', cell='lstm', frontend='log_mel', emb_dim=96, hidden_dim=128,
+    c.model = dict(name='rnn', cell='lstm', frontend=dict(name='log_mel', **audio),
+                   emb_dim=96, hidden_dim=128,
                    encoder_layers=3, pyramid=2, bidirectional=True, decoder_layers=1,
                    decoder_hidden_dim=256, attention='concat', attention_dim=128,
-                   input_feeding=True, dropout_rate=0.2, **audio)
+                   input_feeding=True, dropout_rate=0.2)
   else:
-    c.model = dict(name='transformer', frontend='audio_conv', audio_channels=32, emb_dim=144,
+    c.model = dict(name='transformer', frontend=dict(name='audio_conv', channels=32, **audio),
+                   emb_dim=144,
                    num_heads=4, qkv_dim=144, mlp_dim=576, num_encoder_layers=6,
                    num_decoder_layers=2, dropout_rate=0.15, attention_dropout_rate=0.1,
                    positions='sinusoidal', pre_norm=True, tie_output=True, max_len=512,
-                   ctc_weight=0.3, **audio)
+                   ctc_weight=0.3)
   c.optimizer = dict(name='adam', learning_rate=1e-3, b1=0.9, b2=0.98, eps=1e-9,
                      schedule='cosine', warmup_steps=200, grad_clip_norm=5.0)
   c.label_smoothing = 0.1

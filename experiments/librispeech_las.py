@@ -38,8 +38,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.data = speech_data()
   # Compile the train step for every length bucket before the first step, 2 at a time.
   c.precompile_threads = 2
-  c.model = dict(name='rnn', cell='lstm', frontend='log_mel', num_mels=80,
-                 spec_augment=(2, 27, 2, 100, 1.0), emb_dim=256, hidden_dim=256,
+  c.model = dict(name='rnn', cell='lstm', frontend=dict(name='log_mel', num_mels=80,
+                 spec_augment=(2, 27, 2, 100, 1.0)), emb_dim=256, hidden_dim=256,
                  encoder_layers=4, pyramid=3, bidirectional=True, decoder_layers=2,
                  decoder_hidden_dim=512, attention='concat', attention_dim=512,
                  input_feeding=True, readout='linear', bridge='none', dropout_rate=0.2,

@@ -43,8 +43,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                        spm_model_type='unigram', target_len=200)
   # Compile the train step for every length bucket before the first step, 2 at a time.
   c.precompile_threads = 2
-  c.model = dict(name='transformer', frontend='audio_conv', audio_channels=256, num_mels=80,
-                 spec_augment=(2, 27, 2, 100, 1.0), emb_dim=256, num_heads=4, qkv_dim=256,
+  c.model = dict(name='transformer', frontend=dict(name='audio_conv', channels=256, num_mels=80,
+                                             spec_augment=(2, 27, 2, 100, 1.0)),
+                 emb_dim=256, num_heads=4, qkv_dim=256,
                  mlp_dim=2048, num_encoder_layers=12, num_decoder_layers=6, dropout_rate=0.1,
                  attention_dropout_rate=0.1, positions='sinusoidal', pre_norm=True,
                  tie_output=True, max_len=1024, ctc_weight=0.3 if arg == 'ctc' else 0.0)

@@ -44,27 +44,28 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       vocab_size=1024, min_count=2,   # words seen twice in the training captions
       target_len=24, bad_pairs='error',
       eval_batch_size=32, eval_max_examples=0)
-  cnn = dict(frontend='cnn', cnn_channels=(32, 64, 128))
+  cnn = dict(name='cnn', channels=(32, 64, 128))
   if arg == 'transformer':
     c.model = dict(name='transformer', emb_dim=128, num_heads=4, qkv_dim=128, mlp_dim=512,
                    num_encoder_layers=2, num_decoder_layers=2, dropout_rate=0.3,
                    attention_dropout_rate=0.0, positions='learned', pre_norm=True,
-                   max_len=64, **cnn)
+                   max_len=64, frontend=cnn)
   elif arg == 'sat':
     # Show, Attend and Tell at a small size: the paper's structure (init MLPs, two-layer
     # attention MLP, beta, deep output, doubly stochastic penalty with lambda 1).
     c.model = dict(name='show_attend_tell', emb_dim=128, hidden_dim=256, context_dim=128,
                    attention_layers=2, init_layers=2, selector=True, prev2out=True,
-                   ctx2out=True, doubly_stochastic=1.0, dropout_rate=0.3, max_len=64, **cnn)
+                   ctx2out=True, doubly_stochastic=1.0, dropout_rate=0.3, max_len=64, frontend=cnn)
   else:
     c.model = dict(name='rnn', cell='lstm', emb_dim=128, hidden_dim=128, encoder_layers=1,
                    decoder_layers=1, bidirectional=True, attention='general',
-                   input_feeding=True, dropout_rate=0.3, max_len=64, **cnn)
+                   input_feeding=True, dropout_rate=0.3, max_len=64, frontend=cnn)
   c.label_smoothing = 0.1
   c.optimizer = dict(name='adam', learning_rate=1e-3, b1=0.9, b2=0.98, eps=1e-9,
                      schedule='cosine', warmup_steps=100, grad_clip_norm=1.0)
   c.decode = decode(beam_size=3, alpha=0.6, max_len=24)   # Xu et al. 2015 used beam 3
   if arg == 'smoke':
-    smoke(c, batch_size=8, model=dict(emb_dim=16, hidden_dim=16, cnn_channels=(4, 8, 8)))
+    smoke(c, batch_size=8, model=dict(emb_dim=16, hidden_dim=16))
     c.data.eval_max_examples = 16
+    c.model.frontend.channels = (4, 8, 8)
   return c

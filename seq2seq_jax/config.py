@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from seq2seq_jax import config_migration
 from seq2seq_jax.trainer import optim
 from seq2seq_jax.errors import UserError
 
@@ -61,11 +62,17 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_coll
     raise UserError(f'{path}: get_config({arg!r}) failed: {type(e).__name__}: {e}') from None
   if not isinstance(config, ml_collections.ConfigDict):
     config = ml_collections.ConfigDict(config)
+  if config_migration.migrate_config_dict(config) and path not in _MIGRATED:
+    _MIGRATED.add(path)   # one line per file and process, however many variants or points
+    print(f'note: {path} gives the frontend as flat model fields (the old form); read as '
+          f'model.frontend={config.model.frontend.to_dict()}', file=sys.stderr)
   if 'init_from' not in config:  # every run may warm-start (seq2seq_jax/trainer/warm_start.py)
     config.init_from = ''
   if 'precompile_threads' not in config:  # every run may compile its batch shapes ahead
     config.precompile_threads = 0
   for key, value in overrides:
+    key = config_migration.override_key(config, key)   # model.num_mels -> model.frontend...
+    _add_frontend_setting(config, key)
     set_value(config, key, value)
   validate(config)
   config.lock()
@@ -92,8 +99,31 @@ def from_json(saved: dict[str, Any]) -> ml_collections.ConfigDict:
 
 
 def migrate(saved: dict[str, Any]) -> dict[str, Any]:
-  """Maps a config written by an earlier version to today's keys (a copy; the input stays)."""
-  return json.loads(json.dumps(saved))
+  """Maps a config written by an earlier version to today's keys (a copy; the input stays):
+  the frontend's old flat model fields become the `model.frontend` group
+  (config_migration.py); the RNN's parts kept their flat keys."""
+  return config_migration.migrate(json.loads(json.dumps(saved)))
+
+
+_MIGRATED: set[str] = set()
+
+
+def _add_frontend_setting(config: ml_collections.ConfigDict, key: str) -> None:
+  """Lets `--config.model.frontend.<setting>` set a setting of the chosen frontend that the
+  experiment left at its default (the group holds only what the experiment gave)."""
+  parts = key.split('.')
+  if len(parts) != 3 or parts[:2] != ['model', 'frontend'] or 'model' not in config:
+    return
+  group = config.model.get('frontend')
+  if not isinstance(group, ml_collections.ConfigDict) or parts[2] in group:
+    return
+  from seq2seq_jax.models import frontends  # pylint: disable=g-import-not-at-top
+  try:
+    defaults = frontends.resolved(group.to_dict())
+  except UserError:
+    return
+  if parts[2] != 'name' and parts[2] in defaults:
+    group[parts[2]] = defaults[parts[2]]
 
 
 def _kind(value: Any) -> str:

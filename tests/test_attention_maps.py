@@ -22,7 +22,7 @@ MODELS = {
 
 @pytest.mark.parametrize('name', sorted(MODELS))
 def test_weights_over_the_grid(name):
-  model = build_model(dict(MODELS[name], frontend='cnn', cnn_channels=(3, 4)), 0, 9)
+  model = build_model(dict(MODELS[name], frontend=dict(name='cnn', channels=(3, 4))), 0, 9)
   rng = np.random.default_rng(0)
   images = rng.normal(size=(2, 16, 24, 1)).astype(np.float32)
   dec = attention_maps.decoder_inputs_for(np.array([[4, 5, 6, EOS_ID], [7, EOS_ID, 0, 0]]))
@@ -30,7 +30,7 @@ def test_weights_over_the_grid(name):
   params = nn.unbox(model.init(jax.random.key(0), batch)['params'])
   _, sown = model.apply({'params': params}, batch, mutable=['intermediates'])
   w = attention_maps.pick_weights(sown['intermediates'])
-  grid = frontends.grid_shape('cnn', 16, 24, cnn_channels=(3, 4))
+  grid = frontends.grid_shape(dict(name='cnn', channels=(3, 4)), 16, 24)
   assert grid == (4, 6) and w.shape == (2, 4, 24)
   np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
 

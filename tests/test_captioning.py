@@ -41,10 +41,11 @@ def get_config(arg=''):
   if arg == 'transformer':  # the Transformer captioner: patches + encoder-decoder
     c.model = dict(name='transformer', emb_dim=16, num_heads=2, mlp_dim=32,
                    num_encoder_layers=1, num_decoder_layers=1, dropout_rate=0.1, max_len=16,
-                   frontend='patches', patch_size=4)
+                   frontend=dict(name='patches', patch_size=4))
   else:
     c.model = dict(name='rnn', emb_dim=16, hidden_dim=8, encoder_layers=1, decoder_layers=1,
-                   attention='general', dropout_rate=0.0, frontend='cnn', cnn_channels=(4, 8))
+                   attention='general', dropout_rate=0.0,
+                   frontend=dict(name='cnn', channels=(4, 8)))
   c.label_smoothing = 0.0
   c.optimizer = dict(name='adam', learning_rate=3e-3, schedule='constant', grad_clip_norm=1.0)
   c.decode = dict(beam_size=2, alpha=0.6, max_len=8)
@@ -178,7 +179,8 @@ def test_show_attend_tell_trains_predicts_and_draws_attention(dataset, tmp_path)
   per image (input + one panel per output word) and never overwrites one."""
   config = _config(dataset)
   config.model = dict(name='show_attend_tell', emb_dim=16, hidden_dim=16, context_dim=8,
-                      attention_layers=2, init_layers=2, cnn_channels=(4, 8), dropout_rate=0.0,
+                      attention_layers=2, init_layers=2, frontend=dict(name='cnn', channels=(4, 8)),
+                      dropout_rate=0.0,
                       doubly_stochastic=1.0)
   workdir = str(tmp_path / 'sat')
   summary = train.train(config, workdir)

@@ -24,8 +24,9 @@ MODELS = {
     'rnn': dict(name='rnn', emb_dim=16, hidden_dim=8, encoder_layers=1, decoder_layers=1,
                 attention='general', dropout_rate=0.0),
 }
-FRONTEND_SIZES = {'patches': dict(patch_size=4), 'cnn': dict(cnn_channels=(4, 8)),
-                  'audio_conv': dict(audio_channels=4)}
+FRONTEND_SIZES = {'patches': dict(name='patches', patch_size=4),
+                  'cnn': dict(name='cnn', channels=(4, 8)),
+                  'audio_conv': dict(name='audio_conv', channels=4)}
 
 
 def _batches(frontend: str):
@@ -59,7 +60,7 @@ def _batches(frontend: str):
 @pytest.mark.parametrize('model_name', sorted(MODELS))
 @pytest.mark.parametrize('frontend', ['patches', 'cnn', 'audio_conv'])
 def test_padding_never_changes_real_rows_and_cache_matches(frontend, model_name):
-  model = build_model(dict(MODELS[model_name], frontend=frontend, **FRONTEND_SIZES[frontend]),
+  model = build_model(dict(MODELS[model_name], frontend=FRONTEND_SIZES[frontend]),
                       SRC_VOCAB, TGT_VOCAB)
   batch, padded = _batches(frontend)
   params = model.init({'params': jax.random.key(0)}, batch, train=False)['params']
@@ -81,7 +82,7 @@ def test_padding_never_changes_real_rows_and_cache_matches(frontend, model_name)
 
 @pytest.mark.parametrize('frontend', ['patches', 'cnn', 'audio_conv'])
 def test_frontend_parameters_carry_logical_axis_names(frontend):
-  model = build_model(dict(MODELS['transformer'], frontend=frontend, **FRONTEND_SIZES[frontend]),
+  model = build_model(dict(MODELS['transformer'], frontend=FRONTEND_SIZES[frontend]),
                       SRC_VOCAB, TGT_VOCAB)
   batch, _ = _batches(frontend)
   boxed = jax.eval_shape(lambda r: model.init({'params': r}, batch, train=False),
@@ -94,15 +95,15 @@ def test_frontend_parameters_carry_logical_axis_names(frontend):
 
 
 def test_cnn_columns_read_the_grid_column_by_column():
-  """cnn_columns=True: one vector per column of the last grid, built from the same conv
+  """columns=True: one vector per column of the last grid, built from the same conv
   features as the cell-by-cell sequence (its rows concatenated); grid_shape says 1 x W."""
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 32, 1)), jnp.float32)
   cells = frontends.Cnn(features=6, channels=(4, 8))
   columns = frontends.Cnn(features=6, channels=(4, 8), columns=True)
   params = cells.init(jax.random.key(0), x)['params']
-  (gh, gw), ch = frontends.grid_shape('cnn', 16, 32, cnn_channels=(4, 8)), 8
+  (gh, gw), ch = frontends.grid_shape(dict(name='cnn', channels=(4, 8)), 16, 32), 8
   assert (gh, gw) == (4, 8)
-  assert frontends.grid_shape('cnn', 16, 32, cnn_channels=(4, 8), cnn_columns=True) == (1, gw)
+  assert frontends.grid_shape(dict(name='cnn', channels=[4, 8], columns=True), 16, 32) == (1, gw)
   # The cell sequence with an identity projection is the grid itself, row-major.
   ident = dict(params, project={'kernel': jnp.eye(ch), 'bias': jnp.zeros(ch)})
   grid = cells.clone(features=ch).apply({'params': ident}, x)[0].reshape(2, gh, gw, ch)
@@ -128,10 +129,13 @@ def test_audio_conv_subsamples_frames_and_mask_four_times():
 
 
 @pytest.mark.parametrize('fields,inputs,message', [
-    (dict(frontend='patches', patch_size=5), np.zeros((1, 16, 16, 1), np.float32), 'patch'),
+    (dict(frontend=dict(name='patches', patch_size=5)), np.zeros((1, 16, 16, 1), np.float32),
+     'patch'),
     (dict(frontend='patches'), np.zeros((1, 16), np.int32), 'float images'),
     (dict(frontend='audio_conv'), np.zeros((1, 16, 16, 1), np.float32), 'float features'),
-    (dict(frontend='sonar'), np.zeros((1, 16), np.int32), 'model.frontend must be one of'),
+    (dict(frontend='sonar'), np.zeros((1, 16), np.int32), "model.frontend.name='sonar' is not"),
+    (dict(frontend=dict(name='cnn', chanels=(4,))), np.zeros((1, 16, 16, 1), np.float32),
+     r"model.frontend 'cnn' has no setting\(s\) chanels \(it has: channels, columns\)"),
 ])
 def test_wrong_inputs_or_sizes_are_user_errors(fields, inputs, message):
   model = build_model(dict(MODELS['transformer'], **fields), SRC_VOCAB, TGT_VOCAB)
@@ -196,10 +200,10 @@ def test_scale_switches_work_with_every_frontend(frontend, model_name):
   import ml_collections  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.trainer import steps  # pylint: disable=g-import-not-at-top
-  sizes = dict(FRONTEND_SIZES.get(frontend, {}))
+  spec = dict(FRONTEND_SIZES.get(frontend, {'name': frontend}))
   if frontend == 'log_mel':
-    sizes.update(num_mels=8, spec_augment=(0, 0, 0, 0, 0.0))
-  cfg = dict(MODELS[model_name], frontend=frontend, **sizes)
+    spec.update(num_mels=8, spec_augment=(0, 0, 0, 0, 0.0))
+  cfg = dict(MODELS[model_name], frontend=spec)
   batch = _switch_batch(frontend)
 
   def loss_and_grads(model, params):

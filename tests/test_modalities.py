@@ -38,8 +38,7 @@ MODELS = dict(
                      num_encoder_layers=1, num_decoder_layers=1, dropout_rate=0.1, max_len=64),
     rnn=dict(name='rnn', emb_dim=16, hidden_dim=8, encoder_layers=1, decoder_layers=1,
              attention='general', dropout_rate=0.1))
-SIZES = dict(patches=dict(patch_size=4), cnn=dict(cnn_channels=(4, 8)),
-             audio_conv=dict(audio_channels=4))
+SIZES = dict(patches=dict(patch_size=4), cnn=dict(channels=(4, 8)), audio_conv=dict(channels=4))
 
 
 def get_config(arg):
@@ -55,7 +54,7 @@ def get_config(arg):
   c.eval_every_steps = STEPS
   c.checkpoint_every_steps = STEPS
   c.keep_checkpoints = 20
-  c.model = dict(MODELS[model], frontend=frontend, **SIZES[frontend])
+  c.model = dict(MODELS[model], frontend=dict(name=frontend, **SIZES[frontend]))
   c.label_smoothing = 0.0
   c.optimizer = dict(name='adam', learning_rate=3e-3, schedule='constant', grad_clip_norm=1.0)
   c.decode = dict(beam_size=2, alpha=0.6, max_len=6)

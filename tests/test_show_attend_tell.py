@@ -16,7 +16,7 @@ from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
 from seq2seq_jax.models import build_model
 
 TINY = dict(name='show_attend_tell', emb_dim=8, hidden_dim=12, context_dim=6, attention_dim=5,
-            cnn_channels=(3, 4), dropout_rate=0.0, doubly_stochastic=0.7)
+            frontend=dict(name='cnn', channels=(3, 4)), dropout_rate=0.0, doubly_stochastic=0.7)
 VOCAB = 11
 
 
@@ -53,7 +53,7 @@ def test_paper_sizes_give_the_authors_parameter_count():
              + (d * d + d) + h * d + (d * d + d)     # Wc_att + b_att, Wd_att, W_att_1 + b
              + d + 1 + h + 1                         # U_att, c_tt, W_sel, b_sel
              + (h * e + e) + (d * e + e) + (e * v + v))  # ff_logit_lstm, _ctx, ff_logit
-  model = build_model(dict(name='show_attend_tell', frontend='cnn'), 0, v)
+  model = build_model(dict(name='show_attend_tell'), 0, v)
   batch = {'inputs': jnp.zeros((1, 32, 32, 3)), 'decoder_inputs': jnp.ones((1, 3), jnp.int32)}
   shapes = nn.unbox(jax.eval_shape(lambda r: model.init(r, batch), jax.random.key(0))['params'])
   count = lambda tree: sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
@@ -119,7 +119,7 @@ def test_coco_configs_print_their_parameter_counts():
   sat = config_lib.load_config(os.path.join(root, 'coco_show_attend_tell.py'))
   assert train.count_params(sat) == 35_333_450 + 1_813_632
   tf = config_lib.load_config(os.path.join(root, 'coco_transformer_captioner.py'))
-  assert tf.model.frontend == 'patches' and train.count_params(tf) > 44_000_000
+  assert tf.model.frontend.name == 'patches' and train.count_params(tf) > 44_000_000
 
 
 def test_frontend_init_loads_the_files_weights(tiny, tmp_path):
@@ -135,7 +135,7 @@ def test_frontend_init_loads_the_files_weights(tiny, tmp_path):
   for key in ('decoder', 'tgt_embed', 'init_h'):       # everything else stays
     for a, b in zip(jax.tree.leaves(loaded[key]), jax.tree.leaves(params[key])):
       np.testing.assert_array_equal(a, b)
-  wider = build_model(dict(TINY, cnn_channels=(3, 5)), 0, VOCAB)
+  wider = build_model(dict(TINY, frontend=dict(name='cnn', channels=(3, 5))), 0, VOCAB)
   wider_params = nn.unbox(wider.init(jax.random.key(0), batch)['params'])
   with pytest.raises(UserError,
                      match=r'shapes differ: conv_1/bias \(4,\) != \(5,\); conv_1/kernel'):

@@ -44,11 +44,17 @@ import ml_collections
 from common import decode, mesh_and_rules, speech_data
 
 MODELS = dict(
-    transformer=dict(name='transformer', frontend='audio_conv', audio_channels=4, emb_dim=16,
-                     num_heads=2, mlp_dim=32, num_encoder_layers=1, num_decoder_layers=1,
-                     dropout_rate=0.1, max_len=64),
-    rnn=dict(name='rnn', frontend='log_mel', emb_dim=16, hidden_dim=8, encoder_layers=2,
-             pyramid=1, decoder_layers=1, attention='concat', dropout_rate=0.1))
+    transformer=dict(name='transformer', frontend=dict(name='audio_conv', channels=4),
+                     emb_dim=16, num_heads=2, mlp_dim=32, num_encoder_layers=1,
+                     num_decoder_layers=1, dropout_rate=0.1, max_len=64),
+    rnn=dict(name='rnn', frontend=dict(name='log_mel'), emb_dim=16, hidden_dim=8,
+             encoder_layers=2, pyramid=1, decoder_layers=1, attention='concat',
+             dropout_rate=0.1))
+
+
+def _audio(model: dict, **settings) -> dict:
+  """`model` with these settings of its frontend changed."""
+  return dict(model, frontend={**model['frontend'], **settings})
 
 
 def get_config(arg):
@@ -63,7 +69,8 @@ def get_config(arg):
   c.eval_every_steps = STEPS
   c.checkpoint_every_steps = STEPS
   c.keep_checkpoints = 20
-  c.model = dict(MODELS[arg], num_mels=20, spec_augment=(1, 4, 1, 5, 1.0), ctc_weight=0.3)
+  c.model = dict(_audio(MODELS[arg], num_mels=20, spec_augment=(1, 4, 1, 5, 1.0)),
+                 ctc_weight=0.3)
   c.label_smoothing = 0.0
   c.optimizer = dict(name='adam', learning_rate=3e-3, schedule='constant', grad_clip_norm=1.0)
   c.decode = decode(beam_size=2, alpha=0.6, max_len=6)
@@ -308,11 +315,13 @@ def _wave_batches():
 
 
 SMALL = {
-    'transformer': dict(name='transformer', frontend='audio_conv', audio_channels=4, emb_dim=16,
-                        num_heads=2, mlp_dim=32, num_encoder_layers=1, num_decoder_layers=1,
-                        dropout_rate=0.0, max_len=64, num_mels=20),
-    'rnn': dict(name='rnn', frontend='log_mel', emb_dim=16, hidden_dim=8, encoder_layers=3,
-                pyramid=2, decoder_layers=1, attention='concat', dropout_rate=0.0, num_mels=20),
+    'transformer': dict(name='transformer', frontend=dict(name='audio_conv', channels=4,
+                                                          num_mels=20),
+                        emb_dim=16, num_heads=2, mlp_dim=32, num_encoder_layers=1,
+                        num_decoder_layers=1, dropout_rate=0.0, max_len=64),
+    'rnn': dict(name='rnn', frontend=dict(name='log_mel', num_mels=20), emb_dim=16,
+                hidden_dim=8, encoder_layers=3, pyramid=2, decoder_layers=1,
+                attention='concat', dropout_rate=0.0),
 }
 
 
@@ -412,7 +421,7 @@ def test_joint_loss_is_the_weighted_sum_of_ctc_and_cross_entropy():
   """The train step's loss = ((1 - w) CE + w CTC) / target tokens, CTC from optax over the
   labels before EOS; SpecAugment draws the same masks for the same step."""
   w = 0.4
-  model = build_model(dict(SMALL['transformer'], ctc_weight=w, spec_augment=()), 0, 9)
+  model = build_model(dict(_audio(SMALL['transformer'], spec_augment=()), ctc_weight=w), 0, 9)
   batch, _ = _wave_batches()
   targets = np.array([[5, 6, 7, EOS_ID], [8, EOS_ID, 0, 0]], np.int32)
   batch = dict(batch, targets=targets)
@@ -434,7 +443,7 @@ def test_joint_loss_is_the_weighted_sum_of_ctc_and_cross_entropy():
 
 
 def test_spec_augment_only_in_training_and_from_the_rng():
-  model = build_model(dict(SMALL['rnn'], spec_augment=(2, 8, 2, 5, 1.0)), 0, 9)
+  model = build_model(_audio(SMALL['rnn'], spec_augment=(2, 8, 2, 5, 1.0)), 0, 9)
   batch, _ = _wave_batches()
   params = model.init({'params': jax.random.key(0)}, batch, train=False)['params']
 
@@ -449,8 +458,8 @@ def test_spec_augment_only_in_training_and_from_the_rng():
 
 
 def test_vtlp_only_in_training_and_from_the_rng():
-  plain = build_model(dict(SMALL['rnn'], spec_augment=()), 0, 9)
-  model = build_model(dict(SMALL['rnn'], spec_augment=(), vtlp=(0.9, 1.1)), 0, 9)
+  plain = build_model(_audio(SMALL['rnn'], spec_augment=()), 0, 9)
+  model = build_model(_audio(SMALL['rnn'], spec_augment=(), vtlp=(0.9, 1.1)), 0, 9)
   batch, _ = _wave_batches()
   params = model.init({'params': jax.random.key(0)}, batch, train=False)['params']
 
@@ -463,8 +472,8 @@ def test_vtlp_only_in_training_and_from_the_rng():
   assert not np.allclose(enc(model, True, 0), enc(plain, True, 0))
   assert not np.allclose(enc(model, True, 0), enc(model, True, 1))
   for bad in ((1.1,), (1.1, 0.9)):   # checked when the model is set up, even for evaluation
-    with pytest.raises(UserError, match='model.vtlp must be'):
-      build_model(dict(SMALL['rnn'], vtlp=bad), 0, 9).apply({'params': params}, batch,
+    with pytest.raises(UserError, match='model.frontend.vtlp must be'):
+      build_model(_audio(SMALL['rnn'], vtlp=bad), 0, 9).apply({'params': params}, batch,
                                                             train=False)
 
 

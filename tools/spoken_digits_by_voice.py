@@ -37,7 +37,7 @@ def main(argv=None) -> int:
   p.add_argument('--split', default='test', choices=spoken_digits.SPLITS)
   p.add_argument('--errors', action='store_true', help='also list every misread utterance')
   p.add_argument('--override', action='append', default=[], metavar='KEY=VALUE',
-                 help='config overrides the run was trained with, e.g. model.vtlp=(0.9,1.1)')
+                 help='config overrides the run was trained with, e.g. model.frontend.vtlp=(0.9,1.1)')
   args = p.parse_args(argv)
   try:
     config = config_lib.load_config(args.config, [tuple(o.split('=', 1)) for o in args.override])

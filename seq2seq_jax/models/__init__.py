@@ -8,7 +8,7 @@ them `frontend` and `ctc_weight`) with `base.ModelDefaults` for a model without 
   Model(src_vocab_size=int, tgt_vocab_size=int, **config.model minus `name`)
 
   __call__(batch, *, train) -> logits float32 [B, T, tgt_vocab]
-      batch['inputs'] is what `model.frontend` reads (seq2seq_jax/models/frontends.py):
+      batch['inputs'] is what `model.frontend` reads (seq2seq_jax/models/frontends/):
       int32 ids [B, S] (0 = padding; frontend 'tokens', the default), float features
       [B, T, F] with batch['inputs_mask'] [B, T] (true = real frame; 'audio_conv') or float
       images [B, H, W, C] ('patches', 'cnn'). batch['decoder_inputs'] int32 [B, T] (BOS
@@ -27,6 +27,10 @@ them `frontend` and `ctc_weight`) with `base.ModelDefaults` for a model without 
       One incremental decoder step; last_tokens int32 [N] (BOS at the first step), N = B
       times the beam size, item-major.
 
+A setting that is a group (a dict or ConfigDict, e.g. `frontend=dict(name='cnn', ...)`: a
+registered part with its own settings, models/registry.py) reaches the model frozen
+(registry.freeze), so every module field is hashable.
+
 Parameters carry logical axis names (nn.with_logical_partitioning) from the vocabulary
 'vocab', 'embed', 'mlp', 'heads', 'kv', 'hidden', 'gates'; activations are constrained with
 'batch', 'length', 'embed', 'heads', 'kv', 'mlp', 'vocab'. Models know nothing of meshes.
@@ -39,6 +43,7 @@ from typing import Any, Mapping
 import flax.linen as nn
 
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.models import registry
 
 
 def build_model(model_config: Mapping[str, Any], src_vocab_size: int,
@@ -70,9 +75,15 @@ def build_model(model_config: Mapping[str, Any], src_vocab_size: int,
   fields = {f.name for f in dataclasses.fields(cls)} - {'parent', 'name'}
   unknown = sorted(set(cfg) - fields)
   if unknown:
-    raise UserError(f'model {name!r} has no setting(s) {", ".join(unknown)}')
-  # ConfigDict values (tuples/lists, nested dicts) -> plain Python.
-  kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()}
+    from seq2seq_jax import config_migration  # pylint: disable=g-import-not-at-top
+    moved = sorted(set(unknown) & set(config_migration.FRONTEND_FIELDS))
+    hint = (f' ({", ".join(moved)}: now settings of model.frontend, e.g. '
+            "frontend=dict(name='cnn', channels=(32, 64)))" if moved else '')
+    raise UserError(f'model {name!r} has no setting(s) {", ".join(unknown)}{hint}')
+  # ConfigDict values -> plain Python: lists as tuples, groups (a part's settings) frozen.
+  kwargs = {k: (tuple(v) if isinstance(v, list) else
+                registry.freeze(v) if isinstance(v, Mapping) or hasattr(v, 'to_dict') else v)
+            for k, v in cfg.items()}
   return cls(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, **kwargs)
 
 
@@ -87,8 +98,9 @@ def model_defaults(name: str) -> dict[str, Any]:
   for f in dataclasses.fields(cls):
     if f.name in ('parent', 'name') or f.default is dataclasses.MISSING:
       continue
+    value = (registry.spec_dict(f.default) if registry.is_frozen(f.default) else f.default)
     try:
-      out[f.name] = json.loads(json.dumps(f.default))
+      out[f.name] = json.loads(json.dumps(value))
     except TypeError:  # not a JSON value: config.json cannot hold it either
       continue
   return out

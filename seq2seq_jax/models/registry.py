@@ -19,8 +19,12 @@ The model builds it with `FRONTENDS.build(spec, features=..., ...)`: the keyword
 are what the model supplies (sizes it owns, dtype, initializer); the spec supplies the rest.
 A key the part does not have is one clear error naming the part and its settings, so a model
 never declares another part's fields, and adding a part is a new class and one decorator line.
+A registry made with `package=` also finds a part by module name: a name it does not hold
+yet is looked for in `<package>.<name>` (imported on first use, as `build_model` finds
+`models/<name>.py`), so a part in its own file named after it needs no import anywhere.
 """
 import dataclasses
+import importlib
 from typing import Any, Callable, Mapping
 
 from seq2seq_jax.errors import UserError
@@ -44,11 +48,19 @@ def freeze(spec: Any) -> tuple[tuple[str, Any], ...]:
   return tuple(sorted(spec_dict(spec).items()))
 
 
+def is_frozen(value: Any) -> bool:
+  """Whether `value` is a spec as freeze() writes it."""
+  return (isinstance(value, tuple) and bool(value)
+          and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in value)
+          and 'name' in dict(value))
+
+
 class Registry:
   """Named classes of one kind of part."""
 
-  def __init__(self, kind: str):
+  def __init__(self, kind: str, package: str | None = None):
     self.kind = kind       # the config key that chooses one, for error messages
+    self.package = package  # where a part named `x` not yet registered may live: package.x
     self._classes: dict[str, type] = {}
 
   def register(self, name: str) -> Callable[[type], type]:
@@ -64,9 +76,24 @@ class Registry:
     return tuple(self._classes)
 
   def get(self, name: Any) -> type:
+    if name not in self._classes and self.package and isinstance(name, str) \
+        and name.isidentifier():
+      try:   # a part in its own file, `<package>/<name>.py`, registers itself on import
+        importlib.import_module(f'{self.package}.{name}')
+      except ModuleNotFoundError as e:
+        if e.name != f'{self.package}.{name}':
+          raise
     if name not in self._classes:
       raise UserError(f'{self.kind}.name={name!r} is not one of {", ".join(self._classes)}')
     return self._classes[name]
+
+  def settings_of(self, spec: Any, supplied: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The spec with every setting it leaves out at its default ('name' first): what the
+    part is built with, for comparing two specs; `supplied` keys (the model's) left out."""
+    given = spec_dict(spec)
+    name = given.pop('name', None)
+    defaults = {k: v for k, v in self.settings(name).items() if k not in supplied}
+    return {'name': name, **defaults, **given}
 
   def settings(self, name: str) -> dict[str, Any]:
     """The settings a config may give part `name`, with their defaults."""

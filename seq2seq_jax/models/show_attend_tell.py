@@ -1,6 +1,6 @@
 """Show, Attend and Tell (Xu et al. 2015), soft ("deterministic") attention.
 
-The annotation vectors a_1..a_L come from the frontend (`model.frontend='cnn'`: its last
+The annotation vectors a_1..a_L come from the frontend (frontend 'cnn', the default: its last
 feature grid, row by row, projected to context_dim; the paper reads VGG-19 conv5_4, 14 x 14 x
 512). The decoder is one LSTM (Sec. 3.1.2):
 
@@ -27,7 +27,8 @@ VGG offline), unless model.frontend_init names weights (seq2seq_jax/trainer/fron
 Fields (config.model.*): emb_dim (word embedding and readout width m), hidden_dim (LSTM units
 n), context_dim (annotation width D), attention_dim (0 = D), attention_layers, init_layers,
 selector (beta), prev2out, ctx2out, doubly_stochastic (lambda; 0 = off), dropout_rate,
-frontend + its sizes (seq2seq_jax/models/frontends.py), dtype, remat (each decoder step
+frontend (its name and settings, seq2seq_jax/models/frontends/; default the cnn with
+64-128-256-512 channels), dtype, remat (each decoder step
 rematerialised), max_len (unused).
 """
 import functools
@@ -41,6 +42,7 @@ from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import base
 from seq2seq_jax.models import frontends
 from seq2seq_jax.models import layers
+from seq2seq_jax.models.registry import freeze
 from seq2seq_jax.models.rnn.cells import make_cell
 
 
@@ -103,14 +105,7 @@ class Model(base.ModelDefaults, nn.Module):
   max_len: int = 64
   dtype: str = 'float32'
   remat: str = 'none'
-  frontend: str = 'cnn'
-  patch_size: int = 16
-  cnn_channels: tuple[int, ...] = (64, 128, 256, 512)
-  cnn_columns: bool = False     # frontend='cnn': one annotation per grid column
-  audio_channels: int = 64
-  num_mels: int = 80
-  spec_augment: tuple[float, ...] = frontends.LIBRISPEECH_BASIC
-  vtlp: tuple[float, ...] = ()
+  frontend: Any = freeze(dict(name='cnn', channels=(64, 128, 256, 512)))
 
   def setup(self):
     if self.remat not in layers.REMAT:
@@ -119,15 +114,14 @@ class Model(base.ModelDefaults, nn.Module):
            self.init_layers) < 1:
       raise UserError('model emb_dim, hidden_dim, context_dim, attention_layers and '
                       'init_layers must be positive')
-    if self.frontend == 'tokens':
+    if frontends.name_of(self.frontend) == 'tokens':
       raise UserError("show_attend_tell attends over annotation vectors: model.frontend must "
                       "be 'cnn', 'patches' or 'audio_conv'")
     dt = layers.dtype_of(self.dtype)
     self._dt = dt
     att = self.attention_dim or self.context_dim
     self.frontend_module = frontends.build(
-        self.frontend, vocab_size=0, features=self.context_dim, dtype=dt,
-        **frontends.sizes(self), module_name='frontend')
+        self.frontend, features=self.context_dim, dtype=dt, module_name='frontend')
     self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt)
     d = self.context_dim
     self.init_hidden = [_dense(d, ('embed', 'hidden'), dt, f'init_{i}')

@@ -4,7 +4,8 @@ Options beyond the paper: pre-LayerNorm (Xiong et al. 2020; the paper is post-LN
 `pre_norm=False`), learned positions, a compute dtype (config.dtype), rematerialised layers
 (`remat`). Packed rows (several pairs per row, with segment ids and positions) are supported:
 attention never crosses segments. The encoder
-reads any input through `frontend` (models/frontends.py): token embeddings (scaled by
+reads any input through `frontend` (models/frontends/: a name or a group of settings with a
+name, e.g. dict(name='audio_conv', channels=32)): token embeddings (scaled by
 sqrt(d_model), Sec. 3.4), image patches (with their own learned positions, as ViT), a conv
 net's feature grid or subsampled audio features (both given the model's positions); the
 source mask comes from the frontend.
@@ -18,8 +19,9 @@ returns log-probabilities [B, T, tgt_vocab_size + max_oovs] as its logits (layer
 
 Joint CTC-attention (`ctc_weight` > 0; Kim, Hori and Watanabe 2017): a linear CTC head on the
 encoder outputs (models/ctc.py, shared with the RNN; blank = the padding id 0) adds
-ctc_weight * CTC to (1 - ctc_weight) times the cross entropy; it also decodes alone (decode.method='ctc_greedy'). Audio inputs: `num_mels`,
-`spec_augment` and `vtlp` set the audio frontends' features (models/frontends.py).
+ctc_weight * CTC to (1 - ctc_weight) times the cross entropy; it also decodes alone
+(decode.method='ctc_greedy'). Audio inputs: the audio frontends' own settings (num_mels,
+spec_augment, vtlp) set their features (models/frontends/audio.py).
 
 Incremental decoding uses an explicit cache pytree (see Model.init_cache): per decoder layer,
 self-attention K/V slots for every beam and the precomputed cross-attention K/V, held once per
@@ -39,6 +41,7 @@ from seq2seq_jax.models import ctc
 from seq2seq_jax.models import frontends
 from seq2seq_jax.models import layers
 from seq2seq_jax.models.layers import constrain
+from seq2seq_jax.models.registry import freeze
 
 
 def _layer_norm(dtype) -> nn.LayerNorm:
@@ -265,34 +268,32 @@ class Model(nn.Module):
   max_len: int = 256
   dtype: str = 'float32'
   remat: str = 'none'           # 'none' | 'full' | 'dots': activations recomputed per layer
-  frontend: str = 'tokens'      # seq2seq_jax/models/frontends.py: what the encoder reads
-  patch_size: int = 16          # frontend='patches'
-  cnn_channels: tuple[int, ...] = (32, 64, 128)  # frontend='cnn'
-  cnn_columns: bool = False     # frontend='cnn': one annotation per grid column
-  audio_channels: int = 64      # frontend='audio_conv'
+  frontend: Any = freeze('tokens')  # models/frontends/: what the encoder reads, and its settings
   copy: bool = False            # copy from the source through a cross-attention head
   max_oovs: int = 0             # copy: temporary ids per source for its OOV words
-  num_mels: int = 80            # audio frontends: log-mel bins
-  spec_augment: tuple[float, ...] = frontends.LIBRISPEECH_BASIC  # audio: SpecAugment policy
-  vtlp: tuple[float, ...] = ()  # audio: VTLP warp factor range in training (() = off)
   ctc_weight: float = 0.0       # joint CTC-attention: weight of a CTC head on the encoder
+
+  @property
+  def _tokens(self) -> bool:
+    return frontends.name_of(self.frontend) == 'tokens'
 
   def setup(self):
     dt = layers.dtype_of(self.dtype)
+    fe = frontends.name_of(self.frontend)
     width = self.qkv_dim or self.emb_dim
     if width % self.num_heads:
       raise UserError(f'attention width {width} is not divisible by num_heads {self.num_heads}')
     if self.positions not in ('sinusoidal', 'learned'):
       raise UserError(f"model.positions must be 'sinusoidal' or 'learned', got {self.positions!r}")
-    if self.share_embeddings and self.frontend != 'tokens':
-      raise UserError(f"share_embeddings needs model.frontend='tokens', got {self.frontend!r}")
+    if self.share_embeddings and fe != 'tokens':
+      raise UserError(f"share_embeddings needs model.frontend 'tokens', got {fe!r}")
     if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
       raise UserError('share_embeddings needs one vocabulary for source and target '
                       f'({self.src_vocab_size} != {self.tgt_vocab_size})')
-    if self.copy and (self.frontend != 'tokens' or self.src_vocab_size != self.tgt_vocab_size
+    if self.copy and (fe != 'tokens' or self.src_vocab_size != self.tgt_vocab_size
                       or self.max_oovs < 1):
       raise UserError('model.copy needs token inputs, one vocabulary for both sides and '
-                      f'model.max_oovs >= 1 (got {self.frontend!r}, vocabularies '
+                      f'model.max_oovs >= 1 (got {fe!r}, vocabularies '
                       f'{self.src_vocab_size} and {self.tgt_vocab_size}, {self.max_oovs})')
     kw = dict(num_heads=self.num_heads, head_dim=width // self.num_heads, emb_dim=self.emb_dim,
               mlp_dim=self.mlp_dim, attention_dropout_rate=self.attention_dropout_rate,
@@ -300,8 +301,7 @@ class Model(nn.Module):
     # The token frontend keeps the name 'src_embed' (checkpoints and initial values).
     self.src_embed = frontends.build(
         self.frontend, vocab_size=self.src_vocab_size, features=self.emb_dim, dtype=dt,
-        **frontends.sizes(self),
-        module_name='src_embed' if self.frontend == 'tokens' else 'frontend')
+        module_name='src_embed' if fe == 'tokens' else 'frontend')
     if not self.share_embeddings:
       self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt)
     if self.positions == 'learned':
@@ -391,15 +391,16 @@ class Model(nn.Module):
     Returns:
       (encoder states [B, S', emb_dim] in the compute dtype, source mask bool [B, S']).
     """
-    if self.frontend == 'tokens':
+    if self._tokens:
       mask = inputs > 0
       x = self._embed(self.src_embed, 'src_pos', self._in_vocab(inputs),
                       self._positions(inputs, inputs_position), not train)
     else:
       if inputs_segmentation is not None:
-        raise UserError(f"packed rows need model.frontend='tokens', got {self.frontend!r}")
+        raise UserError("packed rows need model.frontend 'tokens', got "
+                        f'{frontends.name_of(self.frontend)!r}')
       x, mask = self.src_embed(inputs, inputs_mask, train=train)
-      if isinstance(self.src_embed, frontends.Patches):  # ViT: its own learned positions
+      if getattr(self.src_embed, 'own_positions', False):  # ViT: its own learned positions
         x = constrain(self.drop(x, deterministic=not train), ('batch', 'length', 'embed'))
       else:
         x = self._add_positions(x, 'src_pos', self._positions(x, None), not train)

@@ -108,7 +108,7 @@ class BaseTask:
   """
   best_metric = 'loss'
   best_mode = 'min'
-  input_kind = 'tokens'   # what sources are: 'tokens' | 'features' | 'image' (frontends.py)
+  input_kind = 'tokens'   # what sources are: 'tokens' | 'features' | 'image' (models/frontends/)
   src_vocab_size = 0
   tgt_vocab_size = 0
 

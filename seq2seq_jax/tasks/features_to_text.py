@@ -5,7 +5,7 @@ Data (config.data): `train_tsv`, `eval_tsv`, `test_tsv` of `features_path<TAB>te
 `num_bins`, `frame_buckets` (padded frame counts: utterances are bucketed by length, longer
 ones dropped), `alphabet`, `target_len`, `bad_pairs`. Batches carry 'inputs' [batch, frames,
 num_bins] and 'inputs_mask' [batch, frames] (true on real frames), which
-model.frontend='audio_conv' reads.
+model.frontend 'audio_conv' reads.
 """
 from typing import Any
 

@@ -4,7 +4,7 @@ Data (config.data): `train_tsv`, `eval_tsv`, `test_tsv` of `image_path<TAB>text`
 tasks/file_inputs.py), `alphabet`, `target_len`, `image_size` (height, width), `channels`
 (1 grey or 3 RGB), `bad_pairs`. Images are decoded with Pillow, converted to the channel
 count, resized to image_size (bilinear) and scaled to [-1, 1]; every batch has one shape,
-[batch, height, width, channels], which model.frontend='patches' or 'cnn' reads.
+[batch, height, width, channels], which the frontends 'patches' and 'cnn' read.
 
 `data.digit_strips` (a dict of seq2seq_jax/datasets/digit_strips.StripSpec fields, {} for the
 defaults) replaces the three TSVs with strips of real handwritten digits, built once into

@@ -37,7 +37,7 @@ def load_into(params: Any, path: str) -> Any:
     raise UserError(f'model.frontend_init: {path} not found')
   if MODULE not in params:
     raise UserError(f'model.frontend_init: this model has no {MODULE!r} module '
-                    "(model.frontend='tokens'?)")
+                    "(model.frontend 'tokens'?)")
   try:
     with np.load(path) as f:
       given = {k: f[k] for k in f.files}

@@ -35,6 +35,7 @@ from seq2seq_jax.trainer import frontend_weights
 from seq2seq_jax.trainer import optim
 from seq2seq_jax.trainer import sharding
 from seq2seq_jax.trainer import steps
+from seq2seq_jax import config_migration
 from seq2seq_jax import tasks
 from seq2seq_jax.trainer import throughput
 from seq2seq_jax.trainer import warm_start
@@ -96,10 +97,11 @@ def build_model_for(config, task):
     model_config['dtype'] = config.dtype
   model = build_model(model_config, task.src_vocab_size, task.tgt_vocab_size)
   frontend = getattr(model, 'frontend', 'tokens')      # the model's default if not set
-  reads = frontends.INPUT_KIND.get(frontend)
-  if reads and task.input_kind not in reads:
-    raise UserError(f'model.frontend={frontend!r} reads {" or ".join(reads)} inputs, but task '
-                    f'{config.task!r} gives {task.input_kind} inputs')
+  reads = frontends.reads(frontend)
+  if task.input_kind not in reads:
+    raise UserError(f'model.frontend {frontends.name_of(frontend)!r} reads '
+                    f'{" or ".join(reads)} inputs, but task {config.task!r} gives '
+                    f'{task.input_kind} inputs')
   return model
 
 
@@ -276,16 +278,18 @@ def _check_workdir(config, workdir: str, ckpt: Checkpointer) -> None:
   if ckpt.latest_step() is None or not os.path.exists(path):
     return
   with open(path) as f:
-    saved = json.load(f)
+    saved = config_migration.migrate(json.load(f))   # a run of the old flat frontend fields
   current = config_to_dict(config)
   for key in ('task', 'model'):
     old, new = saved.get(key), current.get(key)
     if (key == 'model' and isinstance(old, dict) and isinstance(new, dict)
         and old.get('name') == new.get('name')):
       # A setting that one side leaves out has the model's default (e.g. a run trained
-      # before the setting existed).
+      # before the setting existed), and so has a frontend setting.
       defaults = model_defaults(str(new.get('name')))
       old, new = {**defaults, **old}, {**defaults, **new}
+      if 'frontend' in defaults:
+        old['frontend'], new['frontend'] = (_frontend_settings(x['frontend']) for x in (old, new))
     if old != new:
       if isinstance(old, dict) and isinstance(new, dict):
         diffs = [f'{key}.{k}: {old.get(k)!r} in {workdir} vs {new.get(k)!r}'
@@ -294,6 +298,14 @@ def _check_workdir(config, workdir: str, ckpt: Checkpointer) -> None:
         diffs = [f'{key}: {old!r} vs {new!r}']
       raise UserError(f'{workdir} holds checkpoints of a different model ({diffs[0]}); '
                       'use a new --workdir (nothing was changed)')
+
+
+def _frontend_settings(spec: Any) -> Any:
+  """A frontend spec with its defaults filled in, as JSON holds it (tuples as lists)."""
+  try:
+    return json.loads(json.dumps(frontends.resolved(spec)))
+  except (UserError, TypeError):   # an unknown frontend: compared as it is
+    return spec
 
 
 def _write_json(path: str, obj: Any) -> None:
@@ -546,7 +558,7 @@ def _attention_map_writer(run: Run, directory: str):
       if os.path.exists(p):
         raise UserError(f'{p} exists: choose another --attention_maps directory')
     images = np.stack([x for _, _, x, _ in items])
-    grid = frontends.grid_shape(m.frontend, *images.shape[1:3], **frontends.sizes(m))
+    grid = frontends.grid_shape(m.frontend, *images.shape[1:3])
     outputs = np.stack([o for _, _, _, o in items])
     pad = rows - len(items)        # one batch shape (rows divide over the batch shards)
     batch = {'inputs': np.concatenate([images, np.zeros((pad, *images.shape[1:]),

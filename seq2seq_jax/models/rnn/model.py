@@ -3,7 +3,7 @@
 (Chan et al. 2016) as one chain of named parts, each paper a preset in its experiment file
 (experiments/wmt14_*, cnndm_pointer_generator.py, spoken_digits.py):
 
-  frontend   what the encoder reads (seq2seq_jax/models/frontends.py)
+  frontend   FRONTENDS (models/frontends/): what the encoder reads, a group of its settings
   cell       CELLS (cells.py): 'lstm' | 'gru', in the encoder and the decoder
   encoder    (bi)directional layers, optionally pyramidal (encoder.py)
   bridge     BRIDGES (bridge.py): the decoder's initial state
@@ -42,10 +42,11 @@ Fields (config.model.*):
   init_scale         > 0: every parameter ~ U[-s, s] (Sutskever Sec. 3.4: 0.08; Luong Sec. 4.1:
                      0.1). 0: Xavier-uniform kernels, orthogonal recurrent blocks, zero biases
   max_len            unused: the recurrent state has a fixed size
-  frontend           what the encoder reads (seq2seq_jax/models/frontends.py): 'tokens' (the
-                     source embedding), 'patches' | 'cnn' (images), 'audio_conv' (features);
-                     sized by patch_size, cnn_channels, audio_channels; every frontend gives
-                     emb_dim-wide vectors, which the encoder layers read as they read embeddings
+  frontend           what the encoder reads and its settings (seq2seq_jax/models/frontends/): a
+                     name or a group with a name: 'tokens' (the source embedding), 'patches' |
+                     'cnn' (images), 'audio_conv' (features), 'log_mel' (waveforms), e.g.
+                     dict(name='log_mel', num_mels=80); every frontend gives emb_dim-wide
+                     vectors, which the encoder layers read as they read embeddings
   share_embeddings   one table embeds source and target tokens (needs one vocabulary)
   copy, max_oovs     the pointer-generator (copy.py): max_oovs temporary ids per source
   coverage, coverage_loss_weight   coverage attention and loss (copy.py; paper weight: 1.0)
@@ -54,9 +55,6 @@ Fields (config.model.*):
                      outputs at consecutive steps 2i and 2i+1 concatenated, so time halves per
                      layer (3: 8x); an odd last step pairs with zeros; lengths ceil(n / 2)
   ctc_weight         > 0: joint CTC-attention training (seq2seq_jax/models/ctc.py)
-  num_mels, spec_augment, vtlp
-                     audio frontends' log-mel bins, SpecAugment policy and vocal tract
-                     length perturbation (frontends.py)
   dtype              matmul dtype; parameters, recurrent states and gates stay float32
                      (set by config.dtype)
   remat              'none' | 'full' | 'dots' (layers.remat): each encoder and decoder time
@@ -85,6 +83,7 @@ from seq2seq_jax.models import ctc
 from seq2seq_jax.models import frontends
 from seq2seq_jax.models import layers
 from seq2seq_jax.models.layers import constrain
+from seq2seq_jax.models.registry import freeze
 from seq2seq_jax.models.rnn import copy as copy_lib
 from seq2seq_jax.models.rnn.attention import ATTENTIONS, SourceKeys
 from seq2seq_jax.models.rnn.bridge import BRIDGES
@@ -120,14 +119,7 @@ class Model(nn.Module):
   max_len: int = 256
   dtype: str = 'float32'
   remat: str = 'none'
-  frontend: str = 'tokens'      # seq2seq_jax/models/frontends.py: what the encoder reads
-  patch_size: int = 16          # frontend='patches'
-  cnn_channels: tuple[int, ...] = (32, 64, 128)  # frontend='cnn'
-  cnn_columns: bool = False     # frontend='cnn': one annotation per grid column
-  audio_channels: int = 64      # frontend='audio_conv'
-  num_mels: int = 80            # audio frontends: log-mel bins
-  spec_augment: tuple[float, ...] = frontends.LIBRISPEECH_BASIC  # audio: SpecAugment policy
-  vtlp: tuple[float, ...] = ()  # audio: VTLP warp factor range in training (() = off)
+  frontend: Any = freeze('tokens')  # models/frontends/: what the encoder reads, and its settings
   pyramid: int = 0              # the top `pyramid` encoder layers halve time (LAS pBLSTM)
   ctc_weight: float = 0.0       # joint CTC-attention: weight of a CTC head on the encoder
   share_embeddings: bool = False  # one table embeds source and target tokens (same vocabulary)
@@ -143,6 +135,10 @@ class Model(nn.Module):
   @property
   def dec_hidden(self) -> int:
     return self.decoder_hidden_dim or self.enc_out
+
+  @property
+  def _tokens(self) -> bool:
+    return frontends.name_of(self.frontend) == 'tokens'
 
   @property
   def out_width(self) -> int:
@@ -176,7 +172,7 @@ class Model(nn.Module):
       raise UserError(f'attention={self.attention!r} needs decoder_hidden_dim == the encoder '
                       f"output size ({self.enc_out}); 'general' has no such constraint")
     if (self.copy or self.share_embeddings) and (
-        self.frontend != 'tokens' or self.src_vocab_size != self.tgt_vocab_size):
+        not self._tokens or self.src_vocab_size != self.tgt_vocab_size):
       raise UserError('model.copy and model.share_embeddings need token inputs and one '
                       f'vocabulary for both sides (sizes {self.src_vocab_size}, '
                       f'{self.tgt_vocab_size})')
@@ -205,8 +201,7 @@ class Model(nn.Module):
     # The token frontend keeps the name 'src_embed' (checkpoints and initial values).
     self.src_embed = None if self.share_embeddings else frontends.build(
         self.frontend, vocab_size=self.src_vocab_size, features=self.emb_dim, dtype=dt,
-        init_fn=init, **frontends.sizes(self),
-        module_name='src_embed' if self.frontend == 'tokens' else 'frontend')
+        init_fn=init, module_name='src_embed' if self._tokens else 'frontend')
     self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt, init_fn=init)
     self.encoder = [EncoderLayer(self.cell, self.hidden_dim, self.emb_dim if i == 0 else
                                  self.enc_out * (2 if self._pyramid(i) else 1),
@@ -228,7 +223,7 @@ class Model(nn.Module):
     """inputs (what model.frontend reads: ids [B, S], features [B, T, F] with inputs_mask,
     images [B, H, W, C]) -> (memory [B, S', enc_out], mask [B, S'], per-layer final carries).
     """
-    if self.frontend == 'tokens':
+    if self._tokens:
       mask = inputs > 0
       lengths = jnp.sum(mask, axis=1).astype(jnp.int32)
       if self.reverse_source:
