@@ -314,6 +314,11 @@ def _wave_batches():
           {'inputs': padded, 'inputs_mask': mask_pad, 'decoder_inputs': dec_pad})
 
 
+def _audio(model: dict, **settings) -> dict:
+  """`model` with these settings of its frontend changed."""
+  return dict(model, frontend={**model['frontend'], **settings})
+
+
 SMALL = {
     'transformer': dict(name='transformer', frontend=dict(name='audio_conv', channels=4,
                                                           num_mels=20),
