@@ -173,6 +173,6 @@ def test_unreadable_input_file_is_named(datasets, tmp_path):
 
 def test_frontend_must_read_the_tasks_inputs(datasets):
   config = _config(datasets, 'audio', 'transformer', 'audio_conv', mesh=(1, 1, 1))
-  config.model.frontend = 'patches'
+  config.model.frontend = {'name': 'patches'}
   with pytest.raises(UserError, match="reads image inputs, but task 'features_to_text'"):
     train.setup(config)

@@ -13,6 +13,7 @@ import pytest
 from flax import traverse_util
 
 from seq2seq_jax.errors import UserError
+from seq2seq_jax import config_migration
 from seq2seq_jax.models import build_model
 from seq2seq_jax.models import ctc
 from seq2seq_jax.models import layers
@@ -137,12 +138,12 @@ OLD_TREES = {
 
 @pytest.mark.parametrize('run', sorted(OLD_CONFIGS))
 def test_old_config_json_builds_the_old_parameter_tree(run):
-  path = f'/tmp/fx/{run}/config.json'
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'old_runs', run,
+                      'config.json')   # written by the code before the parts (08b69df)
   model_cfg = OLD_CONFIGS[run]
-  if os.path.exists(path):   # the file itself, where this machine still has it
-    with open(path) as f:
-      assert json.load(f)['model'] == model_cfg
-  model = build_model(model_cfg, V, V)
+  with open(path) as f:
+    assert json.load(f)['model'] == model_cfg
+  model = build_model(config_migration.migrate_model(model_cfg), V, V)
   if model_cfg.get('frontend') == 'log_mel':
     b = {'inputs': np.zeros((1, 1600), np.float32), 'inputs_mask': np.ones((1, 1600), bool),
          'decoder_inputs': np.ones((1, 3), np.int32)}
