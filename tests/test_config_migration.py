@@ -1,7 +1,7 @@
 """Old configs still load: the flat frontend fields of today's config.json files and experiment
 files become the `model.frontend` group (seq2seq_jax/config_migration.py).
 
-The config.json files under tests/data were written by the code before the change
+The config.json files under tests/fixtures/old_configs were written by the code before the change
 (`train._write_json(config_to_dict(config))` at commit 08b69df): a speech Transformer trained
 with a shrunk spoken_digits.py:transformer (audio_conv), the digits_ocr.py:smoke LSTM (cnn by
 columns) and tuxpaint_captions.py:sat (Show, Attend and Tell over a cnn).
@@ -19,7 +19,7 @@ from seq2seq_jax.models import frontends
 from seq2seq_jax.trainer import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, 'tests', 'data')
+DATA = os.path.join(ROOT, 'tests', 'fixtures', 'old_configs')
 
 
 def _old(name: str) -> dict:
