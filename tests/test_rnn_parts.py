@@ -162,7 +162,7 @@ class ScaledDot(Attention):
     return scores / jnp.sqrt(keys.shape[-1]).astype(scores.dtype)
 
 
-def test_a_new_attention_family_is_one_class_and_one_registry_line():
+def test_a_new_attention_family_has_generals_tree_and_decodes_as_it_trains():
   ATTENTIONS.register('scaled_dot')(ScaledDot)
   try:
     b = batch()
