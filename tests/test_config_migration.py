@@ -16,7 +16,7 @@ from seq2seq_jax import config_migration
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import build_model
 from seq2seq_jax.models import frontends
-from seq2seq_jax.trainer import train
+from seq2seq_jax.trainer import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, 'tests', 'fixtures', 'old_configs')
@@ -75,7 +75,7 @@ class _Checkpoints:
 
 
 def test_a_workdir_of_the_old_code_is_accepted_and_another_model_refused(tmp_path):
-  """train._check_workdir compares the workdir's config.json, migrated, with the config of
+  """trainer/workdir.py's check compares the workdir's config.json, migrated, with the config of
   the same command today (the old override model.audio_channels now names the frontend's
   channels)."""
   with open(tmp_path / 'config.json', 'w') as f:
@@ -86,15 +86,15 @@ def test_a_workdir_of_the_old_code_is_accepted_and_another_model_refused(tmp_pat
   spec = os.path.join(ROOT, 'experiments', 'spoken_digits.py:transformer')
   config = config_lib.load_config(spec, overrides)
   assert config.model.frontend.channels == 8
-  train._check_workdir(config, str(tmp_path), _Checkpoints())
+  workdir_lib.check(config, str(tmp_path), _Checkpoints())
   # A setting left at its default on one side and given on the other is the same model.
   config = config_lib.load_config(spec, overrides[:-1] + [('model.frontend.channels', '8')])
   config.unlock()
   del config.model.frontend['vtlp']
-  train._check_workdir(config, str(tmp_path), _Checkpoints())
+  workdir_lib.check(config, str(tmp_path), _Checkpoints())
   config = config_lib.load_config(spec, overrides[:-1] + [('model.frontend.channels', '16')])
   with pytest.raises(UserError, match='different model.*model.frontend'):
-    train._check_workdir(config, str(tmp_path), _Checkpoints())
+    workdir_lib.check(config, str(tmp_path), _Checkpoints())
 
 
 OLD_EXPERIMENT = '''

@@ -173,7 +173,7 @@ def test_a_run_from_before_a_model_setting_existed_is_accepted(g2p_run, tmp_path
   """A run's config.json that leaves out a model setting (trained before the setting was
   added) matches a config that gives the setting its default, and no other value."""
   from seq2seq_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from seq2seq_jax.trainer import train  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.trainer.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.models import model_defaults  # pylint: disable=g-import-not-at-top
@@ -188,11 +188,11 @@ def test_a_run_from_before_a_model_setting_existed_is_accepted(g2p_run, tmp_path
     json.dump(saved, f)
   ckpt = Checkpointer(old, read_only=True)
   assert ckpt.latest_step() is not None
-  train._check_workdir(config_lib.load_config(CONFIG), old, ckpt)  # accepted
+  workdir_lib.check(config_lib.load_config(CONFIG), old, ckpt)  # accepted
   other = json.dumps(defaults[key] + 1 if isinstance(defaults[key], (int, float))
                      and not isinstance(defaults[key], bool) else not defaults[key])
   with pytest.raises(UserError, match=f'different model .model.{key}: '):
-    train._check_workdir(config_lib.load_config(CONFIG, [(f'model.{key}', other)]), old, ckpt)
+    workdir_lib.check(config_lib.load_config(CONFIG, [(f'model.{key}', other)]), old, ckpt)
 
 
 def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path, tfds_data_dir):

@@ -12,13 +12,14 @@ step, Show-Attend-Tell's alpha_t, the Transformer's cross-attention of every dec
 per head, of which the last layer's, averaged over heads, is drawn.
 """
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
 
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.models import frontends
 
 
 def pick_weights(intermediates: Any) -> np.ndarray:
@@ -108,3 +109,42 @@ def draw(image: np.ndarray, tokens: Sequence[str], weights: np.ndarray,
 def output_path(directory: str, index: int, source_line: str) -> str:
   stem = os.path.splitext(os.path.basename(source_line.strip()))[0] or 'input'
   return os.path.join(directory, f'{index:05d}_{stem}.png')
+
+
+def writer(run: Any, directory: str, traced: Callable):
+  """draw(params, items): for (line index, image path line, image, decoded ids) items, draws
+  each image's attention maps (seq2seq_jax/analysis/attention_maps.py) into `directory`, never over an
+  existing file. `traced(run, fn, *args)` runs a jitted function in the run's mesh (trainer/train.py)."""
+  if run.task.input_kind != 'image':
+    raise UserError(f'--attention_maps draws over images; task {run.config.task!r} reads '
+                    f'{run.task.input_kind}')
+  m = run.model
+  os.makedirs(directory, exist_ok=True)
+  model, rows = run.model, run.task.eval_batch_size
+
+  @jax.jit
+  def forward(params, batch):
+    _, sown = model.apply({'params': params}, batch, train=False, mutable=['intermediates'])
+    return sown['intermediates']
+
+  def draw(params, items):
+    paths = [output_path(directory, i, line) for i, line, _, _ in items]
+    for p in paths:
+      if os.path.exists(p):
+        raise UserError(f'{p} exists: choose another --attention_maps directory')
+    images = np.stack([x for _, _, x, _ in items])
+    grid = frontends.grid_shape(m.frontend, *images.shape[1:3])
+    outputs = np.stack([o for _, _, _, o in items])
+    pad = rows - len(items)        # one batch shape (rows divide over the batch shards)
+    batch = {'inputs': np.concatenate([images, np.zeros((pad, *images.shape[1:]),
+                                                        images.dtype)]),
+             'decoder_inputs': decoder_inputs_for(
+                 np.concatenate([outputs, np.zeros((pad, outputs.shape[1]), outputs.dtype)]))}
+    weights = pick_weights(traced(run, forward, params, batch))
+    if weights.shape[-1] != grid[0] * grid[1]:
+      raise UserError(f'the model attends over {weights.shape[-1]} positions, not the '
+                      f'{grid[0]} x {grid[1]} grid of model.frontend')
+    for (_, _, image, ids), w, path in zip(items, weights, paths):
+      draw(image, run.task.target_tokens(ids), w, grid, path)
+
+  return draw

@@ -1,7 +1,7 @@
 """Example packing: several (source, target) pairs per fixed-length row.
 
 Each row carries segment ids (1, 2, ... per pair; 0 = padding) and positions restarting at 0
-for every pair; the Transformer masks attention across segments (models/transformer.py), so
+for every pair; the Transformer masks attention across segments (models/transformer/), so
 a packed pair gets the same loss as the pair alone. One fixed shape [batch, max_len] means
 one compiled train step and little padding, and a batch of `batch_size` rows holds about
 batch_size * max_len tokens, the paper's way of sizing batches (Vaswani et al. 2017,

@@ -27,7 +27,7 @@ cost more memory traffic than the model step itself. A model may instead wrap an
 `PerItem(value, beam_size)`: one [batch, ...] value shared by all beams of an item, which
 beam search neither tiles nor reorders. The model then owns the beam bookkeeping, e.g. it
 keeps every beam's K/V in a slot of its own and a small (reordered) ancestry mask saying
-which slot holds each hypothesis's past (see models/transformer.py).
+which slot holds each hypothesis's past (see models/transformer/).
 """
 import functools
 from typing import Any, Callable

@@ -3,8 +3,8 @@
   setup      mesh, task, model, optimizer, sharded abstract state, compiled steps
   input      the task's batcher and the feed (seq2seq_jax/trainer/feed.py) that makes global batches
   evaluate   loss over a split and decoding-based task metrics
-  workdir    one training run per workdir (a lock), config.json, refusing another model's
-             checkpoints
+  (workdir   one training run per workdir (a lock), config.json, refusing another model's
+             checkpoints: trainer/workdir.py)
   train      data, restore the newest intact checkpoint, the loop (its periodic actions are
              seq2seq_jax/trainer/loop.py: log, evaluate, checkpoint, preemption), final test summary
   modes      evaluate, predict (lines in, lines out), info
@@ -14,7 +14,6 @@ pure and live in steps.py.
 """
 import concurrent.futures
 import dataclasses
-import fcntl
 import json
 import logging
 import math
@@ -35,10 +34,10 @@ from seq2seq_jax.trainer import frontend_weights
 from seq2seq_jax.trainer import optim
 from seq2seq_jax.trainer import sharding
 from seq2seq_jax.trainer import steps
-from seq2seq_jax import config_migration
 from seq2seq_jax import tasks
 from seq2seq_jax.trainer import throughput
 from seq2seq_jax.trainer import warm_start
+from seq2seq_jax.trainer import workdir as workdir_lib
 from seq2seq_jax.trainer.checkpoint import Checkpointer
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.trainer.loop import StopSignal, TrainLoop
@@ -46,7 +45,6 @@ from seq2seq_jax.trainer.metric_writer import MetricWriter, Progress
 from seq2seq_jax.models import build_model
 from seq2seq_jax.models.base import Model
 from seq2seq_jax.tasks.base import Task
-from seq2seq_jax.models import model_defaults
 from seq2seq_jax.models import frontends
 
 
@@ -268,93 +266,7 @@ def evaluate_split(run: Run, params, split: str) -> dict[str, float]:
   metrics['seconds'] = time.perf_counter() - t0
   return metrics
 
-
-# =============================================================================
-# Workdir bookkeeping: config.json, and refusing a mismatched checkpoint
-# =============================================================================
-def _check_workdir(config, workdir: str, ckpt: Checkpointer) -> None:
-  """A workdir with checkpoints must belong to the same task and model."""
-  path = os.path.join(workdir, 'config.json')
-  if ckpt.latest_step() is None or not os.path.exists(path):
-    return
-  with open(path) as f:
-    saved = config_migration.migrate(json.load(f))   # a run of the old flat frontend fields
-  current = config_to_dict(config)
-  for key in ('task', 'model'):
-    old, new = saved.get(key), current.get(key)
-    if (key == 'model' and isinstance(old, dict) and isinstance(new, dict)
-        and old.get('name') == new.get('name')):
-      # A setting that one side leaves out has the model's default (e.g. a run trained
-      # before the setting existed), and so has a frontend setting.
-      defaults = model_defaults(str(new.get('name')))
-      old, new = {**defaults, **old}, {**defaults, **new}
-      if 'frontend' in defaults:
-        old['frontend'], new['frontend'] = (_frontend_settings(x['frontend']) for x in (old, new))
-    if old != new:
-      if isinstance(old, dict) and isinstance(new, dict):
-        diffs = [f'{key}.{k}: {old.get(k)!r} in {workdir} vs {new.get(k)!r}'
-                 for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-      else:
-        diffs = [f'{key}: {old!r} vs {new!r}']
-      raise UserError(f'{workdir} holds checkpoints of a different model ({diffs[0]}); '
-                      'use a new --workdir (nothing was changed)')
-
-
-def _frontend_settings(spec: Any) -> Any:
-  """A frontend spec with its defaults filled in, as JSON holds it (tuples as lists)."""
-  try:
-    return json.loads(json.dumps(frontends.resolved(spec)))
-  except (UserError, TypeError):   # an unknown frontend: compared as it is
-    return spec
-
-
-def _write_json(path: str, obj: Any) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
-
-
-def _lock_workdir(workdir: str):
-  """One training run per workdir: an exclusive flock on DIR/.lock, held by process 0 for
-  the whole run. The kernel drops it when the process dies (SIGKILL, reboot), so a stale
-  file never blocks the next run; eval and predict do not take it.
-
-  Returns:
-    The open lock file (keep it open), or None on other processes.
-
-  Raises:
-    UserError: another live run holds the lock (on every process).
-  """
-  holder = None
-  if _is_lead():
-    holder = open(os.path.join(workdir, '.lock'), 'a+')
-    try:
-      fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-      ok = True
-    except BlockingIOError:
-      holder.seek(0)
-      pid = holder.read().strip() or '?'
-      holder.close()
-      holder, ok = None, False
-  if jax.process_count() > 1:
-    ok = bool(multihost_utils.broadcast_one_to_all(np.int32(ok if _is_lead() else 0)))
-  if not ok:
-    who = f' (pid {pid})' if _is_lead() else ''
-    raise UserError(f'{workdir} is in use by another training run{who}; wait for it or use '
-                    'another --workdir (nothing was changed)')
-  return holder
-
-
-def _make_workdir(workdir: str) -> str:
-  workdir = os.path.abspath(workdir)
-  if _is_lead():
-    try:
-      os.makedirs(workdir, exist_ok=True)
-    except OSError as e:
-      raise UserError(f'cannot create --workdir {workdir}: {e.strerror}') from None
-  multihost_utils.sync_global_devices('workdir')
-  return workdir
+# Workdir bookkeeping (lock, config.json, a mismatched checkpoint): trainer/workdir.py.
 
 
 # =============================================================================
@@ -364,11 +276,11 @@ def train(config, workdir: str) -> dict[str, Any]:
   """Trains (resuming from the newest intact checkpoint in workdir), then reports test
   metrics. On SIGTERM / SIGINT it stops after the current step with a checkpoint of it and
   returns {'stopped_at': step, ...} instead."""
-  workdir = _make_workdir(workdir)
-  lock = _lock_workdir(workdir)
+  workdir = workdir_lib.make(workdir)
+  lock = workdir_lib.lock(workdir)
   ckpt = Checkpointer(workdir, keep=int(config.get('keep_checkpoints', 3)))
   try:
-    _check_workdir(config, workdir, ckpt)
+    workdir_lib.check(config, workdir, ckpt)
     if lock is not None:  # only now: a refused run leaves the workdir as it was
       lock.seek(0)
       lock.truncate()
@@ -401,7 +313,7 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
       _log(f'vocabulary from {init_from}: {", ".join(copied)}')
   run.task.setup(workdir)
   if _is_lead():
-    _write_json(os.path.join(workdir, 'config.json'), config_to_dict(config))
+    workdir_lib.write_json(os.path.join(workdir, 'config.json'), config_to_dict(config))
   _log(f'mesh {dict(run.mesh.shape)} over {jax.device_count()} devices, '
        f'{jax.process_count()} process(es); model {config.model.name}: '
        f'{run.num_params:,} parameters')
@@ -494,7 +406,7 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
              'best_metric': run.task.best_metric, **_seconds(totals), 'checkpoint': source,
              **{f'test/{k}': v for k, v in test.items()}}
   if _is_lead():
-    _write_json(os.path.join(workdir, 'summary.json'), summary)
+    workdir_lib.write_json(os.path.join(workdir, 'summary.json'), summary)
     print('SUMMARY ' + json.dumps(summary), flush=True)
   loop.writer.close()
   return summary
@@ -515,7 +427,7 @@ def _restore_for_inference(config, workdir: str) -> tuple[Run, Any]:
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
     raise UserError(f'no checkpoints in {workdir} (train first with --mode=train)')
   ckpt = Checkpointer(workdir, read_only=True)
-  _check_workdir(config, workdir, ckpt)
+  workdir_lib.check(config, workdir, ckpt)
   run = setup(config)
   run.task.setup(workdir)
   state, _ = ckpt.restore(run.abstract_state)
@@ -536,45 +448,6 @@ def evaluate(config, workdir: str) -> list[dict]:
   return rows
 
 
-def _attention_map_writer(run: Run, directory: str):
-  """draw(params, items): for (line index, image path line, image, decoded ids) items, draws
-  each image's attention maps (seq2seq_jax/analysis/attention_maps.py) into `directory`, never over an
-  existing file."""
-  if run.task.input_kind != 'image':
-    raise UserError(f'--attention_maps draws over images; task {run.config.task!r} reads '
-                    f'{run.task.input_kind}')
-  m = run.model
-  os.makedirs(directory, exist_ok=True)
-  model, rows = run.model, run.task.eval_batch_size
-
-  @jax.jit
-  def forward(params, batch):
-    _, sown = model.apply({'params': params}, batch, train=False, mutable=['intermediates'])
-    return sown['intermediates']
-
-  def draw(params, items):
-    paths = [maps_lib.output_path(directory, i, line) for i, line, _, _ in items]
-    for p in paths:
-      if os.path.exists(p):
-        raise UserError(f'{p} exists: choose another --attention_maps directory')
-    images = np.stack([x for _, _, x, _ in items])
-    grid = frontends.grid_shape(m.frontend, *images.shape[1:3])
-    outputs = np.stack([o for _, _, _, o in items])
-    pad = rows - len(items)        # one batch shape (rows divide over the batch shards)
-    batch = {'inputs': np.concatenate([images, np.zeros((pad, *images.shape[1:]),
-                                                        images.dtype)]),
-             'decoder_inputs': maps_lib.decoder_inputs_for(
-                 np.concatenate([outputs, np.zeros((pad, outputs.shape[1]), outputs.dtype)]))}
-    weights = maps_lib.pick_weights(traced(run, forward, params, batch))
-    if weights.shape[-1] != grid[0] * grid[1]:
-      raise UserError(f'the model attends over {weights.shape[-1]} positions, not the '
-                      f'{grid[0]} x {grid[1]} grid of model.frontend')
-    for (_, _, image, ids), w, path in zip(items, weights, paths):
-      maps_lib.draw(image, run.task.target_tokens(ids), w, grid, path)
-
-  return draw
-
-
 def predict(config, workdir: str, lines: Iterable[str], interactive: bool = False,
             attention_maps: str | None = None) -> Iterator[str]:
   """Yields one output line per input line, in input order (empty in, empty out).
@@ -589,7 +462,7 @@ def predict(config, workdir: str, lines: Iterable[str], interactive: bool = Fals
   chunk = 1 if interactive else max(run.task.eval_batch_size, 1)
   warned = False
   buf: list[str] = []
-  draw = _attention_map_writer(run, attention_maps) if attention_maps else None
+  draw = maps_lib.writer(run, attention_maps, traced) if attention_maps else None
   seen = 0
 
   def drain(texts: list[str]) -> list[str]:

@@ -1,0 +1,218 @@
+"""The Transformer's layers (Vaswani et al. 2017): fused-QKV self-attention, cross-attention
+whose source K/V are computed once, the position-wise MLP, and the encoder and decoder layers
+with pre- or post-LayerNorm residual wiring. Each layer also has the one-step form (`step`) that
+incremental decoding uses (see model.py's Model.init_cache for the cache layouts)."""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from seq2seq_jax.models import layers
+from seq2seq_jax.models.layers import constrain
+
+
+def layer_norm(dtype) -> nn.LayerNorm:
+  return nn.LayerNorm(epsilon=1e-6, dtype=dtype, param_dtype=jnp.float32,
+                      scale_init=layers.partitioned(nn.initializers.ones_init(), ('embed',)),
+                      bias_init=layers.partitioned(nn.initializers.zeros_init(), ('embed',)))
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention with one fused QKV projection."""
+  num_heads: int
+  head_dim: int
+  emb_dim: int
+  attention_dropout_rate: float
+  dtype: Any
+
+  def setup(self):
+    self.qkv = layers.dense((3, self.num_heads, self.head_dim), ('embed', None, 'heads', 'kv'),
+                            dtype=self.dtype, fused=3)
+    self.out = layers.dense(self.emb_dim, ('heads', 'kv', 'embed'), num_in_axes=2,
+                            dtype=self.dtype)
+    self.drop = nn.Dropout(self.attention_dropout_rate)
+
+  def _project(self, x):
+    qkv = self.qkv(x)
+    names = ('batch', 'length', 'heads', 'kv')
+    return [constrain(qkv[:, :, i], names) for i in range(3)]
+
+  def __call__(self, x, bias, deterministic: bool):
+    q, k, v = self._project(x)
+    return self.out(layers.attention(q, k, v, bias, self.drop, deterministic))
+
+  def step(self, x, k_slots, v_slots, pos, bias):
+    """One new position per hypothesis (see Model.init_cache for the layouts).
+
+    x [B * J, 1, E] (J beams per item, item-major); k_slots [B, H, D, M * J] and v_slots
+    [B, H, M * J, D]: beam j writes its key/value for position m to slot m * J + j; pos: the
+    step (all rows are at the same one); bias [B, 1, J, M * J]: each beam's own history.
+    """
+    b, h, d, n = k_slots.shape
+    j = x.shape[0] // b
+    q, k, v = (t.reshape(b, j, h, d) for t in self._project(x))
+    # One dynamic-update-slice per buffer writes the step's J slots in place.
+    k_slots = lax.dynamic_update_slice(
+        k_slots, k.transpose(0, 2, 3, 1).astype(k_slots.dtype), (0, 0, 0, pos * j))
+    v_slots = lax.dynamic_update_slice(
+        v_slots, v.transpose(0, 2, 1, 3).astype(v_slots.dtype), (0, 0, pos * j, 0))
+    # Every beam attends over all slots of its item; the bias keeps its own history.
+    out = layers.attention_step(q.transpose(0, 2, 1, 3), k_slots, v_slots, bias)
+    return self.out(out.transpose(0, 2, 1, 3).reshape(b * j, 1, h, d)), k_slots, v_slots
+
+
+class CrossAttention(nn.Module):
+  """Multi-head encoder-decoder attention; K/V of the source can be computed once."""
+  num_heads: int
+  head_dim: int
+  emb_dim: int
+  attention_dropout_rate: float
+  dtype: Any
+
+  def setup(self):
+    self.q = layers.dense((self.num_heads, self.head_dim), ('embed', 'heads', 'kv'),
+                          dtype=self.dtype)
+    self.kv = layers.dense((2, self.num_heads, self.head_dim), ('embed', None, 'heads', 'kv'),
+                           dtype=self.dtype, fused=2)
+    self.out = layers.dense(self.emb_dim, ('heads', 'kv', 'embed'), num_in_axes=2,
+                            dtype=self.dtype)
+    self.drop = nn.Dropout(self.attention_dropout_rate)
+
+  def project_kv(self, memory):
+    kv = self.kv(memory)
+    names = ('batch', 'length', 'heads', 'kv')
+    return constrain(kv[:, :, 0], names), constrain(kv[:, :, 1], names)
+
+  def __call__(self, x, k, v, bias, deterministic: bool = True):
+    q = constrain(self.q(x), ('batch', 'length', 'heads', 'kv'))
+    return self.out(layers.attention(q, k, v, bias, self.drop, deterministic, sow_in=self))
+
+  def copy_weights(self, x, k, bias):
+    """Head 0's attention weights float32 [B, T, S] (x [B, T, E], keys k [B, S, H, D], bias
+    [B, 1, T or 1, S]): the copy distribution of Model(copy=True), no dropout."""
+    q = self.q(x)[:, :, 0]
+    logits = jnp.einsum('btd,bsd->bts', q * (q.shape[-1] ** -0.5), k[:, :, 0],
+                        preferred_element_type=jnp.float32)
+    return jax.nn.softmax(logits + bias[:, 0], axis=-1)
+
+  def copy_weights_step(self, x, k_t, bias):
+    """copy_weights for one step: x [B * J, 1, E], keys k_t [B, H, D, S] -> [B * J, S]."""
+    b, _, d, _ = k_t.shape
+    q = self.q(x)[:, 0, 0].reshape(b, -1, d)
+    logits = jnp.einsum('bjd,bds->bjs', q * (d ** -0.5), k_t[:, 0].astype(q.dtype),
+                        preferred_element_type=jnp.float32)
+    return jax.nn.softmax(logits + bias[:, 0], axis=-1).reshape(-1, k_t.shape[-1])
+
+  def step(self, x, k_t, v, bias):
+    """x [B * J, 1, E] (J beams per item) against one item's source keys k_t [B, H, D, S]
+    and values v [B, H, S, D] (held once per item, not per beam)."""
+    b, h, d, _ = k_t.shape
+    q = constrain(self.q(x), ('batch', 'length', 'heads', 'kv'))
+    out = layers.attention_step(q.reshape(b, -1, h, d).transpose(0, 2, 1, 3), k_t, v, bias)
+    return self.out(out.transpose(0, 2, 1, 3).reshape(-1, 1, h, d))
+
+
+class Mlp(nn.Module):
+  """Position-wise feed-forward network (Sec. 3.3): ReLU between two projections."""
+  mlp_dim: int
+  emb_dim: int
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x):
+    h = layers.dense(self.mlp_dim, ('embed', 'mlp'), dtype=self.dtype, name='wi')(x)
+    h = constrain(nn.relu(h), ('batch', 'length', 'mlp'))
+    return layers.dense(self.emb_dim, ('mlp', 'embed'), dtype=self.dtype, name='wo')(h)
+
+
+class _Block(nn.Module):
+  """Shared residual wiring: pre-LN x + f(LN(x)), or the paper's post-LN LN(x + f(x))."""
+  pre_norm: bool
+  dropout_rate: float
+  dtype: Any
+  num_heads: int = 8
+  head_dim: int = 64
+  emb_dim: int = 512
+  mlp_dim: int = 2048
+  attention_dropout_rate: float = 0.0
+
+  def residual(self, x, fn, norm, deterministic):
+    if self.pre_norm:
+      return x + self.drop(fn(norm(x)), deterministic=deterministic)
+    return norm(x + self.drop(fn(x), deterministic=deterministic))
+
+
+class EncoderLayer(_Block):
+  """Self-attention then MLP, each a residual block."""
+
+  def setup(self):
+    self.attn = SelfAttention(self.num_heads, self.head_dim, self.emb_dim,
+                              self.attention_dropout_rate, self.dtype)
+    self.mlp = Mlp(self.mlp_dim, self.emb_dim, self.dtype)
+    self.ln_attn = layer_norm(self.dtype)
+    self.ln_mlp = layer_norm(self.dtype)
+    self.drop = nn.Dropout(self.dropout_rate)
+
+  def __call__(self, x, bias, deterministic: bool):
+    x = self.residual(x, lambda h: self.attn(h, bias, deterministic), self.ln_attn,
+                      deterministic)
+    x = self.residual(x, self.mlp, self.ln_mlp, deterministic)
+    return constrain(x, ('batch', 'length', 'embed'))
+
+
+class DecoderLayer(_Block):
+  """Causal self-attention, cross-attention to the encoder, then MLP.
+
+  With copy_head (the top layer of a copying model) it also returns the first cross-attention
+  head's weights [B, T, S] (the pointer's copy distribution)."""
+  copy_head: bool = False
+
+  def setup(self):
+    self.self_attn = SelfAttention(self.num_heads, self.head_dim, self.emb_dim,
+                                   self.attention_dropout_rate, self.dtype)
+    self.cross_attn = CrossAttention(self.num_heads, self.head_dim, self.emb_dim,
+                                     self.attention_dropout_rate, self.dtype)
+    self.mlp = Mlp(self.mlp_dim, self.emb_dim, self.dtype)
+    self.ln_self = layer_norm(self.dtype)
+    self.ln_cross = layer_norm(self.dtype)
+    self.ln_mlp = layer_norm(self.dtype)
+    self.drop = nn.Dropout(self.dropout_rate)
+
+  def __call__(self, y, self_bias, memory, cross_bias, deterministic: bool):
+    ck, cv = self.cross_attn.project_kv(memory)
+    y = self.residual(y, lambda h: self.self_attn(h, self_bias, deterministic), self.ln_self,
+                      deterministic)
+    copied = []
+
+    def cross(h):
+      if self.copy_head:
+        copied.append(self.cross_attn.copy_weights(h, ck, cross_bias))
+      return self.cross_attn(h, ck, cv, cross_bias, deterministic)
+
+    y = self.residual(y, cross, self.ln_cross, deterministic)
+    y = self.residual(y, self.mlp, self.ln_mlp, deterministic)
+    y = constrain(y, ('batch', 'length', 'embed'))
+    return (y, copied[0]) if self.copy_head else y
+
+  def step(self, y, cache, pos, self_bias, cross_bias):
+    """One decode step; cache holds this layer's unwrapped 'k', 'v', 'ck', 'cv'.
+
+    Returns (y, new k slots, new v slots, the copy head's weights [B * J, S] or None).
+    """
+    new = {}
+
+    def self_attn(h):
+      out, new['k'], new['v'] = self.self_attn.step(h, cache['k'], cache['v'], pos, self_bias)
+      return out
+
+    def cross(h):
+      if self.copy_head:
+        new['copy'] = self.cross_attn.copy_weights_step(h, cache['ck'], cross_bias)
+      return self.cross_attn.step(h, cache['ck'], cache['cv'], cross_bias)
+
+    y = self.residual(y, self_attn, self.ln_self, True)
+    y = self.residual(y, cross, self.ln_cross, True)
+    y = self.residual(y, self.mlp, self.ln_mlp, True)
+    return y, new['k'], new['v'], new.get('copy')
