@@ -8,6 +8,14 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 if '--xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                              ' --xla_force_host_platform_device_count=8').strip()
+# Tests compile far more than they compute: LLVM's optimisation level 0 makes XLA's CPU
+# compiles about 40% faster and the suite about 30% faster. It changes no floating-point
+# semantics (no fast math either way); the processes tests start (runs.launch) inherit it, so
+# losses compared across processes come from the same code. Set S2S_TEST_XLA_OPT=1 to test
+# the optimised code instead.
+if (not os.environ.get('S2S_TEST_XLA_OPT')
+    and '--xla_backend_optimization_level' not in os.environ['XLA_FLAGS']):
+  os.environ['XLA_FLAGS'] += ' --xla_backend_optimization_level=0'
 
 # JAX's persistent compilation cache, one per test session and shared by every process the
 # tests start (launch.py subprocesses inherit the variable): the same tiny programs are compiled

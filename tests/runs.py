@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -58,10 +59,17 @@ def cli(*args: str, stdin: str = '') -> tuple[int, str, str]:
   return code, out.getvalue(), err.getvalue()
 
 
+def xla_flags(devices: int) -> str:
+  """XLA_FLAGS for a process of the tests on `devices` simulated CPU devices, with this
+  session's other flags (conftest: the optimisation level), so that it runs the same code."""
+  flags = re.sub(r'--xla_force_host_platform_device_count=\d+', '',
+                 os.environ.get('XLA_FLAGS', '')).split()
+  return ' '.join([f'--xla_force_host_platform_device_count={devices}', *flags])
+
+
 def launch(args, devices: int = 1) -> subprocess.Popen:
   """`python launch.py ARGS` on `devices` simulated CPU devices; stdout and stderr merged."""
-  env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=xla_flags(devices))
   return subprocess.Popen([sys.executable, LAUNCH, *args], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
 

@@ -151,7 +151,7 @@ def test_user_mistakes_get_one_line_and_nonzero_exit(args, message):
 def test_cli_user_error_is_one_line_without_traceback():
   """The CLI as a user meets it (its own process): a mistake is one line and exit code 2."""
   env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS='--xla_force_host_platform_device_count=1')
+             XLA_FLAGS=runs.xla_flags(1))
   proc = subprocess.run([sys.executable, runs.LAUNCH, f'--config={CONFIG}', '--mode=info',
                          '--config.model.nope=1'], capture_output=True, text=True, env=env,
                         cwd=ROOT, timeout=300)

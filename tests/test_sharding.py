@@ -15,6 +15,8 @@ import jax
 import numpy as np
 import pytest
 
+import runs  # tests/runs.py
+
 from seq2seq_jax import config as config_lib
 from seq2seq_jax.trainer import feed as feed_lib
 from seq2seq_jax.trainer import sharding
@@ -141,7 +143,7 @@ def test_two_processes_share_the_batch_stop_together_and_match_one_process(tmp_p
             '--config.data.eval_max_examples=16', '--config.mesh.data=1',
             '--config.mesh.tensor=2']
   env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS='--xla_force_host_platform_device_count=1')
+             XLA_FLAGS=runs.xla_flags(1))
 
   def start(workdir, extra=()):
     return subprocess.Popen([sys.executable, LAUNCH, *common, f'--workdir={workdir}', *extra],
@@ -168,7 +170,6 @@ def test_two_processes_share_the_batch_stop_together_and_match_one_process(tmp_p
   assert 0 < step < 6 and str(step) in os.listdir(multi_dir / 'checkpoints')
 
   # Meanwhile (the processes are done: the CPUs are free) the one-process run.
-  import runs  # pylint: disable=g-import-not-at-top  # tests/runs.py
   code, out, err = runs.cli(*common, f'--workdir={tmp_path / "single"}')
   assert code == 0, (out + err)[-3000:]
 

@@ -13,7 +13,7 @@ import types
 import runs  # tests/runs.py
 
 ROOT = runs.ROOT
-ONE_DEVICE = '--xla_force_host_platform_device_count=1'
+ONE_DEVICE = runs.xla_flags(1)
 
 SWEEP_FILE = '''
 import importlib.util, os
