@@ -1,26 +1,25 @@
 """Edit distance and the G2P error rates (PER, WER)."""
 from typing import Sequence
 
+from rapidfuzz.distance import Levenshtein
+
 
 def edit_distance(a: Sequence, b: Sequence) -> int:
   """Levenshtein distance with unit insert / delete / substitute costs.
 
+  Computed by rapidfuzz (C++): items are compared by equality, so phoneme lists, words and
+  strings all work. The character edit distances of 300 utterances of 208 characters take
+  0.003 s against 3.9 s for a Python DP, same total (benchmarks/edit_distance.py);
+  tests/test_g2p_task.py checks it against the recursive definition.
+
   Args:
-    a: a sequence of comparable items (phonemes, characters, tokens).
+    a: a sequence of comparable, hashable items (phonemes, characters, tokens).
     b: another such sequence.
 
   Returns:
     The minimum number of edits turning a into b.
   """
-  if len(a) < len(b):
-    a, b = b, a  # the DP row runs over the shorter sequence
-  prev = list(range(len(b) + 1))
-  for i, x in enumerate(a, 1):
-    cur = [i]
-    for j, y in enumerate(b, 1):
-      cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-    prev = cur
-  return prev[-1]
+  return Levenshtein.distance(a, b)
 
 
 def g2p_scores(hyps: Sequence[Sequence[str]],
