@@ -72,6 +72,7 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_coll
     config.precompile_threads = 0
   for key, value in overrides:
     key = config_migration.override_key(config, key)   # model.num_mels -> model.frontend...
+    _add_model_field(config, key)
     _add_frontend_setting(config, key)
     set_value(config, key, value)
   validate(config)
@@ -106,6 +107,26 @@ def migrate(saved: dict[str, Any]) -> dict[str, Any]:
 
 
 _MIGRATED: set[str] = set()
+
+
+def _add_model_field(config: ml_collections.ConfigDict, key: str) -> None:
+  """Lets `--config.model.<field>` set any field of the chosen model, also one the experiment
+  file leaves at the model's default (the model section holds only what the experiment gave;
+  e.g. model.remat on the main job)."""
+  parts = key.split('.')
+  if (len(parts) != 2 or parts[0] != 'model' or 'model' not in config
+      or parts[1] in config.model or not isinstance(config.model.get('name'), str)):
+    return
+  from seq2seq_jax.models import model_defaults  # pylint: disable=g-import-not-at-top
+  try:
+    defaults = model_defaults(config.model.name)
+  except UserError:
+    return   # an unknown model: validation names it
+  if parts[1] in defaults and parts[1] != 'name':
+    default = defaults[parts[1]]
+    with config.unlocked():
+      config.model[parts[1]] = (ml_collections.ConfigDict(default)
+                                if isinstance(default, dict) else default)
 
 
 def _add_frontend_setting(config: ml_collections.ConfigDict, key: str) -> None:
@@ -161,8 +182,12 @@ def _parse(text: str, current: Any, key: str) -> Any:
       value = (value,)
     return type(current)(value)
   if isinstance(current, (dict, ml_collections.ConfigDict)):
-    raise UserError(f'--config.{key} is a group of settings; set its fields, e.g. '
-                    f'--config.{key}.<field>=...')
+    # A group is cleared with None or replaced whole by a dict; its fields one by one.
+    if value is None or isinstance(value, dict):
+      return value
+    raise UserError(f'--config.{key} is a group of settings: set its fields '
+                    f'(--config.{key}.<field>=...), replace it with a dict '
+                    f'("--config.{key}={{...}}") or clear it (--config.{key}=None)')
   return value
 
 

@@ -72,3 +72,24 @@ def test_experiment_without_variants_rejects_one(name):
   with pytest.raises(UserError, match=r"get_config\('smoke'\) failed: ValueError: unknown "
                                       r"config variant 'smoke' \(known: none\)"):
     config_lib.load_config(path + ':smoke')
+
+
+def test_every_model_field_can_be_overridden_and_groups_cleared_or_replaced():
+  """A model field the experiment file leaves at its default (the main job lists no
+  model.remat) is still a key; a group of settings is cleared with None or replaced whole."""
+  from seq2seq_jax.models import model_defaults  # pylint: disable=g-import-not-at-top
+  plain = config_lib.load_config(DEFAULT)
+  assert 'remat' not in plain.model
+  c = config_lib.load_config(DEFAULT, [('model.remat', 'full')])
+  assert c.model.remat == 'full'
+  c = config_lib.load_config(DEFAULT, [('model.tie_output', 'false')])
+  assert c.model.tie_output is False and model_defaults('transformer')['tie_output'] is True
+  with pytest.raises(UserError, match="unknown config key 'model.no_such_field'"):
+    config_lib.load_config(DEFAULT, [('model.no_such_field', '1')])
+  spoken = os.path.join(ROOT, 'experiments', 'spoken_digits.py')
+  assert config_lib.load_config(spoken).data.spoken_digits.min_digits == 1
+  assert config_lib.load_config(spoken, [('data.spoken_digits', 'None')]).data.spoken_digits is None
+  c = config_lib.load_config(spoken, [('data.spoken_digits', "{'counts': (8, 4, 4)}")])
+  assert c.data.spoken_digits.to_dict() == {'counts': (8, 4, 4)}
+  with pytest.raises(UserError, match=r'group of settings: .*clear it \(--config.data.spoken'):
+    config_lib.load_config(spoken, [('data.spoken_digits', '3')])
