@@ -74,6 +74,7 @@ def test_sweep_runs_resumes_and_tabulates(tmp_path, tfds_data_dir, monkeypatch):
   swept = _run([f'--config={exp}', '--mode=sweep', f'--workdir={out}'])
   assert swept.returncode == 0, swept.stderr[-2000:]
   assert swept.stdout.count('done, skipped') == 1  # point 0 was not redone
+  assert f'[sweep] results: {out}/results.csv, {out}/results.md, {out}/results.png' in swept.stdout
   with open(out / 'results.csv') as f:
     rows = list(csv.DictReader(f))
   assert len(rows) == 2
@@ -89,13 +90,20 @@ def test_sweep_runs_resumes_and_tabulates(tmp_path, tfds_data_dir, monkeypatch):
   assert again.returncode == 0 and again.stdout.count('done, skipped') == 2
 
   # --mode=compare tabulates and plots finished runs side by side (here the sweep's points).
+  # The settings that differ are columns; an unfinished run is skipped and named.
+  unfinished = out / '09_unfinished'
+  unfinished.mkdir()
+  (unfinished / 'config.json').write_text((out / point_dirs[0] / 'config.json').read_text())
   cmp_dir = tmp_path / 'compare'
   compared = _run(['--mode=compare', f'--runs={out}/0*', f'--workdir={cmp_dir}',
                    '--compare_metric=loss'])
   assert compared.returncode == 0, compared.stderr[-2000:]
+  assert f'skipped 1 unfinished run(s) (no summary.json): {unfinished}' in compared.stderr
   with open(cmp_dir / 'results.csv') as f:
     cmp_rows = list(csv.DictReader(f))
   assert [r['point'] for r in cmp_rows] == [r['point'] for r in rows]
+  assert [r['model.num_decoder_layers'] for r in cmp_rows] == ['1', '2']
+  assert [r['label_smoothing'] for r in cmp_rows] == ['0.0', '0.1']
   assert [r['test/wer'] for r in cmp_rows] == [r['test/wer'] for r in rows]
   assert (cmp_dir / 'results.png').stat().st_size > 5000
   bad = _run(['--mode=compare', f'--runs={out / point_dirs[0]}', f'--runs={tmp_path / "nope"}',

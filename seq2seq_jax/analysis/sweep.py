@@ -97,6 +97,10 @@ def run(spec: str, base_overrides: Sequence[tuple[str, str]], workdir: str,
             f'{time.time() - t0:.0f}s; continuing', flush=True)
   rows = collect(points, dirs)
   write_results(workdir, rows)
+  if rows:
+    print('[sweep] results: ' + ', '.join(
+        os.path.join(os.path.abspath(workdir), f)
+        for f in ('results.csv', 'results.md', 'results.png')), flush=True)
   if failed:  # a sweep with holes in its table must not look like a finished one
     done = f'; the {len(rows)} finished are in {workdir}/results.md' if rows else ''
     raise UserError(f'{len(failed)} of {len(points)} sweep points failed: {", ".join(failed)}'
@@ -188,9 +192,17 @@ def compare(run_dirs: Sequence[str], workdir: str, metric: str = '') -> list[dic
   if not run_dirs:
     raise UserError('--mode=compare needs --runs=DIR (repeat the flag for more runs)')
   for d in run_dirs:
-    if not os.path.exists(os.path.join(d, 'summary.json')):
-      raise UserError(f'{d} is not a finished run (no summary.json)')
-  rows = collect([{} for _ in run_dirs], run_dirs)  # rows are named by directory basename
+    if not os.path.isdir(d):
+      raise UserError(f'{d} is not a finished run (no such directory)')
+  unfinished = [d for d in run_dirs if not os.path.exists(os.path.join(d, 'summary.json'))]
+  if unfinished:   # a run still training (or stopped) is left out, by name
+    print(f'[compare] skipped {len(unfinished)} unfinished run(s) (no summary.json): '
+          + ', '.join(unfinished), file=sys.stderr, flush=True)
+  run_dirs = [d for d in run_dirs if d not in unfinished]
+  if not run_dirs:
+    raise UserError('no finished run to compare (none has a summary.json)')
+  # The settings that differ between the runs are the table's first columns.
+  rows = collect(differing_settings(run_dirs), run_dirs)  # rows named by directory basename
   if len({r['point'] for r in rows}) < len(rows):     # clashing basenames: use whole paths
     for row, d in zip(rows, run_dirs):
       row['point'] = d
@@ -199,6 +211,30 @@ def compare(run_dirs: Sequence[str], workdir: str, metric: str = '') -> list[dic
   os.makedirs(workdir, exist_ok=True)
   write_results(workdir, rows, metric)
   return rows
+
+
+def _flat(d: Any, prefix: str = '') -> dict[str, Any]:
+  if not isinstance(d, dict):
+    return {prefix: d}
+  out = {}
+  for k, v in d.items():
+    out.update(_flat(v, f'{prefix}.{k}' if prefix else str(k)))
+  return out
+
+
+def differing_settings(run_dirs: Sequence[str]) -> list[dict[str, Any]]:
+  """Per run, the config settings (dotted keys) whose values are not the same in every run:
+  what a comparison is about. A run without a readable config.json gives none."""
+  configs = []
+  for d in run_dirs:
+    try:
+      with open(os.path.join(d, 'config.json')) as f:
+        configs.append(_flat(json.load(f)))
+    except (OSError, ValueError):
+      configs.append({})
+  keys = sorted({k for c in configs for k in c})
+  differ = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+  return [{k: c.get(k) for k in differ} for c in configs]
 
 
 def _plot(workdir: str, rows: list[dict[str, Any]], metric: str = '') -> None:
