@@ -2,8 +2,8 @@ r"""Launches an experiment: train, eval, predict, info (and sweeps).
 
   python launch.py --config=experiments/g2p_cmudict_transformer.py --workdir=runs/g2p
   python launch.py --config=experiments/X.py --config.model.emb_dim=256 --workdir=DIR
-  python launch.py --config=experiments/X.py --mode=eval --workdir=DIR
-  echo hello | python launch.py --config=experiments/X.py --mode=predict --workdir=DIR
+  python launch.py --mode=eval --workdir=DIR                    # the run's config.json, best
+  echo hello | python launch.py --mode=predict --workdir=DIR --checkpoint=latest
   python launch.py --config=experiments/X.py --mode=info
   python launch.py --mode=compare --runs=DIR1 --runs=DIR2 --workdir=OUT   # table + plot of runs
 
@@ -41,6 +41,10 @@ _ATTENTION_MAPS = flags.DEFINE_string(
     'of the decoder\'s attention over the image for each output word into this directory.')
 _SWEEP_PRINT = flags.DEFINE_bool('sweep_print_commands', False,
                                  'With --mode=sweep: print one launch.py command per point.')
+
+_CHECKPOINT = flags.DEFINE_string(
+    'checkpoint', None, "With --mode=eval or predict: 'best' (the default: the best by the "
+    "task's validation metric, where the run kept one), 'latest' or a step number.")
 
 _RUNS = flags.DEFINE_multi_string('runs', [], 'With --mode=compare: a finished run directory '
                                   "or a glob of them ('runs/abl/*'); repeat the flag for more. "
@@ -117,8 +121,16 @@ def main(argv: list[str]) -> None:
   from seq2seq_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)
   try:
-    config = config_lib.load_config(_CONFIG.value, _OVERRIDES)
     mode = _MODE.value
+    if (mode in ('eval', 'predict') and not flags.FLAGS['config'].present and _WORKDIR.value
+        and os.path.exists(os.path.join(_WORKDIR.value, 'config.json'))):
+      # Inference on a run reads the config it was trained with (overrides still apply).
+      from seq2seq_jax.trainer import inference  # pylint: disable=g-import-not-at-top
+      config = inference.workdir_config(_WORKDIR.value, _OVERRIDES)
+    else:
+      config = config_lib.load_config(_CONFIG.value, _OVERRIDES)
+    if _CHECKPOINT.value is not None and mode not in ('eval', 'predict'):
+      raise UserError('--checkpoint is for --mode=eval and --mode=predict')
     if mode != 'info' and not _WORKDIR.value:
       raise UserError(f'--mode={mode} needs --workdir')
     if mode == 'compare':
@@ -138,11 +150,12 @@ def main(argv: list[str]) -> None:
     elif mode == 'train':
       train.train(config, _WORKDIR.value)
     elif mode == 'eval':
-      train.evaluate(config, _WORKDIR.value)
+      train.evaluate(config, _WORKDIR.value, checkpoint=_CHECKPOINT.value)
     elif mode == 'predict':
       for line in train.predict(config, _WORKDIR.value, sys.stdin,
                                 interactive=sys.stdin.isatty(),
-                                attention_maps=_ATTENTION_MAPS.value):
+                                attention_maps=_ATTENTION_MAPS.value,
+                                checkpoint=_CHECKPOINT.value):
         sys.stdout.write(line + '\n')
         sys.stdout.flush()
   except UserError as e:

@@ -70,21 +70,30 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_coll
     config.init_from = ''
   if 'precompile_threads' not in config:  # every run may compile its batch shapes ahead
     config.precompile_threads = 0
-  for key, value in overrides:
-    key = config_migration.override_key(config, key)   # model.num_mels -> model.frontend...
-    _add_model_field(config, key)
-    _add_frontend_setting(config, key)
-    set_value(config, key, value)
+  apply_overrides(config, overrides)
   validate(config)
   config.lock()
   return config
 
 
-def from_json(saved: dict[str, Any]) -> ml_collections.ConfigDict:
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: Sequence[tuple[str, str]]) -> None:
+  """Sets (dotted key, value string) pairs in order, as --config.KEY=VALUE does."""
+  with config.unlocked():
+    for key, value in overrides:
+      key = config_migration.override_key(config, key)   # model.num_mels -> model.frontend...
+      _add_model_field(config, key)
+      _add_frontend_setting(config, key)
+      set_value(config, key, value)
+
+
+def from_json(saved: dict[str, Any],
+              overrides: Sequence[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
   """The config of an existing run from its config.json, in today's form (see `migrate`).
 
   Args:
     saved: the parsed config.json of a run, written by this or an earlier version.
+    overrides: (dotted key, value string) pairs applied after it (e.g. decode settings).
 
   Returns:
     The config, validated and locked, as load_config would give it.
@@ -94,6 +103,7 @@ def from_json(saved: dict[str, Any]) -> ml_collections.ConfigDict:
     config.init_from = ''
   if 'precompile_threads' not in config:
     config.precompile_threads = 0
+  apply_overrides(config, overrides)
   validate(config)
   config.lock()
   return config

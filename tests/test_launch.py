@@ -80,12 +80,52 @@ def test_train_writes_metrics_checkpoints_and_summary(g2p_run):
   assert 'MFU' in out and all(0 < r['train/mfu'] < 1 for r in train_rows)
 
 
-def test_eval_mode_prints_one_json_line_per_split(g2p_run):
-  code, out, err = runs.cli(*g2p_run.args, f'--workdir={g2p_run.workdir}', '--mode=eval')
+def test_eval_mode_reads_the_runs_config_picks_a_checkpoint_and_writes_its_figures(
+    g2p_run, tmp_path):
+  """--mode=eval without --config reads DIR/config.json; it scores the best checkpoint by
+  default (or --checkpoint=latest / STEP), shows progress on stderr, prints one JSON line per
+  split and writes DIR/eval_<split>_<step>.json."""
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(g2p_run.workdir, workdir)
+  summary = json.load(open(os.path.join(workdir, 'summary.json')))
+  best = int(re.search(r'step (\d+)', summary['checkpoint']).group(1))
+  code, out, err = runs.cli(f'--workdir={workdir}', '--mode=eval')
   assert code == 0, err[-3000:]
-  rows = [json.loads(l) for l in out.splitlines() if l.startswith('{')]
+  rows = [json.loads(l) for l in out.splitlines()]
   assert [r['split'] for r in rows] == ['validation', 'test']
-  assert all(r['step'] == STEPS and 'per' in r and 'wer' in r for r in rows)
+  assert all(r['step'] == best and 'per' in r and 'wer' in r for r in rows)
+  assert rows[0]['checkpoint'] == f'best (step {best})'
+  assert f'eval test: finished in' in err and 'decoded' in err
+  for row in rows:
+    with open(os.path.join(workdir, f'eval_{row["split"]}_{best}.json')) as f:
+      assert json.load(f) == row
+  # The best checkpoint's test figures are the ones the run's own summary reported.
+  assert abs(rows[1]['wer'] - summary['test/wer']) < 1e-6
+  code, out, err = runs.cli(f'--workdir={workdir}', '--mode=eval', '--checkpoint=latest')
+  assert code == 0 and all(json.loads(l)['step'] == STEPS for l in out.splitlines()), err
+  code, out, err = runs.cli(f'--workdir={workdir}', '--mode=eval', '--checkpoint=12')
+  assert code == 0 and all(json.loads(l)['step'] == 12 for l in out.splitlines()), err
+  for bad, message in (('5', 'no such checkpoint .* \\(kept: 8, 12, 16\\)'),
+                       ('newest', "must be 'best', 'latest' or a step number")):
+    code, out, err = runs.cli(f'--workdir={workdir}', '--mode=eval', f'--checkpoint={bad}')
+    assert code == 2 and re.search(message, err) and out == '', err
+
+
+def test_a_loaded_model_predicts_many_times_without_recompiling(g2p_run):
+  """seq2seq_jax.load: restored once; a second call with new inputs compiles nothing."""
+  import seq2seq_jax  # pylint: disable=g-import-not-at-top
+  model = seq2seq_jax.load(g2p_run.workdir, checkpoint='latest')
+  assert model.step == STEPS
+  first = model.predict(['hello', 'world'])
+  compiled = model.run.predict_step._cache_size()  # pylint: disable=protected-access
+  second = model.predict(['table', '', 'hello'])
+  assert model.run.predict_step._cache_size() == compiled  # pylint: disable=protected-access
+  assert len(first) == 2 and len(second) == 3 and second[1] == '' and second[2] == first[0]
+  assert all(tok.isupper() or tok[:-1].isupper() for tok in first[0].split())
+  # The same as --mode=predict gives (which also reads the run's config.json by itself).
+  code, out, err = runs.cli(f'--workdir={g2p_run.workdir}', '--mode=predict',
+                            '--checkpoint=latest', stdin='hello\nworld\n')
+  assert code == 0 and out.splitlines() == first, err
 
 
 def test_predict_mode_keeps_order_and_survives_odd_input(g2p_run):
@@ -101,7 +141,7 @@ def test_predict_mode_keeps_order_and_survives_odd_input(g2p_run):
   assert err.count('outside the vocabulary') == 1
 
 
-def test_decode_method_is_reachable_from_config(g2p_run):
+def test_decode_method_is_reachable_from_config(g2p_run, tmp_path):
   words = '\n'.join(['phoneme', 'table', 'wonderful', 'xylophone']) + '\n'
   base = [*g2p_run.args, f'--workdir={g2p_run.workdir}']
   sample = ['--mode=predict', '--config.decode.method=sample', '--config.decode.temperature=2.0']
@@ -112,7 +152,10 @@ def test_decode_method_is_reachable_from_config(g2p_run):
     assert len(out.splitlines()) == 4
   assert first[1] == again[1]            # samples are drawn from the seed
   assert first[1] != greedy[1]           # ... and really are samples at T = 2
-  code, out, err = runs.cli(*base, '--mode=eval', '--config.decode.method=greedy')
+  copy = str(tmp_path / 'run')   # eval writes its figures into the workdir
+  shutil.copytree(g2p_run.workdir, copy)
+  code, out, err = runs.cli(*g2p_run.args, f'--workdir={copy}', '--mode=eval',
+                            '--config.decode.method=greedy')
   assert code == 0, err[-3000:]
   rows = [json.loads(l) for l in out.splitlines() if l.startswith('{')]
   assert [r['split'] for r in rows] == ['validation', 'test']

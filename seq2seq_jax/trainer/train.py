@@ -15,12 +15,11 @@ pure and live in steps.py.
 import concurrent.futures
 import dataclasses
 import json
-import logging
 import math
 import os
 import threading
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import flax.linen as nn
 import jax
@@ -28,7 +27,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from seq2seq_jax.analysis import attention_maps as maps_lib
 from seq2seq_jax.trainer import feed as feed_lib
 from seq2seq_jax.trainer import frontend_weights
 from seq2seq_jax.trainer import optim
@@ -224,8 +222,10 @@ def make_input(run: Run, examples, *, batch_size: int,
   return batcher, feed
 
 
-def decode_sources(run: Run, params, sources: list[Any]) -> list[np.ndarray]:
-  """Decodes sources (any input kind) in batches; returns id arrays in input order."""
+def decode_sources(run: Run, params, sources: list[Any],
+                   progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+  """Decodes sources (any input kind) in batches; returns id arrays in input order.
+  `progress(done, total)` is called after each batch."""
   bs = run.task.eval_batch_size
   feed = feed_lib.Feed(run.mesh, bs, 'data.eval_batch_size')
   # Sorting by length keeps padding (and the number of distinct shapes) small.
@@ -242,11 +242,15 @@ def decode_sources(run: Run, params, sources: list[Any]) -> list[np.ndarray]:
     result = np.asarray(multihost_utils.process_allgather(result, tiled=True))
     for j, i in enumerate(idx):
       out[i] = result[j]
+    if progress is not None:
+      progress(min(start + bs, len(order)), len(order))
   return out
 
 
-def evaluate_split(run: Run, params, split: str) -> dict[str, float]:
-  """Loss and token accuracy over every pair of `split`, plus the task's decoding metrics."""
+def evaluate_split(run: Run, params, split: str,
+                   progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
+  """Loss and token accuracy over every pair of `split`, plus the task's decoding metrics
+  (`progress(done, total)` after each decoded batch)."""
   t0 = time.perf_counter()
   batcher, feed = make_input(run, run.task.eval_loss_data(split),
                              batch_size=run.task.eval_batch_size, shuffle=False)
@@ -259,7 +263,7 @@ def evaluate_split(run: Run, params, split: str) -> dict[str, float]:
     hits += float(m['hits'])
   metrics = {'loss': nll / max(tokens, 1.0), 'token_accuracy': 100.0 * hits / max(tokens, 1.0)}
   eval_set = run.task.eval_set(split)
-  decoded = decode_sources(run, params, eval_set.sources)
+  decoded = decode_sources(run, params, eval_set.sources, progress)
   hyps = [run.task.decode_prediction(ids, text) for ids, text in zip(decoded, eval_set.texts)]
   metrics.update(run.task.score(hyps, eval_set.references))
   metrics['examples'] = len(hyps)
@@ -422,78 +426,19 @@ def _seconds(totals: dict[str, float]) -> dict[str, float]:
 # =============================================================================
 # Evaluate / predict / info
 # =============================================================================
-def _restore_for_inference(config, workdir: str) -> tuple[Run, Any]:
-  workdir = os.path.abspath(workdir)
-  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
-    raise UserError(f'no checkpoints in {workdir} (train first with --mode=train)')
-  ckpt = Checkpointer(workdir, read_only=True)
-  workdir_lib.check(config, workdir, ckpt)
-  run = setup(config)
-  run.task.setup(workdir)
-  state, _ = ckpt.restore(run.abstract_state)
-  ckpt.close()
-  return run, state
-
-
-def evaluate(config, workdir: str) -> list[dict]:
-  """Evaluates the latest checkpoint on validation and test: one JSON line per split."""
-  run, state = _restore_for_inference(config, workdir)
-  rows = []
-  for split in ('validation', 'test'):
-    row = {'split': split, 'step': int(state.step),
-           **evaluate_split(run, state.params, split)}
-    rows.append(row)
-    if _is_lead():
-      print(json.dumps(row), flush=True)
-  return rows
+def evaluate(config, workdir: str, checkpoint: str | int | None = None) -> list[dict]:
+  """Evaluates a checkpoint on validation and test (trainer/inference.py)."""
+  from seq2seq_jax.trainer import inference  # pylint: disable=g-import-not-at-top
+  return inference.evaluate(config, workdir, checkpoint)
 
 
 def predict(config, workdir: str, lines: Iterable[str], interactive: bool = False,
-            attention_maps: str | None = None) -> Iterator[str]:
-  """Yields one output line per input line, in input order (empty in, empty out).
-
-  Lines are decoded in batches of data.eval_batch_size for speed; interactive=True (a
-  terminal on stdin) answers every line as soon as it is read. What a line is (a word, a
-  sentence, an image path) is the task's business (Task.encode_source). With
-  attention_maps=DIR (image tasks), each nonempty line's image also gets a PNG of the
-  decoder's attention per output token in DIR (seq2seq_jax/analysis/attention_maps.py).
-  """
-  run, state = _restore_for_inference(config, workdir)
-  chunk = 1 if interactive else max(run.task.eval_batch_size, 1)
-  warned = False
-  buf: list[str] = []
-  draw = maps_lib.writer(run, attention_maps, traced) if attention_maps else None
-  seen = 0
-
-  def drain(texts: list[str]) -> list[str]:
-    nonlocal warned
-    nonempty = [i for i, t in enumerate(texts) if t.strip()]
-    sources = []
-    for i in nonempty:
-      source, unknown = run.task.encode_source(texts[i])
-      if unknown and not warned:
-        logging.warning('input has symbols outside the vocabulary; they are mapped to '
-                        'the unknown token (first seen in %r)', texts[i])
-        warned = True
-      sources.append(source)
-    nonlocal seen
-    decoded = decode_sources(run, state.params, sources) if sources else []
-    if draw is not None and sources:
-      draw(state.params, [(seen + i, texts[i], src, ids)
-                          for i, src, ids in zip(nonempty, sources, decoded)])
-    seen += len(texts)
-    out = [''] * len(texts)
-    for i, ids in zip(nonempty, decoded):
-      out[i] = run.task.decode_prediction(ids, texts[i])
-    return out
-
-  for line in lines:
-    buf.append(line.rstrip('\n'))
-    if len(buf) == chunk:
-      yield from drain(buf)
-      buf = []
-  if buf:
-    yield from drain(buf)
+            attention_maps: str | None = None,
+            checkpoint: str | int | None = None) -> Iterator[str]:
+  """One output line per input line (trainer/inference.py)."""
+  from seq2seq_jax.trainer import inference  # pylint: disable=g-import-not-at-top
+  return inference.predict(config, workdir, lines, interactive=interactive,
+                           attention_maps=attention_maps, checkpoint=checkpoint)
 
 
 def info(config) -> dict:

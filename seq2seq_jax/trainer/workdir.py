@@ -16,8 +16,9 @@ from seq2seq_jax.models import model_defaults
 from seq2seq_jax.trainer.checkpoint import Checkpointer
 
 
-def check(config, workdir: str, ckpt: Checkpointer) -> None:
-  """A workdir with checkpoints must belong to the same task and model."""
+def check(config, workdir: str, ckpt: Checkpointer, fix: str = 'use a new --workdir') -> None:
+  """A workdir with checkpoints must belong to the same task and model (`fix`: what the
+  refusal tells the user to do)."""
   path = os.path.join(workdir, 'config.json')
   if ckpt.latest_step() is None or not os.path.exists(path):
     return
@@ -41,7 +42,7 @@ def check(config, workdir: str, ckpt: Checkpointer) -> None:
       else:
         diffs = [f'{key}: {old!r} vs {new!r}']
       raise UserError(f'{workdir} holds checkpoints of a different model ({diffs[0]}); '
-                      'use a new --workdir (nothing was changed)')
+                      f'{fix} (nothing was changed)')
 
 
 def _frontend_settings(spec: Any) -> Any:
