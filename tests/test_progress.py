@@ -30,3 +30,17 @@ def test_eta_forgets_a_slow_start_and_skips_pauses():
   assert abs(p.eta_s - (10_000 - 1050) / 10.0) < 1e-6
   last = out.getvalue().splitlines()[-1]
   assert 'step 1050/10000' in last and 'ETA 14m55s' in last
+
+
+def test_restart_leaves_the_first_steps_compile_out_of_the_rates():
+  """After a (re)start the first step compiles: `restart` at that step makes the rates and the
+  ETA count from its end, and a log at that very step prints no rate."""
+  clock, out = Clock(), io.StringIO()
+  p = Progress(total_steps=1_000, start_step=400, stream=out, window=4, clock=clock)
+  clock.now = 150.0                     # restoring and compiling step 401 took 150 s
+  p.restart(401)
+  assert p.update(401, loss=2.0, tokens=10) == {}
+  assert out.getvalue().splitlines()[-1] == 'step 401/1000 | loss 2.0000 | rates from the next log on'
+  clock.now += 10.0                     # then 10 steps in 10 s
+  rates = p.update(411, loss=1.0, tokens=10)
+  assert abs(rates['steps_per_s'] - 1.0) < 1e-9 and abs(p.eta_s - 589.0) < 1e-6

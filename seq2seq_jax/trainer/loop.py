@@ -142,6 +142,13 @@ class TrainLoop:
     self.tokens = 0
     self.flops = 0.0
 
+  def restart_rates(self, step: int) -> None:
+    """Rates count from `step` on: its tokens and FLOPs, and the time so far, are left out
+    (its loss is still logged)."""
+    self.progress.restart(step)
+    self.tokens = 0
+    self.flops = 0.0
+
   def evaluate(self, step: int, state: Any) -> None:
     """Validation metrics at `step`; the best checkpoint if they are the best so far."""
     self.log(step)

@@ -97,6 +97,11 @@ class Progress:
     FLOPs done over the interval per second over `peak_flops_per_s`, when that is given)."""
     now = self._clock()
     prev_step, prev_t = self._recent[-1]
+    if step <= prev_step:   # the step `restart` was called at: no interval to rate yet
+      if self.enabled:
+        print(f'step {step}/{self.total} | loss {loss:.4f} | rates from the next log on'
+              f'{extra}', file=self.stream, flush=True)
+      return {}
     dt = max(now - prev_t, 1e-9)
     rates = {'steps_per_s': (step - prev_step) / dt, 'tokens_per_s': tokens / dt}
     if peak_flops_per_s > 0:
@@ -119,6 +124,11 @@ class Progress:
             f'{more} | ETA {_fmt_duration(eta)}{extra}', file=self.stream, flush=True)
     self.eta_s = eta
     return rates
+
+  def restart(self, step: int) -> None:
+    """Rates and ETA count from now, at `step`: what came before (restoring, compiling the
+    first step) is left out."""
+    self._recent = collections.deque([(step, self._clock())], maxlen=self._recent.maxlen)
 
   def pause(self) -> None:
     """Excludes the time until the next `resume` (e.g. evaluation) from the rates."""

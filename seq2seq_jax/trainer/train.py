@@ -366,6 +366,11 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
          f'{threads} at a time')
 
   # --- loop ---------------------------------------------------------------------------------
+  if start < config.train_steps:
+    _log(f'step {start + 1}: ' + ('compiling the train step for its batch shape; other shapes '
+                                  'compile when a step first meets them' if not threads else
+                                  'the first step (compiled above)'))
+  first = time.perf_counter()
   for step in range(start, config.train_steps):
     local = batcher.get_batch(step)
     batch = feed.to_global(local)
@@ -373,6 +378,11 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
     state, metrics = traced(run, run.train_step, state, batch)
     done = step + 1
     loop.record_step(done, metrics, feed.global_tokens(local), flops)
+    if step == start:   # steps/s and ETA leave out the first step's compile (and the restore)
+      jax.block_until_ready(metrics)
+      loop.restart_rates(done)
+      _log(f'step {done} took {time.perf_counter() - first:.1f} s (compiling included); '
+           'rates and ETA count from here')
     last = done == config.train_steps
     stopping = not last and loop.should_stop()
     if done % config.log_every_steps == 0 or last or stopping:
