@@ -203,6 +203,11 @@ def test_unreadable_audio_is_named_or_skipped_and_counted(dataset, tmp_path, cap
   config.data.bad_pairs = 'skip'
   sources, _ = get_task(config).train_data()
   assert len(sources) == 1 and '1 bad line(s) skipped' in capsys.readouterr().err
+  # Target characters outside data.alphabet ('abc ') are counted and named, never silent.
+  tsv.write_text(f'{good}\taG!\n{good}\tab!\n')
+  get_task(config).train_data()
+  assert ("3 target character(s) outside data.alphabet become <unk>: '!' x2, 'G' x1"
+          in capsys.readouterr().err)
 
 
 def _tiny_librispeech(dataset, data_dir):

@@ -55,6 +55,7 @@ class FileToTextTask(base.BaseTask):
     self.bad_pairs = d.get('bad_pairs', 'error')
     corpus_lib.check_policy(self.bad_pairs)
     self.vocab = SymbolVocab(tuple(alphabet))
+    self._alphabet = frozenset(alphabet)
     self.src_vocab_size = 0
     self.tgt_vocab_size = len(self.vocab)
     self.target_len = int(d.target_len)
@@ -84,6 +85,7 @@ class FileToTextTask(base.BaseTask):
     bad = corpus_lib.BadPairs(self.bad_pairs)
     root = os.path.dirname(os.path.abspath(tsv))
     out = []
+    outside = collections.Counter()   # target characters data.alphabet lacks (-> <unk>)
     with open(tsv, encoding='utf-8', errors='replace') as f:
       for n, line in enumerate(f, 1):
         line = line.rstrip('\r\n')
@@ -104,9 +106,14 @@ class FileToTextTask(base.BaseTask):
             bad(where, f'cannot read {path}: {type(e).__name__}: {e}')
             continue
         out.append((path, text.strip()))
+        outside.update(c for c in text.strip() if c not in self._alphabet)
     if not out:
       raise UserError(f'{tsv}: no usable examples')
     note = f' ({bad.count} bad line(s) skipped)' if bad.count else ''
+    if outside:   # never silent: the model is trained to write <unk> for them
+      shown = ', '.join(f'{c!r} x{n}' for c, n in outside.most_common(8))
+      note += (f'; {sum(outside.values())} target character(s) outside data.alphabet become '
+               f'<unk>: {shown}')
     base.log(f'{split}: {len(out):,} examples from {tsv}{note}')
     self._lines[split] = out
     return out
