@@ -32,6 +32,7 @@ from seq2seq_jax.analysis import attention_maps as maps_lib
 from seq2seq_jax.trainer import feed as feed_lib
 from seq2seq_jax.trainer import frontend_weights
 from seq2seq_jax.trainer import optim
+from seq2seq_jax.trainer import run_files
 from seq2seq_jax.trainer import sharding
 from seq2seq_jax.trainer import steps
 from seq2seq_jax import tasks
@@ -272,22 +273,24 @@ def evaluate_split(run: Run, params, split: str) -> dict[str, float]:
 # =============================================================================
 # Train
 # =============================================================================
-def train(config, workdir: str) -> dict[str, Any]:
+def train(config, workdir: str, restart_from_scratch: bool = False) -> dict[str, Any]:
   """Trains (resuming from the newest intact checkpoint in workdir), then reports test
   metrics. On SIGTERM / SIGINT it stops after the current step with a checkpoint of it and
-  returns {'stopped_at': step, ...} instead."""
+  returns {'stopped_at': step, ...} instead. A workdir whose checkpoints are all unusable is
+  refused unless restart_from_scratch (workdir.py: restore)."""
   workdir = workdir_lib.make(workdir)
   lock = workdir_lib.lock(workdir)
   ckpt = Checkpointer(workdir, keep=int(config.get('keep_checkpoints', 3)))
   try:
     workdir_lib.check(config, workdir, ckpt)
+    workdir_lib.refuse_silent_restart(ckpt, restart_from_scratch)
     if lock is not None:  # only now: a refused run leaves the workdir as it was
       lock.seek(0)
       lock.truncate()
       lock.write(f'{os.getpid()}\n')
       lock.flush()
     with StopSignal() as stop:
-      return _train(config, workdir, ckpt, stop)
+      return _train(config, workdir, ckpt, stop, restart_from_scratch)
   finally:
     # Let async saves finish (or fail) cleanly, also when the run stops on an error.
     ckpt.wait()
@@ -296,22 +299,25 @@ def train(config, workdir: str) -> dict[str, Any]:
       lock.close()
 
 
-def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[str, Any]:
+def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
+           restart: bool) -> dict[str, Any]:
   run = setup(config)
   # A fresh run may start from another run's parameters (seq2seq_jax/trainer/warm_start.py), with the
   # vocabulary they were trained with.
   init_from = os.path.abspath(config.init_from) if config.get('init_from', '') else ''
+  init_source = ''
   if init_from and ckpt.latest_step() is None:
     if init_from == os.path.abspath(workdir):
       raise UserError('config.init_from is this run\'s own --workdir (a workdir with '
                       'checkpoints resumes by itself)')
-    warm_start.source_checkpoint(init_from)
+    init_source = warm_start.source_checkpoint(init_from)
     copied = warm_start.copy_vocabulary(init_from, workdir)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('warm start vocabulary')
     if copied:
       _log(f'vocabulary from {init_from}: {", ".join(copied)}')
-  run.task.setup(workdir)
+  with run_files.io_errors('writing the vocabulary', workdir):
+    run.task.setup(workdir)
   if _is_lead():
     workdir_lib.write_json(os.path.join(workdir, 'config.json'), config_to_dict(config))
   _log(f'mesh {dict(run.mesh.shape)} over {jax.device_count()} devices, '
@@ -326,16 +332,22 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
 
   # --- state: restore the newest intact checkpoint, or initialise ---------------------------
   meta: dict[str, Any] = {}
-  if ckpt.latest_step() is not None:
-    state, meta = ckpt.restore(run.abstract_state)
+  restored = workdir_lib.restore(ckpt, run.abstract_state, restart)
+  if restored is not None:
+    state, meta = restored
     start = int(state.step)
     _log(f'resumed from step {start} in {workdir}')
+    if ckpt.check_best():   # a damaged best copy: the next evaluation saves a new one
+      meta['best'] = None
+    summary = workdir_lib.finished_summary(workdir, start, config.train_steps)
+    if summary is not None:   # a finished run's rerun: report it again, add nothing
+      return summary
   else:
     state, start = run.init_state(jax.random.key(config.seed)), 0
-    if init_from:
-      params, report = warm_start.load_into(state.params, init_from)
+    if init_source:
+      params, report = warm_start.load_into(state.params, init_from, init_source)
       state = state.replace(params=params)
-      _log(f'warm start from {warm_start.source_checkpoint(init_from)}: '
+      _log(f'warm start from {init_source}: '
            f'{len(report["loaded"])} parameter arrays loaded; initialised here: '
            f'{", ".join(report["new"]) or "none"}; left out: '
            f'{", ".join(report["left_out"]) or "none"}')
@@ -346,7 +358,7 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
   meter = throughput.Meter(config.get('dtype', 'float32'))
   _log(f'MFU against a peak of {meter.peak:.3g} FLOP/s ({meter.peak_source})')
   loop = TrainLoop(run=run, ckpt=ckpt, workdir=workdir, best=meta.get('best'),
-                   writer=MetricWriter(workdir, enabled=_is_lead(), truncate_after=start),
+                   writer=MetricWriter(workdir, enabled=_is_lead(), resumed_at=start),
                    progress=Progress(config.train_steps, start, enabled=_is_lead()),
                    seconds={k: meta.get(f'{k}_seconds', 0.0) for k in ('train', 'eval',
                                                                         'checkpoint')},
@@ -401,8 +413,9 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
   t = time.perf_counter()
   test = evaluate_split(run, params, 'test')
   totals['eval'] += time.perf_counter() - t
-  loop.writer.write(config.train_steps, {f'test/{k}': v for k, v in test.items()})
-  summary = {'workdir': workdir, 'steps': int(config.train_steps), 'num_params': run.num_params,
+  final = max(start, int(config.train_steps))   # a run resumed past train_steps stays there
+  loop.writer.write(final, {f'test/{k}': v for k, v in test.items()})
+  summary = {'workdir': workdir, 'steps': final, 'num_params': run.num_params,
              'best_metric': run.task.best_metric, **_seconds(totals), 'checkpoint': source,
              **{f'test/{k}': v for k, v in test.items()}}
   if _is_lead():
