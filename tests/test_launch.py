@@ -325,13 +325,13 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(harm, tmp_path, g2p_r
       fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
       code, out, err = runs.cli(*args, '--mode=eval')
     assert code == 0, err[-3000:]
-    assert 'checkpoints/16 is damaged' in out
+    assert 'checkpoints/16 is damaged' in err and 'damaged' not in out  # messages: stderr
     rows = [json.loads(l) for l in out.splitlines() if l.startswith('{')]
     assert [r['step'] for r in rows] == [12, 12]
 
   code, out, err = runs.cli(*args)
   assert code == 0, err[-3000:]
-  warnings = [l for l in out.splitlines() if 'is damaged' in l]
+  warnings = [l for l in err.splitlines() if 'is damaged' in l]
   assert len(warnings) == 1 and 'checkpoints/16' in warnings[0]
   assert 'resumed from step 12 ' in out
   # retrained from the intact step-12 checkpoint

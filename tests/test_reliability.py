@@ -48,16 +48,25 @@ def _tree(workdir: str) -> dict[str, bytes]:
   return out
 
 
+# Evaluations on 8 words instead of the smoke config's 64 (training is unchanged): these tests
+# check what a run keeps and says, not its metrics.
+QUICK_EVAL = '--config.data.eval_max_examples=8'
+
+
 def _lines(text: str) -> list[str]:
   return [l for l in text.splitlines() if l.strip()]
 
 
 # --- 1. torn run files --------------------------------------------------------------------------
-def test_torn_last_lines_of_run_files_are_dropped_and_the_run_resumes(g2p_run, tmp_path):
-  """A crash mid-write leaves cut-off metrics.jsonl, config.json and summary.json; the rerun
-  warns about each on stderr, resumes, keeps every old byte and appends."""
+def test_a_resume_survives_torn_run_files_and_saves_a_damaged_best_again(g2p_run, tmp_path):
+  """A crash mid-write leaves cut-off metrics.jsonl, config.json and summary.json, and a
+  damaged copy of the best checkpoint: the rerun warns about each on stderr, resumes, keeps
+  every old byte, appends, and saves a new best at its next evaluation (one run for both
+  cases: a resume costs seconds)."""
   workdir = _copy(g2p_run, tmp_path)
-  shutil.rmtree(os.path.join(workdir, 'checkpoints', '16'))      # resume from step 12
+  shutil.rmtree(os.path.join(workdir, 'checkpoints', '16'))      # resume at 12, evaluate at 16
+  best = os.listdir(os.path.join(workdir, 'best'))[0]
+  _flip_bytes(os.path.join(workdir, 'best', best))
   metrics = os.path.join(workdir, 'metrics.jsonl')
   with open(metrics, 'a') as f:
     f.write('{"step": 17, "train/lo')                            # the torn last line
@@ -70,7 +79,7 @@ def test_torn_last_lines_of_run_files_are_dropped_and_the_run_resumes(g2p_run, t
   with open(metrics, 'rb') as f:
     before = f.read()
 
-  code, out, err = runs.cli(*g2p_run.args, f'--workdir={workdir}')
+  code, out, err = runs.cli(*g2p_run.args, f'--workdir={workdir}', QUICK_EVAL)
   assert code == 0, (out + err)[-3000:]
   assert 'resumed from step 12 ' in out
   assert 'metrics.jsonl' in err and 'cut-off line' in err
@@ -86,10 +95,16 @@ def test_torn_last_lines_of_run_files_are_dropped_and_the_run_resumes(g2p_run, t
   assert sorted(assert_losses) == list(range(1, 17))
   for s in range(13, 17):
     assert assert_losses[s] == pytest.approx(g2p_run.losses[s], rel=1e-6, abs=1e-7)
-  with open(os.path.join(workdir, 'summary.json')) as f:
-    assert json.load(f)['steps'] == 16
   with open(os.path.join(workdir, 'config.json')) as f:
     assert json.load(f)['model']['name'] == 'transformer'
+  # The damaged best copy: set aside (kept), and step 16's evaluation saved a verified best.
+  from seq2seq_jax.trainer import checkpoint  # pylint: disable=g-import-not-at-top
+  assert f'best checkpoint {workdir}/best/{best} is damaged' in err
+  assert os.path.isdir(os.path.join(workdir, 'best', f'{best}.damaged'))
+  assert checkpoint.verified(os.path.join(workdir, 'best', '16'))
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    summary = json.load(f)
+  assert summary['steps'] == 16 and summary['checkpoint'].startswith('best (step 16')
 
 
 # --- 2. predict: predictions alone on stdout ------------------------------------------------------
@@ -109,6 +124,7 @@ def test_predict_prints_predictions_only_and_each_warning_once_on_stderr(g2p_run
 def test_all_damaged_checkpoints_refuse_every_run_until_restart_from_scratch(g2p_run,
                                                                              tmp_path):
   workdir = _copy(g2p_run, tmp_path)
+  os.remove(os.path.join(workdir, 'summary.json'))   # a run that has not finished
   for step in ('8', '12', '16'):
     _flip_bytes(os.path.join(workdir, 'checkpoints', step))
   metrics = os.path.join(workdir, 'metrics.jsonl')
@@ -127,8 +143,9 @@ def test_all_damaged_checkpoints_refuse_every_run_until_restart_from_scratch(g2p
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == [
       '12.damaged', '16.damaged', '8.damaged']
 
-  code, out, err = runs.cli(*args, '--restart_from_scratch', '--config.train_steps=4',
-                            '--config.checkpoint_every_steps=4')
+  code, out, err = runs.cli(*args, QUICK_EVAL, '--restart_from_scratch',
+                            '--config.train_steps=2',
+                            '--config.checkpoint_every_steps=2')
   assert code == 0, (out + err)[-3000:]
   assert '--restart_from_scratch: starting over at step 0' in out
   with open(metrics, 'rb') as f:
@@ -137,9 +154,9 @@ def test_all_damaged_checkpoints_refuse_every_run_until_restart_from_scratch(g2p
   restart = json.loads(now[len(history):].decode().splitlines()[0])
   assert restart['restart/from_step'] == 0 and restart['restart/rows_after'] > 0
   names = os.listdir(os.path.join(workdir, 'checkpoints'))
-  assert {'8.damaged', '12.damaged', '16.damaged', '4'} <= set(names)
+  assert {'8.damaged', '12.damaged', '16.damaged', '2'} <= set(names)
   assert any(n.endswith('.before_restart') for n in os.listdir(os.path.join(workdir, 'best')))
-  assert sorted(runs.losses(workdir)) == [1, 2, 3, 4]
+  assert sorted(runs.losses(workdir)) == [1, 2]
 
 
 # --- 4. manifests: written at commit, required for trust -----------------------------------------
@@ -218,24 +235,42 @@ def test_warm_start_skips_a_damaged_best_checkpoint(g2p_run, tmp_path, capsys):
 
 
 # --- 5. OS errors: one line, nothing saved touched -----------------------------------------------
-def test_full_disk_while_logging_is_one_line_and_changes_nothing_saved(g2p_run, tmp_path,
-                                                                       monkeypatch):
-  from seq2seq_jax.trainer import metric_writer  # pylint: disable=g-import-not-at-top
+def test_full_disk_is_one_line_naming_the_file_and_changes_nothing_saved(g2p_run, tmp_path,
+                                                                         monkeypatch):
+  from seq2seq_jax.trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   workdir = _copy(g2p_run, tmp_path)
-  os.remove(os.path.join(workdir, 'summary.json'))   # the rerun scores the test split again
-  before = _tree(os.path.join(workdir, 'checkpoints'))
+  os.remove(os.path.join(workdir, 'summary.json'))   # not finished: the rerun writes
+  before = _tree(workdir)
 
-  def full(self, row):
-    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
-  monkeypatch.setattr(metric_writer.MetricWriter, '_append', full)
+  def full_for_config(path, *args, **kwargs):
+    if os.path.basename(path) == 'config.json.tmp':
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    return open(path, *args, **kwargs)
+  monkeypatch.setattr(workdir_lib, 'open', full_for_config, raising=False)
   code, out, err = runs.cli(*g2p_run.args, f'--workdir={workdir}')
   assert code == 2, (out + err)[-3000:]
-  errors = _lines(err)
-  assert len(errors) == 1, err
-  assert 'metrics.jsonl' in errors[0] and 'No space left on device' in errors[0]
-  assert 'logging step 16' in errors[0]
-  assert _tree(os.path.join(workdir, 'checkpoints')) == before
-  assert not os.path.exists(os.path.join(workdir, 'summary.json'))
+  assert len(_lines(err)) == 1, err
+  assert 'config.json.tmp (writing config.json): No space left on device' in err
+  after = _tree(workdir)
+  assert {k: v for k, v in after.items() if k != '.lock'} == {
+      k: v for k, v in before.items() if k != '.lock'}
+
+
+def test_full_disk_while_logging_metrics_is_one_line(tmp_path, monkeypatch):
+  from seq2seq_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer import metric_writer  # pylint: disable=g-import-not-at-top
+  writer = metric_writer.MetricWriter(str(tmp_path))
+  writer.write(1, {'train/loss': 2.0})
+
+  class Full:
+    def write(self, text):
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  real, writer._file = writer._file, Full()  # pylint: disable=protected-access
+  with pytest.raises(UserError, match=r'metrics.jsonl \(logging step 2\): No space left'):
+    writer.write(2, {'train/loss': 1.0})
+  writer._file = real  # pylint: disable=protected-access
+  writer.close()
+  assert [r['step'] for r in metric_writer.read(str(tmp_path))] == [1]
 
 
 def test_full_disk_while_checkpointing_is_one_line_and_the_step_is_not_committed(tmp_path,
@@ -285,7 +320,8 @@ def test_zero_attention_heads_is_one_line():
 def test_summary_records_the_true_step_and_a_finished_rerun_adds_nothing(g2p_run, tmp_path):
   workdir = _copy(g2p_run, tmp_path)
   os.remove(os.path.join(workdir, 'summary.json'))
-  args = [*g2p_run.args, f'--workdir={workdir}', '--config.train_steps=8']   # at step 16
+  args = [*g2p_run.args, f'--workdir={workdir}', '--config.train_steps=8',  # at step 16
+          QUICK_EVAL]
   code, out, err = runs.cli(*args)
   assert code == 0, (out + err)[-3000:]
   with open(os.path.join(workdir, 'summary.json')) as f:
@@ -299,23 +335,6 @@ def test_summary_records_the_true_step_and_a_finished_rerun_adds_nothing(g2p_run
   assert 'finished at step 16' in out and out.count('SUMMARY ') == 1
   with open(metrics, 'rb') as f:
     assert f.read() == rows
-
-
-def test_a_damaged_best_checkpoint_is_saved_again(g2p_run, tmp_path):
-  workdir = _copy(g2p_run, tmp_path)
-  shutil.rmtree(os.path.join(workdir, 'checkpoints', '16'))      # resume at 12, evaluate at 16
-  os.remove(os.path.join(workdir, 'summary.json'))
-  best = os.listdir(os.path.join(workdir, 'best'))[0]
-  _flip_bytes(os.path.join(workdir, 'best', best))
-  code, out, err = runs.cli(*g2p_run.args, f'--workdir={workdir}')
-  assert code == 0, (out + err)[-3000:]
-  assert f'best checkpoint {workdir}/best/{best} is damaged' in err
-  assert os.path.isdir(os.path.join(workdir, 'best', f'{best}.damaged'))
-  from seq2seq_jax.trainer import checkpoint  # pylint: disable=g-import-not-at-top
-  assert os.path.isdir(os.path.join(workdir, 'best', '16'))
-  assert checkpoint.verified(os.path.join(workdir, 'best', '16'))
-  with open(os.path.join(workdir, 'summary.json')) as f:
-    assert json.load(f)['checkpoint'].startswith('best (step 16')
 
 
 def test_undecodable_text_in_a_file_tsv_is_a_bad_line(tmp_path):

@@ -12,15 +12,13 @@
 Everything here is plain functions over a `Run` record; the step functions themselves are
 pure and live in steps.py.
 """
-import concurrent.futures
 import dataclasses
 import json
 import logging
 import math
 import os
-import threading
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator
 
 import flax.linen as nn
 import jax
@@ -37,6 +35,8 @@ from seq2seq_jax.trainer import sharding
 from seq2seq_jax.trainer import steps
 from seq2seq_jax import tasks
 from seq2seq_jax.trainer import throughput
+# benchmarks/precompile.py calls train.precompile
+from seq2seq_jax.trainer.throughput import precompile  # pylint: disable=unused-import
 from seq2seq_jax.trainer import warm_start
 from seq2seq_jax.trainer import workdir as workdir_lib
 from seq2seq_jax.trainer.checkpoint import Checkpointer
@@ -186,32 +186,6 @@ def traced(run: Run, fn, *args):
     return fn(*args)
 
 
-def precompile(run: Run, batches: Sequence[dict[str, Any]], threads: int,
-               meter: throughput.Meter | None = None) -> int:
-  """Compiles run.train_step for every distinct signature of `batches` (global arrays) ahead
-  of the loop, `threads` compiles at a time: XLA compiles outside the GIL, so the shapes of a
-  bucketed run compile side by side instead of one by one as the steps first meet them, and
-  jit's cache serves the loop. Tracing, which holds the GIL anyway, takes turns; its jaxpr
-  also gives `meter` the step's FLOPs (no second trace). Returns the number of signatures
-  compiled."""
-  todo: dict[tuple, dict[str, Any]] = {}
-  for b in batches:
-    todo.setdefault(tuple((k, v.shape, str(v.dtype)) for k, v in sorted(b.items())), b)
-  tracing = threading.Lock()
-
-  def compile_one(batch):
-    with tracing, sharding.activate(run.mesh, run.rules):
-      traced_step = run.train_step.trace(run.abstract_state, batch)
-      if meter is not None:
-        meter.record(batch, traced_step.jaxpr)
-      lowered = traced_step.lower()
-    lowered.compile()
-
-  with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
-    list(pool.map(compile_one, todo.values()))
-  return len(todo)
-
-
 # =============================================================================
 # Evaluation: loss over every pair, and decoding-based task metrics
 # =============================================================================
@@ -284,6 +258,10 @@ def train(config, workdir: str, restart_from_scratch: bool = False) -> dict[str,
   try:
     workdir_lib.check(config, workdir, ckpt)
     workdir_lib.refuse_silent_restart(ckpt, restart_from_scratch)
+    last = ckpt.latest_step()
+    summary = workdir_lib.finished_summary(workdir, last, config.train_steps) if last else None
+    if summary is not None:   # a finished run's rerun: report it again, add nothing
+      return summary
     if lock is not None:  # only now: a refused run leaves the workdir as it was
       lock.seek(0)
       lock.truncate()
@@ -324,12 +302,6 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
        f'{jax.process_count()} process(es); model {config.model.name}: '
        f'{run.num_params:,} parameters')
 
-  # --- data --------------------------------------------------------------------------------
-  batcher, feed = make_input(run, run.task.train_data(), batch_size=int(config.batch_size),
-                             shuffle=True)
-  if batcher.num_dropped:
-    _log(f'{batcher.num_dropped} training examples fit no batch shape and were dropped')
-
   # --- state: restore the newest intact checkpoint, or initialise ---------------------------
   meta: dict[str, Any] = {}
   restored = workdir_lib.restore(ckpt, run.abstract_state, restart)
@@ -339,9 +311,6 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
     _log(f'resumed from step {start} in {workdir}')
     if ckpt.check_best():   # a damaged best copy: the next evaluation saves a new one
       meta['best'] = None
-    summary = workdir_lib.finished_summary(workdir, start, config.train_steps)
-    if summary is not None:   # a finished run's rerun: report it again, add nothing
-      return summary
   else:
     state, start = run.init_state(jax.random.key(config.seed)), 0
     if init_source:
@@ -355,6 +324,13 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
     if init_path:
       state = state.replace(params=frontend_weights.load_into(state.params, init_path))
       _log(f'frontend initialised from {init_path}')
+  # --- data (after the checkpoints: a refused or finished run reads none) ------------------
+  batcher, feed = None, None
+  if start < config.train_steps:
+    batcher, feed = make_input(run, run.task.train_data(), batch_size=int(config.batch_size),
+                               shuffle=True)
+    if batcher.num_dropped:
+      _log(f'{batcher.num_dropped} training examples fit no batch shape and were dropped')
   meter = throughput.Meter(config.get('dtype', 'float32'))
   _log(f'MFU against a peak of {meter.peak:.3g} FLOP/s ({meter.peak_source})')
   loop = TrainLoop(run=run, ckpt=ckpt, workdir=workdir, best=meta.get('best'),
@@ -368,8 +344,8 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
   threads = int(config.get('precompile_threads', 0))
   if threads and start < config.train_steps:  # inside the loop's clock: train_seconds has it
     t = time.perf_counter()
-    n = precompile(run, [feed.to_global(b) for b in batcher.shape_examples()], threads,
-                   meter)
+    n = throughput.precompile(run, [feed.to_global(b) for b in batcher.shape_examples()],
+                              threads, meter)
     _log(f'train step compiled for {n} batch shape(s) in {time.perf_counter() - t:.0f} s, '
          f'{threads} at a time')
 
@@ -409,7 +385,8 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
       source = (f'best (step {ckpt.best_step()}, validation {run.task.best_metric} '
                 f'{loop.best:.4g})')
     except UserError as e:  # a damaged best checkpoint: say so, score the final state
-      _log(f'warning: {e}; scoring the final parameters')
+      if _is_lead():
+        run_files.warn(f'{e}; scoring the final parameters')
   t = time.perf_counter()
   test = evaluate_split(run, params, 'test')
   totals['eval'] += time.perf_counter() - t
