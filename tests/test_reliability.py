@@ -356,3 +356,45 @@ def test_undecodable_text_in_a_file_tsv_is_a_bad_line(tmp_path):
     Files('error')._read_split('train')
   got = Files('skip')._read_split('train')
   assert [t for _, t in got] == ['12', '56']
+
+
+# --- 7. a stop that acts within a step or two ----------------------------------------------------
+def test_the_loop_runs_at_most_two_steps_ahead_of_the_device(monkeypatch):
+  from seq2seq_jax.trainer import loop as loop_lib  # pylint: disable=g-import-not-at-top
+  waited = []
+  monkeypatch.setattr(loop_lib.jax, 'block_until_ready', waited.append)
+  loop = loop_lib.TrainLoop(run=None, ckpt=None, writer=None, progress=None, workdir='',
+                            best=None, seconds={}, evaluate=None, stop=None)
+  for step in range(1, 6):
+    loop.record_step(step, {'loss': f'metrics of step {step}'}, tokens=1)
+  # Recording step n waits until step n - 2 is done on the device.
+  assert loop_lib.DISPATCH_AHEAD == 2
+  assert waited == [{'loss': f'metrics of step {s}'} for s in (1, 2, 3)]
+
+
+def test_a_signal_during_evaluation_abandons_it_saves_and_a_second_one_stops_at_once(
+    g2p_run, tmp_path, monkeypatch):
+  import signal  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer import train  # pylint: disable=g-import-not-at-top
+  workdir = _copy(g2p_run, tmp_path)
+  os.remove(os.path.join(workdir, 'summary.json'))
+  traced, handlers = train.traced, []
+  def signal_in_evaluation(run, fn, *args):
+    if fn is run.eval_step and not handlers:    # the first batch of step 18's evaluation
+      os.kill(os.getpid(), signal.SIGTERM)
+      handlers.extend(signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT))
+    return traced(run, fn, *args)
+  monkeypatch.setattr(train, 'traced', signal_in_evaluation)
+  previous = signal.getsignal(signal.SIGTERM)
+  code, out, err = runs.cli(*g2p_run.args, f'--workdir={workdir}', '--config.train_steps=20',
+                            '--config.eval_every_steps=2', QUICK_EVAL)
+  monkeypatch.undo()
+  assert code == 0, (out + err)[-3000:]
+  assert handlers == [signal.SIG_DFL, signal.SIG_DFL]     # a second signal: the OS default
+  assert signal.getsignal(signal.SIGTERM) == previous     # and the handler is put back
+  assert 'evaluation at step 18 abandoned' in out and 'eval step 18' not in out
+  assert 'stopped by SIGTERM after step 18 of 20: checkpoint 18 is saved' in out
+  from seq2seq_jax.trainer import checkpoint  # pylint: disable=g-import-not-at-top
+  assert checkpoint.verified(os.path.join(workdir, 'checkpoints', '18'))
+  from seq2seq_jax.trainer import metric_writer  # pylint: disable=g-import-not-at-top
+  assert not [r for r in metric_writer.read(workdir) if r['step'] == 18 and 'eval/loss' in r]

@@ -41,7 +41,7 @@ from seq2seq_jax.trainer import warm_start
 from seq2seq_jax.trainer import workdir as workdir_lib
 from seq2seq_jax.trainer.checkpoint import Checkpointer
 from seq2seq_jax.errors import UserError
-from seq2seq_jax.trainer.loop import StopSignal, TrainLoop
+from seq2seq_jax.trainer.loop import Abandoned, StopSignal, TrainLoop
 from seq2seq_jax.trainer.metric_writer import MetricWriter, Progress
 from seq2seq_jax.models import build_model
 from seq2seq_jax.models.base import Model
@@ -199,8 +199,9 @@ def make_input(run: Run, examples, *, batch_size: int,
   return batcher, feed
 
 
-def decode_sources(run: Run, params, sources: list[Any]) -> list[np.ndarray]:
-  """Decodes sources (any input kind) in batches; returns id arrays in input order."""
+def decode_sources(run: Run, params, sources: list[Any], stop=None) -> list[np.ndarray]:
+  """Decodes sources (any input kind) in batches; returns id arrays in input order. A `stop`
+  that turns true between batches raises loop.Abandoned."""
   bs = run.task.eval_batch_size
   feed = feed_lib.Feed(run.mesh, bs, 'data.eval_batch_size')
   # Sorting by length keeps padding (and the number of distinct shapes) small.
@@ -210,6 +211,8 @@ def decode_sources(run: Run, params, sources: list[Any]) -> list[np.ndarray]:
   # the same order give the same samples.
   root = jax.random.fold_in(jax.random.key(run.config.seed), 0x5A3)
   for n, start in enumerate(range(0, len(order), bs)):
+    if stop is not None and stop():
+      raise Abandoned()
     idx = order[start:start + bs]
     full = run.task.collate_sources([sources[i] for i in idx], bs)
     inputs = feed.to_global({k: feed.local_rows(v) for k, v in full.items()})
@@ -220,13 +223,16 @@ def decode_sources(run: Run, params, sources: list[Any]) -> list[np.ndarray]:
   return out
 
 
-def evaluate_split(run: Run, params, split: str) -> dict[str, float]:
-  """Loss and token accuracy over every pair of `split`, plus the task's decoding metrics."""
+def evaluate_split(run: Run, params, split: str, stop=None) -> dict[str, float]:
+  """Loss and token accuracy over every pair of `split`, plus the task's decoding metrics
+  (abandoned between batches when `stop` turns true: decode_sources)."""
   t0 = time.perf_counter()
   batcher, feed = make_input(run, run.task.eval_loss_data(split),
                              batch_size=run.task.eval_batch_size, shuffle=False)
   nll = tokens = hits = 0.0
   for local in batcher.epoch_batches():
+    if stop is not None and stop():
+      raise Abandoned()
     m = traced(run, run.eval_step, params, feed.to_global(local))
     m = jax.device_get(m)
     nll += float(m['nll_sum'])
@@ -234,7 +240,7 @@ def evaluate_split(run: Run, params, split: str) -> dict[str, float]:
     hits += float(m['hits'])
   metrics = {'loss': nll / max(tokens, 1.0), 'token_accuracy': 100.0 * hits / max(tokens, 1.0)}
   eval_set = run.task.eval_set(split)
-  decoded = decode_sources(run, params, eval_set.sources)
+  decoded = decode_sources(run, params, eval_set.sources, stop)
   hyps = [run.task.decode_prediction(ids, text) for ids, text in zip(decoded, eval_set.texts)]
   metrics.update(run.task.score(hyps, eval_set.references))
   metrics['examples'] = len(hyps)
@@ -338,7 +344,8 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
                    progress=Progress(config.train_steps, start, enabled=_is_lead()),
                    seconds={k: meta.get(f'{k}_seconds', 0.0) for k in ('train', 'eval',
                                                                         'checkpoint')},
-                   evaluate=lambda params, split: evaluate_split(run, params, split),
+                   evaluate=lambda params, split: evaluate_split(run, params, split,
+                                                                 stop.agreed),
                    stop=stop, meter=meter)
 
   threads = int(config.get('precompile_threads', 0))
@@ -363,6 +370,7 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
       loop.log(done)
     if done % config.eval_every_steps == 0 or last:
       loop.evaluate(done, state)
+      stopping = stopping or loop.should_stop()   # (a signal during it abandons it)
     if done % config.checkpoint_every_steps == 0 or last or stopping:
       loop.checkpoint(done, state)
     if stopping:
