@@ -39,6 +39,10 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index.')
 _ATTENTION_MAPS = flags.DEFINE_string(
     'attention_maps', None, 'With --mode=predict on images: also write, per input image, a PNG '
     'of the decoder\'s attention over the image for each output word into this directory.')
+_RESTART = flags.DEFINE_bool(
+    'restart_from_scratch', False, 'With --mode=train on a workdir whose checkpoints are all '
+    'damaged (set aside as <step>.damaged): start over at step 0 instead of refusing. The kept '
+    'checkpoints and metrics.jsonl stay; a workdir with a usable checkpoint resumes as always.')
 _SWEEP_PRINT = flags.DEFINE_bool('sweep_print_commands', False,
                                  'With --mode=sweep: print one launch.py command per point.')
 
@@ -148,7 +152,7 @@ def main(argv: list[str]) -> None:
     if mode == 'info':
       print(json.dumps(train.info(config), indent=2, sort_keys=True))
     elif mode == 'train':
-      train.train(config, _WORKDIR.value)
+      train.train(config, _WORKDIR.value, restart_from_scratch=_RESTART.value)
     elif mode == 'eval':
       train.evaluate(config, _WORKDIR.value, checkpoint=_CHECKPOINT.value)
     elif mode == 'predict':
@@ -165,6 +169,8 @@ def main(argv: list[str]) -> None:
   except BrokenPipeError:  # e.g. `... | head`: the reader left; not an error of ours
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(0)
+  except OSError as e:   # an OS error outside the trainer's own writes: still one line
+    _fail(f'{e.filename or ""}: {e.strerror or e}'.lstrip(': '))
 
 
 if __name__ == '__main__':

@@ -4,7 +4,6 @@ workdir's logged losses."""
 import contextlib
 import importlib.util
 import io
-import json
 import logging
 import os
 import re
@@ -76,8 +75,8 @@ def launch(args, devices: int = 1) -> subprocess.Popen:
 
 def losses(workdir: str) -> dict[int, float]:
   """{step: train/loss} from a workdir's metrics.jsonl."""
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  from seq2seq_jax.trainer import metric_writer  # pylint: disable=g-import-not-at-top
+  rows = metric_writer.read(workdir)   # as the run now stands (after any restart)
   return {r['step']: r['train/loss'] for r in rows if 'train/loss' in r}
 
 

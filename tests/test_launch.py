@@ -102,7 +102,7 @@ def test_eval_mode_reads_the_runs_config_picks_a_checkpoint_and_writes_its_figur
   assert [r['split'] for r in rows] == ['validation', 'test']
   assert all(r['step'] == best and 'per' in r and 'wer' in r for r in rows)
   assert rows[0]['checkpoint'] == f'best (step {best})'
-  assert f'eval test: finished in' in err and 'decoded' in err
+  assert 'eval test: finished in' in err and 'decoded' in err
   for row in rows:
     with open(os.path.join(workdir, f'eval_{row["split"]}_{best}.json')) as f:
       assert json.load(f) == row
@@ -375,13 +375,13 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(harm, tmp_path, g2p_r
       fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
       code, out, err = runs.cli(*args, '--mode=eval')
     assert code == 0, err[-3000:]
-    assert 'checkpoints/16 is damaged' in out
+    assert 'checkpoints/16 is damaged' in err and 'damaged' not in out  # messages: stderr
     rows = [json.loads(l) for l in out.splitlines() if l.startswith('{')]
     assert [r['step'] for r in rows] == [12, 12]
 
   code, out, err = runs.cli(*args)
   assert code == 0, err[-3000:]
-  warnings = [l for l in out.splitlines() if 'is damaged' in l]
+  warnings = [l for l in err.splitlines() if 'is damaged' in l]
   assert len(warnings) == 1 and 'checkpoints/16' in warnings[0]
   assert 'resumed from step 12 ' in out
   # retrained from the intact step-12 checkpoint

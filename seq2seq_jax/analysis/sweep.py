@@ -9,7 +9,6 @@ With --sweep_print_commands it only prints one launch.py command per point, for 
 """
 import csv
 import glob
-import json
 import os
 import re
 import shlex
@@ -20,6 +19,8 @@ from typing import Any, Sequence
 
 from seq2seq_jax import config as config_lib
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.trainer import metric_writer
+from seq2seq_jax.trainer import run_files
 
 _LAUNCH = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'launch.py')
@@ -115,13 +116,10 @@ def collect(points: list[dict[str, Any]], dirs: list[str]) -> list[dict[str, Any
     path = os.path.join(d, 'summary.json')
     if not os.path.exists(path):
       continue
-    with open(path) as f:
-      summary = json.load(f)
-    curve = []
-    metrics_path = os.path.join(d, 'metrics.jsonl')
-    if os.path.exists(metrics_path):
-      with open(metrics_path) as f:
-        curve = [json.loads(line) for line in f if line.strip()]
+    summary = run_files.read_json(path)
+    if summary is None:   # cut off (a crash while writing it): not a finished run
+      continue
+    curve = metric_writer.read(d)
     row = {'point': os.path.basename(d), **{k: _value_text(v) for k, v in p.items()}}
     row['num_params'] = summary.get('num_params')
     row['train_seconds'] = summary.get('train_seconds')

@@ -66,7 +66,7 @@ def _open(path: str):
   return open(path, 'rb')
 
 
-def _lines(f) -> Iterator[str | None]:
+def lines(f) -> Iterator[str | None]:
   """Lines of a binary file split on b'\\n' only, decoded; None for a line that is not UTF-8.
 
   Splitting on '\\n' alone (not Python's universal newlines, which also split on a lone
@@ -101,7 +101,7 @@ def read_aligned_files(src_path: str, tgt_path: str, bad_pairs: str = 'error') -
 def iter_aligned_files(src_path: str, tgt_path: str, bad: BadPairs) -> Iterator[tuple[str, str]]:
   """read_aligned_files' pairs one at a time (a corpus too big to hold); `bad` counts."""
   with _open(src_path) as fs, _open(tgt_path) as ft:
-    src_lines, tgt_lines = _lines(fs), _lines(ft)
+    src_lines, tgt_lines = lines(fs), lines(ft)
     for n, (s, t) in enumerate(itertools.zip_longest(src_lines, tgt_lines, fillvalue=False), 1):
       if s is False or t is False:  # one file ended
         short, longer, rest = ((src_path, tgt_path, tgt_lines) if s is False
@@ -140,7 +140,7 @@ def read_tsv(path: str, bad_pairs: str = 'error') -> Corpus:
 def iter_tsv(path: str, bad: BadPairs) -> Iterator[tuple[str, str]]:
   """read_tsv's pairs one at a time; `bad` counts."""
   with _open(path) as f:
-    for n, line in enumerate(_lines(f), 1):
+    for n, line in enumerate(lines(f), 1):
       if line is None:
         bad(f'{path}:{n}', 'line is not valid UTF-8')
         continue

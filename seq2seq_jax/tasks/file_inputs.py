@@ -4,9 +4,9 @@ The data of each split is a TSV file, one example per line: `input_path<TAB>targ
 (a relative path is relative to the TSV's folder). An input may appear on several lines,
 each a reference: evaluation decodes it once and scores against all of them. Targets are
 characters of `data.alphabet`, a fixed string, so the vocabulary (and the model's shapes) is
-known without reading any data. A missing or unreadable input file, or a line without a TAB,
-stops the run naming file and line (`data.bad_pairs='error'`) or is skipped and counted
-(`'skip'`).
+known without reading any data. A missing or unreadable input file, a line without a TAB or a
+line that is not valid UTF-8 stops the run naming file and line (`data.bad_pairs='error'`) or
+is skipped and counted (`'skip'`).
 
 Metrics: 'cer' (character edit distance to the closest reference over the references'
 length), 'wer' (the same over whitespace-separated words) and 'accuracy' (share of inputs
@@ -86,12 +86,14 @@ class FileToTextTask(base.BaseTask):
     root = os.path.dirname(os.path.abspath(tsv))
     out = []
     outside = collections.Counter()   # target characters data.alphabet lacks (-> <unk>)
-    with open(tsv, encoding='utf-8', errors='replace') as f:
-      for n, line in enumerate(f, 1):
-        line = line.rstrip('\r\n')
+    with open(tsv, 'rb') as f:
+      for n, line in enumerate(corpus_lib.lines(f), 1):
+        where = f'{tsv}:{n}'
+        if line is None:
+          bad(where, 'not valid UTF-8')
+          continue
         if not line.strip():
           continue
-        where = f'{tsv}:{n}'
         if '\t' not in line:
           bad(where, 'no TAB between the input path and the text')
           continue

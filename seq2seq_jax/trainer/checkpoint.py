@@ -6,35 +6,61 @@ Each holds the sharded TrainState plus a small JSON of run metadata. Every proce
 part in saving and restoring (orbax writes each process's shards); restoring onto a different
 mesh works because the target shardings come from the abstract state, not the file.
 
-Damage is detected, not trusted away: once orbax has committed a checkpoint, process 0 writes
-`<step>/MANIFEST.json`, the size and SHA-256 of every file in it. Restoring checks the newest
-checkpoint against its manifest (a missing file, a different size or hash) and, if orbax
-cannot read it either, names it in one warning line and falls back to the next newest. A
-checkpoint without a manifest (the run died between commit and manifest) is tried as it is.
-Training moves a damaged checkpoint aside to `<step>.damaged` (kept, never deleted), so the
-resumed run can save that step again.
+Damage is detected, not trusted away. The manifest, `<step>/MANIFEST.json` (the size and
+SHA-256 of every data file), is part of committing a checkpoint: process 0 writes it into
+orbax's temporary directory after all the bytes are written and before orbax renames the
+directory into place, so every committed checkpoint of this version has one. Restoring tries
+the verified checkpoints (manifest present and matching) newest first; a damaged one is named
+in one warning line and skipped. A checkpoint without a manifest (a crash between commit and
+manifest in an older version, or copied in by hand) is unverified: it is skipped while a
+verified one exists and used only when none does, and then only if every array it holds is
+finite; it is never given a manifest afterwards. Training moves a skipped checkpoint aside to
+`<step>.damaged` / `<step>.unverified` (kept, never deleted), so the resumed run can save that
+step again.
+
+A workdir whose checkpoints are all unusable is refused (`no intact checkpoint ...`), also on
+every later run: `set_aside_steps` sees the kept copies, and only an explicit
+`--restart_from_scratch` starts over (`start_over`).
 """
 import hashlib
 import json
-import logging
 import os
-from typing import Any
+import re
+import sys
+from typing import Any, Callable
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.trainer.run_files import io_errors
 
 MANIFEST = 'MANIFEST.json'
+# Orbax's own bookkeeping in a step directory, rewritten when it commits: not in manifests.
+_COMMIT_FILES = ('_CHECKPOINT_METADATA', 'commit_success.txt')
+_TMP = '.orbax-checkpoint-tmp'
+SET_ASIDE = re.compile(r'^(\d+)\.(damaged|unverified|before_restart)(\.\d+)?$')
+
+NO_INTACT_HOW = ('rerun with --restart_from_scratch to start over from step 0 (the kept '
+                 'checkpoints and metrics stay), or use a new --workdir')
 
 
-def _manager(path: str, keep: int, read_only: bool) -> ocp.CheckpointManager:
+def _warn(msg: str) -> None:
+  """One line on stderr (predict's stdout is predictions only), process 0 only."""
+  if jax.process_index() == 0:
+    print(f'warning: {msg}', file=sys.stderr, flush=True)
+
+
+def _manager(path: str, keep: int, read_only: bool,
+             on_commit: Callable[[], None] | None = None) -> ocp.CheckpointManager:
   if read_only:  # eval / predict: never writes (and orbax warns if given saving options)
     options = ocp.CheckpointManagerOptions(read_only=True, save_interval_steps=0,
                                            create=False)
   else:
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=True)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, enable_async_checkpointing=True,
+        async_options=ocp.AsyncOptions(post_finalization_callback=on_commit))
   return ocp.CheckpointManager(path, options=options)
 
 
@@ -45,7 +71,7 @@ def _files(step_dir: str) -> dict[str, tuple[int, str]]:
     for name in names:
       path = os.path.join(root, name)
       rel = os.path.relpath(path, step_dir)
-      if rel.startswith(MANIFEST):  # the manifest itself, or its temporary file
+      if rel.startswith(MANIFEST) or rel in _COMMIT_FILES:  # the manifest; orbax's commit
         continue
       digest = hashlib.sha256()
       with open(path, 'rb') as f:
@@ -64,8 +90,13 @@ def write_manifest(step_dir: str) -> None:
   os.replace(tmp, os.path.join(step_dir, MANIFEST))
 
 
+def verified(step_dir: str) -> bool:
+  return os.path.exists(os.path.join(step_dir, MANIFEST))
+
+
 def damage(step_dir: str) -> str | None:
-  """What is wrong with a checkpoint directory by its manifest; None if intact or unknown."""
+  """What is wrong with a checkpoint directory by its manifest; None if intact or unknown
+  (no manifest: see `verified`)."""
   path = os.path.join(step_dir, MANIFEST)
   if not os.path.exists(path):
     return None
@@ -85,14 +116,25 @@ def damage(step_dir: str) -> str | None:
   return None
 
 
+def all_finite(tree: Any) -> bool:
+  """Whether every floating-point array of a (restored) pytree is finite."""
+  ok = [jax.numpy.all(jax.numpy.isfinite(x)) for x in jax.tree.leaves(tree)
+        if hasattr(x, 'dtype') and jax.numpy.issubdtype(x.dtype, jax.numpy.floating)]
+  return bool(np.all(jax.device_get(ok))) if ok else True
+
+
 class Checkpointer:
   """The run's two checkpoint managers behind one small interface."""
 
   def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
     self.workdir = os.path.abspath(workdir)
     self.read_only = read_only
-    self.last = _manager(os.path.join(self.workdir, 'checkpoints'), keep, read_only)
-    self.best = _manager(os.path.join(self.workdir, 'best'), 1, read_only)
+    self._saving: dict[str, int] = {}      # the step each manager is committing
+    self._saved: set[str] = set()          # step dirs this run saved (the only ones it seals)
+    self.last = _manager(os.path.join(self.workdir, 'checkpoints'), keep, read_only,
+                         lambda: self._seal('checkpoints'))
+    self.best = _manager(os.path.join(self.workdir, 'best'), 1, read_only,
+                         lambda: self._seal('best'))
 
   def latest_step(self) -> int | None:
     return self.last.latest_step()
@@ -103,8 +145,26 @@ class Checkpointer:
   def _dir(self, mngr: ocp.CheckpointManager, step: int) -> str:
     return os.path.join(str(mngr.directory), str(step))
 
+  def set_aside_steps(self) -> list[str]:
+    """The checkpoints of DIR/checkpoints that earlier runs moved aside as unusable."""
+    d = os.path.join(self.workdir, 'checkpoints')
+    names = os.listdir(d) if os.path.isdir(d) else []
+    return sorted((n for n in names if SET_ASIDE.match(n) and 'restart' not in n),
+                  key=lambda n: int(n.split('.')[0]))
+
+  def start_over(self) -> list[str]:
+    """--restart_from_scratch: moves the best checkpoint aside too (`<step>.before_restart`),
+    so that the new run's best is its own. Returns what it moved."""
+    moved = []
+    for mngr in (self.best,):
+      for step in mngr.all_steps():
+        self._set_aside(mngr, step, 'before_restart')
+        moved.append(self._dir(mngr, step))
+    return moved
+
   def save(self, step: int, state: Any, meta: dict, best: bool = False) -> None:
-    """Starts an asynchronous save; returns before the bytes are on disk."""
+    """Starts an asynchronous save; returns before the bytes are on disk. The manifest is
+    written as part of the commit (`_seal`)."""
     mngr, other = (self.best, self.last) if best else (self.last, self.best)
     if step in mngr.all_steps():
       return
@@ -114,21 +174,30 @@ class Checkpointer:
       # processes then wait at different barriers until the coordinator aborts them (seen in
       # CI). Saves of the two managers therefore never overlap when there are several processes.
       other.wait_until_finished()
-    self._write_manifests(mngr)  # of saves that committed since
-    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                            meta=ocp.args.JsonSave(meta)))
+    with io_errors(f'saving checkpoint {step}', str(mngr.directory)):
+      mngr.wait_until_finished()  # one save per manager in flight: _saving names it
+      self._write_manifests(mngr)
+      self._saving[os.path.basename(str(mngr.directory))] = step
+      self._saved.add(self._dir(mngr, step))
+      mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                              meta=ocp.args.JsonSave(meta)))
+
+  def _seal(self, which: str) -> None:
+    """orbax's post-finalization callback: every process's bytes are written, the directory
+    not yet renamed into place. Process 0 writes the manifest into it."""
+    if jax.process_index() != 0:
+      return
+    tmp = os.path.join(self.workdir, which, f'{self._saving[which]}{_TMP}')
+    if os.path.isdir(tmp):   # (a filesystem where orbax commits in place: _write_manifests)
+      write_manifest(tmp)
 
   def _write_manifests(self, mngr: ocp.CheckpointManager) -> None:
-    """Manifests for every committed checkpoint that has none (process 0 writes them)."""
-    if self.read_only or jax.process_index() != 0:
+    """Manifests for checkpoints this run saved whose commit wrote none (process 0)."""
+    if self.read_only or jax.process_index() != 0 or mngr.is_saving_in_progress():
       return
-    pending = mngr.is_saving_in_progress()
-    steps = mngr.all_steps()
-    for step in steps:
-      if pending and step == max(steps):
-        continue  # may still be being written
+    for step in mngr.all_steps():
       d = self._dir(mngr, step)
-      if os.path.isdir(d) and not os.path.exists(os.path.join(d, MANIFEST)):
+      if d in self._saved and os.path.isdir(d) and not verified(d):
         write_manifest(d)
 
   def latest_verified_step(self) -> int | None:
@@ -136,14 +205,15 @@ class Checkpointer:
     self.wait()
     for step in sorted(self.last.all_steps(), reverse=True):
       d = self._dir(self.last, step)
-      if os.path.exists(os.path.join(d, MANIFEST)) and damage(d) is None:
+      if verified(d) and damage(d) is None:
         return step
     return None
 
   def restore(self, abstract_state: Any, step: int | None = None,
               best: bool = False) -> tuple[Any, dict]:
-    """Restores (state, meta) of the newest intact checkpoint (or of `step`) into the
-    shardings carried by `abstract_state`.
+    """Restores (state, meta) of the newest verified checkpoint (or of `step`) into the
+    shardings carried by `abstract_state`; with none verified, the newest unverified one
+    whose arrays are all finite.
 
     Raises:
       UserError: no checkpoint, no intact one, or one whose arrays do not fit the
@@ -155,46 +225,90 @@ class Checkpointer:
       raise UserError(f'no checkpoint in {mngr.directory}')
     target = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), abstract_state)
+
+    def load(s):
+      out = mngr.restore(s, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+      return out.state, dict(out.meta)
+
+    unverified = [s for s in steps if not verified(self._dir(mngr, s))]
     for s in steps:
       d = self._dir(mngr, s)
+      if s in unverified:
+        continue
       problem = damage(d)
       if problem is None:
         try:
-          out = mngr.restore(s, args=ocp.args.Composite(
-              state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-          return out.state, dict(out.meta)
-        except (ValueError, KeyError, TypeError) as e:
-          if os.path.exists(os.path.join(d, MANIFEST)):  # intact bytes: a different model
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            raise UserError(f'checkpoint {d} does not match the configured model/optimizer '
-                            f'({first}); use another --workdir') from None
-          problem = f'orbax cannot read it ({type(e).__name__})'
+          out = load(s)
+        except (ValueError, KeyError, TypeError) as e:  # intact bytes: a different model
+          first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+          raise UserError(f'checkpoint {d} does not match the configured model/optimizer '
+                          f'({first}); use another --workdir') from None
         except Exception as e:  # pylint: disable=broad-except
           problem = f'orbax cannot read it ({type(e).__name__}: {str(e)[:120]})'
-      logging.warning('checkpoint %s is damaged (%s); skipping it', d, problem)
-      if jax.process_index() == 0:
-        print(f'warning: checkpoint {d} is damaged ({problem}); skipping it', flush=True)
-      self._set_aside(mngr, s)
-    raise UserError(f'no intact checkpoint in {mngr.directory} (nothing was deleted)')
+        else:
+          for u in (u for u in unverified if u > s):  # newer but unchecked: not trusted
+            _warn(f'checkpoint {self._dir(mngr, u)} has no manifest (never verified); '
+                  f'using the verified step {s}')
+            self._set_aside(mngr, u, 'unverified')
+          return out
+      _warn(f'checkpoint {d} is damaged ({problem}); skipping it')
+      self._set_aside(mngr, s, 'damaged')
+    for s in unverified:  # no verified one: an unverified one, if it reads and is finite
+      d = self._dir(mngr, s)
+      try:
+        state, meta = load(s)
+        problem = None if all_finite(state) else 'it holds non-finite numbers'
+      except Exception as e:  # pylint: disable=broad-except
+        problem = f'orbax cannot read it ({type(e).__name__})'
+      if problem is None:
+        _warn(f'checkpoint {d} has no manifest; using it (it reads and its arrays are '
+              'finite)')
+        return state, meta
+      _warn(f'checkpoint {d} has no manifest and is damaged ({problem}); skipping it')
+      self._set_aside(mngr, s, 'damaged')
+    how = '(nothing was deleted)' if self.read_only else (
+        f'(the damaged ones are kept as <step>.damaged); {NO_INTACT_HOW}')
+    raise UserError(f'no intact checkpoint in {mngr.directory} {how}')
 
-  def _set_aside(self, mngr: ocp.CheckpointManager, step: int) -> None:
-    """Training: renames a damaged checkpoint to <step>.damaged, so the step can be saved
-    again; its bytes stay for inspection. Read-only modes leave it where it is."""
+  def _set_aside(self, mngr: ocp.CheckpointManager, step: int, why: str) -> None:
+    """Training: renames a checkpoint to <step>.<why>, so the step can be saved again; its
+    bytes stay for inspection. Read-only modes leave it where it is."""
     if self.read_only:
       return
     if jax.process_index() == 0:
       d = self._dir(mngr, step)
-      os.replace(d, d + '.damaged')
+      dst, n = f'{d}.{why}', 1
+      while os.path.exists(dst):   # the same step set aside before: keep both
+        n += 1
+        dst = f'{d}.{why}.{n}'
+      with io_errors(f'moving checkpoint {step} aside', d):
+        os.replace(d, dst)
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(f'set aside checkpoint {step}')
     mngr.reload()
 
+  def check_best(self) -> bool:
+    """Training, on resume: sets a damaged best checkpoint aside. True if it did (the run
+    then saves a new best at its next evaluation)."""
+    step = self.best_step()
+    if step is None or self.read_only:
+      return False
+    d = self._dir(self.best, step)
+    problem = damage(d)
+    if problem is None:
+      return False
+    _warn(f'best checkpoint {d} is damaged ({problem}); it is set aside and the next '
+          'evaluation saves a new best')
+    self._set_aside(self.best, step, 'damaged')
+    return True
+
   def wait(self) -> None:
     """Waits for pending saves and records the manifests of everything committed."""
-    self.last.wait_until_finished()
-    self.best.wait_until_finished()
-    self._write_manifests(self.last)
-    self._write_manifests(self.best)
+    for mngr in (self.last, self.best):
+      with io_errors('saving a checkpoint', str(mngr.directory)):
+        mngr.wait_until_finished()
+        self._write_manifests(mngr)
 
   def close(self) -> None:
     self.last.close()

@@ -147,7 +147,7 @@ class Loaded:
   def evaluate(self, split: str = 'test', show_progress: bool = False) -> dict[str, float]:
     """The split's loss, token accuracy and the task's metrics, as training reports them."""
     progress = _Progress(split) if show_progress else None
-    metrics = train_lib.evaluate_split(self.run, self.params, split, progress)
+    metrics = train_lib.evaluate_split(self.run, self.params, split, progress=progress)
     if progress is not None:
       progress.done()
     return metrics

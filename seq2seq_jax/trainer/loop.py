@@ -4,7 +4,8 @@
                               line and metrics.jsonl (tokens/s, MFU, device memory)
   TrainLoop.evaluate(step)    validation metrics; save the best checkpoint
   TrainLoop.checkpoint(step)  save the step's checkpoint (asynchronously)
-  TrainLoop.should_stop()     a SIGTERM / SIGINT has arrived, agreed on by every process
+  TrainLoop.should_stop()     a SIGTERM / SIGINT has arrived, agreed on by every process (it
+                              also abandons a validation evaluation between two batches)
 
 Time is booked where it is spent: `seconds['eval']` (validation and test evaluation),
 `seconds['checkpoint']` (the blocking part of saves, waits and manifests) and
@@ -27,11 +28,22 @@ from seq2seq_jax.errors import UserError
 SECTIONS = ('train', 'eval', 'checkpoint')
 
 
+# How many steps the Python loop may dispatch ahead of the device (TrainLoop.record_step):
+# enough to keep the device busy, few enough that a stop acts within a step or two.
+DISPATCH_AHEAD = 2
+
+
+class Abandoned(Exception):
+  """An evaluation stopped because a stop signal arrived (TrainLoop.evaluate)."""
+
+
 class StopSignal:
   """Turns SIGTERM / SIGINT into a request to stop after the current step.
 
   Spot VMs, preemptible TPUs and SLURM send SIGTERM some time before they kill. A second
-  signal gets the default behaviour (stop now), for a user who really means it.
+  signal (of either kind) stops at once: the first one hands both back to the operating
+  system's default, which ends the process even while it waits on the device (the
+  checkpoints saved so far are committed atomically and stay).
   """
 
   def __init__(self):
@@ -39,15 +51,14 @@ class StopSignal:
     self._previous: dict[int, Any] = {}
 
   def _handle(self, signum, frame):
-    name = signal.Signals(signum).name
-    if self.received is not None:  # the second one: do what it would have done
-      signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
-      signal.raise_signal(signum)
-      return
     del frame
+    name = signal.Signals(signum).name
     self.received = name
+    for sig in self._previous:   # the second signal: the default action, at once
+      signal.signal(sig, signal.SIG_DFL)
     if jax.process_index() == 0:
-      print(f'{name} received: stopping after this step, with a checkpoint', flush=True)
+      print(f'{name} received: stopping after this step, with a checkpoint (a second signal '
+            'stops at once)', flush=True)
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
@@ -112,9 +123,14 @@ class TrainLoop:
             **{f'{k}_seconds': v for k, v in self.totals().items()}}
 
   def record_step(self, step: int, metrics: Any, tokens: int, flops: float = 0.0) -> None:
+    """Buffers a step's metrics (fetched at the next log). The loop may run at most
+    DISPATCH_AHEAD steps ahead of the device: otherwise Python queues every step up to the
+    next log, and a stop signal waits for all of them."""
     self.pending.append((step, metrics))
     self.tokens += tokens
     self.flops += flops
+    if len(self.pending) > DISPATCH_AHEAD:
+      jax.block_until_ready(self.pending[-1 - DISPATCH_AHEAD][1])
 
   # --- the periodic actions -----------------------------------------------------------------
   def log(self, step: int) -> None:
@@ -153,8 +169,14 @@ class TrainLoop:
     """Validation metrics at `step`; the best checkpoint if they are the best so far."""
     self.log(step)
     self.progress.pause()
-    with self.timed('eval'):
-      ev = self._evaluate(state.params, 'validation')
+    try:
+      with self.timed('eval'):
+        ev = self._evaluate(state.params, 'validation')
+    except Abandoned:   # a stop signal: the caller saves this step and exits
+      self.progress.resume()
+      if jax.process_index() == 0:
+        print(f'evaluation at step {step} abandoned for the stop', flush=True)
+      return
     self.writer.write(step, {f'eval/{k}': v for k, v in ev.items()})
     if jax.process_index() == 0:
       print(f'eval step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in ev.items()),

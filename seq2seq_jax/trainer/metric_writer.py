@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Any
 
+from seq2seq_jax.trainer import run_files
+
 
 def _fmt_duration(seconds: float) -> str:
   if not math.isfinite(seconds):
@@ -27,45 +29,68 @@ def _fmt_count(x: float) -> str:
   return f'{x:.0f}'
 
 
+def current(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """The rows of metrics.jsonl that describe the run as it now stands: a restart record
+  (MetricWriter) supersedes the rows before it of later steps."""
+  out: list[dict[str, Any]] = []
+  for row in rows:
+    if 'restart/from_step' in row:
+      out = [r for r in out if r.get('step', 0) <= row['restart/from_step']]
+    else:
+      out.append(row)
+  return out
+
+
+def read(workdir: str) -> list[dict[str, Any]]:
+  """DIR/metrics.jsonl as the run now stands (torn lines dropped with a warning)."""
+  return current(run_files.read_jsonl(os.path.join(workdir, 'metrics.jsonl')))
+
+
 class MetricWriter:
   """Appends one JSON object per logged step and mirrors scalars to TensorBoard."""
 
-  def __init__(self, workdir: str, enabled: bool = True, truncate_after: int | None = None):
-    """Opens DIR/metrics.jsonl for appending.
+  def __init__(self, workdir: str, enabled: bool = True, resumed_at: int | None = None):
+    """Opens DIR/metrics.jsonl for appending (it is only ever appended to).
 
     Args:
       workdir: the run directory.
       enabled: False on non-zero processes.
-      truncate_after: on resume, rows of steps after the restored step are dropped: the
-        resumed run recomputes exactly those steps and writes them again.
+      resumed_at: the step the run starts from. If the file already has rows of later steps
+        (a run that went on past its last checkpoint, or one restarted from scratch), a row
+        {'step': S, 'restart/from_step': S, 'restart/rows_after': N} records that the
+        steps after S are computed again; `current` drops the rows it supersedes.
     """
     self.enabled = enabled
     if not enabled:
       return
     self.path = os.path.join(workdir, 'metrics.jsonl')
-    if truncate_after is not None and os.path.exists(self.path):
-      with open(self.path) as f:
-        rows = [line for line in f if line.strip()]
-      kept = [r for r in rows if json.loads(r).get('step', 0) <= truncate_after]
-      if len(kept) != len(rows):
-        tmp = self.path + '.tmp'
-        with open(tmp, 'w') as f:
-          f.writelines(kept)
-        os.replace(tmp, self.path)
-    self._file = open(self.path, 'a')
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+    later = 0
+    if resumed_at is not None:
+      later = sum(1 for r in run_files.read_jsonl(self.path)
+                  if r.get('step', 0) > resumed_at)
+    with run_files.io_errors('opening the metrics log', self.path):
+      run_files.end_with_newline(self.path)
+      self._file = open(self.path, 'a')
+      if later:
+        self._append({'step': int(resumed_at), 'restart/from_step': int(resumed_at),
+                      'restart/rows_after': later})
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+
+  def _append(self, row: dict[str, Any]) -> None:
+    self._file.write(json.dumps(row) + '\n')
+    self._file.flush()
 
   def write(self, step: int, scalars: dict[str, Any]) -> None:
     if not self.enabled:
       return
     row = {'step': int(step)}
     row.update({k: float(v) for k, v in scalars.items()})
-    self._file.write(json.dumps(row) + '\n')
-    self._file.flush()
-    for k, v in row.items():
-      if k != 'step':
-        self._tb.add_scalar(k, v, step)
+    with run_files.io_errors(f'logging step {step}', self.path):
+      self._append(row)
+      for k, v in row.items():
+        if k != 'step':
+          self._tb.add_scalar(k, v, step)
 
   def close(self) -> None:
     if self.enabled:

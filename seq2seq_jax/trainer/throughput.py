@@ -14,12 +14,16 @@ MFU here is the FLOPs the step executes (matmuls and convolutions, including any
 rematerialized recomputation; elementwise work left out, as is usual) per second, over the
 peak of every device in the job.
 """
+import concurrent.futures
 import math
+import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+
+from seq2seq_jax.trainer import sharding
 
 # Dense matmul peak FLOP/s per chip (vendors' figures, without sparsity), by a fragment of
 # jax's `device_kind`, for the compute dtypes. float32: TF32 on NVIDIA Ampere and later, which
@@ -163,3 +167,29 @@ class Meter:
     """The FLOPs of the step for `batch`'s shapes, from a jaxpr traced elsewhere (the
     trainer's ahead-of-time compile), so step_flops need not trace it again."""
     self._flops[_signature(batch)] = jaxpr_flops(closed_jaxpr.jaxpr)
+
+
+def precompile(run, batches: Sequence[dict[str, Any]], threads: int,
+               meter: Meter | None = None) -> int:
+  """Compiles run.train_step (run: a train.Run) for every distinct signature of `batches`
+  (global arrays) ahead of the loop, `threads` compiles at a time: XLA compiles outside the
+  GIL, so the shapes of a bucketed run compile side by side instead of one by one as the steps
+  first meet them, and jit's cache serves the loop. Tracing, which holds the GIL anyway, takes
+  turns; its jaxpr also gives `meter` the step's FLOPs (no second trace). Returns the number of
+  signatures compiled."""
+  todo: dict[tuple, dict[str, Any]] = {}
+  for b in batches:
+    todo.setdefault(tuple((k, v.shape, str(v.dtype)) for k, v in sorted(b.items())), b)
+  tracing = threading.Lock()
+
+  def compile_one(batch):
+    with tracing, sharding.activate(run.mesh, run.rules):
+      traced_step = run.train_step.trace(run.abstract_state, batch)
+      if meter is not None:
+        meter.record(batch, traced_step.jaxpr)
+      lowered = traced_step.lower()
+    lowered.compile()
+
+  with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
+    list(pool.map(compile_one, todo.values()))
+  return len(todo)

@@ -12,14 +12,12 @@
 Everything here is plain functions over a `Run` record; the step functions themselves are
 pure and live in steps.py.
 """
-import concurrent.futures
 import dataclasses
 import json
 import math
 import os
-import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 import flax.linen as nn
 import jax
@@ -30,15 +28,18 @@ from jax.experimental import multihost_utils
 from seq2seq_jax.trainer import feed as feed_lib
 from seq2seq_jax.trainer import frontend_weights
 from seq2seq_jax.trainer import optim
+from seq2seq_jax.trainer import run_files
 from seq2seq_jax.trainer import sharding
 from seq2seq_jax.trainer import steps
 from seq2seq_jax import tasks
 from seq2seq_jax.trainer import throughput
+# benchmarks/precompile.py calls train.precompile
+from seq2seq_jax.trainer.throughput import precompile  # pylint: disable=unused-import
 from seq2seq_jax.trainer import warm_start
 from seq2seq_jax.trainer import workdir as workdir_lib
 from seq2seq_jax.trainer.checkpoint import Checkpointer
 from seq2seq_jax.errors import UserError
-from seq2seq_jax.trainer.loop import StopSignal, TrainLoop
+from seq2seq_jax.trainer.loop import Abandoned, StopSignal, TrainLoop
 from seq2seq_jax.trainer.metric_writer import MetricWriter, Progress
 from seq2seq_jax.models import build_model
 from seq2seq_jax.models.base import Model
@@ -183,32 +184,6 @@ def traced(run: Run, fn, *args):
     return fn(*args)
 
 
-def precompile(run: Run, batches: Sequence[dict[str, Any]], threads: int,
-               meter: throughput.Meter | None = None) -> int:
-  """Compiles run.train_step for every distinct signature of `batches` (global arrays) ahead
-  of the loop, `threads` compiles at a time: XLA compiles outside the GIL, so the shapes of a
-  bucketed run compile side by side instead of one by one as the steps first meet them, and
-  jit's cache serves the loop. Tracing, which holds the GIL anyway, takes turns; its jaxpr
-  also gives `meter` the step's FLOPs (no second trace). Returns the number of signatures
-  compiled."""
-  todo: dict[tuple, dict[str, Any]] = {}
-  for b in batches:
-    todo.setdefault(tuple((k, v.shape, str(v.dtype)) for k, v in sorted(b.items())), b)
-  tracing = threading.Lock()
-
-  def compile_one(batch):
-    with tracing, sharding.activate(run.mesh, run.rules):
-      traced_step = run.train_step.trace(run.abstract_state, batch)
-      if meter is not None:
-        meter.record(batch, traced_step.jaxpr)
-      lowered = traced_step.lower()
-    lowered.compile()
-
-  with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
-    list(pool.map(compile_one, todo.values()))
-  return len(todo)
-
-
 # =============================================================================
 # Evaluation: loss over every pair, and decoding-based task metrics
 # =============================================================================
@@ -222,10 +197,11 @@ def make_input(run: Run, examples, *, batch_size: int,
   return batcher, feed
 
 
-def decode_sources(run: Run, params, sources: list[Any],
+def decode_sources(run: Run, params, sources: list[Any], stop=None,
                    progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
-  """Decodes sources (any input kind) in batches; returns id arrays in input order.
-  `progress(done, total)` is called after each batch."""
+  """Decodes sources (any input kind) in batches; returns id arrays in input order. A `stop`
+  that turns true between batches raises loop.Abandoned; `progress(done, total)` is called
+  after each batch."""
   bs = run.task.eval_batch_size
   feed = feed_lib.Feed(run.mesh, bs, 'data.eval_batch_size')
   # Sorting by length keeps padding (and the number of distinct shapes) small.
@@ -235,6 +211,8 @@ def decode_sources(run: Run, params, sources: list[Any],
   # the same order give the same samples.
   root = jax.random.fold_in(jax.random.key(run.config.seed), 0x5A3)
   for n, start in enumerate(range(0, len(order), bs)):
+    if stop is not None and stop():
+      raise Abandoned()
     idx = order[start:start + bs]
     full = run.task.collate_sources([sources[i] for i in idx], bs)
     inputs = feed.to_global({k: feed.local_rows(v) for k, v in full.items()})
@@ -247,15 +225,18 @@ def decode_sources(run: Run, params, sources: list[Any],
   return out
 
 
-def evaluate_split(run: Run, params, split: str,
+def evaluate_split(run: Run, params, split: str, stop=None,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
   """Loss and token accuracy over every pair of `split`, plus the task's decoding metrics
-  (`progress(done, total)` after each decoded batch)."""
+  (abandoned between batches when `stop` turns true, and `progress(done, total)` after each
+  decoded batch: decode_sources)."""
   t0 = time.perf_counter()
   batcher, feed = make_input(run, run.task.eval_loss_data(split),
                              batch_size=run.task.eval_batch_size, shuffle=False)
   nll = tokens = hits = 0.0
   for local in batcher.epoch_batches():
+    if stop is not None and stop():
+      raise Abandoned()
     m = traced(run, run.eval_step, params, feed.to_global(local))
     m = jax.device_get(m)
     nll += float(m['nll_sum'])
@@ -263,7 +244,7 @@ def evaluate_split(run: Run, params, split: str,
     hits += float(m['hits'])
   metrics = {'loss': nll / max(tokens, 1.0), 'token_accuracy': 100.0 * hits / max(tokens, 1.0)}
   eval_set = run.task.eval_set(split)
-  decoded = decode_sources(run, params, eval_set.sources, progress)
+  decoded = decode_sources(run, params, eval_set.sources, stop, progress)
   hyps = [run.task.decode_prediction(ids, text) for ids, text in zip(decoded, eval_set.texts)]
   metrics.update(run.task.score(hyps, eval_set.references))
   metrics['examples'] = len(hyps)
@@ -276,22 +257,28 @@ def evaluate_split(run: Run, params, split: str,
 # =============================================================================
 # Train
 # =============================================================================
-def train(config, workdir: str) -> dict[str, Any]:
+def train(config, workdir: str, restart_from_scratch: bool = False) -> dict[str, Any]:
   """Trains (resuming from the newest intact checkpoint in workdir), then reports test
   metrics. On SIGTERM / SIGINT it stops after the current step with a checkpoint of it and
-  returns {'stopped_at': step, ...} instead."""
+  returns {'stopped_at': step, ...} instead. A workdir whose checkpoints are all unusable is
+  refused unless restart_from_scratch (workdir.py: restore)."""
   workdir = workdir_lib.make(workdir)
   lock = workdir_lib.lock(workdir)
   ckpt = Checkpointer(workdir, keep=int(config.get('keep_checkpoints', 3)))
   try:
     workdir_lib.check(config, workdir, ckpt)
+    workdir_lib.refuse_silent_restart(ckpt, restart_from_scratch)
+    last = ckpt.latest_step()
+    summary = workdir_lib.finished_summary(workdir, last, config.train_steps) if last else None
+    if summary is not None:   # a finished run's rerun: report it again, add nothing
+      return summary
     if lock is not None:  # only now: a refused run leaves the workdir as it was
       lock.seek(0)
       lock.truncate()
       lock.write(f'{os.getpid()}\n')
       lock.flush()
     with StopSignal() as stop:
-      return _train(config, workdir, ckpt, stop)
+      return _train(config, workdir, ckpt, stop, restart_from_scratch)
   finally:
     # Let async saves finish (or fail) cleanly, also when the run stops on an error.
     ckpt.wait()
@@ -300,46 +287,46 @@ def train(config, workdir: str) -> dict[str, Any]:
       lock.close()
 
 
-def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[str, Any]:
+def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
+           restart: bool) -> dict[str, Any]:
   run = setup(config)
   # A fresh run may start from another run's parameters (seq2seq_jax/trainer/warm_start.py), with the
   # vocabulary they were trained with.
   init_from = os.path.abspath(config.init_from) if config.get('init_from', '') else ''
+  init_source = ''
   if init_from and ckpt.latest_step() is None:
     if init_from == os.path.abspath(workdir):
       raise UserError('config.init_from is this run\'s own --workdir (a workdir with '
                       'checkpoints resumes by itself)')
-    warm_start.source_checkpoint(init_from)
+    init_source = warm_start.source_checkpoint(init_from)
     copied = warm_start.copy_vocabulary(init_from, workdir)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('warm start vocabulary')
     if copied:
       _log(f'vocabulary from {init_from}: {", ".join(copied)}')
-  run.task.setup(workdir)
+  with run_files.io_errors('writing the vocabulary', workdir):
+    run.task.setup(workdir)
   if _is_lead():
     workdir_lib.write_json(os.path.join(workdir, 'config.json'), config_to_dict(config))
   _log(f'mesh {dict(run.mesh.shape)} over {jax.device_count()} devices, '
        f'{jax.process_count()} process(es); model {config.model.name}: '
        f'{run.num_params:,} parameters')
 
-  # --- data --------------------------------------------------------------------------------
-  batcher, feed = make_input(run, run.task.train_data(), batch_size=int(config.batch_size),
-                             shuffle=True)
-  if batcher.num_dropped:
-    _log(f'{batcher.num_dropped} training examples fit no batch shape and were dropped')
-
   # --- state: restore the newest intact checkpoint, or initialise ---------------------------
   meta: dict[str, Any] = {}
-  if ckpt.latest_step() is not None:
-    state, meta = ckpt.restore(run.abstract_state)
+  restored = workdir_lib.restore(ckpt, run.abstract_state, restart)
+  if restored is not None:
+    state, meta = restored
     start = int(state.step)
     _log(f'resumed from step {start} in {workdir}')
+    if ckpt.check_best():   # a damaged best copy: the next evaluation saves a new one
+      meta['best'] = None
   else:
     state, start = run.init_state(jax.random.key(config.seed)), 0
-    if init_from:
-      params, report = warm_start.load_into(state.params, init_from)
+    if init_source:
+      params, report = warm_start.load_into(state.params, init_from, init_source)
       state = state.replace(params=params)
-      _log(f'warm start from {warm_start.source_checkpoint(init_from)}: '
+      _log(f'warm start from {init_source}: '
            f'{len(report["loaded"])} parameter arrays loaded; initialised here: '
            f'{", ".join(report["new"]) or "none"}; left out: '
            f'{", ".join(report["left_out"]) or "none"}')
@@ -347,21 +334,29 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
     if init_path:
       state = state.replace(params=frontend_weights.load_into(state.params, init_path))
       _log(f'frontend initialised from {init_path}')
+  # --- data (after the checkpoints: a refused or finished run reads none) ------------------
+  batcher, feed = None, None
+  if start < config.train_steps:
+    batcher, feed = make_input(run, run.task.train_data(), batch_size=int(config.batch_size),
+                               shuffle=True)
+    if batcher.num_dropped:
+      _log(f'{batcher.num_dropped} training examples fit no batch shape and were dropped')
   meter = throughput.Meter(config.get('dtype', 'float32'))
   _log(f'MFU against a peak of {meter.peak:.3g} FLOP/s ({meter.peak_source})')
   loop = TrainLoop(run=run, ckpt=ckpt, workdir=workdir, best=meta.get('best'),
-                   writer=MetricWriter(workdir, enabled=_is_lead(), truncate_after=start),
+                   writer=MetricWriter(workdir, enabled=_is_lead(), resumed_at=start),
                    progress=Progress(config.train_steps, start, enabled=_is_lead()),
                    seconds={k: meta.get(f'{k}_seconds', 0.0) for k in ('train', 'eval',
                                                                         'checkpoint')},
-                   evaluate=lambda params, split: evaluate_split(run, params, split),
+                   evaluate=lambda params, split: evaluate_split(run, params, split,
+                                                                 stop.agreed),
                    stop=stop, meter=meter)
 
   threads = int(config.get('precompile_threads', 0))
   if threads and start < config.train_steps:  # inside the loop's clock: train_seconds has it
     t = time.perf_counter()
-    n = precompile(run, [feed.to_global(b) for b in batcher.shape_examples()], threads,
-                   meter)
+    n = throughput.precompile(run, [feed.to_global(b) for b in batcher.shape_examples()],
+                              threads, meter)
     _log(f'train step compiled for {n} batch shape(s) in {time.perf_counter() - t:.0f} s, '
          f'{threads} at a time')
 
@@ -389,6 +384,7 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
       loop.log(done)
     if done % config.eval_every_steps == 0 or last:
       loop.evaluate(done, state)
+      stopping = stopping or loop.should_stop()   # (a signal during it abandons it)
     if done % config.checkpoint_every_steps == 0 or last or stopping:
       loop.checkpoint(done, state)
     if stopping:
@@ -411,12 +407,14 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal) -> dict[s
       source = (f'best (step {ckpt.best_step()}, validation {run.task.best_metric} '
                 f'{loop.best:.4g})')
     except UserError as e:  # a damaged best checkpoint: say so, score the final state
-      _log(f'warning: {e}; scoring the final parameters')
+      if _is_lead():
+        run_files.warn(f'{e}; scoring the final parameters')
   t = time.perf_counter()
   test = evaluate_split(run, params, 'test')
   totals['eval'] += time.perf_counter() - t
-  loop.writer.write(config.train_steps, {f'test/{k}': v for k, v in test.items()})
-  summary = {'workdir': workdir, 'steps': int(config.train_steps), 'num_params': run.num_params,
+  final = max(start, int(config.train_steps))   # a run resumed past train_steps stays there
+  loop.writer.write(final, {f'test/{k}': v for k, v in test.items()})
+  summary = {'workdir': workdir, 'steps': final, 'num_params': run.num_params,
              'best_metric': run.task.best_metric, **_seconds(totals), 'checkpoint': source,
              **{f'test/{k}': v for k, v in test.items()}}
   if _is_lead():

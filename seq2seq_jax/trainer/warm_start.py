@@ -4,7 +4,8 @@ For continuing a trained model under a changed configuration: See et al. 2017 tr
 pointer-generator and then add coverage for a final phase (a new parameter, w_c, and a new
 loss), and fine-tuning generally starts from a trained model. The new run
 
-  - reads DIR's best checkpoint (else its newest) with orbax, without needing DIR's config;
+  - reads DIR's best checkpoint (else its newest) with orbax, without needing DIR's config,
+    checked against its manifest as a resume is (a damaged one is skipped);
   - copies every parameter whose path exists in both models with the same shape; parameters
     only the new model has keep their initial values; parameters only DIR has are left out;
     a path whose shape differs is an error (it would not be the same model);
@@ -24,6 +25,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from seq2seq_jax.trainer import checkpoint as checkpoint_lib
+from seq2seq_jax.trainer import run_files
 from seq2seq_jax.trainer.checkpoint import Checkpointer
 from seq2seq_jax.errors import UserError
 
@@ -31,17 +34,30 @@ VOCABULARY_FILES = ('vocab.txt', 'spm')
 
 
 def source_checkpoint(run_dir: str) -> str:
-  """The state directory of run_dir's best checkpoint (else its newest); UserError if none."""
+  """The state directory of run_dir's best checkpoint, else its newest, checked as a resume
+  checks them (checkpoint.py): the first verified and intact one; with none verified, the
+  newest unverified one (load_into then requires finite parameters). UserError if none."""
   if not os.path.isdir(os.path.join(run_dir, 'checkpoints')):
     raise UserError(f'config.init_from: no checkpoints in {run_dir}')
   ckpt = Checkpointer(run_dir, read_only=True)
   try:
-    for sub, step in (('best', ckpt.best_step()), ('checkpoints', ckpt.latest_step())):
-      if step is not None:
-        return os.path.join(run_dir, sub, str(step), 'state')
+    candidates = [('best', s) for s in sorted(ckpt.best.all_steps(), reverse=True)]
+    candidates += [('checkpoints', s) for s in sorted(ckpt.last.all_steps(), reverse=True)]
   finally:
     ckpt.close()
-  raise UserError(f'config.init_from: no checkpoints in {run_dir}')
+  unverified = []
+  for sub, step in candidates:
+    d = os.path.join(run_dir, sub, str(step))
+    if not checkpoint_lib.verified(d):
+      unverified.append(d)
+      continue
+    problem = checkpoint_lib.damage(d)
+    if problem is None:
+      return os.path.join(d, 'state')
+    run_files.warn(f'config.init_from: checkpoint {d} is damaged ({problem}); skipping it')
+  if unverified:
+    return os.path.join(unverified[0], 'state')
+  raise UserError(f'config.init_from: no intact checkpoint in {run_dir}')
 
 
 def copy_vocabulary(run_dir: str, workdir: str) -> list[str]:
@@ -58,7 +74,8 @@ def copy_vocabulary(run_dir: str, workdir: str) -> list[str]:
   return copied
 
 
-def load_into(params: Any, run_dir: str) -> tuple[Any, dict[str, list[str]]]:
+def load_into(params: Any, run_dir: str,
+              path: str | None = None) -> tuple[Any, dict[str, list[str]]]:
   """params (sharded, freshly initialised) with every parameter run_dir's checkpoint shares.
 
   Returns:
@@ -68,7 +85,7 @@ def load_into(params: Any, run_dir: str) -> tuple[Any, dict[str, list[str]]]:
   Raises:
     UserError: no checkpoint, an unreadable one, or a shared path whose shape differs.
   """
-  path = source_checkpoint(os.path.abspath(run_dir))
+  path = path or source_checkpoint(os.path.abspath(run_dir))
   # Every process reads whole arrays onto one local device, whatever mesh saved them.
   one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   try:
@@ -80,6 +97,10 @@ def load_into(params: Any, run_dir: str) -> tuple[Any, dict[str, list[str]]]:
   except Exception as e:  # pylint: disable=broad-except
     raise UserError(f'config.init_from: cannot read {path}: {type(e).__name__}: '
                     f'{str(e)[:200]}') from None
+  if (not checkpoint_lib.verified(os.path.dirname(path))
+      and not checkpoint_lib.all_finite(restored['params'])):
+    raise UserError(f'config.init_from: {path} has no manifest and holds non-finite '
+                    'parameters (damaged); nothing was loaded')
   source = flax.traverse_util.flatten_dict(restored['params'], sep='/')
   target = flax.traverse_util.flatten_dict(params, sep='/')
   out, report = {}, {'loaded': [], 'new': [], 'left_out': sorted(set(source) - set(target))}

@@ -13,6 +13,8 @@ from seq2seq_jax import config_migration
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import frontends
 from seq2seq_jax.models import model_defaults
+from seq2seq_jax.trainer import run_files
+from seq2seq_jax.trainer import checkpoint as checkpoint_lib
 from seq2seq_jax.trainer.checkpoint import Checkpointer
 
 
@@ -20,10 +22,12 @@ def check(config, workdir: str, ckpt: Checkpointer, fix: str = 'use a new --work
   """A workdir with checkpoints must belong to the same task and model (`fix`: what the
   refusal tells the user to do)."""
   path = os.path.join(workdir, 'config.json')
-  if ckpt.latest_step() is None or not os.path.exists(path):
+  if ckpt.latest_step() is None:
     return
-  with open(path) as f:
-    saved = config_migration.migrate(json.load(f))   # a run of the old flat frontend fields
+  saved = run_files.read_json(path)   # cut off (a crash mid-write): warned, not checked
+  if saved is None:
+    return
+  saved = config_migration.migrate(saved)   # a run of the old flat frontend fields
   current = json.loads(config.to_json_best_effort())
   for key in ('task', 'model'):
     old, new = saved.get(key), current.get(key)
@@ -54,10 +58,49 @@ def _frontend_settings(spec: Any) -> Any:
 
 
 def write_json(path: str, obj: Any) -> None:
+  """Writes a run's JSON file atomically (a failed write leaves the old one)."""
   tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  with run_files.io_errors(f'writing {os.path.basename(path)}', path):
+    try:
+      with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+      os.replace(tmp, path)
+    finally:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+
+
+def refuse_silent_restart(ckpt: Checkpointer, restart: bool) -> None:
+  """A workdir whose checkpoints were all set aside as unusable never restarts from step 0
+  by itself: UserError, unless the user asked for it (--restart_from_scratch)."""
+  if restart or ckpt.latest_step() is not None:
+    return
+  aside = ckpt.set_aside_steps()
+  if aside:
+    raise UserError(f'no intact checkpoint in {ckpt.workdir}/checkpoints (kept aside: '
+                    f'{", ".join(aside)}); {checkpoint_lib.NO_INTACT_HOW}')
+
+
+def restore(ckpt: Checkpointer, abstract_state: Any, restart: bool) -> tuple[Any, dict] | None:
+  """(state, meta) of the newest usable checkpoint; None for a run that starts at step 0.
+
+  With restart (--restart_from_scratch), a workdir with no usable checkpoint starts over:
+  the unusable ones stay set aside, the best is moved aside too. A workdir with a usable
+  checkpoint resumes as always, so the flag is safe in a preemptible job's command.
+  """
+  if ckpt.latest_step() is not None:
+    try:
+      return ckpt.restore(abstract_state)
+    except UserError:
+      if not restart or ckpt.latest_step() is not None:
+        raise
+  if restart and ckpt.set_aside_steps():
+    moved = ckpt.start_over()
+    if jax.process_index() == 0:
+      print(f'--restart_from_scratch: starting over at step 0; the unusable checkpoints stay '
+            f'in {ckpt.workdir}/checkpoints as {", ".join(ckpt.set_aside_steps())}'
+            + (f'; the best moved aside: {", ".join(moved)}' if moved else ''), flush=True)
+  return None
 
 
 def lock(workdir: str):
@@ -73,7 +116,9 @@ def lock(workdir: str):
   """
   holder = None
   if (jax.process_index() == 0):
-    holder = open(os.path.join(workdir, '.lock'), 'a+')
+    path = os.path.join(workdir, '.lock')
+    with run_files.io_errors('taking the workdir lock', path):
+      holder = open(path, 'a+')
     try:
       fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
       ok = True
@@ -100,3 +145,18 @@ def make(workdir: str) -> str:
       raise UserError(f'cannot create --workdir {workdir}: {e.strerror}') from None
   multihost_utils.sync_global_devices('workdir')
   return workdir
+
+
+def finished_summary(workdir: str, step: int, train_steps: int) -> dict[str, Any] | None:
+  """A finished run rerun with the same command: its summary.json, printed again, if the
+  run is at or past train_steps and the summary is of this step; otherwise None."""
+  if step < train_steps:
+    return None
+  summary = run_files.read_json(os.path.join(workdir, 'summary.json'))
+  if summary is None or summary.get('steps') != step:
+    return None
+  if jax.process_index() == 0:
+    print(f'{workdir} finished at step {step}; its summary.json stands (nothing was added)',
+          flush=True)
+    print('SUMMARY ' + json.dumps(summary), flush=True)
+  return summary

@@ -77,6 +77,9 @@ class Model(nn.Module):
     dt = layers.dtype_of(self.dtype)
     fe = frontends.name_of(self.frontend)
     width = self.qkv_dim or self.emb_dim
+    for key in ('num_heads', 'emb_dim', 'mlp_dim'):
+      if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+        raise UserError(f'model.{key} must be a positive int, got {getattr(self, key)!r}')
     if width % self.num_heads:
       raise UserError(f'attention width {width} is not divisible by num_heads {self.num_heads}')
     if self.positions not in ('sinusoidal', 'learned'):
