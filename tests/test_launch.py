@@ -373,7 +373,7 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(harm, tmp_path, g2p_r
   if harm is _flip_bytes:  # (once) evaluation skips it too, and needs no training lock
     with open(os.path.join(workdir, '.lock'), 'a+') as held:
       fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-      code, out, err = runs.cli(*args, '--mode=eval')
+      code, out, err = runs.cli(*args, '--mode=eval', '--checkpoint=latest')
     assert code == 0, err[-3000:]
     assert 'checkpoints/16 is damaged' in err and 'damaged' not in out  # messages: stderr
     rows = [json.loads(l) for l in out.splitlines() if l.startswith('{')]
@@ -397,7 +397,9 @@ def test_no_intact_checkpoint_is_one_line_and_nothing_is_deleted(tmp_path, g2p_r
   for step in ('8', '12', '16'):
     _flip_bytes(os.path.join(workdir, 'checkpoints', step))
   before = snapshot(os.path.join(workdir, 'checkpoints'))
-  code, _, err = runs.cli(*g2p_run.args, f'--workdir={workdir}', '--mode=eval')
+  # (the default, --checkpoint=best, reads best/, which is intact)
+  code, _, err = runs.cli(*g2p_run.args, f'--workdir={workdir}', '--mode=eval',
+                          '--checkpoint=latest')
   assert code == 2 and 'no intact checkpoint' in err
   assert snapshot(os.path.join(workdir, 'checkpoints')) == before
 

@@ -112,7 +112,7 @@ def output_path(directory: str, index: int, source_line: str) -> str:
 
 
 def writer(run: Any, directory: str, traced: Callable):
-  """draw(params, items): for (line index, image path line, image, decoded ids) items, draws
+  """draw_items(params, items): for (line index, image path line, image, decoded ids) items, draws
   each image's attention maps (seq2seq_jax/analysis/attention_maps.py) into `directory`, never over an
   existing file. `traced(run, fn, *args)` runs a jitted function in the run's mesh (trainer/train.py)."""
   if run.task.input_kind != 'image':
@@ -127,7 +127,7 @@ def writer(run: Any, directory: str, traced: Callable):
     _, sown = model.apply({'params': params}, batch, train=False, mutable=['intermediates'])
     return sown['intermediates']
 
-  def draw(params, items):
+  def draw_items(params, items):
     paths = [output_path(directory, i, line) for i, line, _, _ in items]
     for p in paths:
       if os.path.exists(p):
@@ -147,4 +147,4 @@ def writer(run: Any, directory: str, traced: Callable):
     for (_, _, image, ids), w, path in zip(items, weights, paths):
       draw(image, run.task.target_tokens(ids), w, grid, path)
 
-  return draw
+  return draw_items

@@ -9,6 +9,7 @@ With --sweep_print_commands it only prints one launch.py command per point, for 
 """
 import csv
 import glob
+import json
 import os
 import re
 import shlex
