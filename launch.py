@@ -48,7 +48,9 @@ _SWEEP_PRINT = flags.DEFINE_bool('sweep_print_commands', False,
 
 _CHECKPOINT = flags.DEFINE_string(
     'checkpoint', None, "With --mode=eval or predict: 'best' (the default: the best by the "
-    "task's validation metric, where the run kept one), 'latest' or a step number.")
+    "task's validation metric, where the run kept one), 'latest' or a step number. With "
+    "--mode=train: a step to resume from instead of the newest (after a divergence; the "
+    'later checkpoints are kept aside as <step>.before_restart).')
 
 _RUNS = flags.DEFINE_multi_string('runs', [], 'With --mode=compare: a finished run directory '
                                   "or a glob of them ('runs/abl/*'); repeat the flag for more. "
@@ -133,8 +135,8 @@ def main(argv: list[str]) -> None:
       config = inference.workdir_config(_WORKDIR.value, _OVERRIDES)
     else:
       config = config_lib.load_config(_CONFIG.value, _OVERRIDES)
-    if _CHECKPOINT.value is not None and mode not in ('eval', 'predict'):
-      raise UserError('--checkpoint is for --mode=eval and --mode=predict')
+    if _CHECKPOINT.value is not None and mode not in ('train', 'eval', 'predict'):
+      raise UserError('--checkpoint is for --mode=train, eval and predict')
     if mode != 'info' and not _WORKDIR.value:
       raise UserError(f'--mode={mode} needs --workdir')
     if mode == 'compare':
@@ -152,7 +154,8 @@ def main(argv: list[str]) -> None:
     if mode == 'info':
       print(json.dumps(train.info(config), indent=2, sort_keys=True))
     elif mode == 'train':
-      train.train(config, _WORKDIR.value, restart_from_scratch=_RESTART.value)
+      train.train(config, _WORKDIR.value, restart_from_scratch=_RESTART.value,
+                  checkpoint=_CHECKPOINT.value)
     elif mode == 'eval':
       train.evaluate(config, _WORKDIR.value, checkpoint=_CHECKPOINT.value)
     elif mode == 'predict':

@@ -66,14 +66,27 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_coll
     _MIGRATED.add(path)   # one line per file and process, however many variants or points
     print(f'note: {path} gives the frontend as flat model fields (the old form); read as '
           f'model.frontend={config.model.frontend.to_dict()}', file=sys.stderr)
-  if 'init_from' not in config:  # every run may warm-start (seq2seq_jax/trainer/warm_start.py)
-    config.init_from = ''
-  if 'precompile_threads' not in config:  # every run may compile its batch shapes ahead
-    config.precompile_threads = 0
+  add_run_defaults(config)
   apply_overrides(config, overrides)
   validate(config)
   config.lock()
   return config
+
+
+# Settings every run has, whether or not its experiment file sets them.
+RUN_DEFAULTS = {
+    'init_from': '',          # warm start from another run (seq2seq_jax/trainer/warm_start.py)
+    'precompile_threads': 0,  # compile the batch shapes ahead, N at a time
+    'loss_spike': 2.0,        # a loss above this x the lowest so far is a spike (the way back)
+    'way_back_steps': None,   # the way back's distance; None: checkpoint_every x keep
+}
+
+
+def add_run_defaults(config: ml_collections.ConfigDict) -> None:
+  with config.unlocked():
+    for key, value in RUN_DEFAULTS.items():
+      if key not in config:
+        config[key] = value
 
 
 def apply_overrides(config: ml_collections.ConfigDict,
@@ -99,10 +112,7 @@ def from_json(saved: dict[str, Any],
     The config, validated and locked, as load_config would give it.
   """
   config = ml_collections.ConfigDict(migrate(saved))
-  if 'init_from' not in config:
-    config.init_from = ''
-  if 'precompile_threads' not in config:
-    config.precompile_threads = 0
+  add_run_defaults(config)
   apply_overrides(config, overrides)
   validate(config)
   config.lock()
@@ -236,6 +246,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise UserError(f'config.train_steps must be >= 0, got {config.train_steps}')
   if config.get('grad_accum_steps', 1) < 1:
     raise UserError(f'config.grad_accum_steps must be >= 1, got {config.grad_accum_steps}')
+  back = config.get('way_back_steps')
+  if back is not None and (not isinstance(back, int) or isinstance(back, bool) or back < 0):
+    raise UserError(f'config.way_back_steps must be a number of steps >= 0 (0: keep no way '
+                    f'back) or None, got {back!r}')
+  spike = config.get('loss_spike', 2.0)
+  if not isinstance(spike, (int, float)) or isinstance(spike, bool) or spike <= 1:
+    raise UserError(f'config.loss_spike must be a number above 1, got {spike!r}')
   threads = config.get('precompile_threads', 0)
   if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
     raise UserError(f'config.precompile_threads must be an int >= 0 (0: compile each batch '

@@ -48,13 +48,15 @@ def tfds_data_dir(tmp_path_factory) -> str:
 
 
 # The G2P smoke config on one device (one bucket: one compiled train program), 16 steps with
-# every loss logged, a checkpoint every 4 steps (8, 12 and 16 are kept) and evaluations at 8
+# every loss logged, a checkpoint every 4 steps (8, 12 and 16 are kept: no way back after a
+# divergence, test_reliability.py tests that) and evaluations at 8
 # and 16: the run that launch.py's tests evaluate, predict from, damage and must reproduce.
 G2P_SMOKE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          'experiments', 'g2p_cmudict_transformer.py') + ':smoke'
 G2P_TINY = ['--config.data.buckets=(24,)', '--config.mesh.data=1',
             '--config.log_every_steps=1', '--config.checkpoint_every_steps=4',
-            '--config.eval_every_steps=8', '--config.train_steps=16']
+            '--config.eval_every_steps=8', '--config.train_steps=16',
+            '--config.way_back_steps=0']   # (no extra checkpoint kept for a divergence)
 
 
 @pytest.fixture(scope='session')

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(ROOT, 'launch.py')
@@ -104,3 +105,23 @@ def resume(args, devices: int = 1, timeout: float = 300) -> int:
   assert proc.returncode == 0, out[-3000:]
   assert 'resumed from step ' in out, out[-3000:]
   return int(out.split('resumed from step ')[1].split()[0])
+
+
+def tb_events(workdir: str) -> list[list[Any]]:
+  """The TensorBoard events of each event file in workdir (oldest file first), read with
+  tensorboardX's protobufs (TFRecord framing: length, CRC, bytes, CRC)."""
+  import struct  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  files = sorted((f for f in os.listdir(workdir) if f.startswith('events.out.tfevents')),
+                 key=lambda f: os.path.getmtime(os.path.join(workdir, f)))
+  out = []
+  for name in files:
+    with open(os.path.join(workdir, name), 'rb') as f:
+      data = f.read()
+    events, at = [], 0
+    while at + 12 <= len(data):
+      (length,) = struct.unpack('<Q', data[at:at + 8])
+      events.append(event_pb2.Event.FromString(data[at + 12:at + 12 + length]))
+      at += 12 + length + 4
+    out.append(events)
+  return out

@@ -61,7 +61,20 @@ def test_train_writes_metrics_checkpoints_and_summary(g2p_run):
   assert [r['step'] for r in eval_rows] == [8, 16]
   # (PER counts insertions too: above 100 while the model has not learnt where words end.)
   assert all(0 <= r['eval/per'] and 0 <= r['eval/wer'] <= 100 for r in eval_rows)
-  assert any(f.startswith('events.out.tfevents') for f in os.listdir(g2p_run.workdir))
+  # TensorBoard: the scalars, the run's settings for the HParams dashboard, and decoded
+  # validation samples (input, output, reference) at each evaluation.
+  events = [e for file in runs.tb_events(g2p_run.workdir) for e in file]
+  tags = {(v.tag, e.step) for e in events for v in e.summary.value}
+  assert ('train/loss', 1) in tags and ('eval/wer', 16) in tags
+  hparams = [v for e in events for v in e.summary.value
+             if v.metadata.plugin_data.plugin_name == 'hparams']
+  assert len(hparams) == 3   # the experiment, the session start and end
+  assert any(b'model.num_heads' in v.metadata.plugin_data.content for v in hparams)
+  samples = [(e.step, v.tensor.string_val[0].decode()) for e in events
+             for v in e.summary.value if v.tag.startswith('eval/samples')]
+  assert [s for s, _ in samples] == [8, 16]
+  assert all(t.startswith('| input | output | reference |') and t.count('\n') == 5
+             for _, t in samples)
   with open(os.path.join(g2p_run.workdir, 'config.json')) as f:
     assert json.load(f)['model']['name'] == 'transformer'
   assert sorted(os.listdir(os.path.join(g2p_run.workdir, 'checkpoints')),

@@ -10,6 +10,7 @@ pytree instead of a model.
 import errno
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -314,6 +315,48 @@ def test_zero_attention_heads_is_one_line():
   code, _, err = runs.cli(f'--config={config}', '--mode=info', '--config.model.num_heads=0')
   assert code == 2 and len(_lines(err)) == 1
   assert 'model.num_heads must be a positive int, got 0' in err
+
+
+# --- divergence keeps a way back --------------------------------------------------------------
+def test_a_divergence_names_a_way_back_that_survives_it_and_training_resumes_from_it(
+    g2p_run, tmp_path):
+  """The issue's case: the loss spikes for several checkpoints (a learning rate of 1e4 from
+  step 17: ~1e9 from step 18 on, finite) before it becomes NaN (1e38), so every regular
+  checkpoint kept holds bad weights. The way back (healthy, at least way_back_steps=6 before)
+  is still on disk, the NaN message names it, and --checkpoint=STEP resumes from it with the
+  later checkpoints kept aside."""
+  workdir = _copy(g2p_run, tmp_path)
+  every = ('--config.checkpoint_every_steps=2', '--config.way_back_steps=6',
+           '--config.eval_every_steps=1000', QUICK_EVAL)
+  code, _, err = runs.cli(*g2p_run.args, f'--workdir={workdir}', '--config.train_steps=24',
+                          '--config.optimizer.learning_rate=1e4', *every)
+  assert code == 0, err[-3000:]
+  spiked = runs.losses(workdir)
+  assert all(spiked[s] > 1000 * spiked[16] for s in range(18, 25))
+  code, _, err = runs.cli(*g2p_run.args, f'--workdir={workdir}', '--config.train_steps=40',
+                          '--config.optimizer.learning_rate=1e38', *every)
+  assert code == 2, err[-3000:]
+  found = re.search(r'loss became nan at step (\d+).*last verified checkpoint \(step (\d+)\)'
+                    r'.*The way back: checkpoint (\d+).*--checkpoint=(\d+)', err)
+  assert found and len(_lines(err)) == 1, err[-3000:]
+  nan_step, last, back, flag = map(int, found.groups())
+  assert (back, flag) == (16, 16) and last >= 24 and nan_step > last
+  kept = sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
+  assert kept[0] == 16 and len(kept) == 4  # the way back besides the last 3 (all spiked)
+  # Back to the way back, with the learning rate the run had.
+  code, out, err = runs.cli(*g2p_run.args, f'--workdir={workdir}', '--checkpoint=16',
+                            '--config.train_steps=20', QUICK_EVAL)
+  assert code == 0, err[-3000:]
+  assert 'resumed from step 16' in out and f'{last}.before_restart' in out
+  names = os.listdir(os.path.join(workdir, 'checkpoints'))
+  assert {f'{s}.before_restart' for s in kept[1:]} <= set(names)
+  rows = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
+  assert any(r.get('restart/from_step') == 16 for r in rows)
+  again = runs.losses(workdir)   # the log as the run now stands: the spike is superseded
+  assert all(np.isfinite(again[s]) and again[s] < 2 * again[16] for s in range(17, 21))
+  # TensorBoard: the new event file tells it to drop the old files' steps from 16 on.
+  starts = [e.step for e in runs.tb_events(workdir)[-1] if e.session_log.status == 1]
+  assert starts == [16]
 
 
 # --- 6. smaller items ---------------------------------------------------------------------------

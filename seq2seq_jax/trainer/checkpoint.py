@@ -21,7 +21,15 @@ step again.
 A workdir whose checkpoints are all unusable is refused (`no intact checkpoint ...`), also on
 every later run: `set_aside_steps` sees the kept copies, and only an explicit
 `--restart_from_scratch` starts over (`start_over`).
+
+Divergence keeps a way back. Each checkpoint is noted healthy or not (`note_health`: its
+training loss finite and at most `loss_spike` times the lowest so far); besides the last
+`keep_checkpoints`, the manager keeps the newest healthy checkpoint at least `way_back_steps`
+older than the newest one (`way_back`), and the oldest healthy one after it (which becomes
+the way back as training goes on). A run that hits a NaN names it; `--checkpoint=STEP`
+resumes from it (`rewind`: the later checkpoints are set aside as `<step>.before_restart`).
 """
+import dataclasses
 import hashlib
 import json
 import os
@@ -52,14 +60,30 @@ def _warn(msg: str) -> None:
     print(f'warning: {msg}', file=sys.stderr, flush=True)
 
 
+@dataclasses.dataclass
+class _AlsoKeep:
+  """An orbax preservation policy: keeps the steps `steps(all steps)` names."""
+  steps: Callable[[list[int]], set[int]]
+
+  def should_preserve(self, checkpoints, *, context):
+    del context
+    keep = self.steps([c.step for c in checkpoints])
+    return [c.step in keep for c in checkpoints]
+
+
 def _manager(path: str, keep: int, read_only: bool,
-             on_commit: Callable[[], None] | None = None) -> ocp.CheckpointManager:
+             on_commit: Callable[[], None] | None = None,
+             also_keep: Callable[[list[int]], set[int]] | None = None) -> ocp.CheckpointManager:
   if read_only:  # eval / predict: never writes (and orbax warns if given saving options)
     options = ocp.CheckpointManagerOptions(read_only=True, save_interval_steps=0,
                                            create=False)
   else:
+    policies = [ocp.checkpoint_managers.LatestN(n=keep)]
+    if also_keep is not None:
+      policies.append(_AlsoKeep(also_keep))
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=True,
+        preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
+        create=True, enable_async_checkpointing=True,
         async_options=ocp.AsyncOptions(post_finalization_callback=on_commit))
   return ocp.CheckpointManager(path, options=options)
 
@@ -128,13 +152,17 @@ def all_finite(tree: Any) -> bool:
 class Checkpointer:
   """The run's two checkpoint managers behind one small interface."""
 
-  def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
+  def __init__(self, workdir: str, keep: int = 3, read_only: bool = False,
+               way_back_steps: int = 0):
     self.workdir = os.path.abspath(workdir)
     self.read_only = read_only
     self._saving: dict[str, int] = {}      # the step each manager is committing
     self._saved: set[str] = set()          # step dirs this run saved (the only ones it seals)
+    self.way_back_steps = int(way_back_steps)   # 0: no way back is kept
+    self.healthy: dict[int, bool] = {}     # step -> its loss was finite and below the spike
     self.last = _manager(os.path.join(self.workdir, 'checkpoints'), keep, read_only,
-                         lambda: self._seal('checkpoints'))
+                         lambda: self._seal('checkpoints'),
+                         self._way_back_keeps if self.way_back_steps else None)
     self.best = _manager(os.path.join(self.workdir, 'best'), 1, read_only,
                          lambda: self._seal('best'))
 
@@ -146,6 +174,44 @@ class Checkpointer:
 
   def _dir(self, mngr: ocp.CheckpointManager, step: int) -> str:
     return os.path.join(str(mngr.directory), str(step))
+
+  # --- the way back after a divergence -------------------------------------------------------
+  def note_health(self, step: int, healthy: bool) -> None:
+    """Records whether checkpoint `step` (saved or restored) may be a way back."""
+    self.healthy[int(step)] = bool(healthy)
+
+  def way_back(self, steps: list[int] | None = None, newest: int | None = None) -> int | None:
+    """The newest healthy checkpoint at least way_back_steps before `newest` (by default the
+    newest checkpoint), among `steps` (by default the checkpoints on disk)."""
+    if not self.way_back_steps:
+      return None
+    steps = sorted(self.last.all_steps()) if steps is None else sorted(steps)
+    if newest is None:
+      newest = max(steps, default=0)
+    good = [s for s in steps if self.healthy.get(s) and s <= newest - self.way_back_steps]
+    return good[-1] if good else None
+
+  def _way_back_keeps(self, steps: list[int]) -> set[int]:
+    """What the preservation policy keeps besides the newest: the way back and the oldest
+    healthy checkpoint after it (the next way back)."""
+    back = self.way_back(steps)
+    after = [s for s in sorted(steps) if self.healthy.get(s) and (back is None or s > back)]
+    return {s for s in (back, after[0] if after else None) if s is not None}
+
+  def rewind(self, step: int) -> list[str]:
+    """Training from an earlier checkpoint (--checkpoint=STEP): the checkpoints after it, and
+    a best one after it, are set aside as <step>.before_restart (kept). Returns their paths."""
+    steps = self.last.all_steps()
+    if step not in steps:
+      raise UserError(f'--checkpoint={step}: {self.workdir}/checkpoints has no step {step} '
+                      f'(it has {", ".join(map(str, sorted(steps))) or "none"})')
+    moved = []
+    for mngr in (self.last, self.best):
+      for s in sorted(mngr.all_steps()):
+        if s > step:
+          moved.append(self._dir(mngr, s))
+          self._set_aside(mngr, s, 'before_restart')
+    return moved
 
   def set_aside_steps(self) -> list[str]:
     """The checkpoints of DIR/checkpoints that earlier runs moved aside as unusable."""

@@ -13,6 +13,7 @@ Time is booked where it is spent: `seconds['eval']` (validation and test evaluat
 metadata, so a resumed run keeps counting, and end up in summary.json.
 """
 import contextlib
+import math
 import signal
 import threading
 import time
@@ -22,6 +23,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from seq2seq_jax.trainer import metric_writer
 from seq2seq_jax.trainer import throughput
 from seq2seq_jax.errors import UserError
 
@@ -86,7 +88,8 @@ class TrainLoop:
 
   def __init__(self, *, run, ckpt, writer, progress, workdir: str, best: float | None,
                seconds: dict[str, float], evaluate: Callable[[Any, str], dict],
-               stop: StopSignal, meter=None):
+               stop: StopSignal, meter=None, loss_spike: float = 2.0,
+               low_loss: float | None = None):
     self.run, self.ckpt, self.writer, self.progress = run, ckpt, writer, progress
     self.workdir = workdir
     self.best = best
@@ -99,6 +102,11 @@ class TrainLoop:
     self.tokens = 0
     self._started = time.perf_counter()
     self._booked = 0.0  # eval + checkpoint time spent since _started
+    # A checkpoint is a way back after a divergence if the training loss logged before it was
+    # finite and at most loss_spike times the lowest logged so far (checkpoint.py).
+    self.loss_spike = float(loss_spike)
+    self.low_loss = low_loss
+    self.last_loss: float | None = None
 
   @contextlib.contextmanager
   def timed(self, section: str) -> Iterator[None]:
@@ -122,6 +130,26 @@ class TrainLoop:
     return {'step': step, 'best': self.best, 'best_metric': self.run.task.best_metric,
             **{f'{k}_seconds': v for k, v in self.totals().items()}}
 
+  def healthy(self) -> bool:
+    """Whether the loss logged last is finite and no spike (at most loss_spike x the lowest)."""
+    loss, low = self.last_loss, self.low_loss
+    if loss is None or not math.isfinite(loss):
+      return False
+    return low is None or low <= 0 or loss <= self.loss_spike * low
+
+  def way_back_message(self, nan_step: int) -> str:
+    """Where a diverged run can resume from: the newest healthy checkpoint far enough back."""
+    if not self.ckpt.way_back_steps:
+      return ''
+    back = self.ckpt.way_back(newest=nan_step)
+    if back is None:
+      return (f' No checkpoint at least {self.ckpt.way_back_steps} steps back had a finite '
+              f'loss below {self.loss_spike:g}x the lowest (config.way_back_steps, '
+              'config.loss_spike).')
+    return (f' The way back: checkpoint {back}, at least {self.ckpt.way_back_steps} steps '
+            f'before and with a loss below {self.loss_spike:g}x the lowest; resume from it '
+            f'with --checkpoint={back} (e.g. with a lower learning rate).')
+
   def record_step(self, step: int, metrics: Any, tokens: int, flops: float = 0.0) -> None:
     """Buffers a step's metrics (fetched at the next log). The loop may run at most
     DISPATCH_AHEAD steps ahead of the device: otherwise Python queues every step up to the
@@ -143,11 +171,15 @@ class TrainLoop:
       if not np.isfinite(m['loss']):
         with self.timed('checkpoint'):
           good = self.ckpt.latest_verified_step()
-        kept = (f'the last verified checkpoint (step {good}) is kept in {self.workdir}'
-                if good is not None else f'no verified checkpoint is in {self.workdir}')
-        raise UserError(f'loss became {m["loss"]} at step {s}; stopping. {kept}')
+        kept = (f'The last verified checkpoint (step {good}) is kept in {self.workdir}'
+                if good is not None else f'No verified checkpoint is in {self.workdir}')
+        raise UserError(f'loss became {m["loss"]} at step {s}; stopping. {kept}.'
+                        + self.way_back_message(s))
     s, m = self.pending[-1][0], fetched[-1]
     means = {k: float(np.mean([f[k] for f in fetched])) for k in m}
+    self.last_loss = means['loss']
+    self.low_loss = (means['loss'] if self.low_loss is None
+                     else min(self.low_loss, means['loss']))
     rates = self.progress.update(
         s, means['loss'], self.tokens, flops=self.flops,
         peak_flops_per_s=self.meter.peak if self.meter else 0.0,
@@ -169,15 +201,18 @@ class TrainLoop:
     """Validation metrics at `step`; the best checkpoint if they are the best so far."""
     self.log(step)
     self.progress.pause()
+    samples = []
     try:
       with self.timed('eval'):
-        ev = self._evaluate(state.params, 'validation')
+        ev = self._evaluate(state.params, 'validation', samples=samples)
     except Abandoned:   # a stop signal: the caller saves this step and exits
       self.progress.resume()
       if jax.process_index() == 0:
         print(f'evaluation at step {step} abandoned for the stop', flush=True)
       return
     self.writer.write(step, {f'eval/{k}': v for k, v in ev.items()})
+    if samples:
+      self.writer.text(step, 'eval/samples', metric_writer.samples_markdown(samples))
     if jax.process_index() == 0:
       print(f'eval step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in ev.items()),
             flush=True)
@@ -192,8 +227,12 @@ class TrainLoop:
 
   def checkpoint(self, step: int, state: Any) -> None:
     self.log(step)
+    self.ckpt.note_health(step, self.healthy())
+    kept = set(self.ckpt.last.all_steps()) | {step}
+    meta = {**self.meta(step), 'loss': self.last_loss, 'low_loss': self.low_loss,
+            'healthy_steps': sorted(s for s in kept if self.ckpt.healthy.get(s))}
     with self.timed('checkpoint'):
-      self.ckpt.save(step, state, self.meta(step))
+      self.ckpt.save(step, state, meta)
 
   def should_stop(self) -> bool:
     return self.stop.agreed()

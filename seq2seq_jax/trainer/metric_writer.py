@@ -8,7 +8,7 @@ import math
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from seq2seq_jax.trainer import run_files
 
@@ -46,6 +46,28 @@ def read(workdir: str) -> list[dict[str, Any]]:
   return current(run_files.read_jsonl(os.path.join(workdir, 'metrics.jsonl')))
 
 
+def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
+  """{'a.b': value} of a nested dict (None values dropped: TensorBoard has no null)."""
+  out = {}
+  for k, v in (tree or {}).items():
+    key = f'{prefix}{k}'
+    if isinstance(v, dict):
+      out.update(_flatten(v, key + '.'))
+    elif v is not None:
+      out[key] = v
+  return out
+
+
+def samples_markdown(samples: Sequence[tuple[str, str, Sequence[str]]]) -> str:
+  """A Markdown table of (input, output, references) rows for TensorBoard."""
+  def cell(text: str) -> str:
+    return str(text).replace('|', '\\|').replace('\n', ' ')[:300]
+  lines = ['| input | output | reference |', '|---|---|---|']
+  lines += [f'| {cell(src)} | {cell(hyp)} | {cell(" / ".join(refs))} |'
+            for src, hyp, refs in samples]
+  return '\n'.join(lines)
+
+
 class MetricWriter:
   """Appends one JSON object per logged step and mirrors scalars to TensorBoard."""
 
@@ -75,7 +97,11 @@ class MetricWriter:
         self._append({'step': int(resumed_at), 'restart/from_step': int(resumed_at),
                       'restart/rows_after': later})
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+      # One logical run per workdir: a resumed run's events go to a new file in the same
+      # directory, and purge_step tells TensorBoard to drop the earlier files' events from the
+      # resumed step on (the steps that are computed again), so no step appears twice.
+      self._tb = SummaryWriter(logdir=workdir, flush_secs=30,
+                               purge_step=int(resumed_at) if later else None)
 
   def _append(self, row: dict[str, Any]) -> None:
     self._file.write(json.dumps(row) + '\n')
@@ -91,6 +117,26 @@ class MetricWriter:
       for k, v in row.items():
         if k != 'step':
           self._tb.add_scalar(k, v, step)
+
+  def hparams(self, config: dict[str, Any], metrics: Sequence[str]) -> None:
+    """The run's settings (flattened, dotted keys) for TensorBoard's HParams dashboard, with
+    the metric tags it shows beside them (scalars this run writes, e.g. 'eval/wer')."""
+    if not self.enabled:
+      return
+    from tensorboardX.summary import hparams  # pylint: disable=g-import-not-at-top
+    flat = {k: (v if isinstance(v, (bool, int, float, str)) else json.dumps(v))
+            for k, v in _flatten(config).items()}
+    with run_files.io_errors('logging the settings', self.path):
+      writer = self._tb._get_file_writer()  # pylint: disable=protected-access
+      for summary in hparams(flat, {m: float('nan') for m in metrics}):
+        writer.add_summary(summary)
+
+  def text(self, step: int, tag: str, markdown: str) -> None:
+    """A piece of Markdown for TensorBoard's Text dashboard (e.g. decoded samples)."""
+    if not self.enabled:
+      return
+    with run_files.io_errors(f'logging step {step}', self.path):
+      self._tb.add_text(tag, markdown, int(step))
 
   def close(self) -> None:
     if self.enabled:

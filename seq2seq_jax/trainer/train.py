@@ -225,11 +225,16 @@ def decode_sources(run: Run, params, sources: list[Any], stop=None,
   return out
 
 
+SAMPLES = 4   # decoded examples per validation evaluation, for TensorBoard's Text dashboard
+
+
 def evaluate_split(run: Run, params, split: str, stop=None,
-                   progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
+                   progress: Callable[[int, int], None] | None = None,
+                   samples: list | None = None) -> dict[str, float]:
   """Loss and token accuracy over every pair of `split`, plus the task's decoding metrics
   (abandoned between batches when `stop` turns true, and `progress(done, total)` after each
-  decoded batch: decode_sources)."""
+  decoded batch: decode_sources). A `samples` list gets (input, output, references) of a
+  few examples spread over the split."""
   t0 = time.perf_counter()
   batcher, feed = make_input(run, run.task.eval_loss_data(split),
                              batch_size=run.task.eval_batch_size, shuffle=False)
@@ -247,6 +252,9 @@ def evaluate_split(run: Run, params, split: str, stop=None,
   decoded = decode_sources(run, params, eval_set.sources, stop, progress)
   hyps = [run.task.decode_prediction(ids, text) for ids, text in zip(decoded, eval_set.texts)]
   metrics.update(run.task.score(hyps, eval_set.references))
+  if samples is not None and hyps:
+    picks = sorted({round(i * (len(hyps) - 1) / max(SAMPLES - 1, 1)) for i in range(SAMPLES)})
+    samples.extend((eval_set.texts[i], hyps[i], eval_set.references[i]) for i in picks)
   metrics['examples'] = len(hyps)
   metrics['seconds'] = time.perf_counter() - t0
   return metrics
@@ -257,16 +265,36 @@ def evaluate_split(run: Run, params, split: str, stop=None,
 # =============================================================================
 # Train
 # =============================================================================
-def train(config, workdir: str, restart_from_scratch: bool = False) -> dict[str, Any]:
+def way_back_steps(config) -> int:
+  """config.way_back_steps, by default just beyond the regular checkpoints kept."""
+  steps = config.get('way_back_steps')
+  if steps is None:
+    return int(config.checkpoint_every_steps) * int(config.get('keep_checkpoints', 3))
+  return int(steps)
+
+
+def train(config, workdir: str, restart_from_scratch: bool = False,
+          checkpoint: str | None = None) -> dict[str, Any]:
   """Trains (resuming from the newest intact checkpoint in workdir), then reports test
   metrics. On SIGTERM / SIGINT it stops after the current step with a checkpoint of it and
   returns {'stopped_at': step, ...} instead. A workdir whose checkpoints are all unusable is
-  refused unless restart_from_scratch (workdir.py: restore)."""
+  refused unless restart_from_scratch (workdir.py: restore). checkpoint='STEP' resumes from
+  that earlier checkpoint (after a divergence): the later ones are set aside, kept."""
   workdir = workdir_lib.make(workdir)
   lock = workdir_lib.lock(workdir)
-  ckpt = Checkpointer(workdir, keep=int(config.get('keep_checkpoints', 3)))
+  ckpt = Checkpointer(workdir, keep=int(config.get('keep_checkpoints', 3)),
+                      way_back_steps=way_back_steps(config))
   try:
     workdir_lib.check(config, workdir, ckpt)
+    if checkpoint not in (None, 'latest'):
+      if not str(checkpoint).isdigit():
+        raise UserError(f"--checkpoint={checkpoint}: training resumes from 'latest' (the "
+                        'default) or a step number')
+      moved = ckpt.rewind(int(checkpoint))
+      if moved and _is_lead():
+        _log(f'--checkpoint={checkpoint}: resuming from step {checkpoint}; the later '
+             'checkpoints are kept aside as '
+             + ', '.join(f'{m}.before_restart' for m in moved))
     workdir_lib.refuse_silent_restart(ckpt, restart_from_scratch)
     last = ckpt.latest_step()
     summary = workdir_lib.finished_summary(workdir, last, config.train_steps) if last else None
@@ -318,6 +346,8 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
   if restored is not None:
     state, meta = restored
     start = int(state.step)
+    for s in meta.get('healthy_steps', ()):   # the way back (checkpoint.py)
+      ckpt.note_health(int(s), True)
     _log(f'resumed from step {start} in {workdir}')
     if ckpt.check_best():   # a damaged best copy: the next evaluation saves a new one
       meta['best'] = None
@@ -348,9 +378,14 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
                    progress=Progress(config.train_steps, start, enabled=_is_lead()),
                    seconds={k: meta.get(f'{k}_seconds', 0.0) for k in ('train', 'eval',
                                                                         'checkpoint')},
-                   evaluate=lambda params, split: evaluate_split(run, params, split,
-                                                                 stop.agreed),
-                   stop=stop, meter=meter)
+                   evaluate=lambda params, split, samples=None: evaluate_split(
+                       run, params, split, stop.agreed, samples=samples),
+                   stop=stop, meter=meter, loss_spike=float(config.get('loss_spike', 2.0)),
+                   low_loss=meta.get('low_loss'))
+  if start < config.train_steps:   # TensorBoard's HParams dashboard: settings beside results
+    best = run.task.best_metric
+    loop.writer.hparams(config_to_dict(config),
+                        ['train/loss', 'eval/loss', f'eval/{best}', f'test/{best}'])
 
   threads = int(config.get('precompile_threads', 0))
   if threads and start < config.train_steps:  # inside the loop's clock: train_seconds has it
