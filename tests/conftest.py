@@ -34,6 +34,45 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.1')
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+# Test files that share a session fixture run in the same xdist worker (pytest.ini: each file
+# whole in one worker), so the fixture is made once: test_reliability.py damages copies of
+# test_launch.py's G2P run (g2p_run, ~30 s to train).
+SAME_WORKER = {'test_reliability.py': 'test_launch.py'}
+
+
+def pytest_xdist_make_scheduler(config, log):
+  if config.getoption('dist') != 'loadfile':
+    return None
+  from xdist.scheduler import LoadFileScheduling  # pylint: disable=g-import-not-at-top
+
+  class Scheduling(LoadFileScheduling):
+    def _split_scope(self, nodeid: str) -> str:
+      scope = super()._split_scope(nodeid)
+      head, _, name = scope.rpartition('/')
+      return f'{head}/{SAME_WORKER[name]}' if name in SAME_WORKER else scope
+
+    def schedule(self) -> None:
+      # The longest files first (longest processing time first), so that the workers finish
+      # together instead of one of them starting a long file at the end.
+      if self.collection is None and self.collection_is_completed:
+        def cost(nodeid):
+          return -SECONDS.get(self._split_scope(nodeid).rpartition('/')[2], 1)
+        for node, items in list(self.registered_collections.items()):
+          self.registered_collections[node] = sorted(items, key=cost)
+        self.config.option.loadscopereorder = False
+      super().schedule()
+
+  return Scheduling(config, log)
+
+
+# Roughly what each file takes in one worker (seconds, from --durations; it only orders them).
+SECONDS = {'test_launch.py': 230, 'test_speech.py': 150, 'test_sharding.py': 150,
+           'test_summarization.py': 140, 'test_rnn.py': 115, 'test_frontends.py': 85,
+           'test_scale.py': 60, 'test_modalities.py': 62, 'test_captioning.py': 54,
+           'test_sweep.py': 53, 'test_transformer.py': 45, 'test_old_runs.py': 38,
+           'test_translation_e2e.py': 36, 'test_decoding.py': 31, 'test_extending.py': 28,
+           'test_g2p_task.py': 26, 'test_whisper.py': 25, 'test_show_attend_tell.py': 16}
+
 
 @pytest.fixture(scope='session')
 def tfds_data_dir(tmp_path_factory) -> str:
@@ -42,7 +81,14 @@ def tfds_data_dir(tmp_path_factory) -> str:
   Set S2S_TEST_DATA_DIR to reuse a prepared directory across sessions.
   """
   from seq2seq_jax.datasets import cmudict as cmudict_builder  # pylint: disable=g-import-not-at-top
-  data_dir = os.environ.get('S2S_TEST_DATA_DIR') or str(tmp_path_factory.mktemp('tfds'))
+  data_dir = os.environ.get('S2S_TEST_DATA_DIR')
+  if not data_dir:
+    # One copy for the session's xdist workers (their temporary folders share a parent),
+    # prepared by the first worker that needs it while the others wait (prepare's lock).
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+      root = root.parent
+    data_dir = str(root / 'tfds_cmudict')
   cmudict_builder.prepare(data_dir)
   return data_dir
 

@@ -320,7 +320,8 @@ def test_zero_attention_heads_is_one_line():
 # --- divergence keeps a way back --------------------------------------------------------------
 def test_a_divergence_names_a_way_back_that_survives_it_and_training_resumes_from_it(
     g2p_run, tmp_path):
-  """The issue's case: the loss spikes for several checkpoints (a learning rate of 1e4 from
+  """A NaN loss stops the run with one line naming the last verified checkpoint, and the
+  way back. The issue's case: the loss spikes for several checkpoints (a learning rate of 1e4 from
   step 17: ~1e9 from step 18 on, finite) before it becomes NaN (1e38), so every regular
   checkpoint kept holds bad weights. The way back (healthy, at least way_back_steps=6 before)
   is still on disk, the NaN message names it, and --checkpoint=STEP resumes from it with the
@@ -343,6 +344,9 @@ def test_a_divergence_names_a_way_back_that_survives_it_and_training_resumes_fro
   assert (back, flag) == (16, 16) and last >= 24 and nan_step > last
   kept = sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
   assert kept[0] == 16 and len(kept) == 4  # the way back besides the last 3 (all spiked)
+  # The newest checkpoint before the NaN is the one named, verified against its manifest.
+  assert last == kept[-1] and os.path.exists(
+      os.path.join(workdir, 'checkpoints', str(last), 'MANIFEST.json'))
   # Back to the way back, with the learning rate the run had.
   code, out, err = runs.cli(*g2p_run.args, f'--workdir={workdir}', '--checkpoint=16',
                             '--config.train_steps=20', QUICK_EVAL)

@@ -208,6 +208,27 @@ def test_unreadable_audio_is_named_or_skipped_and_counted(dataset, tmp_path, cap
   get_task(config).train_data()
   assert ("3 target character(s) outside data.alphabet become <unk>: '!' x2, 'G' x1"
           in capsys.readouterr().err)
+  # A cut-off WAV (libsndfile would read its first bytes as a short clip) and audio too short
+  # for its transcript are bad lines too.
+  with open(good, 'rb') as f:
+    (tmp_path / 'cut.wav').write_bytes(f.read()[:60])
+  import soundfile  # pylint: disable=g-import-not-at-top
+  soundfile.write(str(tmp_path / 'blip.wav'), np.zeros(800, np.float32), 16000)  # 0.05 s
+  tsv.write_text(f'{good}\tabc\ncut.wav\tab\nblip.wav\tabc abc\n')
+  config.data.bad_pairs = 'error'
+  with pytest.raises(UserError, match=r'train.tsv:2: cannot read .*cut.wav: ValueError: the '
+                                      r'file is cut off: its header declares [\d,]+ bytes'):
+    get_task(config).train_data()
+  config.data.train_tsv = str(tmp_path / 'short.tsv')
+  (tmp_path / 'short.tsv').write_text(f'{good}\tabc\nblip.wav\tabc abc\n')
+  with pytest.raises(UserError, match=r'short.tsv:2: audio too short for its transcript: '
+                                      r'0.05 s for 7 characters'):
+    get_task(config).train_data()
+  config.data.train_tsv = str(tsv)
+  config.data.bad_pairs = 'skip'
+  sources, _ = get_task(config).train_data()
+  err = capsys.readouterr().err
+  assert len(sources) == 1 and '2 bad line(s) skipped' in err, err
 
 
 def _tiny_librispeech(dataset, data_dir):
@@ -508,10 +529,11 @@ def test_train_eval_predict_and_mesh(model, dataset, tmp_path_factory):
   for key in ('wer', 'cer', 'accuracy'):
     assert 0 <= summary[f'test/{key}'] <= 100
   assert summary['test/examples'] == 4
-  # Predict: audio paths in, transcripts out; attention decoding, the CTC head alone, and
-  # the beam rescored with the CTC head.
+  # Predict: audio paths in, transcripts out; attention decoding and the CTC head alone
+  # (RNN), the beam rescored with the CTC head (Transformer).
   lines = [dataset['inputs'][0], '', dataset['inputs'][1]]
-  for method, ctc_weight in (('beam', 0.0), ('ctc_greedy', 0.0), ('beam', 0.5)):
+  methods = {'rnn': (('beam', 0.0), ('ctc_greedy', 0.0)), 'transformer': (('beam', 0.5),)}
+  for method, ctc_weight in methods[model]:
     out = list(train.predict(_config(dataset, model, mesh=(1, 1, 1), **{
         'decode.method': method, 'decode.ctc_weight': ctc_weight}), workdir, lines))
     assert len(out) == 3 and out[1] == ''

@@ -67,6 +67,12 @@ class FileToTextTask(base.BaseTask):
     """The array for one input file; raises any exception for an unreadable file."""
     raise NotImplementedError
 
+  def check_pair(self, array: Any, text: str) -> str | None:
+    """What is wrong with an (input, target text) pair that read fine; None if nothing.
+    A subclass checks what its inputs allow (speech: audio long enough for its text)."""
+    del array, text
+    return None
+
   def tsv_path(self, split: str) -> str:
     """The split's TSV file: data.train_tsv / eval_tsv / test_tsv, or a builder's."""
     tsv = self.source.read('path', self.data, split)
@@ -107,6 +113,10 @@ class FileToTextTask(base.BaseTask):
           except Exception as e:  # pylint: disable=broad-except
             bad(where, f'cannot read {path}: {type(e).__name__}: {e}')
             continue
+        problem = self.check_pair(self._arrays[path], text.strip())
+        if problem:
+          bad(where, problem)
+          continue
         out.append((path, text.strip()))
         outside.update(c for c in text.strip() if c not in self._alphabet)
     if not out:

@@ -37,8 +37,9 @@ Data (config.data):
   target_len
       padded target length with EOS; longer training targets are dropped (counted).
   bad_pairs
-      'error' (default): an unreadable or missing audio file, or a line without a TAB, stops
-      the run naming file and line; 'skip': skipped and counted.
+      'error' (default): an unreadable, cut-off or missing audio file, a line without a TAB,
+      or audio too short for its transcript (more than `max_chars_per_second`, default 40,
+      characters a second) stops the run naming file and line; 'skip': skipped and counted.
 
 Batches carry 'inputs' float32 [batch, samples] in [-1, 1] and 'inputs_mask' [batch, samples]
 (true on real samples); the model's audio frontend ('log_mel' or 'audio_conv') computes the
@@ -116,9 +117,35 @@ def to_pcm16(x: np.ndarray) -> np.ndarray:
   return np.clip(np.round(np.asarray(x, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
 
 
+def wav_shortfall(path) -> tuple[int, int] | None:
+  """(bytes the WAV header's data chunk declares, bytes the file holds) of a cut-off RIFF/WAVE
+  file; None for an intact one or another format. libsndfile reads a cut-off WAV without
+  complaint (a 60-byte file of a 1-second clip reads as 8 samples)."""
+  if not isinstance(path, (str, os.PathLike)):
+    return None
+  with open(path, 'rb') as f:
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b'RIFF' or head[8:12] != b'WAVE':
+      return None
+    while True:
+      chunk = f.read(8)
+      if len(chunk) < 8:
+        return None
+      size = int.from_bytes(chunk[4:8], 'little')
+      if chunk[:4] == b'data':
+        have = os.fstat(f.fileno()).st_size - f.tell()
+        return (size, have) if have < size else None
+      f.seek(size + (size & 1), os.SEEK_CUR)
+
+
 def read_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-  """An audio file (or file object) as int16 samples at `sample_rate`, mono."""
+  """An audio file (or file object) as int16 samples at `sample_rate`, mono. A cut-off WAV
+  file is an error (ValueError), not a shorter clip."""
   import soundfile  # pylint: disable=g-import-not-at-top
+  short = wav_shortfall(path)
+  if short is not None:
+    raise ValueError(f'the file is cut off: its header declares {short[0]:,} bytes of '
+                     f'samples and it holds {short[1]:,}')
   x, rate = soundfile.read(path, dtype='float32', always_2d=True)
   x = x.mean(axis=1)
   if not len(x):
@@ -206,6 +233,16 @@ class Task(file_inputs.FileToTextTask):
   # --- audio ------------------------------------------------------------------------------
   def load_input(self, path: str) -> Waveform:
     return Waveform(read_audio(path))
+
+  def check_pair(self, array, text: str) -> str | None:
+    """An utterance too short for its transcript (more than data.max_chars_per_second
+    characters a second; speech runs at about 15) is a bad line, not a training example."""
+    seconds = len(array) / SAMPLE_RATE
+    limit = float(self.data.get('max_chars_per_second', 40))
+    if limit and len(text) > limit * seconds:
+      return (f'audio too short for its transcript: {seconds:.2f} s for {len(text)} characters '
+              f'(data.max_chars_per_second={limit:g})')
+    return None
 
   def _read_split(self, split: str) -> list[tuple[str, str]]:
     if split not in self._lines:
