@@ -206,3 +206,34 @@ def speech_data(**overrides) -> dict:
   )
   data.update(overrides)
   return data
+
+
+# The split keys of a user's files, per form (data/sources.py: 'tsv', 'files', 'captions').
+OWN_DATA_KEYS = {
+    'tsv': {'train_tsv': '', 'eval_tsv': '', 'test_tsv': ''},
+    'files': {'train_files': ('', ''), 'eval_files': ('', ''), 'test_files': ('', '')},
+    'captions': {'train_captions': '', 'eval_captions': '', 'test_captions': ''},
+}
+
+
+def own_data(c: ml_collections.ConfigDict, form: str, *, remove: Sequence[str] = (),
+             source: str = '') -> None:
+  """Makes `c` an own-data variant (`:tsv`, `:files`): the experiment's model and settings read
+  the user's files instead of its dataset (docs/own_data.md).
+
+  Args:
+    c: the experiment's config, changed in place.
+    form: 'tsv' (data.train_tsv, ...), 'files' (data.train_files=(source, target), ...) or
+      'captions' (data.train_captions, ...); the split keys are set to '' so that a run
+      without them stops with one line naming the flag to give.
+    remove: data keys that chose the dataset (a builder's settings group such as
+      'digit_strips', or 'tfds_name'), removed.
+    source: data.source's new value, for tasks that name their source there ('tsv', 'files').
+  """
+  for key in remove:
+    if key in c.data:
+      del c.data[key]
+  for key, value in OWN_DATA_KEYS[form].items():
+    c.data[key] = value
+  if source:
+    c.data.source = source

@@ -18,14 +18,27 @@ parameters, sized for under an hour of a slow 2-core CPU: 600 steps of ~4 s on a
       --config=experiments/ddtp_enfr_transformer.py --mode=predict --workdir=runs/ddtp_transformer
 English -> German: --config.data.tgt_lang=de (30,900 train pairs); French -> English:
 --config.data.src_lang=fr --config.data.tgt_lang=en.
+
+Your own parallel text (docs/own_data.md), the same model and shared 8k BPE learnt from your
+training pairs: ':tsv' (`source<TAB>target` lines) or ':files' (two aligned files, line i of
+one translating line i of the other); ':tsv_smoke' and ':files_smoke' with the smoke model.
+
+  python launch.py --config=experiments/ddtp_enfr_transformer.py:tsv --workdir=runs/my_mt \
+      --config.data.train_tsv=train.tsv --config.data.eval_tsv=dev.tsv \
+      --config.data.test_tsv=test.tsv
+  python launch.py --config=experiments/ddtp_enfr_transformer.py:files --workdir=runs/my_mt \
+      --config.data.train_files="('train.en','train.fr')" \
+      --config.data.eval_files="('dev.en','dev.fr')" --config.data.test_files="('test.en','test.fr')"
 """
 import ml_collections
 
-from common import base_config, check_variant, decode, smoke, translation_data
+from common import base_config, check_variant, decode, own_data, smoke, translation_data
+
+VARIANTS = ('', 'smoke', 'tsv', 'tsv_smoke', 'files', 'files_smoke')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  check_variant(arg, ('', 'smoke'))
+  check_variant(arg, VARIANTS)
   c = base_config(
       task='translation',
       batch_size=32,  # rows of 128 tokens, 91% full: ~3,700 tokens per side
@@ -55,10 +68,13 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                      schedule='cosine',  # a fixed budget: decay to 0 at train_steps
                      warmup_steps=150, grad_clip_norm=1.0)
   c.decode = decode(beam_size=4, alpha=0.6, max_len=128)
-  if arg == 'smoke':  # a minute: checks the whole path on the real data, learns little
+  if arg.endswith('smoke'):  # a minute: checks the whole path on the real data, learns little
     c.data.update(train_split='train[:5%]', vocab_size=1000, eval_max_examples=32,
                   eval_batch_size=32)
     smoke(c, batch_size=8, model=dict(emb_dim=32, qkv_dim=32, mlp_dim=64, num_encoder_layers=1,
                                       num_decoder_layers=1))
     c.decode.max_len = 32
+  if arg.startswith(('tsv', 'files')):
+    form = 'tsv' if arg.startswith('tsv') else 'files'
+    own_data(c, form, source=form)
   return c

@@ -17,13 +17,20 @@ validation CER).
 Variants: '' the attention LSTM (cnn frontend: three 3x3 conv + 2x2 pool stages give a 4 x 32
 grid of 128 annotation vectors (16, 32, 64 channels); a BiLSTM reads them in raster order; an LSTM decoder with
 Luong attention over them), 'transformer' (the same cnn frontend + a Transformer
-encoder-decoder: the Transformer captioner), 'smoke' (a minute: the whole path on tiny data).
+encoder-decoder: the Transformer captioner), 'smoke' (a minute: the whole path on tiny data),
+'tsv' (the attention LSTM on your own `image path<TAB>text` TSVs: --config.data.train_tsv,
+eval_tsv, test_tsv; set data.alphabet and data.target_len for your texts; docs/own_data.md),
+'tsv_smoke' (the smoke model on your TSVs).
+
+  python launch.py --config=experiments/digits_ocr.py:tsv --workdir=runs/my_ocr \
+      --config.data.train_tsv=train.tsv --config.data.eval_tsv=dev.tsv \
+      --config.data.test_tsv=test.tsv --config.data.alphabet=0123456789
 """
 import ml_collections
 
-from common import base_config, check_variant, decode, smoke
+from common import base_config, check_variant, decode, own_data, smoke
 
-VARIANTS = ('', 'transformer', 'smoke')
+VARIANTS = ('', 'transformer', 'smoke', 'tsv', 'tsv_smoke')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -59,9 +66,12 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.optimizer = dict(name='adam', learning_rate=1e-3, b1=0.9, b2=0.98, eps=1e-9,
                      schedule='cosine', warmup_steps=200, grad_clip_norm=1.0)
   c.decode = decode(beam_size=4, alpha=0.6, max_len=10)
-  if arg == 'smoke':
-    c.data.digit_strips.update(counts=(256, 32, 32))
+  if arg.endswith('smoke'):
+    if arg == 'smoke':
+      c.data.digit_strips.update(counts=(256, 32, 32))
     c.data.eval_batch_size = 32
     smoke(c, batch_size=16, model=dict(emb_dim=16, hidden_dim=16))
     c.model.frontend.channels = (4, 8, 8)
+  if arg.startswith('tsv'):
+    own_data(c, 'tsv', remove=('digit_strips',))
   return c

@@ -25,10 +25,19 @@ split); the whole test split: --mode=eval --config.data.eval_max_examples=0.
   echo "def area(width, height): return width * height" | python launch.py \
       --config=experiments/pydoc_summarization.py:copy --mode=predict --workdir=runs/pydoc_copy
 The ablation over copy x coverage: experiments/pydoc_summarization_ablation.py.
+
+Your own (document, summary) pairs (docs/own_data.md), the same LSTM and a 10k word vocabulary
+learnt from your training pairs: ':tsv' (`document<TAB>summary` lines; ':tsv_copy' with the
+pointer-generator, ':tsv_smoke' with the smoke model) or ':files' (two aligned files, line i of
+the summaries file summarizing line i of the documents file).
+
+  python launch.py --config=experiments/pydoc_summarization.py:tsv --workdir=runs/my_summ \
+      --config.data.train_tsv=train.tsv --config.data.eval_tsv=dev.tsv \
+      --config.data.test_tsv=test.tsv
 """
 import ml_collections
 
-from common import base_config, check_variant, decode, smoke, summarization_data
+from common import base_config, check_variant, decode, own_data, smoke, summarization_data
 
 # The corpus's packages: those pinned in requirements.txt when README's results were measured
 # (2026-11-27), named here so that adding a dependency to the repository does not change
@@ -40,7 +49,7 @@ PACKAGES = (
     'matplotlib', 'pillow', 'soundfile', 'soxr', 'espeakng-loader', 'pytest')
 
 VARIANTS = ('', 'copy', 'copy_coverage', 'coverage', 'transformer', 'transformer_copy', 'smoke',
-            'smoke_copy')
+            'smoke_copy', 'tsv', 'tsv_copy', 'tsv_smoke', 'files')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -59,6 +68,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       eval_batch_size=64,
       eval_max_examples=400)               # 400 spread over validation (and test) at each
                                            # evaluation; --mode=eval with 0 scores every pair
+  own = arg.split('_')[0] if arg.startswith(('tsv', 'files')) else ''
+  if own:          # your files, the variant named after the form's prefix ('tsv_copy': 'copy')
+    arg = arg[len(own) + 1:]
   copy = 'copy' in arg
   coverage = 'coverage' in arg
   c.model = dict(
@@ -84,4 +96,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                                       attention_dim=16, readout_dim=16,
                                       copy=arg == 'smoke_copy'))
     c.decode.max_len = 16
+  if own:
+    own_data(c, own, source=own)
   return c

@@ -20,14 +20,22 @@ Variants: '' Listen, Attend and Spell (log-mel frames, a BLSTM and 2 pyramidal B
 steps; a 1-layer LSTM speller with attention), 'transformer' (the conv subsampler, 4x, and a
 Transformer encoder-decoder with a joint CTC head, weight 0.3), 'transformer_words' (the same
 Transformer reading SentencePiece units learnt from the training transcripts, one per digit
-word, instead of letters), 'smoke' (the whole path on a tiny set, a minute).
+word, instead of letters), 'smoke' (the whole path on a tiny set, a minute), 'tsv' (Listen,
+Attend and Spell on your own `audio path<TAB>transcript` TSVs: --config.data.train_tsv,
+eval_tsv, test_tsv; utterances up to 6 s and 47 characters unless you widen
+data.second_buckets and data.target_len; docs/own_data.md), 'tsv_smoke' (the smoke model on
+your TSVs).
+
+  python launch.py --config=experiments/spoken_digits.py:tsv --workdir=runs/my_asr \
+      --config.data.train_tsv=train.tsv --config.data.eval_tsv=dev.tsv \
+      --config.data.test_tsv=test.tsv
 """
 import ml_collections
 
-from common import base_config, check_variant, decode, smoke, speech_data
+from common import base_config, check_variant, decode, own_data, smoke, speech_data
 from seq2seq_jax.datasets import spoken_digits as sd
 
-VARIANTS = ('', 'transformer', 'transformer_words', 'smoke')
+VARIANTS = ('', 'transformer', 'transformer_words', 'smoke', 'tsv', 'tsv_smoke')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -82,9 +90,12 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.data.update(targets='sentencepiece', spm_vocab_size=32, spm_model_type='unigram',
                   target_len=16)
     c.decode.max_len = 16
-  if arg == 'smoke':
-    c.data.spoken_digits.update(counts=(64, 16, 16))
+  if arg.endswith('smoke'):
+    if arg == 'smoke':
+      c.data.spoken_digits.update(counts=(64, 16, 16))
     c.data.eval_batch_size = 16
     smoke(c, batch_size=16, precompile_threads=0,
           model=dict(emb_dim=16, hidden_dim=16, decoder_hidden_dim=32, attention_dim=16))
+  if arg.startswith('tsv'):
+    own_data(c, 'tsv', remove=('spoken_digits',))
   return c

@@ -16,7 +16,14 @@ caption language (en, fr, de, ... any of the translations).
 
 Variants: '' an attention LSTM over the cnn frontend's 8 x 8 annotation grid (Luong
 attention), 'transformer' (the same cnn frontend + a Transformer encoder-decoder), 'sat' (Show,
-Attend and Tell at a small size over the same grid), 'smoke'.
+Attend and Tell at a small size over the same grid), 'smoke', 'tsv' (the attention LSTM on
+your own `image path<TAB>caption` files, several lines per image for several references:
+--config.data.train_captions, eval_captions, test_captions; docs/own_data.md), 'tsv_smoke'
+(the smoke model on your files).
+
+  python launch.py --config=experiments/tuxpaint_captions.py:tsv --workdir=runs/my_captions \
+      --config.data.train_captions=train.tsv --config.data.eval_captions=dev.tsv \
+      --config.data.test_captions=test.tsv
 
   ls /usr/share/tuxpaint/stamps/animals/*/*.png | head -4 | python launch.py \
       --config=experiments/tuxpaint_captions.py:sat --mode=predict --workdir=runs/tux_sat \
@@ -25,9 +32,9 @@ With 620 training captions this is a small-data regime: expect low BLEU and CIDE
 """
 import ml_collections
 
-from common import base_config, check_variant, decode, smoke
+from common import base_config, check_variant, decode, own_data, smoke
 
-VARIANTS = ('', 'transformer', 'sat', 'smoke')
+VARIANTS = ('', 'transformer', 'sat', 'smoke', 'tsv', 'tsv_smoke')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -64,8 +71,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.optimizer = dict(name='adam', learning_rate=1e-3, b1=0.9, b2=0.98, eps=1e-9,
                      schedule='cosine', warmup_steps=100, grad_clip_norm=1.0)
   c.decode = decode(beam_size=3, alpha=0.6, max_len=24)   # Xu et al. 2015 used beam 3
-  if arg == 'smoke':
+  if arg.endswith('smoke'):
     smoke(c, batch_size=8, model=dict(emb_dim=16, hidden_dim=16))
     c.data.eval_max_examples = 16
     c.model.frontend.channels = (4, 8, 8)
+  if arg.startswith('tsv'):
+    own_data(c, 'captions', remove=('tuxpaint_stamps',))
   return c

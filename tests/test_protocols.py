@@ -139,7 +139,7 @@ def test_tsv_source_read_through_the_registry(tmp_path):
   assert stream.bad.count == 1 and stream.origin == data.train_tsv     # the empty line
   assert source.read('pairs', data, 'validation').read().pairs == [('d', 'w')]
   assert source.read('path', data, 'validation') == data.eval_tsv
-  with pytest.raises(UserError, match='data.test_tsv is empty: the test split needs a TSV'):
+  with pytest.raises(UserError, match='data.test_tsv is not set: give --config.data.test_tsv=PATH [(]a TSV'):
     source.read('pairs', data, 'test')
 
 

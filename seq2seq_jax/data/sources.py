@@ -117,16 +117,24 @@ def spec_of(cls: type, key: str, settings: Any):
 
 
 def _split_key(data: Any, split: str, suffix: str, what: str) -> str:
+  """data.<prefix>_<suffix> of `split`; an unset one is a one-line UserError saying which
+  flag to give (naming the other splits' keys that are unset too)."""
   key = f'{SPLIT_PREFIX[split]}_{suffix}'
   value = str(data[key])
   if not value:
-    raise UserError(f'data.{key} is empty: the {split} split needs {what}')
+    unset = [k for k in (f'{p}_{suffix}' for p in SPLIT_PREFIX.values())
+             if k in data and not str(data[k])]
+    others = [k for k in unset if k != key]
+    also = f'; {" and ".join(f"data.{k}" for k in others)} too' if others else ''
+    raise UserError(f'data.{key} is not set: give --config.data.{key}=PATH ({what}; '
+                    f'docs/own_data.md){also}')
   return value
 
 
 # --- a user's files ----------------------------------------------------------------------
 def _tsv_path(data, split):
-  return _split_key(data, split, 'tsv', 'a TSV file')
+  return _split_key(data, split, 'tsv', 'a TSV file, one example a line: source<TAB>target, '
+                    'or input file path<TAB>text')
 
 
 def _tsv_pairs(data, split):
@@ -142,6 +150,13 @@ register('tsv', 'TSV files, one example a line: source<TAB>target, or input path
 def _aligned_pairs(data, split):
   key = f'{SPLIT_PREFIX[split]}_files'
   files = tuple(data[key])
+  if not any(files):
+    unset = [f'data.{p}_files' for p in SPLIT_PREFIX.values()
+             if f'{p}_files' in data and not any(data[f'{p}_files']) and p != key[:-6]]
+    also = f'; {" and ".join(unset)} too' if unset else ''
+    raise UserError(f'data.{key} is not set: give --config.data.{key}="(\'SOURCE_PATH\', '
+                    f'\'TARGET_PATH\')" (two aligned text files: line i of the source file '
+                    f'pairs with line i of the target file; docs/own_data.md){also}')
   if len(files) != 2 or not all(files):
     raise UserError(f'data.{key} must be (source_path, target_path), got {files}')
   bad = corpus.BadPairs(data.bad_pairs)
@@ -154,7 +169,9 @@ register('files', 'aligned text files: line i of the source file translates line
 
 register('captions', 'captions files: image path<TAB>caption lines, or COCO-format JSON',
          ('train_captions', 'eval_captions', 'test_captions'),
-         path=lambda data, split: _split_key(data, split, 'captions', 'a captions file'))
+         path=lambda data, split: _split_key(
+             data, split, 'captions', 'a captions file: image path<TAB>caption lines, or '
+             'COCO-format JSON'))
 
 
 # --- TFDS ----------------------------------------------------------------------------------

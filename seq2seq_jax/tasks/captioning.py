@@ -17,8 +17,9 @@ Data (config.data):
   target_len
       padded caption length with EOS; longer training captions are dropped (counted).
   bad_pairs
-      'error' (default): a missing or unreadable image stops the run naming file and line;
-      'skip': skipped and counted.
+      'error' (default): a missing or unreadable image, a line without a TAB, a line that is
+      not valid UTF-8 or an empty caption stops the run naming file and line; 'skip': skipped
+      and counted.
   tuxpaint_stamps
       instead of the three captions files: a dict (lang, stamps_dir, size) building them from
       Debian's tuxpaint-stamps-default pictures into data_dir (datasets/tuxpaint_stamps.py).
@@ -102,9 +103,11 @@ def read_captions(path: str, image_root: str, bad) -> list[tuple[str, str, str]]
         continue
       out.append((os.path.join(root, files[a['image_id']]), str(a.get('caption', '')), where))
   else:
-    with open(path, encoding='utf-8', errors='replace') as f:
-      for n, line in enumerate(f, 1):
-        line = line.rstrip('\r\n')
+    with open(path, 'rb') as f:
+      for n, line in enumerate(corpus_lib.lines(f), 1):
+        if line is None:
+          bad(f'{path}:{n}', 'not valid UTF-8')
+          continue
         if not line.strip():
           continue
         if '\t' not in line:
