@@ -86,7 +86,7 @@ def ours(args) -> None:
   from seq2seq_jax.pretrained import whisper  # pylint: disable=g-import-not-at-top
 
   with tempfile.TemporaryDirectory() as tmp:
-    out = os.path.join(tmp, 'reference')
+    out = args.keep_reference or os.path.join(tmp, 'reference')
     if args.reference_from:
       out = args.reference_from
     else:
@@ -147,6 +147,7 @@ def main():
   p.add_argument('--batch', type=int, default=8)
   p.add_argument('--reference_python', default='/work/whisper_env/bin/python')
   p.add_argument('--reference_from', default='', help='reuse a reference run (path prefix)')
+  p.add_argument('--keep_reference', default='', help='keep the reference run (path prefix)')
   p.add_argument('--mode', default='ours', choices=['ours', 'reference'])
   p.add_argument('--out', default='')
   args = p.parse_args()
