@@ -210,3 +210,16 @@ def test_greedy_loop_follows_teacher_forced_argmax():
       assert tok == int(np.argmax(row)), (r, j)
     assert not set(ids) & set(tr.suppress)
   assert tr.text([0, 1, tr.eot - 1]) == f'w0 w1 w{tr.eot - 1}'
+
+
+def test_transformer_hooks_refuse_bad_settings():
+  base = dict(name='transformer', emb_dim=16, num_heads=2, mlp_dim=32, num_encoder_layers=1,
+              num_decoder_layers=1)
+  batch = {'inputs': jnp.ones((1, 3), jnp.int32), 'decoder_inputs': jnp.ones((1, 2), jnp.int32)}
+  for extra, message in ((dict(norm=dict(name='rms')), 'model.norm.name'),
+                         (dict(norm=dict(name='layer_norm', eps=1e-5)), 'no setting'),
+                         (dict(mlp='swish'), 'model.mlp.name'),
+                         (dict(target_positions='rotary'), 'target_positions')):
+    model = build_model(dict(base, **extra), 8, 8)
+    with pytest.raises(UserError, match=message):
+      jax.eval_shape(lambda m=model: m.init(jax.random.key(0), batch))

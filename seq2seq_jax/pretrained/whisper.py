@@ -20,8 +20,10 @@ config.json; pretrained/ctranslate2.py, any of its dtypes), `load_hf(dir)` a Hug
 vocab, vocab)` and `model.apply({'params': params}, ...)`. Hugging Face names are first renamed
 to CTranslate2's (`hf_to_ct2`), so one mapping (`ct2_to_params`) fills our tree.
 
-Transcription (`Transcriber`): the prompt <|startoftranscript|><|lang|><|transcribe|>
-<|notimestamps|>, then greedy decoding in one jitted `lax.while_loop` over the model's
+Transcription (`Transcriber`): the log-mel of the whole recording cut into 30 s windows (as
+faster-whisper's transcribe without timestamps and with condition_on_previous_text=False),
+each decoded from the prompt <|startoftranscript|><|lang|><|transcribe|><|notimestamps|>
+by greedy decoding in one jitted `lax.while_loop` over the model's
 cache (`Model.init_cache` / `decode_step`) until <|endoftext|>, as CTranslate2 decodes with
 beam_size=1: the tokens `suppressed_ids` names never (config.json's suppress_ids and the
 task tokens, as faster-whisper's get_suppressed_tokens), config.json's suppress_ids_begin
@@ -30,6 +32,7 @@ greedy_search does not fit: it starts from one BOS and never emits id 0, which i
 token ('!') in Whisper's vocabulary. Text: tokens below <|endoftext|> decoded by the
 `tokenizers` package from tokenizer.json.
 """
+import functools
 import json
 import os
 from typing import Any
@@ -39,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.models import audio
 from seq2seq_jax.models import layers
 from seq2seq_jax.pretrained import ctranslate2
 
@@ -307,8 +311,12 @@ class Transcriber:
     self.suppress = suppressed_ids(self.tokenizer, config_json)
     self.suppress_begin = [int(i) for i in config_json.get('suppress_ids_begin', [])]
     self.text_positions = config['max_len']
+    self.frames = int(dict(config['frontend'])['frames'])
+    num_mels = int(dict(config['frontend'])['num_mels'])
     self.vocab = vocab
     self._run = jax.jit(self._greedy, static_argnames=('max_new',))
+    self._log_mel = jax.jit(functools.partial(audio.whisper_log_mel, num_mels=num_mels),
+                            static_argnames=('frames',))
 
   def _id(self, token: str) -> int:
     i = self.tokenizer.token_to_id(token)
@@ -316,11 +324,13 @@ class Transcriber:
       raise UserError(f'tokenizer.json has no token {token!r}')
     return i
 
-  def _greedy(self, params, waveforms, mask, max_new: int):
+  def _greedy(self, params, inputs, mask, max_new: int):
+    """Prompt, then greedy tokens [B, max_new] (EOT after the end) for the frontend's inputs
+    (log-mel windows, or waveforms with their mask)."""
     model, prompt = self.model, jnp.asarray(self.prompt, jnp.int32)
-    b, p = waveforms.shape[0], len(self.prompt)
+    b, p = inputs.shape[0], len(self.prompt)
     total = p + max_new
-    cache = model.apply({'params': params}, waveforms, total, 1, mask,
+    cache = model.apply({'params': params}, inputs, total, 1, mask,
                         method=model.init_cache)
     never = jnp.zeros((self.vocab,), bool).at[jnp.asarray(self.suppress, jnp.int32)].set(True)
     first = never.at[jnp.asarray(self.suppress_begin, jnp.int32)].set(True) \
@@ -352,29 +362,49 @@ class Transcriber:
     """CTranslate2's limit: min(448 / 2, 448 - prompt length)."""
     return min(self.text_positions // 2, self.text_positions - len(self.prompt))
 
-  def token_ids(self, waveforms: np.ndarray, lengths: np.ndarray | None = None
-                ) -> list[list[int]]:
-    """Generated ids per row (up to, not including, <|endoftext|>)."""
+  def segments(self, waveforms: np.ndarray, lengths: np.ndarray | None = None
+               ) -> list[list[list[int]]]:
+    """Generated ids (up to, not including, <|endoftext|>) per row, per 30 s window.
+
+    As faster-whisper's transcribe without timestamps and without conditioning on previous
+    text: the log-mel of the whole recording (one maximum), cut into consecutive windows of
+    `frames`, each decoded from the same prompt; a window exists where the recording has
+    log-mel frames left (n // 160 frames in all)."""
     waveforms = np.asarray(waveforms, np.float32)
     if waveforms.ndim == 1:
       waveforms = waveforms[None]
-    if lengths is None:
-      lengths = np.full(waveforms.shape[0], waveforms.shape[1])
-    mask = np.arange(waveforms.shape[1])[None] < np.asarray(lengths)[:, None]
-    out = np.asarray(self._run(self.params, jnp.asarray(waveforms), jnp.asarray(mask),
+    b = waveforms.shape[0]
+    lengths = np.full(b, waveforms.shape[1]) if lengths is None else np.asarray(lengths)
+    content = lengths // audio.WHISPER_HOP
+    windows = max(1, -(-int(content.max()) // self.frames))
+    mel = np.asarray(self._log_mel(jnp.asarray(waveforms), jnp.asarray(lengths),
+                                   frames=windows * self.frames))
+    mel = mel.reshape(b * windows, self.frames, -1)
+    todo = [r * windows + k for r in range(b) for k in range(windows)
+            if k * self.frames < content[r]]
+    out: list[list[list[int]]] = [[] for _ in range(b)]
+    if not todo:
+      return out
+    ids = np.asarray(self._run(self.params, jnp.asarray(mel[todo]), None,
                                max_new=self.max_new_tokens()))
-    rows = []
-    for row in out:
+    for i, row in zip(todo, ids):
       ends = np.nonzero(row == self.eot)[0]
-      rows.append([int(t) for t in row[:ends[0] if len(ends) else len(row)]])
-    return rows
+      out[i // windows].append([int(t) for t in row[:ends[0] if len(ends) else len(row)]])
+    return out
+
+  def token_ids(self, waveforms: np.ndarray, lengths: np.ndarray | None = None
+                ) -> list[list[int]]:
+    """Generated ids per row, its windows' one after another."""
+    return [sum(windows, []) for windows in self.segments(waveforms, lengths)]
 
   def text(self, ids: list[int]) -> str:
     """faster-whisper's decoding of ids: tokens below <|endoftext|>, stripped."""
     return self.tokenizer.decode([i for i in ids if i < self.eot]).strip()
 
   def transcribe(self, waveforms: np.ndarray, lengths: np.ndarray | None = None) -> list[str]:
-    return [self.text(ids) for ids in self.token_ids(waveforms, lengths)]
+    """One text per row: its windows' texts joined (as faster-whisper joins segments)."""
+    return [''.join(self.tokenizer.decode([i for i in w if i < self.eot]) for w in windows
+                    ).strip() for windows in self.segments(waveforms, lengths)]
 
 
 def suppressed_ids(tokenizer, config_json: dict[str, Any]) -> list[int]:
