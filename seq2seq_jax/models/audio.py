@@ -158,3 +158,76 @@ def frames_for_seconds(seconds: float, sample_rate: int = 16_000, window_ms: flo
   n = int(math.floor(seconds * sample_rate))
   return int(num_frames(n, int(round(sample_rate * window_ms / 1000)),
                         int(round(sample_rate * hop_ms / 1000))))
+
+
+# --- Whisper's log-mel (as faster-whisper computes it) -------------------------------------
+WHISPER_N_FFT = 400
+WHISPER_HOP = 160
+
+
+def slaney_mel_filterbank(num_mels: int, n_fft: int = WHISPER_N_FFT,
+                          sample_rate: int = 16_000) -> np.ndarray:
+  """[n_fft // 2 + 1, num_mels] Slaney-style mel filters (librosa's default, norm='slaney'):
+  linear below 1 kHz, logarithmic above, each filter scaled to constant energy; the filters
+  Whisper was trained with (faster-whisper's FeatureExtractor.get_mel_filters)."""
+  fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
+  mels = np.linspace(0.0, 45.245640471924965, num_mels + 2)   # mel(8 kHz) on Slaney's scale
+  f_sp = 200.0 / 3
+  freqs = f_sp * mels
+  min_log_hz = 1000.0
+  min_log_mel = min_log_hz / f_sp
+  logstep = np.log(6.4) / 27.0
+  log_t = mels >= min_log_mel
+  freqs[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+  fdiff = np.diff(freqs)
+  ramps = freqs[:, None] - fftfreqs[None, :]
+  lower = -ramps[:-2] / fdiff[:-1, None]
+  upper = ramps[2:] / fdiff[1:, None]
+  weights = np.maximum(0.0, np.minimum(lower, upper))
+  weights *= (2.0 / (freqs[2:num_mels + 2] - freqs[:num_mels]))[:, None]
+  return weights.T.astype(np.float32)
+
+
+def whisper_log_mel(waveforms: jax.Array, lengths: jax.Array, *, num_mels: int = 80,
+                    frames: int = 3000) -> jax.Array:
+  """Whisper's input as faster-whisper computes it, inside jit: [B, N] 16 kHz waveforms with
+  real lengths [B] -> float32 [B, frames, num_mels].
+
+  Per row of n real samples (faster-whisper's FeatureExtractor + transcribe): the audio is
+  followed by 160 zeros; a centred STFT (400-sample periodic Hann window, hop 160, the ends
+  padded by reflection over 200 samples) gives n // 160 + 2 frames, the last dropped; power
+  spectrum -> Slaney mel filters -> log10(max(., 1e-10)), floored at the row's maximum - 8,
+  then (x + 4) / 4. The first n // 160 frames are the segment; the rest of the `frames`
+  (30 s) window is zeros (faster-whisper pads the log-mel with zeros, not the audio: openai's
+  whisper pads the audio instead, so its padding frames sit at the floor). Rows longer than
+  `frames` hops are cut to the first window.
+  """
+  b, n = waveforms.shape
+  hop, n_fft = WHISPER_HOP, WHISPER_N_FFT
+  t = n // hop + 1                                    # frames of the longest row
+  lengths = jnp.asarray(lengths, jnp.int32)
+  padded = lengths + hop                              # with faster-whisper's 160 zeros
+  idx = (np.arange(t)[:, None] * hop + np.arange(n_fft)[None, :] - n_fft // 2)  # [t, n_fft]
+  idx = jnp.asarray(idx, jnp.int32)[None]                                       # [1, t, W]
+  last = (padded - 1)[:, None, None]
+  idx = jnp.abs(idx)                                  # reflect at the start
+  idx = jnp.where(idx > last, 2 * last - idx, idx)    # reflect at the end
+  w = waveforms.astype(jnp.float32)
+  take = jnp.clip(idx, 0, n - 1).reshape(b, -1)
+  x = jnp.take_along_axis(w, take, axis=1).reshape(b, t, n_fft)
+  x = jnp.where(idx < lengths[:, None, None], x, 0.0)  # the appended zeros
+  hann = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+  spec = jnp.fft.rfft(x * hann, n=n_fft)
+  power = jnp.real(spec) ** 2 + jnp.imag(spec) ** 2
+  mel = jnp.einsum('btk,km->btm', power, jnp.asarray(slaney_mel_filterbank(num_mels, n_fft)),
+                   precision=jax.lax.Precision.HIGHEST)
+  logmel = jnp.log10(jnp.maximum(mel, 1e-10))
+  stft_frames = (lengths // hop + 1)[:, None]         # frames faster-whisper keeps
+  valid = jnp.arange(t)[None] < stft_frames
+  row_max = jnp.max(jnp.where(valid[..., None], logmel, -jnp.inf), axis=(1, 2), keepdims=True)
+  logmel = (jnp.maximum(logmel, row_max - 8.0) + 4.0) / 4.0
+  content = jnp.arange(t)[None] < (lengths // hop)[:, None]
+  logmel = jnp.where(content[..., None], logmel, 0.0)
+  if t >= frames:
+    return logmel[:, :frames]
+  return jnp.pad(logmel, ((0, 0), (0, frames - t), (0, 0)))

@@ -1,7 +1,13 @@
 """The Transformer's layers (Vaswani et al. 2017): fused-QKV self-attention, cross-attention
 whose source K/V are computed once, the position-wise MLP, and the encoder and decoder layers
 with pre- or post-LayerNorm residual wiring. Each layer also has the one-step form (`step`) that
-incremental decoding uses (see model.py's Model.init_cache for the cache layouts)."""
+incremental decoding uses (see model.py's Model.init_cache for the cache layouts).
+
+Two parts are registered by name, each with its own settings (models/registry.py), so a
+pretrained family is a preset rather than a branch: the normalisation (`model.norm`, NORMS:
+'layer_norm' with `epsilon`, 1e-6 by default; Whisper's is 1e-5) and the position-wise MLP
+(`model.mlp`, MLPS: 'relu', the paper's, the default; 'gelu', exact GELU as in Whisper).
+Either keeps the parameter names of the defaults."""
 from typing import Any
 
 import flax.linen as nn
@@ -11,12 +17,29 @@ from jax import lax
 
 from seq2seq_jax.models import layers
 from seq2seq_jax.models.layers import constrain
+from seq2seq_jax.models.registry import Registry, freeze
+
+NORMS = Registry('model.norm')
+MLPS = Registry('model.mlp')
 
 
-def layer_norm(dtype) -> nn.LayerNorm:
-  return nn.LayerNorm(epsilon=1e-6, dtype=dtype, param_dtype=jnp.float32,
-                      scale_init=layers.partitioned(nn.initializers.ones_init(), ('embed',)),
-                      bias_init=layers.partitioned(nn.initializers.zeros_init(), ('embed',)))
+@NORMS.register('layer_norm')
+class LayerNorm(nn.LayerNorm):
+  """nn.LayerNorm (float32 parameters named 'embed'); `epsilon` 1e-6 unless set."""
+  epsilon: float = 1e-6
+
+
+def layer_norm(dtype, spec: Any = 'layer_norm') -> nn.LayerNorm:
+  """The normalisation `spec` names (NORMS), with float32 parameters on the 'embed' axis."""
+  return NORMS.build(
+      spec, dtype=dtype, param_dtype=jnp.float32,
+      scale_init=layers.partitioned(nn.initializers.ones_init(), ('embed',)),
+      bias_init=layers.partitioned(nn.initializers.zeros_init(), ('embed',)))
+
+
+def mlp(spec: Any, mlp_dim: int, emb_dim: int, dtype) -> nn.Module:
+  """The position-wise MLP `spec` names (MLPS)."""
+  return MLPS.build(spec, mlp_dim=mlp_dim, emb_dim=emb_dim, dtype=dtype)
 
 
 class SelfAttention(nn.Module):
@@ -114,17 +137,29 @@ class CrossAttention(nn.Module):
     return self.out(out.transpose(0, 2, 1, 3).reshape(-1, 1, h, d))
 
 
+@MLPS.register('relu')
 class Mlp(nn.Module):
   """Position-wise feed-forward network (Sec. 3.3): ReLU between two projections."""
   mlp_dim: int
   emb_dim: int
   dtype: Any
 
+  def activation(self, h):
+    return nn.relu(h)
+
   @nn.compact
   def __call__(self, x):
     h = layers.dense(self.mlp_dim, ('embed', 'mlp'), dtype=self.dtype, name='wi')(x)
-    h = constrain(nn.relu(h), ('batch', 'length', 'mlp'))
+    h = constrain(self.activation(h), ('batch', 'length', 'mlp'))
     return layers.dense(self.emb_dim, ('mlp', 'embed'), dtype=self.dtype, name='wo')(h)
+
+
+@MLPS.register('gelu')
+class GeluMlp(Mlp):
+  """The MLP with the exact GELU (erf, not the tanh approximation), as in Whisper and BERT."""
+
+  def activation(self, h):
+    return nn.gelu(h, approximate=False)
 
 
 class _Block(nn.Module):
@@ -137,6 +172,8 @@ class _Block(nn.Module):
   emb_dim: int = 512
   mlp_dim: int = 2048
   attention_dropout_rate: float = 0.0
+  norm: Any = freeze('layer_norm')   # NORMS: the layer normalisations
+  mlp_spec: Any = freeze('relu')     # MLPS: the position-wise MLP
 
   def residual(self, x, fn, norm, deterministic):
     if self.pre_norm:
@@ -150,9 +187,9 @@ class EncoderLayer(_Block):
   def setup(self):
     self.attn = SelfAttention(self.num_heads, self.head_dim, self.emb_dim,
                               self.attention_dropout_rate, self.dtype)
-    self.mlp = Mlp(self.mlp_dim, self.emb_dim, self.dtype)
-    self.ln_attn = layer_norm(self.dtype)
-    self.ln_mlp = layer_norm(self.dtype)
+    self.mlp = mlp(self.mlp_spec, self.mlp_dim, self.emb_dim, self.dtype)
+    self.ln_attn = layer_norm(self.dtype, self.norm)
+    self.ln_mlp = layer_norm(self.dtype, self.norm)
     self.drop = nn.Dropout(self.dropout_rate)
 
   def __call__(self, x, bias, deterministic: bool):
@@ -174,10 +211,10 @@ class DecoderLayer(_Block):
                                    self.attention_dropout_rate, self.dtype)
     self.cross_attn = CrossAttention(self.num_heads, self.head_dim, self.emb_dim,
                                      self.attention_dropout_rate, self.dtype)
-    self.mlp = Mlp(self.mlp_dim, self.emb_dim, self.dtype)
-    self.ln_self = layer_norm(self.dtype)
-    self.ln_cross = layer_norm(self.dtype)
-    self.ln_mlp = layer_norm(self.dtype)
+    self.mlp = mlp(self.mlp_spec, self.mlp_dim, self.emb_dim, self.dtype)
+    self.ln_self = layer_norm(self.dtype, self.norm)
+    self.ln_cross = layer_norm(self.dtype, self.norm)
+    self.ln_mlp = layer_norm(self.dtype, self.norm)
     self.drop = nn.Dropout(self.dropout_rate)
 
   def __call__(self, y, self_bias, memory, cross_bias, deterministic: bool):

@@ -1,8 +1,11 @@
 """The Transformer encoder-decoder (Vaswani et al. 2017, "Attention Is All You Need").
 
 Options beyond the paper: pre-LayerNorm (Xiong et al. 2020; the paper is post-LN,
-`pre_norm=False`), learned positions, a compute dtype (config.dtype), rematerialised layers
-(`remat`). Packed rows (several pairs per row, with segment ids and positions) are supported:
+`pre_norm=False`), learned positions (for both sides, or only the decoder's with
+`target_positions='learned'`), unscaled token embeddings (`scale_embeddings=False`), the
+normalisation and the MLP as registered parts (`norm`, `mlp`: blocks.py), a compute dtype
+(config.dtype), rematerialised layers (`remat`). Whisper (seq2seq_jax/pretrained/whisper.py)
+is a preset of these with its own frontend. Packed rows (several pairs per row, with segment ids and positions) are supported:
 attention never crosses segments. The encoder
 reads any input through `frontend` (models/frontends/: a name or a group of settings with a
 name, e.g. dict(name='audio_conv', channels=32)): token embeddings (scaled by
@@ -58,6 +61,10 @@ class Model(nn.Module):
   dropout_rate: float = 0.1
   attention_dropout_rate: float = 0.0
   positions: str = 'sinusoidal'  # 'sinusoidal' (Sec. 3.5) | 'learned'
+  target_positions: str = ''    # the decoder's, if not `positions`: 'sinusoidal' | 'learned'
+  scale_embeddings: bool = True  # token embeddings times sqrt(emb_dim) (Sec. 3.4)
+  norm: Any = freeze('layer_norm')  # blocks.NORMS: the layer normalisation and its settings
+  mlp: Any = freeze('relu')      # blocks.MLPS: the position-wise MLP
   pre_norm: bool = True
   share_embeddings: bool = False
   tie_output: bool = True
@@ -68,6 +75,10 @@ class Model(nn.Module):
   copy: bool = False            # copy from the source through a cross-attention head
   max_oovs: int = 0             # copy: temporary ids per source for its OOV words
   ctc_weight: float = 0.0       # joint CTC-attention: weight of a CTC head on the encoder
+
+  @property
+  def _target_positions(self) -> str:
+    return self.target_positions or self.positions
 
   @property
   def _tokens(self) -> bool:
@@ -82,8 +93,11 @@ class Model(nn.Module):
         raise UserError(f'model.{key} must be a positive int, got {getattr(self, key)!r}')
     if width % self.num_heads:
       raise UserError(f'attention width {width} is not divisible by num_heads {self.num_heads}')
-    if self.positions not in ('sinusoidal', 'learned'):
-      raise UserError(f"model.positions must be 'sinusoidal' or 'learned', got {self.positions!r}")
+    for key in ('positions', 'target_positions'):
+      if getattr(self, key) not in ('sinusoidal', 'learned') and (key, getattr(self, key)) != (
+          'target_positions', ''):
+        raise UserError(f"model.{key} must be 'sinusoidal' or 'learned', "
+                        f'got {getattr(self, key)!r}')
     if self.share_embeddings and fe != 'tokens':
       raise UserError(f"share_embeddings needs model.frontend 'tokens', got {fe!r}")
     if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
@@ -96,16 +110,18 @@ class Model(nn.Module):
                       f'{self.src_vocab_size} and {self.tgt_vocab_size}, {self.max_oovs})')
     kw = dict(num_heads=self.num_heads, head_dim=width // self.num_heads, emb_dim=self.emb_dim,
               mlp_dim=self.mlp_dim, attention_dropout_rate=self.attention_dropout_rate,
-              pre_norm=self.pre_norm, dropout_rate=self.dropout_rate, dtype=dt)
+              pre_norm=self.pre_norm, dropout_rate=self.dropout_rate, dtype=dt,
+              norm=self.norm, mlp_spec=self.mlp)
     # The token frontend keeps the name 'src_embed' (checkpoints and initial values).
     self.src_embed = frontends.build(
         self.frontend, vocab_size=self.src_vocab_size, features=self.emb_dim, dtype=dt,
         module_name='src_embed' if fe == 'tokens' else 'frontend')
     if not self.share_embeddings:
       self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt)
+    init = layers.partitioned(nn.initializers.normal(0.02), (None, 'embed'))
     if self.positions == 'learned':
-      init = layers.partitioned(nn.initializers.normal(0.02), (None, 'embed'))
       self.src_pos = self.param('src_pos', init, (self.max_len, self.emb_dim), jnp.float32)
+    if self._target_positions == 'learned':
       self.tgt_pos = self.param('tgt_pos', init, (self.max_len, self.emb_dim), jnp.float32)
     # `deterministic` is a Python bool (argument 3 and 5, counting self): static for remat.
     encoder_layer = layers.remat(EncoderLayer, self.remat, static_argnums=(3,))
@@ -118,8 +134,8 @@ class Model(nn.Module):
       self.p_gen = layers.dense(1, ('embed', None), dtype=dt)
     self.ctc_proj = ctc.head(self.ctc_weight, self.tgt_vocab_size, dt)
     if self.pre_norm:
-      self.encoder_norm = layer_norm(dt)
-      self.decoder_norm = layer_norm(dt)
+      self.encoder_norm = layer_norm(dt, self.norm)
+      self.decoder_norm = layer_norm(dt, self.norm)
     if not self.tie_output:
       self.logits_dense = layers.dense(self.tgt_vocab_size, ('embed', 'vocab'), dtype=dt)
     self.drop = nn.Dropout(self.dropout_rate)
@@ -129,21 +145,24 @@ class Model(nn.Module):
     return self.src_embed if self.share_embeddings else self.tgt_embed
 
   def _embed(self, table, pos_table_name, ids, positions, deterministic):
-    x = table.embed(ids) * jnp.sqrt(self.emb_dim).astype(table.dtype)  # Sec. 3.4
+    x = table.embed(ids)
+    if self.scale_embeddings:
+      x = x * jnp.sqrt(self.emb_dim).astype(table.dtype)  # Sec. 3.4
     return self._add_positions(x, pos_table_name, positions, deterministic)
 
   def _add_positions(self, x, pos_table_name, positions, deterministic):
-    if self.positions == 'learned':
+    kind = self.positions if pos_table_name == 'src_pos' else self._target_positions
+    if kind == 'learned':
       # A learned table has max_len rows; a longer row would read past it (NaN).
-      self._check_length(x.shape[1], 'a batch of length')
+      self._check_length(x.shape[1], 'a batch of length', kind)
       x = x + jnp.take(getattr(self, pos_table_name), positions, axis=0).astype(x.dtype)
     else:
       x = x + layers.sinusoidal(positions, self.emb_dim).astype(x.dtype)
     x = self.drop(x, deterministic=deterministic)
     return constrain(x, ('batch', 'length', 'embed'))
 
-  def _check_length(self, length: int, what: str) -> None:
-    if self.positions == 'learned' and length > self.max_len:
+  def _check_length(self, length: int, what: str, kind: str) -> None:
+    if kind == 'learned' and length > self.max_len:
       raise UserError(f'{what} {length} exceeds model.max_len={self.max_len} (the size of the '
                       "learned position table); raise model.max_len or use 'sinusoidal'")
 
@@ -310,7 +329,7 @@ class Model(nn.Module):
       max_len * J] and 'v' [B, H, max_len * J, head_dim], source keys 'ck' [B, H, head_dim, S]
       and values 'cv' [B, H, S, head_dim]}. Every array has leading dim B.
     """
-    self._check_length(max_len, 'decoding length')
+    self._check_length(max_len, 'decoding length', self._target_positions)
     if beam_size < 1:
       raise UserError(f'beam_size must be >= 1, got {beam_size}')
     encoded, src_mask = self.encode(inputs, inputs_mask=inputs_mask, train=False)

@@ -1,0 +1,96 @@
+"""'whisper_conv': Whisper's encoder stem (Radford et al. 2022): log-mel, two 1-D convolutions.
+
+Waveforms [B, N] (16 kHz, inputs_mask [B, N]) become Whisper's log-mel window [B, frames,
+num_mels] (models/audio.py: whisper_log_mel, faster-whisper's features: the segment then
+zeros up to `frames`, 3000 = 30 s); features [B, T, num_mels] given directly (a log-mel
+computed elsewhere) are cut or padded with zeros to `frames` likewise. Then conv1 (kernel 3,
+padding 1) and GELU, conv2 (kernel 3, stride 2, padding 1) and GELU, both with the exact
+(erf) GELU: frames / 2 output vectors. The model adds its sinusoidal positions.
+
+Whisper attends to the whole window, zeros included, so every output position is real (the
+mask is all true): padding a batch never changes a row's result, because each row's log-mel
+reads only its own real samples (its length from inputs_mask) and the rest of its window is
+zeros whatever the batch holds.
+
+Parameters: conv1/kernel [3, num_mels, D], conv2/kernel [3, D, D] (PyTorch's Conv1d weight
+[out, in, k] transposed), each with a bias.
+"""
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from seq2seq_jax.errors import UserError
+from seq2seq_jax.models import audio
+from seq2seq_jax.models import layers
+from seq2seq_jax.models.frontends import FRONTENDS
+
+
+class Conv1d(nn.Module):
+  """A kernel-3, padding-1 convolution over time (+ bias), as one matmul over the three
+  shifted views (im2col); `strides` 2 keeps every other output frame."""
+  channels: int
+  strides: int = 1
+  dtype: Any = jnp.float32
+  init_fn: Callable | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    cin = x.shape[-1]
+    kernel = self.param('kernel', layers.partitioned(
+        self.init_fn or nn.initializers.lecun_normal(), (None, None, 'embed')),
+                        (3, cin, self.channels), jnp.float32)
+    bias = self.param('bias', layers.partitioned(nn.initializers.zeros_init(), ('embed',)),
+                      (self.channels,), jnp.float32)
+    t = x.shape[1]
+    xp = jnp.pad(x.astype(self.dtype), ((0, 0), (1, 1), (0, 0)))
+    out_t = (t - 1) // self.strides + 1
+    views = [xp[:, k:k + self.strides * (out_t - 1) + 1:self.strides] for k in range(3)]
+    y = jnp.einsum('btkc,kcd->btd', jnp.stack(views, axis=2), kernel.astype(self.dtype))
+    return y + bias.astype(self.dtype)
+
+
+@FRONTENDS.register('whisper_conv')
+class WhisperConv(nn.Module):
+  """Whisper's log-mel and conv stem (see the module docstring)."""
+  features: int
+  num_mels: int = 80
+  frames: int = 3000
+  dtype: Any = jnp.float32
+  init_fn: Callable | None = None
+
+  reads = ('audio', 'features')
+
+  def check(self) -> None:
+    if self.num_mels < 1 or self.frames < 2:
+      raise UserError('model.frontend whisper_conv needs num_mels >= 1 and frames >= 2, got '
+                      f'{self.num_mels} and {self.frames}')
+
+  def log_mel(self, inputs: jax.Array, inputs_mask: jax.Array | None = None) -> jax.Array:
+    """The log-mel window [B, frames, num_mels] float32 of waveforms or features."""
+    if inputs.ndim == 2:
+      lengths = (jnp.full(inputs.shape[:1], inputs.shape[1]) if inputs_mask is None
+                 else jnp.sum(inputs_mask.astype(jnp.int32), axis=1))
+      return audio.whisper_log_mel(inputs, lengths, num_mels=self.num_mels, frames=self.frames)
+    if inputs.ndim != 3 or inputs.shape[-1] != self.num_mels:
+      raise UserError(f"model.frontend 'whisper_conv' reads waveforms [batch, samples] or "
+                      f'log-mel [batch, frames, {self.num_mels}]; got {inputs.shape}')
+    x = inputs.astype(jnp.float32)
+    if inputs_mask is not None:
+      x = x * inputs_mask[..., None].astype(x.dtype)
+    t = x.shape[1]
+    return x[:, :self.frames] if t >= self.frames else jnp.pad(
+        x, ((0, 0), (0, self.frames - t), (0, 0)))
+
+  @nn.compact
+  def __call__(self, inputs, inputs_mask=None, train: bool = False):
+    del train   # nothing random
+    if not jnp.issubdtype(inputs.dtype, jnp.floating):
+      raise UserError(f"model.frontend 'whisper_conv' reads float inputs, got {inputs.dtype}")
+    x = self.log_mel(inputs, inputs_mask)
+    gelu = lambda h: nn.gelu(h, approximate=False)
+    x = gelu(Conv1d(self.features, dtype=self.dtype, init_fn=self.init_fn, name='conv1')(x))
+    x = gelu(Conv1d(self.features, strides=2, dtype=self.dtype, init_fn=self.init_fn,
+                    name='conv2')(x))
+    return x, jnp.ones(x.shape[:2], bool)
