@@ -71,7 +71,8 @@ SECONDS = {'test_launch.py': 230, 'test_speech.py': 150, 'test_sharding.py': 150
            'test_scale.py': 60, 'test_modalities.py': 62, 'test_captioning.py': 54,
            'test_sweep.py': 53, 'test_transformer.py': 45, 'test_old_runs.py': 38,
            'test_translation_e2e.py': 36, 'test_decoding.py': 31, 'test_extending.py': 28,
-           'test_g2p_task.py': 26, 'test_whisper.py': 25, 'test_show_attend_tell.py': 16}
+           'test_g2p_task.py': 26, 'test_whisper.py': 25, 'test_own_data.py': 60,
+           'test_show_attend_tell.py': 16}
 
 
 @pytest.fixture(scope='session')

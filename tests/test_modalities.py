@@ -1,5 +1,6 @@
-"""Images and feature sequences end to end: train, eval, predict, SIGKILL-resume and the
-(2, 2, 2) mesh, for every non-token frontend (waveforms: tests/test_speech.py).
+"""Images and feature sequences end to end: train, eval, predict and the (2, 2, 2) mesh, with
+the patch and audio-conv frontends (waveforms: tests/test_speech.py; the CNN frontend:
+tests/test_own_data.py).
 
 The data are made here: small PNG images (tasks/image_to_text.py) and .npy feature
 sequences of varied length (tasks/features_to_text.py), each with a character string, read
@@ -21,11 +22,12 @@ from seq2seq_jax.tasks import get_task
 import runs  # tests/runs.py
 ALPHABET = 'abc '
 STEPS = 12
-# Every frontend, and both models for images (tests/test_frontends.py checks every frontend x
+# The image and feature frontends on the mesh (tests/test_frontends.py checks every frontend x
 # model pair at the model level; tests/test_speech.py runs audio end to end with both models,
 # from waveforms, and resumes a killed audio run).
-COMBOS = [('image', 'transformer', 'patches'), ('image', 'rnn', 'cnn'),
-          ('audio', 'transformer', 'audio_conv')]
+COMBOS = [('image', 'transformer', 'patches'), ('audio', 'transformer', 'audio_conv')]
+# (The CNN frontend under the RNN, on images, trains end to end in tests/test_own_data.py:
+# experiments/digits_ocr.py:tsv and tuxpaint_captions.py:tsv.)
 # Resuming is the same code for every input kind: a killed feature-batch run is resumed in
 # tests/test_speech.py (token batches: tests/test_launch.py; packed: test_translation_e2e.py).
 
