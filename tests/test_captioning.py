@@ -124,7 +124,7 @@ def test_train_eval_predict_on_two_batch_shards(dataset, tmp_path):
 
 def test_transformer_captioner_on_the_mesh(dataset, tmp_path):
   """The Transformer captioner trains, evaluates and predicts on the (2, 2, 2) mesh. (Killed
-  and resumed runs of feature batches: tests/test_speech.py.)"""
+  and resumed runs: tests/test_launch.py, test_translation_e2e.py.)"""
   ref_dir = str(tmp_path / 'mesh')
   config = _config(dataset, 'transformer', mesh=(2, 2, 2))
   config.log_every_steps = 1  # a logged loss is the mean since the last log: log every step

@@ -112,6 +112,9 @@ def test_eval_mode_reads_the_runs_config_picks_a_checkpoint_and_writes_its_figur
   code, out, err = runs.cli(f'--workdir={workdir}', '--mode=eval')
   assert code == 0, err[-3000:]
   rows = [json.loads(l) for l in out.splitlines()]
+  tags = {(v.tag, e.step): v.simple_value for e in runs.tb_events(workdir)[-1]
+          for v in e.summary.value}
+  assert tags[('eval_mode/test/wer', best)] == pytest.approx(rows[1]['wer'], rel=1e-6)
   assert [r['split'] for r in rows] == ['validation', 'test']
   assert all(r['step'] == best and 'per' in r and 'wer' in r for r in rows)
   assert rows[0]['checkpoint'] == f'best (step {best})'
@@ -175,7 +178,7 @@ def test_decode_method_is_reachable_from_config(g2p_run, tmp_path):
   copy = str(tmp_path / 'run')   # eval writes its figures into the workdir
   shutil.copytree(g2p_run.workdir, copy)
   code, out, err = runs.cli(*g2p_run.args, f'--workdir={copy}', '--mode=eval',
-                            '--config.decode.method=greedy')
+                            '--config.decode.method=greedy', '--config.data.eval_max_examples=8')
   assert code == 0, err[-3000:]
   rows = [json.loads(l) for l in out.splitlines() if l.startswith('{')]
   assert [r['split'] for r in rows] == ['validation', 'test']

@@ -28,8 +28,9 @@ STEPS = 12
 COMBOS = [('image', 'transformer', 'patches'), ('audio', 'transformer', 'audio_conv')]
 # (The CNN frontend under the RNN, on images, trains end to end in tests/test_own_data.py:
 # experiments/digits_ocr.py:tsv and tuxpaint_captions.py:tsv.)
-# Resuming is the same code for every input kind: a killed feature-batch run is resumed in
-# tests/test_speech.py (token batches: tests/test_launch.py; packed: test_translation_e2e.py).
+# Resuming is the same code for every input kind: killed runs are resumed in
+# tests/test_launch.py (token batches) and test_translation_e2e.py (packed); waveform batches
+# are a pure function of seed and step (test_speech.py).
 
 EXPERIMENT = '''
 import ml_collections

@@ -191,7 +191,7 @@ def load(workdir: str, checkpoint: str | int | None = None, config=None,
 
 def evaluate(config, workdir: str, checkpoint: str | int | None = None) -> list[dict]:
   """Evaluates a checkpoint (default: the best) on validation and test: one JSON line per split
-  on stdout, progress on stderr, and DIR/eval_<split>_<step>.json."""
+  on stdout, progress on stderr, DIR/eval_<split>_<step>.json and TensorBoard scalars."""
   model = Loaded(config, workdir, checkpoint)
   lead = train_lib._is_lead()  # pylint: disable=protected-access
   if lead:
@@ -208,7 +208,25 @@ def evaluate(config, workdir: str, checkpoint: str | int | None = None) -> list[
         workdir_lib.write_json(path, row)
       except OSError as e:   # a read-only workdir still gets its figures on stdout
         print(f'warning: cannot write {path}: {e.strerror}', file=sys.stderr, flush=True)
+  if lead:
+    _to_tensorboard(model.workdir, model.step, rows)
   return rows
+
+
+def _to_tensorboard(workdir: str, step: int, rows: list[dict]) -> None:
+  """The figures as scalars `eval_mode/<split>/<metric>` at the checkpoint's step, in an
+  event file of their own beside the run's (TensorBoard shows them with the run)."""
+  from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  try:
+    writer = SummaryWriter(logdir=workdir, filename_suffix='.eval')
+    for row in rows:
+      for key, value in row.items():
+        if key != 'step' and isinstance(value, (int, float)) and not isinstance(value, bool):
+          writer.add_scalar(f'eval_mode/{row["split"]}/{key}', value, step)
+    writer.close()
+  except OSError as e:
+    print(f'warning: cannot write TensorBoard events into {workdir}: {e.strerror}',
+          file=sys.stderr, flush=True)
 
 
 def predict(config, workdir: str, lines: Iterable[str], interactive: bool = False,
