@@ -154,7 +154,8 @@ def test_without_its_files_a_variant_says_which_flag_to_give(app, tmp_path):
 
 def test_the_launcher_prints_one_line_and_exits_2(tmp_path):
   code, out, err = runs.cli('--config=experiments/digits_ocr.py:tsv', f'--workdir={tmp_path}',
-                            '--config.mesh.data=1')
+                            '--config.mesh.data=1', '--config.model.emb_dim=8',
+                            '--config.model.hidden_dim=8')
   assert code == 2 and 'error' not in out   # (stdout: at most the model's set-up line)
   lines = [l for l in err.splitlines() if l.startswith('error:')]
   assert len(lines) == 1 and 'data.eval_tsv is not set: give --config.data.eval_tsv=PATH' \
