@@ -289,7 +289,8 @@ class Transcriber:
   Args:
     config: the model config (load_ctranslate2 / load_hf / preset).
     params: the parameter tree.
-    config_json: CTranslate2's config.json (suppress_ids, suppress_ids_begin), or {}.
+    config_json: CTranslate2's config.json (suppress_ids, suppress_ids_begin) or Hugging
+      Face's (suppress_tokens, begin_suppress_tokens), or {}.
     tokenizer_path: tokenizer.json.
     language: the language code of the prompt ('en').
   """
@@ -309,7 +310,8 @@ class Transcriber:
     self.prompt = [tid('<|startoftranscript|>'), tid(f'<|{language}|>'), tid('<|transcribe|>'),
                    tid('<|notimestamps|>')]
     self.suppress = suppressed_ids(self.tokenizer, config_json)
-    self.suppress_begin = [int(i) for i in config_json.get('suppress_ids_begin', [])]
+    self.suppress_begin = [int(i) for i in config_json.get(
+        'suppress_ids_begin', config_json.get('begin_suppress_tokens') or [])]
     self.text_positions = config['max_len']
     self.frames = int(dict(config['frontend'])['frames'])
     num_mels = int(dict(config['frontend'])['num_mels'])
@@ -410,7 +412,8 @@ class Transcriber:
 def suppressed_ids(tokenizer, config_json: dict[str, Any]) -> list[int]:
   """The ids greedy decoding never emits: config.json's suppress_ids (Whisper's non-speech
   tokens) and the task tokens faster-whisper adds (get_suppressed_tokens)."""
-  ids = set(int(i) for i in config_json.get('suppress_ids', []))
+  ids = set(int(i) for i in config_json.get('suppress_ids',
+                                            config_json.get('suppress_tokens') or []))
   for token in ('<|transcribe|>', '<|translate|>', '<|startoftranscript|>', '<|startofprev|>',
                 '<|startoflm|>', '<|nospeech|>', '<|nocaptions|>'):
     i = tokenizer.token_to_id(token)
