@@ -51,16 +51,17 @@ def pytest_xdist_make_scheduler(config, log):
       head, _, name = scope.rpartition('/')
       return f'{head}/{SAME_WORKER[name]}' if name in SAME_WORKER else scope
 
-    def schedule(self) -> None:
+    def _assign_work_unit(self, node) -> None:
       # The longest files first (longest processing time first), so that the workers finish
-      # together instead of one of them starting a long file at the end.
-      if self.collection is None and self.collection_is_completed:
-        def cost(nodeid):
-          return -SECONDS.get(self._split_scope(nodeid).rpartition('/')[2], 1)
-        for node, items in list(self.registered_collections.items()):
-          self.registered_collections[node] = sorted(items, key=cost)
-        self.config.option.loadscopereorder = False
-      super().schedule()
+      # together instead of one of them starting a long file at the end. Only the queue of
+      # files is reordered: the workers' collections must stay as they are, since the tests
+      # are sent to a worker as indices into its own collection.
+      def cost(item):
+        return -SECONDS.get(item[0].rpartition('/')[2], 1)
+      queue = sorted(self.workqueue.items(), key=cost)
+      self.workqueue.clear()
+      self.workqueue.update(queue)
+      super()._assign_work_unit(node)
 
   return Scheduling(config, log)
 
