@@ -29,6 +29,7 @@ beam search neither tiles nor reorders. The model then owns the beam bookkeeping
 keeps every beam's K/V in a slot of its own and a small (reordered) ancestry mask saying
 which slot holds each hypothesis's past (see models/transformer/).
 """
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -210,6 +211,56 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
   # Empty slots may hold a -inf candidate's tokens: blank them.
   fin_seqs = jnp.where(jnp.isfinite(fin_scores)[:, :, None], fin_seqs, 0)
   return fin_seqs, fin_scores
+
+
+@dataclasses.dataclass(frozen=True)
+class Rules:
+  """Constraints a task puts on every output (Whisper's decoding conventions,
+  pretrained/whisper_tokens.py), applied to the logits before the search sees them.
+
+  Attributes:
+    prefix: tokens forced first, one per step (Whisper's <|lang|> <|task|> <|notimestamps|>):
+      their log-probability is 0, so they add nothing to a score.
+    never: tokens never emitted (Whisper's suppressed tokens); their probability mass goes
+      to the others (the softmax runs without them, as CTranslate2 disables tokens).
+    never_first: tokens not emitted at the first step after the prefix (suppress_blank).
+  """
+  prefix: tuple[int, ...] = ()
+  never: tuple[int, ...] = ()
+  never_first: tuple[int, ...] = ()
+
+
+def with_rules(tokens_to_logits: TokensToLogits, cache: Any,
+               rules: Rules | None) -> tuple[TokensToLogits, Any]:
+  """A callback and cache that apply `rules` (None: the callback and cache as they are).
+
+  The wrapped cache is {'step': int32 [N], 'model': cache}: the step travels with each row,
+  so every search tiles and reorders it like the rest.
+  """
+  if rules is None or rules == Rules():
+    return tokens_to_logits, cache
+  prefix = jnp.asarray(rules.prefix or (0,), jnp.int32)
+  p = len(rules.prefix)
+
+  def mask_of(ids, vocab):
+    m = jnp.zeros((vocab,), bool)
+    return m.at[jnp.asarray(ids, jnp.int32)].set(True) if ids else m
+
+  def wrapped(tokens, c):
+    logits, inner = tokens_to_logits(tokens, c['model'])
+    vocab = logits.shape[-1]
+    step = c['step'][:, None]
+    never = mask_of(rules.never, vocab)
+    first = never | mask_of(rules.never_first, vocab)
+    logits = jnp.where(jnp.where(step == p, first, never), -jnp.inf, logits)
+    if p:
+      forced = prefix[jnp.minimum(step, p - 1)] == jnp.arange(vocab)
+      logits = jnp.where(step < p, jnp.where(forced, 0.0, -jnp.inf), logits)
+    return logits, {'step': c['step'] + 1, 'model': inner}
+
+  rows = jax.tree.leaves(cache, is_leaf=_is_per_item)[0]
+  rows = (rows.value if _is_per_item(rows) else rows).shape[0]
+  return wrapped, {'step': jnp.zeros((rows,), jnp.int32), 'model': cache}
 
 
 def _filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:

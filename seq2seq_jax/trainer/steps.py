@@ -202,7 +202,8 @@ def ctc_rescore(seqs: jax.Array, scores: jax.Array, logits: jax.Array, mask: jax
   return jnp.take_along_axis(seqs, best[:, None, None], axis=1)[:, 0]
 
 
-def make_predict_step(model: Model, decode_config: Any) -> Callable:
+def make_predict_step(model: Model, decode_config: Any,
+                      rules: decoding.Rules | None = None) -> Callable:
   """Returns predict_step(params, inputs, rng) -> the output sequences int32 [B, max_len].
 
   `inputs` is a dict holding 'inputs' (ids [B, S], features [B, T, F], waveforms [B, N] or
@@ -216,6 +217,9 @@ def make_predict_step(model: Model, decode_config: Any) -> Callable:
   divided by the search's length penalty, and the best one is returned (n-best rescoring, as
   the attention rescoring of WeNet turned around; Kim et al. 2017 and ESPnet score the CTC
   prefix inside the search instead). The CTC term runs the encoder a second time.
+
+  `rules` (the task's decode_rules(), e.g. Whisper's prompt and suppressed tokens) constrain
+  every method but 'ctc_greedy' (decoding.with_rules).
   """
   method = check_decode_config(decode_config)
   beam_size = int(decode_config.get('beam_size', 1)) if method == 'beam' else 1
@@ -232,8 +236,10 @@ def make_predict_step(model: Model, decode_config: Any) -> Callable:
     cache = model.apply({'params': params}, inputs['inputs'], max_len, max(beam_size, 1),
                         inputs_mask=inputs.get('inputs_mask'), method='init_cache')
 
-    def tokens_to_logits(tokens, c):
+    def model_step(tokens, c):
       return model.apply({'params': params}, tokens, c, method='decode_step')
+
+    tokens_to_logits, cache = decoding.with_rules(model_step, cache, rules)
 
     kw = dict(batch_size=inputs['inputs'].shape[0], max_len=max_len, bos_id=BOS_ID,
               eos_id=EOS_ID)
