@@ -57,8 +57,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                      weight_decay=0.0, schedule='cosine', warmup_steps=50, grad_clip_norm=1.0)
   # The prefix (<|lang|> <|task|> <|notimestamps|>) and at most 224 more tokens, EOS included:
   # CTranslate2's limit of min(448 / 2, 448 - prompt) new tokens.
-  c.decode = decode(beam_size=1, alpha=0.0, max_len=3 + 224, language='en',
-                    task='transcribe')
+  # Greedy by default; --config.decode.method=beam: beam 5 ranked as CTranslate2 ranks for
+  # faster-whisper (summed log-probs / text length, EOS not counted; patience 1: an item
+  # stops after 5 finished hypotheses).
+  c.decode = decode(beam_size=5, alpha=1.0, max_len=3 + 224, language='en',
+                    task='transcribe', length_norm='length', patience=1.0)
   c.decode.method = 'greedy'
   if arg == 'fillets':
     c.data.fillets = {}

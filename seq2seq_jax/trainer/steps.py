@@ -170,6 +170,11 @@ def check_decode_config(decode_config: Any) -> str:
                         f"decode.method='sample' (the method is {method!r})")
   if int(decode_config.max_len) < 1:
     raise UserError(f'decode.max_len must be >= 1, got {decode_config.max_len}')
+  if decode_config.get('length_norm', 'gnmt') not in decoding.LENGTH_NORMS:
+    raise UserError(f'decode.length_norm must be one of {decoding.LENGTH_NORMS}, got '
+                    f'{decode_config.get("length_norm")!r}')
+  if float(decode_config.get('patience', 0.0)) < 0:
+    raise UserError(f'decode.patience must be >= 0, got {decode_config.get("patience")}')
   ctc_weight = decode_config.get('ctc_weight', 0.0)
   if not 0.0 <= float(ctc_weight) <= 1.0:
     raise UserError(f'decode.ctc_weight must be in [0, 1], got {ctc_weight}')
@@ -212,6 +217,11 @@ def make_predict_step(model: Model, decode_config: Any,
   (temperature, top_k, top_p) from `rng`, which the other methods ignore, or 'ctc_greedy':
   the best path of the model's CTC head (model.ctc_weight > 0), without the decoder.
 
+  Beam search ranks finished hypotheses by decode.length_norm ('gnmt' by default; 'length':
+  CTranslate2's, the length counting the tokens after the rules' prefix) and stops exactly
+  (decode.patience 0) or, with decode.patience p > 0, after round(beam_size * p) finished
+  hypotheses per item (decoding.beam_search).
+
   Joint CTC-attention decoding (decode.ctc_weight = w > 0, beam search, a model with a CTC
   head): the beam's finished hypotheses are rescored by (1 - w) log P_att + w log P_ctc,
   divided by the search's length penalty, and the best one is returned (n-best rescoring, as
@@ -226,6 +236,9 @@ def make_predict_step(model: Model, decode_config: Any,
   max_len = int(decode_config.max_len)
   alpha = float(decode_config.get('alpha', 0.6))
   ctc_weight = float(decode_config.get('ctc_weight', 0.0))
+  length_norm = str(decode_config.get('length_norm', 'gnmt'))
+  patience = float(decode_config.get('patience', 0.0))
+  prefix_len = len(rules.prefix) if rules is not None else 0
   sampling = {k: decode_config.get(k, v) for k, v in _SAMPLING_KEYS.items()}
 
   def predict_step(params, inputs: dict[str, jax.Array], rng: jax.Array):
@@ -248,7 +261,8 @@ def make_predict_step(model: Model, decode_config: Any,
     if beam_size <= 1:
       return decoding.greedy_search(tokens_to_logits, cache, **kw)[0]
     seqs, scores = decoding.beam_search(tokens_to_logits, cache, beam_size=beam_size,
-                                        alpha=alpha, **kw)
+                                        alpha=alpha, length_norm=length_norm,
+                                        patience=patience, prefix_len=prefix_len, **kw)
     if ctc_weight > 0:
       logits, mask = model.apply({'params': params}, inputs['inputs'], inputs.get('inputs_mask'),
                                  method='ctc_logits')
