@@ -144,3 +144,34 @@ def test_bad_pretrained_settings_are_one_line(setup, override, message):
   assert code == 2 and not out
   lines = err.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], err
+
+
+def test_a_package_shipping_model_bin_in_parts_is_joined_once(tmp_path, monkeypatch):
+  """model.pretrained=NAME-part1: the installed package's model.bin.part1 and the part2 of
+  NAME-part2, joined into the cache with the package's other files."""
+  site = tmp_path / 'site'
+  blob = os.urandom(3000)
+  for n, chunk in ((1, blob[:1800]), (2, blob[1800:])):
+    pkg = f'fakewhisper_part{n}'
+    data = site / pkg / 'data'
+    data.mkdir(parents=True)
+    (data / f'model.bin.part{n}').write_bytes(chunk)
+    files = [f'{pkg}/data/model.bin.part{n}']
+    if n == 1:
+      (data / 'config.json').write_text('{"suppress_ids": []}')
+      (data / 'tokenizer.json').write_text('{}')
+      files += [f'{pkg}/data/config.json', f'{pkg}/data/tokenizer.json']
+    info = site / f'{pkg}-1.0.dist-info'
+    info.mkdir()
+    (info / 'METADATA').write_text(f'Metadata-Version: 2.1\nName: fakewhisper-part{n}\n'
+                                   'Version: 1.0\n')
+    (info / 'RECORD').write_text(''.join(f'{f},,\n' for f in files))
+  monkeypatch.syspath_prepend(str(site))
+  monkeypatch.setenv('SEQ2SEQ_JAX_CACHE', str(tmp_path / 'cache'))
+  folder = checkpoints.resolve('fakewhisper-part1')
+  assert folder == str(tmp_path / 'cache' / 'pretrained' / 'fakewhisper-1.0')
+  assert open(os.path.join(folder, 'model.bin'), 'rb').read() == blob
+  assert sorted(os.listdir(folder)) == ['config.json', 'model.bin', 'tokenizer.json']
+  stamp = os.stat(os.path.join(folder, 'model.bin')).st_mtime_ns
+  assert checkpoints.resolve('fakewhisper-part1') == folder      # joined once
+  assert os.stat(os.path.join(folder, 'model.bin')).st_mtime_ns == stamp
