@@ -390,3 +390,53 @@ def test_search_on_a_batch_sharded_over_8_devices_matches_unsharded():
   for item in range(batch):
     expected = reference_beam_search(lm, item, 3, 0.6, 5)
     assert [strip(s) for s in ref[0][0][item]] == [s for _, s in expected]
+
+
+def ctranslate2_beam_search(lm: TableLM, item: int, k: int, max_len: int, prefix: tuple,
+                            patience: float, never: tuple = ()):
+  """CTranslate2's BeamSearch (src/decoding.cc) in plain Python, with a forced prefix and
+  suppressed tokens: the 2k best candidates per step, the EOS ones among the first k
+  registered, the live set refilled from the rest; the item stops once round(k * patience)
+  hypotheses are registered; each scores its summed log-probs over its length after the
+  prefix without EOS (length_penalty 1)."""
+  live, found = [((), 0.0)], []
+  for i in range(max_len):
+    cands = []
+    for seq, lp in live:
+      row = lm.table[item, i, seq[-1] if seq else BOS].astype(np.float64)
+      row[[*never]] = -np.inf
+      if i < len(prefix):
+        row = np.where(np.arange(VOCAB) == prefix[i], 0.0, -np.inf)
+      logp = row - np.log(np.sum(np.exp(row[np.isfinite(row)])))
+      cands += [(lp + logp[t], seq + (t,)) for t in range(VOCAB) if np.isfinite(logp[t])]
+    cands.sort(key=lambda c: -c[0])
+    cands = cands[:2 * k]
+    for lp, s in cands[:k]:
+      if s[-1] == EOS or i + 1 == max_len:
+        n = len(s) - len(prefix) - (s[-1] == EOS)
+        found.append((lp / max(n, 1), s))
+    live = [(s, lp) for lp, s in cands if s[-1] != EOS][:k]
+    if len(found) >= max(round(k * patience), 1):
+      break
+  return max(found, key=lambda f: f[0])
+
+
+# Seeds where exact early stopping (8, 11) or the GNMT penalty (10) would pick another
+# hypothesis than CTranslate2's rules.
+@pytest.mark.parametrize('seed', [8, 10, 11])
+def test_beam_search_with_ctranslate2s_ranking_and_patience_matches_its_rules(seed):
+  max_len, k = 6, 2
+  # PAD and BOS among the suppressed, as Whisper's rules have them (pretrained/whisper_tokens.py):
+  # the softmax then runs without them, as CTranslate2's does.
+  prefix, never = (4,), (PAD, BOS, 3)
+  lm = TableLM(seed, max_len=max_len, eos_bias=0.5)
+  rules = decoding.Rules(prefix=prefix, never=never)
+  fn, cache = decoding.with_rules(TableLM.fn, lm.cache, rules)
+  seqs, scores = decoding.beam_search(fn, cache, batch_size=BATCH, beam_size=k,
+                                      max_len=max_len, bos_id=BOS, eos_id=EOS, alpha=1.0,
+                                      length_norm='length', patience=1.0, prefix_len=1)
+  for item in range(BATCH):
+    want_score, want = ctranslate2_beam_search(lm, item, k, max_len, prefix, 1.0, never)
+    assert strip(seqs[item, 0]) == want, item
+    assert float(scores[item, 0]) == pytest.approx(want_score, rel=1e-5)
+    assert strip(seqs[item, 0])[0] == 4 and 3 not in strip(seqs[item, 0])

@@ -29,6 +29,7 @@ beam search neither tiles nor reorders. The model then owns the beam bookkeeping
 keeps every beam's K/V in a slot of its own and a small (reordered) ancestry mask saying
 which slot holds each hypothesis's past (see models/transformer/).
 """
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -101,12 +102,18 @@ def _check_per_item(cache: Any, beam_size: int, search: str) -> None:
              f'beam_size={beam_size}: pass beam_size={beam_size} to init_cache')
 
 
+LENGTH_NORMS = ('gnmt', 'length')
+
+
 @functools.partial(jax.jit, static_argnums=(0,), static_argnames=(
-    'batch_size', 'beam_size', 'max_len', 'bos_id', 'eos_id', 'alpha'))
+    'batch_size', 'beam_size', 'max_len', 'bos_id', 'eos_id', 'alpha', 'length_norm',
+    'patience', 'prefix_len'))
 def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int,
                 beam_size: int, max_len: int, bos_id: int, eos_id: int,
-                alpha: float = 0.6) -> tuple[jax.Array, jax.Array]:
-  """Beam search with the GNMT length penalty and exact early stopping.
+                alpha: float = 0.6, length_norm: str = 'gnmt', patience: float = 0.0,
+                prefix_len: int = 0) -> tuple[jax.Array, jax.Array]:
+  """Beam search with the GNMT length penalty and exact early stopping (by default), or
+  with CTranslate2's conventions (length_norm='length', patience > 0).
 
   Keeps two sets per item, as in flax examples/wmt: k = `beam_size` live hypotheses (no
   EOS yet) and the k best finished ones. At each step the k most probable extensions of
@@ -128,11 +135,22 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
     bos_id: the first input token.
     eos_id: the end token.
     alpha: length-penalty exponent (>= 0); 0 ranks by plain log-probability.
+    length_norm: 'gnmt': a finished hypothesis scores its summed log-probs over
+      ((5 + length incl. EOS) / 6) ** alpha (Wu et al. 2016, Eq. 14); 'length': over
+      length ** alpha, the length counting the tokens after the first `prefix_len` and
+      not EOS (CTranslate2's finalize_hypothesis_score, as faster-whisper uses it with
+      alpha 1; the summed log-probs include EOS's).
+    patience: 0: exact early stopping (below). > 0: an item stops once round(beam_size *
+      patience) hypotheses have finished, counting every EOS extension among the k best
+      candidates of each step (CTranslate2's BeamSearch; Kasai et al. 2022, "Beam Decoding
+      with Controlled Patience"), and its answer is the best of those by score.
+    prefix_len: tokens at the start of every output that the callback forces (Rules.prefix);
+      only length_norm='length' reads it.
 
   Returns:
     (sequences int32 [batch, beam, max_len], scores float32 [batch, beam]), best first;
-    score = summed log-probs / length_penalty(length incl. EOS, alpha). Slots for which no
-    hypothesis exists (tiny vocabularies) have score -inf and an all-zero sequence.
+    score = summed log-probs / the length penalty. Slots for which no hypothesis exists
+    (tiny vocabularies) have score -inf and an all-zero sequence.
 
   Raises:
     UserError: beam_size or max_len below 1, alpha < 0, or a PerItem cache entry built for
@@ -142,12 +160,26 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
   _check(max_len >= 1, f'max_len must be >= 1, got {max_len}')
   # The early-stopping bound below is only valid for a penalty that grows with length.
   _check(alpha >= 0, f'alpha must be >= 0, got {alpha}')
+  _check(length_norm in LENGTH_NORMS,
+         f'length_norm must be one of {LENGTH_NORMS}, got {length_norm!r}')
+  _check(patience >= 0, f'patience must be >= 0, got {patience}')
   b, k = batch_size, beam_size
   neg_inf = jnp.float32(-jnp.inf)
-  max_len_lp = length_penalty(max_len, alpha)
+  max_candidates = max(int(round(beam_size * patience)), 1)
+
+  def penalty(ended_at, eos):
+    """The length penalty of hypotheses whose last token is at step `ended_at`."""
+    if length_norm == 'gnmt':
+      return length_penalty(ended_at + 1, alpha)
+    n = ended_at + 1 - jnp.asarray(eos, jnp.int32) - prefix_len
+    return jnp.maximum(n, 1).astype(jnp.float32) ** alpha
+
+  max_len_lp = penalty(max_len - 1, False)
 
   def cond(s):
-    i, _, live_lp, _, fin_scores, _ = s
+    i, _, live_lp, _, fin_scores, _, found = s
+    if patience:
+      return (i < max_len) & ~jnp.all(found >= max_candidates)
     # A live hypothesis with log-prob x <= 0 can only reach log-probs y <= x, at a length L
     # <= max_len, so its final score y / lp(L) <= x / lp(L) <= x / lp(max_len) (alpha >= 0
     # makes lp increasing and >= 1). Once no item's best live beam can reach that item's
@@ -157,7 +189,7 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
     return (i < max_len) & ~done
 
   def body(s):
-    i, live_seqs, live_lp, fin_seqs, fin_scores, c = s
+    i, live_seqs, live_lp, fin_seqs, fin_scores, c, found = s
     last = jnp.where(i == 0, bos_id, live_seqs[:, :, jnp.maximum(i - 1, 0)])
     old_leaves = jax.tree.leaves(c, is_leaf=_is_per_item)
     logits, c = tokens_to_logits(last.reshape(b * k).astype(jnp.int32), c)
@@ -179,14 +211,18 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
 
     # Finished candidates: EOS extensions among the k best, length i + 1.
     in_beam = jnp.arange(n) < k
-    eos_scores = jnp.where(is_eos & in_beam, top_lp / length_penalty(i + 1, alpha), neg_inf)
+    ended = is_eos & in_beam & jnp.isfinite(top_lp)
+    open_item = (found < max_candidates)[:, None] if patience else True
+    ended = ended & open_item
+    found = found + jnp.sum(ended, axis=1)
+    eos_scores = jnp.where(ended, top_lp / penalty(i, True), neg_inf)
     # Live: the k best that did not end (top_k keeps the order, so these are the first k).
     live_lp, keep = lax.top_k(jnp.where(is_eos, neg_inf, top_lp), k)
     live_seqs = _gather_beams(seqs, keep)
     src_beam = jnp.take_along_axis(src_beam, keep, axis=1)
 
     # Merge into the k best finished; at max_len the live set counts as finished too.
-    last_step = i + 1 == max_len
+    last_step = (i + 1 == max_len) & open_item
     all_scores = jnp.concatenate([
         fin_scores, eos_scores, jnp.where(last_step, live_lp / max_len_lp, neg_inf)], axis=1)
     fin_scores, top = lax.top_k(all_scores, k)
@@ -197,7 +233,7 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
       return _gather_beams(x, src_beam).reshape(b * k, *x.shape[2:])
     leaves, treedef = jax.tree.flatten(c, is_leaf=_is_per_item)
     c = jax.tree.unflatten(treedef, [reorder(x) if ch else x for x, ch in zip(leaves, changed)])
-    return i + 1, live_seqs, live_lp, fin_seqs, fin_scores, c
+    return i + 1, live_seqs, live_lp, fin_seqs, fin_scores, c, found
 
   # Only beam 0 starts live, so the first step does not pick k copies of one hypothesis.
   init_lp = jnp.tile(jnp.array([0.0] + [-jnp.inf] * (k - 1), jnp.float32), (b, 1))
@@ -205,11 +241,62 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
   _check_per_item(cache, k, 'beam search')
   tiled = jax.tree.map(lambda x: x if _is_per_item(x) else jnp.repeat(x, k, axis=0),
                        cache, is_leaf=_is_per_item)                       # item-major
-  state = (jnp.int32(0), zeros, init_lp, zeros, jnp.full((b, k), neg_inf), tiled)
-  _, _, _, fin_seqs, fin_scores, _ = lax.while_loop(cond, body, state)
+  state = (jnp.int32(0), zeros, init_lp, zeros, jnp.full((b, k), neg_inf), tiled,
+           jnp.zeros((b,), jnp.int32))
+  _, _, _, fin_seqs, fin_scores, _, _ = lax.while_loop(cond, body, state)
   # Empty slots may hold a -inf candidate's tokens: blank them.
   fin_seqs = jnp.where(jnp.isfinite(fin_scores)[:, :, None], fin_seqs, 0)
   return fin_seqs, fin_scores
+
+
+@dataclasses.dataclass(frozen=True)
+class Rules:
+  """Constraints a task puts on every output (Whisper's decoding conventions,
+  pretrained/whisper_tokens.py), applied to the logits before the search sees them.
+
+  Attributes:
+    prefix: tokens forced first, one per step (Whisper's <|lang|> <|task|> <|notimestamps|>):
+      their log-probability is 0, so they add nothing to a score.
+    never: tokens never emitted (Whisper's suppressed tokens); their probability mass goes
+      to the others (the softmax runs without them, as CTranslate2 disables tokens).
+    never_first: tokens not emitted at the first step after the prefix (suppress_blank).
+  """
+  prefix: tuple[int, ...] = ()
+  never: tuple[int, ...] = ()
+  never_first: tuple[int, ...] = ()
+
+
+def with_rules(tokens_to_logits: TokensToLogits, cache: Any,
+               rules: Rules | None) -> tuple[TokensToLogits, Any]:
+  """A callback and cache that apply `rules` (None: the callback and cache as they are).
+
+  The wrapped cache is {'step': int32 [N], 'model': cache}: the step travels with each row,
+  so every search tiles and reorders it like the rest.
+  """
+  if rules is None or rules == Rules():
+    return tokens_to_logits, cache
+  prefix = jnp.asarray(rules.prefix or (0,), jnp.int32)
+  p = len(rules.prefix)
+
+  def mask_of(ids, vocab):
+    m = jnp.zeros((vocab,), bool)
+    return m.at[jnp.asarray(ids, jnp.int32)].set(True) if ids else m
+
+  def wrapped(tokens, c):
+    logits, inner = tokens_to_logits(tokens, c['model'])
+    vocab = logits.shape[-1]
+    step = c['step'][:, None]
+    never = mask_of(rules.never, vocab)
+    first = never | mask_of(rules.never_first, vocab)
+    logits = jnp.where(jnp.where(step == p, first, never), -jnp.inf, logits)
+    if p:
+      forced = prefix[jnp.minimum(step, p - 1)] == jnp.arange(vocab)
+      logits = jnp.where(step < p, jnp.where(forced, 0.0, -jnp.inf), logits)
+    return logits, {'step': c['step'] + 1, 'model': inner}
+
+  rows = jax.tree.leaves(cache, is_leaf=_is_per_item)[0]
+  rows = (rows.value if _is_per_item(rows) else rows).shape[0]
+  return wrapped, {'step': jnp.zeros((rows,), jnp.int32), 'model': cache}
 
 
 def _filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:

@@ -27,10 +27,11 @@ by greedy decoding in one jitted `lax.while_loop` over the model's
 cache (`Model.init_cache` / `decode_step`) until <|endoftext|>, as CTranslate2 decodes with
 beam_size=1: the tokens `suppressed_ids` names never (config.json's suppress_ids and the
 task tokens, as faster-whisper's get_suppressed_tokens), config.json's suppress_ids_begin
-not first (suppress_blank), at most min(448 / 2, 448 - prompt) new tokens. The codebase's
-greedy_search does not fit: it starts from one BOS and never emits id 0, which is a real
-token ('!') in Whisper's vocabulary. Text: tokens below <|endoftext|> decoded by the
-`tokenizers` package from tokenizer.json.
+not first (suppress_blank), at most min(448 / 2, 448 - prompt) new tokens. It works in
+Whisper's own token ids and cuts long recordings into 30 s windows; the speech task
+(`model.pretrained`, checkpoints.py) runs the same model through the trainer's searches with
+the ids permuted (whisper_tokens.py), and the tests check the one against the other. Text:
+tokens below <|endoftext|> decoded by the `tokenizers` package from tokenizer.json.
 """
 import functools
 import json

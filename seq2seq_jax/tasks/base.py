@@ -15,6 +15,7 @@ The trainer calls, in this order:
   make_batcher(...)     a data.pipeline.Batcher over (sources, targets)
   eval_loss_data(split), eval_set(split), collate_sources(...), decode_prediction(ids, text),
   score()               at every evaluation, and encode_source(line) in --mode=predict;
+  decode_rules()        constraints on every decoded output (Whisper's prompt), or None;
   target_tokens(ids)    labels of the attention maps (--attention_maps)
 
 Sources are whatever the model's frontend reads, one per example: id arrays without EOS
@@ -93,6 +94,9 @@ class Task(Protocol):
 
   def encode_source(self, line: str) -> tuple[Any, int]:
     """One --mode=predict input line -> (source, how many of its symbols are unknown)."""
+
+  def decode_rules(self) -> Any:
+    """decoding.Rules every output obeys (a forced prefix, suppressed tokens), or None."""
 
 
 class BaseTask:
@@ -202,6 +206,11 @@ class BaseTask:
   def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
     """Metric name -> value for hypotheses against each source's references."""
     raise NotImplementedError
+
+  def decode_rules(self) -> Any:
+    """decoding.Rules every output obeys (a forced prefix, suppressed tokens; a pretrained
+    model's conventions), or None (default: none)."""
+    return None
 
   # --- prediction ----------------------------------------------------------------------------
   def encode_source(self, line: str) -> tuple[Any, int]:

@@ -46,23 +46,33 @@ class FileToTextTask(base.BaseTask):
     d = self.data
     self.source = sources.select(d, self.SOURCES, 'tsv')
     required = () if self.source.tfds else self.source.keys  # TFDS splits have defaults
-    for key in ('alphabet', 'target_len', *required):
+    chars = self.character_targets(config)
+    for key in (('alphabet',) if chars else ()) + ('target_len', *required):
       if key not in d:
         raise UserError(f'config.data.{key} is missing (task {config.task!r})')
-    alphabet = str(d.alphabet)
-    if not alphabet or len(set(alphabet)) != len(alphabet):
-      raise UserError(f'data.alphabet must be a string of distinct characters, got {alphabet!r}')
     self.bad_pairs = d.get('bad_pairs', 'error')
     corpus_lib.check_policy(self.bad_pairs)
-    self.vocab = SymbolVocab(tuple(alphabet))
-    self._alphabet = frozenset(alphabet)
+    self.vocab, self._alphabet = None, None
+    if chars:
+      alphabet = str(d.alphabet)
+      if not alphabet or len(set(alphabet)) != len(alphabet):
+        raise UserError(f'data.alphabet must be a string of distinct characters, got '
+                        f'{alphabet!r}')
+      self.vocab = SymbolVocab(tuple(alphabet))
+      self._alphabet = frozenset(alphabet)
     self.src_vocab_size = 0
-    self.tgt_vocab_size = len(self.vocab)
+    self.tgt_vocab_size = len(self.vocab) if chars else 0
     self.target_len = int(d.target_len)
     self._lines: dict[str, list[tuple[str, str]]] = {}
     self._arrays: dict[str, np.ndarray] = {}
 
   # --- what subclasses provide --------------------------------------------------------------
+  def character_targets(self, config: Any) -> bool:
+    """Whether targets are characters of data.alphabet (a subclass with other targets, such
+    as a pretrained model's tokens, says False and sets the vocabulary itself)."""
+    del config
+    return True
+
   def load_input(self, path: str) -> np.ndarray:
     """The array for one input file; raises any exception for an unreadable file."""
     raise NotImplementedError
@@ -118,7 +128,8 @@ class FileToTextTask(base.BaseTask):
           bad(where, problem)
           continue
         out.append((path, text.strip()))
-        outside.update(c for c in text.strip() if c not in self._alphabet)
+        if self._alphabet is not None:
+          outside.update(c for c in text.strip() if c not in self._alphabet)
     if not out:
       raise UserError(f'{tsv}: no usable examples')
     note = f' ({bad.count} bad line(s) skipped)' if bad.count else ''

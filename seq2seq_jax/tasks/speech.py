@@ -27,6 +27,16 @@ Data (config.data):
       'chars' (default): one id per character of `alphabet` (characters outside it are UNK);
       'sentencepiece': SentencePiece units (`spm_vocab_size`, `spm_model_type`, default
       'unigram'), trained on the training transcripts into DIR/spm/speech.model on first use.
+      With `model.pretrained` (a pretrained Whisper: pretrained/checkpoints.py) the targets
+      are the checkpoint's own tokens whatever this says ('sentencepiece' is refused), with
+      the prompt of config.decode.language and config.decode.task ('transcribe' or
+      'translate'), and decoding follows Whisper's conventions (pretrained/whisper_tokens.py);
+      data.alphabet is not read.
+  score_normalizer
+      '' (default): hypotheses and references scored as `lowercase` leaves them; 'basic':
+      both lower-cased, every punctuation mark, symbol and combining mark (Unicode categories
+      P, S, M after NFKC) replaced by a space, whitespace collapsed: openai-whisper's
+      BasicTextNormalizer (remove_diacritics=False), for a model that writes punctuation.
   lowercase
       True (default): transcripts are lower-cased (LibriSpeech's are upper case); whitespace
       is collapsed either way. Scoring compares the normalised texts.
@@ -52,6 +62,7 @@ import functools
 import json
 import os
 import re
+import unicodedata
 from typing import Any, Sequence
 
 import numpy as np
@@ -60,12 +71,15 @@ from seq2seq_jax.data import corpus as corpus_lib
 from seq2seq_jax.data import features
 from seq2seq_jax.data import spm as spm_lib
 from seq2seq_jax.data.vocab import EOS_ID, NUM_SPECIAL
+from seq2seq_jax.decoding import search as decoding
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.pretrained import checkpoints
 from seq2seq_jax.tasks import base
 from seq2seq_jax.tasks import file_inputs
 
 SAMPLE_RATE = 16_000
 TARGETS = ('chars', 'sentencepiece')
+SCORE_NORMALIZERS = ('', 'basic')
 # The TFDS source's split names when data.train_split etc. are not set: LibriSpeech's.
 TFDS_SPLITS = {'train': 'train_clean100+train_clean360+train_other500',
                'validation': 'dev_clean', 'test': 'test_clean'}
@@ -180,7 +194,20 @@ class Task(file_inputs.FileToTextTask):
     self.targets = str(d.get('targets', 'chars'))
     if self.targets not in TARGETS:
       raise UserError(f'data.targets must be one of {TARGETS}, got {self.targets!r}')
+    self.score_normalizer = str(d.get('score_normalizer', ''))
+    if self.score_normalizer not in SCORE_NORMALIZERS:
+      raise UserError(f'data.score_normalizer must be one of {SCORE_NORMALIZERS}, got '
+                      f'{self.score_normalizer!r}')
     self._sp = None
+    self.pretrained_tokens = None
+    spec = checkpoints.spec_of(config.model) if 'model' in config else ''
+    if spec:
+      if self.targets == 'sentencepiece':
+        raise UserError("data.targets='sentencepiece' and model.pretrained exclude each "
+                        "other: a pretrained model's targets are its own tokens")
+      self.targets = 'pretrained'
+      self.pretrained_tokens = self._tokens_of(spec, config)
+      self.tgt_vocab_size = self.pretrained_tokens.vocab_size
     if self.targets == 'sentencepiece':
       self.tgt_vocab_size = int(d.get('spm_vocab_size', 0))
       if self.tgt_vocab_size <= NUM_SPECIAL:
@@ -193,10 +220,38 @@ class Task(file_inputs.FileToTextTask):
                       f'{seconds}')
     self.sample_buckets = tuple(int(np.ceil(s * SAMPLE_RATE)) for s in sorted(seconds))
 
+  def character_targets(self, config: Any) -> bool:
+    return not ('model' in config and checkpoints.spec_of(config.model))
+
+  @staticmethod
+  def _tokens_of(spec: str, config: Any):
+    from seq2seq_jax.pretrained import whisper_tokens  # pylint: disable=g-import-not-at-top
+    decode = config.get('decode', {})
+    language = str(decode.get('language', '') or '')
+    if not language:
+      raise UserError('model.pretrained needs the language of the speech: set '
+                      'decode.language (e.g. --config.decode.language=en)')
+    ckpt = checkpoints.load(spec)
+    return whisper_tokens.WhisperTokens(ckpt.tokenizer, ckpt.config_json, ckpt.vocab_size,
+                                        language, str(decode.get('task', 'transcribe')))
+
   # --- text -------------------------------------------------------------------------------
   def normalize(self, text: str) -> str:
     text = ' '.join(text.split())
     return text.lower() if self.lowercase else text
+
+  def score_text(self, text: str) -> str:
+    """A hypothesis or reference as scoring compares it (data.score_normalizer)."""
+    text = self.normalize(text)
+    if self.score_normalizer == 'basic':
+      text = ''.join(' ' if unicodedata.category(c)[0] in 'MSP' else c
+                     for c in unicodedata.normalize('NFKC', text))
+      text = ' '.join(text.lower().split())
+    return text
+
+  def decode_rules(self) -> decoding.Rules | None:
+    t = self.pretrained_tokens
+    return None if t is None else decoding.Rules(t.prefix, t.never, t.never_first)
 
   def setup(self, workdir: str) -> None:
     """SentencePiece targets: trains the model on the training transcripts into
@@ -210,6 +265,8 @@ class Task(file_inputs.FileToTextTask):
                                 seed=self.seed)
 
   def encode_text(self, text: str) -> np.ndarray:
+    if self.pretrained_tokens is not None:
+      return self.pretrained_tokens.encode(text)
     if self._sp is None and self.targets == 'sentencepiece':
       raise RuntimeError('setup(workdir) loads the SentencePiece model first')
     if self._sp is not None:
@@ -217,6 +274,8 @@ class Task(file_inputs.FileToTextTask):
     return self.vocab.encode(text)[0]
 
   def decode_target(self, ids: Sequence[int]) -> str:
+    if self.pretrained_tokens is not None:
+      return self.pretrained_tokens.decode(ids)
     if self._sp is None:
       return super().decode_target(ids)
     out = []
@@ -228,7 +287,8 @@ class Task(file_inputs.FileToTextTask):
     return self._sp.decode(out)
 
   def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
-    return super().score([self.normalize(h) for h in hyps], refs)
+    return super().score([self.score_text(h) for h in hyps],
+                         [[self.score_text(r) for r in rs] for rs in refs])
 
   # --- audio ------------------------------------------------------------------------------
   def load_input(self, path: str) -> Waveform:
@@ -314,6 +374,8 @@ class Task(file_inputs.FileToTextTask):
     return features.collate_inputs(sources, rows, self.sample_buckets)
 
   def target_tokens(self, ids: Sequence[int]) -> list[str]:
+    if self.pretrained_tokens is not None:
+      return self.pretrained_tokens.pieces(ids)
     if self._sp is None:
       return super().target_tokens(ids)
     out = []

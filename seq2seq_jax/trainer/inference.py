@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from seq2seq_jax import config as config_lib
 from seq2seq_jax.analysis import attention_maps as maps_lib
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.pretrained import checkpoints as pretrained
 from seq2seq_jax.trainer import train as train_lib
 from seq2seq_jax.trainer import workdir as workdir_lib
 from seq2seq_jax.trainer.checkpoint import Checkpointer
@@ -59,9 +60,22 @@ class Loaded:
 
   def __init__(self, config, workdir: str, checkpoint: str | int | None = None):
     self.workdir = os.path.abspath(workdir)
-    if not os.path.isdir(os.path.join(self.workdir, 'checkpoints')):
-      raise UserError(f'no checkpoints in {self.workdir} (train first with --mode=train)')
     choice = parse_checkpoint(checkpoint)
+    self.config = config
+    if not os.path.isdir(os.path.join(self.workdir, 'checkpoints')):
+      spec = pretrained.spec_of(config.model)
+      if not spec:
+        raise UserError(f'no checkpoints in {self.workdir} (train first with --mode=train)')
+      if choice != 'best':
+        raise UserError(f'--checkpoint={choice}: {self.workdir} has no checkpoints; the '
+                        f'model is model.pretrained={spec} as it is')
+      # No training yet: the pretrained weights as they are.
+      self.run = train_lib.setup(config)
+      self.run.task.setup(self.workdir)
+      self.params = pretrained.load_into(self.run.abstract_state.params, spec, self.run.task)
+      self.checkpoint = f'pretrained ({spec})'
+      self.step = 0
+      return
     ckpt = Checkpointer(self.workdir, read_only=True)
     try:
       workdir_lib.check(config, self.workdir, ckpt,
@@ -194,6 +208,8 @@ def evaluate(config, workdir: str, checkpoint: str | int | None = None) -> list[
   on stdout, progress on stderr, DIR/eval_<split>_<step>.json and TensorBoard scalars."""
   model = Loaded(config, workdir, checkpoint)
   lead = train_lib._is_lead()  # pylint: disable=protected-access
+  if lead and model.step == 0 and not os.path.isdir(model.workdir):
+    os.makedirs(model.workdir, exist_ok=True)   # a pretrained model's first figures
   if lead:
     print(f'evaluating {model.checkpoint} of {model.workdir}', file=sys.stderr, flush=True)
   rows = []

@@ -170,6 +170,11 @@ def check_decode_config(decode_config: Any) -> str:
                         f"decode.method='sample' (the method is {method!r})")
   if int(decode_config.max_len) < 1:
     raise UserError(f'decode.max_len must be >= 1, got {decode_config.max_len}')
+  if decode_config.get('length_norm', 'gnmt') not in decoding.LENGTH_NORMS:
+    raise UserError(f'decode.length_norm must be one of {decoding.LENGTH_NORMS}, got '
+                    f'{decode_config.get("length_norm")!r}')
+  if float(decode_config.get('patience', 0.0)) < 0:
+    raise UserError(f'decode.patience must be >= 0, got {decode_config.get("patience")}')
   ctc_weight = decode_config.get('ctc_weight', 0.0)
   if not 0.0 <= float(ctc_weight) <= 1.0:
     raise UserError(f'decode.ctc_weight must be in [0, 1], got {ctc_weight}')
@@ -202,7 +207,8 @@ def ctc_rescore(seqs: jax.Array, scores: jax.Array, logits: jax.Array, mask: jax
   return jnp.take_along_axis(seqs, best[:, None, None], axis=1)[:, 0]
 
 
-def make_predict_step(model: Model, decode_config: Any) -> Callable:
+def make_predict_step(model: Model, decode_config: Any,
+                      rules: decoding.Rules | None = None) -> Callable:
   """Returns predict_step(params, inputs, rng) -> the output sequences int32 [B, max_len].
 
   `inputs` is a dict holding 'inputs' (ids [B, S], features [B, T, F], waveforms [B, N] or
@@ -211,17 +217,28 @@ def make_predict_step(model: Model, decode_config: Any) -> Callable:
   (temperature, top_k, top_p) from `rng`, which the other methods ignore, or 'ctc_greedy':
   the best path of the model's CTC head (model.ctc_weight > 0), without the decoder.
 
+  Beam search ranks finished hypotheses by decode.length_norm ('gnmt' by default; 'length':
+  CTranslate2's, the length counting the tokens after the rules' prefix) and stops exactly
+  (decode.patience 0) or, with decode.patience p > 0, after round(beam_size * p) finished
+  hypotheses per item (decoding.beam_search).
+
   Joint CTC-attention decoding (decode.ctc_weight = w > 0, beam search, a model with a CTC
   head): the beam's finished hypotheses are rescored by (1 - w) log P_att + w log P_ctc,
   divided by the search's length penalty, and the best one is returned (n-best rescoring, as
   the attention rescoring of WeNet turned around; Kim et al. 2017 and ESPnet score the CTC
   prefix inside the search instead). The CTC term runs the encoder a second time.
+
+  `rules` (the task's decode_rules(), e.g. Whisper's prompt and suppressed tokens) constrain
+  every method but 'ctc_greedy' (decoding.with_rules).
   """
   method = check_decode_config(decode_config)
   beam_size = int(decode_config.get('beam_size', 1)) if method == 'beam' else 1
   max_len = int(decode_config.max_len)
   alpha = float(decode_config.get('alpha', 0.6))
   ctc_weight = float(decode_config.get('ctc_weight', 0.0))
+  length_norm = str(decode_config.get('length_norm', 'gnmt'))
+  patience = float(decode_config.get('patience', 0.0))
+  prefix_len = len(rules.prefix) if rules is not None else 0
   sampling = {k: decode_config.get(k, v) for k, v in _SAMPLING_KEYS.items()}
 
   def predict_step(params, inputs: dict[str, jax.Array], rng: jax.Array):
@@ -232,8 +249,10 @@ def make_predict_step(model: Model, decode_config: Any) -> Callable:
     cache = model.apply({'params': params}, inputs['inputs'], max_len, max(beam_size, 1),
                         inputs_mask=inputs.get('inputs_mask'), method='init_cache')
 
-    def tokens_to_logits(tokens, c):
+    def model_step(tokens, c):
       return model.apply({'params': params}, tokens, c, method='decode_step')
+
+    tokens_to_logits, cache = decoding.with_rules(model_step, cache, rules)
 
     kw = dict(batch_size=inputs['inputs'].shape[0], max_len=max_len, bos_id=BOS_ID,
               eos_id=EOS_ID)
@@ -242,7 +261,8 @@ def make_predict_step(model: Model, decode_config: Any) -> Callable:
     if beam_size <= 1:
       return decoding.greedy_search(tokens_to_logits, cache, **kw)[0]
     seqs, scores = decoding.beam_search(tokens_to_logits, cache, beam_size=beam_size,
-                                        alpha=alpha, **kw)
+                                        alpha=alpha, length_norm=length_norm,
+                                        patience=patience, prefix_len=prefix_len, **kw)
     if ctc_weight > 0:
       logits, mask = model.apply({'params': params}, inputs['inputs'], inputs.get('inputs_mask'),
                                  method='ctc_logits')

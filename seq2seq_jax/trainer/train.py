@@ -28,6 +28,7 @@ from jax.experimental import multihost_utils
 from seq2seq_jax.trainer import feed as feed_lib
 from seq2seq_jax.trainer import frontend_weights
 from seq2seq_jax.trainer import optim
+from seq2seq_jax.pretrained import checkpoints as pretrained
 from seq2seq_jax.trainer import run_files
 from seq2seq_jax.trainer import sharding
 from seq2seq_jax.trainer import steps
@@ -86,6 +87,8 @@ def build_model_for(config, task):
   task's kind of input."""
   model_config = dict(config.model)
   model_config.pop('frontend_init', None)     # weights for a fresh run (frontend_weights.py)
+  if pretrained.spec_of(model_config):        # the architecture is the checkpoint's
+    model_config = pretrained.model_config(model_config)
   if 'dtype' in config:
     # config.dtype is the one switch; a model.dtype beside it may only agree with it.
     if model_config.get('dtype', config.dtype) != config.dtype:
@@ -168,7 +171,7 @@ def setup(config, task: Task | None = None) -> Run:
                        out_shardings=(state_shardings, repl), donate_argnums=(0,))
   eval_step = jax.jit(steps.make_eval_step(model),
                       in_shardings=(state_shardings.params, data_sh), out_shardings=repl)
-  predict_step = jax.jit(steps.make_predict_step(model, config.decode),
+  predict_step = jax.jit(steps.make_predict_step(model, config.decode, task.decode_rules()),
                          in_shardings=(state_shardings.params, data_sh, repl),
                          out_shardings=data_sh)
   return Run(config=config, mesh=mesh, rules=rules, task=task, model=model, tx=tx,
@@ -360,6 +363,11 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
            f'{len(report["loaded"])} parameter arrays loaded; initialised here: '
            f'{", ".join(report["new"]) or "none"}; left out: '
            f'{", ".join(report["left_out"]) or "none"}')
+    spec = pretrained.spec_of(config.model)
+    if spec and not init_source:   # (a warm start brings its own weights)
+      state = state.replace(params=pretrained.load_into(state.params, spec, run.task))
+      _log(f'weights from model.pretrained={spec} '
+           f'({pretrained.resolve(spec)})')
     init_path = config.model.get('frontend_init', '')
     if init_path:
       state = state.replace(params=frontend_weights.load_into(state.params, init_path))

@@ -1,0 +1,177 @@
+"""model.pretrained on the speech task: a tiny random Whisper (tests/fixtures/whisper/ct2_a,
+CTranslate2's layout) evaluated, transcribing and fine-tuned through launch.py, in process.
+
+The transcripts of `--mode=predict` must be the greedy Transcriber's (pretrained/whisper.py,
+Whisper's own token ids, checked against transformers' logits in test_whisper.py), so the
+token permutation, the prompt and the suppression of the speech task's path are checked
+against an independent implementation.
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import soundfile
+
+from seq2seq_jax.pretrained import checkpoints
+from seq2seq_jax.pretrained import whisper
+from seq2seq_jax.trainer import inference
+
+import runs  # tests/runs.py
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'whisper')
+EXPERIMENT = os.path.join(runs.ROOT, 'experiments', 'whisper_zero_shot.py')
+# The fixture's decoder has 32 positions: the Transcriber's limit is min(32 / 2, 32 - 4) = 16
+# new tokens, ours the 3 prompt tokens after BOS and those 16.
+MAX_LEN = 3 + 16
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+  """A checkpoint directory, six short recordings, their greedy transcripts, and TSVs whose
+  references are those transcripts (train: the first four; validation, test: two each)."""
+  from safetensors.numpy import load_file, save_file  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp('whisper_task')
+  ckpt = root / 'ckpt'
+  ckpt.mkdir()
+  # Hugging Face's layout: the random model of hf_a with its cross-attention outputs scaled
+  # by 20, so that its transcripts depend on the audio (the fixture's own write one token
+  # over and over for any input).
+  tensors = load_file(os.path.join(FIXTURES, 'hf_a', 'model.safetensors'))
+  save_file({k: v * 20 if 'encoder_attn.out_proj.weight' in k else v
+             for k, v in tensors.items()}, str(ckpt / 'model.safetensors'))
+  shutil.copy(os.path.join(FIXTURES, 'tokenizer.json'), ckpt / 'tokenizer.json')
+  # Suppressions that touch the permuted ids: '"' (Whisper id 1, whose slot is BOS's) and w5
+  # every step, <|endoftext|> (87) at the first.
+  config_json = json.load(open(os.path.join(FIXTURES, 'hf_a', 'config.json')))
+  config_json.update(suppress_tokens=[1, 5], begin_suppress_tokens=[87])
+  (ckpt / 'config.json').write_text(json.dumps(config_json))
+  rng = np.random.default_rng(7)
+  paths = []
+  for i in range(6):
+    n = 16000 - 1500 * i
+    t = np.arange(n) / 16000
+    wave = 0.3 * np.sin(2 * np.pi * (200 + 90 * i) * t) + rng.normal(0, 0.05, n)
+    path = root / f'u{i}.wav'
+    soundfile.write(path, wave.astype(np.float32), 16000)
+    paths.append(str(path))
+  config, params, _ = whisper.load_hf(str(ckpt))
+  tr = whisper.Transcriber(config, params, config_json, str(ckpt / 'tokenizer.json'))
+  waves = [soundfile.read(p, dtype='float32')[0] for p in paths]
+  batch = np.stack([np.pad(w, (0, 16000 - len(w))) for w in waves])
+  texts = tr.transcribe(batch, np.array([len(w) for w in waves]))
+  for name, rows in (('train', range(4)), ('dev', range(2, 4)), ('test', range(4, 6))):
+    (root / f'{name}.tsv').write_text(''.join(f'{paths[i]}\t{texts[i]}\n' for i in rows))
+  return root, str(ckpt), paths, texts
+
+
+def _args(root, ckpt, *extra):
+  return ('--config=' + EXPERIMENT, f'--config.model.pretrained={ckpt}',
+          f'--config.data.train_tsv={root / "train.tsv"}',
+          f'--config.data.eval_tsv={root / "dev.tsv"}',
+          f'--config.data.test_tsv={root / "test.tsv"}',
+          f'--config.decode.max_len={MAX_LEN}', '--config.data.second_buckets=(1.0,)',
+          '--config.data.eval_batch_size=4', '--config.batch_size=4', '--config.mesh.data=1',
+          '--config.data.max_chars_per_second=0',  # a 1 s window, transcripts of any length
+          *extra)
+
+
+def test_pretrained_whisper_predicts_and_evaluates_with_no_training(setup):
+  root, ckpt, paths, texts = setup
+  assert all(texts) and len(set(texts)) > 1     # real, differing transcripts to compare
+  work = root / 'zero_shot'
+  code, out, err = runs.cli(*_args(root, ckpt, '--mode=predict', f'--workdir={work}'),
+                            stdin=''.join(p + '\n' for p in paths))
+  assert code == 0, err
+  assert out.splitlines() == texts
+  assert not work.exists()              # predict writes nothing
+  code, out, err = runs.cli(*_args(root, ckpt, '--mode=eval', f'--workdir={work}'))
+  assert code == 0, err
+  rows = [json.loads(line) for line in out.splitlines()]
+  assert [r['split'] for r in rows] == ['validation', 'test']
+  for r in rows:   # the references are the model's own transcripts
+    assert r['checkpoint'] == f'pretrained ({ckpt})' and r['step'] == 0
+    assert r['wer'] == 0.0 and r['cer'] == 0.0 and r['accuracy'] == 100.0
+    assert r['examples'] == 2 and np.isfinite(r['loss'])
+
+
+def test_pretrained_whisper_fine_tunes_and_resumes(setup):
+  root, ckpt, _, _ = setup
+  work = root / 'fine_tune'
+  # Learning rate 0 first: the checkpoint saved after training must hold exactly the
+  # pretrained weights, in the task's token order.
+  common = _args(root, ckpt, f'--workdir={work}', '--config.eval_every_steps=2',
+                 '--config.optimizer.warmup_steps=0')
+  code, out, err = runs.cli(*common, '--config.train_steps=2',
+                            '--config.optimizer.learning_rate=0.0')
+  assert code == 0, err
+  assert 'weights from model.pretrained' in out
+  loaded = inference.load(str(work), checkpoint='latest')
+  assert loaded.step == 2
+  task = loaded.run.task
+  want = checkpoints.params_for_task(ckpt, task)
+  emb = np.asarray(loaded.params['tgt_embed']['embedding'])
+  np.testing.assert_array_equal(emb, want['tgt_embed']['embedding'])
+  np.testing.assert_array_equal(np.asarray(loaded.params['decoder_layers_0']['mlp']['wi']['kernel']),
+                                want['decoder_layers_0']['mlp']['wi']['kernel'])
+  # PAD's row is Whisper's <|startoflm|> (92), BOS's <|startoftranscript|> (88), EOS's
+  # <|endoftext|> (87), and theirs the text tokens '!', '"', '#'.
+  raw = checkpoints.load(ckpt).params['tgt_embed']['embedding']
+  np.testing.assert_array_equal(emb[[0, 1, 2, 92, 88, 87, 3]], raw[[92, 88, 87, 0, 1, 2, 3]])
+  summary = json.loads((work / 'summary.json').read_text())
+  assert summary['test/wer'] == 0.0     # unchanged weights: the zero-shot transcripts
+  # Then resume with a learning rate: training continues from step 2 and changes weights.
+  code, out, err = runs.cli(*common, '--config.train_steps=3',
+                            '--config.optimizer.learning_rate=1e-2')
+  assert code == 0, err
+  assert 'resumed from step 2' in out and 'weights from model.pretrained' not in out
+  after = inference.load(str(work), checkpoint='latest')
+  assert after.step == 3
+  assert not np.array_equal(np.asarray(after.params['tgt_embed']['embedding']), emb)
+
+
+@pytest.mark.parametrize('override, message', [
+    ('--config.model.pretrained=/no/such/dir', "model.pretrained='/no/such/dir': no such"),
+    ('--config.model.pretrained=no-such-whisper-package', 'no installed package'),
+    ('--config.decode.language=xx', "decode.language='xx' is not a language"),
+    ('--config.model.emb_dim=64', 'the architecture comes from model.pretrained'),
+])
+def test_bad_pretrained_settings_are_one_line(setup, override, message):
+  root, ckpt, paths, _ = setup
+  code, out, err = runs.cli(*_args(root, ckpt, '--mode=predict', f'--workdir={root / "bad"}',
+                                   override), stdin=paths[0] + '\n')
+  assert code == 2 and not out
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], err
+
+
+def test_a_package_shipping_model_bin_in_parts_is_joined_once(tmp_path, monkeypatch):
+  """model.pretrained=NAME-part1: the installed package's model.bin.part1 and the part2 of
+  NAME-part2, joined into the cache with the package's other files."""
+  site = tmp_path / 'site'
+  blob = os.urandom(3000)
+  for n, chunk in ((1, blob[:1800]), (2, blob[1800:])):
+    pkg = f'fakewhisper_part{n}'
+    data = site / pkg / 'data'
+    data.mkdir(parents=True)
+    (data / f'model.bin.part{n}').write_bytes(chunk)
+    files = [f'{pkg}/data/model.bin.part{n}']
+    if n == 1:
+      (data / 'config.json').write_text('{"suppress_ids": []}')
+      (data / 'tokenizer.json').write_text('{}')
+      files += [f'{pkg}/data/config.json', f'{pkg}/data/tokenizer.json']
+    info = site / f'{pkg}-1.0.dist-info'
+    info.mkdir()
+    (info / 'METADATA').write_text(f'Metadata-Version: 2.1\nName: fakewhisper-part{n}\n'
+                                   'Version: 1.0\n')
+    (info / 'RECORD').write_text(''.join(f'{f},,\n' for f in files))
+  monkeypatch.syspath_prepend(str(site))
+  monkeypatch.setenv('SEQ2SEQ_JAX_CACHE', str(tmp_path / 'cache'))
+  folder = checkpoints.resolve('fakewhisper-part1')
+  assert folder == str(tmp_path / 'cache' / 'pretrained' / 'fakewhisper-1.0')
+  assert open(os.path.join(folder, 'model.bin'), 'rb').read() == blob
+  assert sorted(os.listdir(folder)) == ['config.json', 'model.bin', 'tokenizer.json']
+  stamp = os.stat(os.path.join(folder, 'model.bin')).st_mtime_ns
+  assert checkpoints.resolve('fakewhisper-part1') == folder      # joined once
+  assert os.stat(os.path.join(folder, 'model.bin')).st_mtime_ns == stamp
