@@ -216,3 +216,7 @@ def glob(pattern: str) -> list[str]:
   s = scheme(pattern)
   bucket, _, rest = resolve(pattern).split('://', 1)[1].partition('/')
   return [str(x) for x in _epath(f'{s}://{bucket}').glob(rest)]
+
+
+def isfile(path: str) -> bool:
+  return os.path.isfile(path) if not is_remote(path) else _epath(path).is_file()
