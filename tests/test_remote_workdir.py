@@ -150,6 +150,13 @@ def test_a_workdir_where_checkpoints_cannot_go_is_one_line(workdir, message):
   assert len(err.strip().splitlines()) == 1 and 'Traceback' not in err
 
 
+def test_a_remote_data_dir_is_one_line(tmp_path):
+  code, out, err = runs.cli(f'--config={G2P_SMOKE}', *G2P_TINY, f'--workdir={tmp_path}/run',
+                            '--config.data.data_dir=gs://bucket/tensorflow_datasets')
+  assert code != 0 and 'prepared datasets are written and read as local files' in err, err
+  assert len(err.strip().splitlines()) == 1 and 'Traceback' not in err
+
+
 def test_a_missing_filesystem_package_is_one_line():
   from seq2seq_jax import paths  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.errors import UserError  # pylint: disable=g-import-not-at-top
