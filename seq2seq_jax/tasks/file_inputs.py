@@ -156,9 +156,9 @@ class FileToTextTask(base.BaseTask):
     refs: dict[str, list[str]] = collections.defaultdict(list)
     for path, text in self._read_split(split):
       refs[path].append(text)
-    paths = self._eval_paths(split)
-    return EvalSet(sources=[self._arrays[p] for p in paths], texts=paths,
-                   references=[refs[p] for p in paths])
+    files = self._eval_paths(split)
+    return EvalSet(sources=[self._arrays[p] for p in files], texts=files,
+                   references=[refs[p] for p in files])
 
   def decode_target(self, ids: Sequence[int]) -> str:
     return ''.join(self.vocab.decode(ids))
