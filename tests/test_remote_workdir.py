@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -45,7 +46,9 @@ def gcs(monkeypatch):
       try:
         urllib.request.urlopen(request, timeout=5).read()
         break
-      except OSError:
+      except urllib.error.HTTPError:
+        raise
+      except OSError:   # not listening yet
         time.sleep(0.1)
     else:
       pytest.fail('fake-gcs-server did not start')
