@@ -9,7 +9,9 @@ mesh works because the target shardings come from the abstract state, not the fi
 Damage is detected, not trusted away. The manifest, `<step>/MANIFEST.json` (the size and
 SHA-256 of every data file), is part of committing a checkpoint: process 0 writes it into
 orbax's temporary directory after all the bytes are written and before orbax renames the
-directory into place, so every committed checkpoint of this version has one. Restoring tries
+directory into place, so every committed checkpoint of this version has one. (On gs://,
+where orbax writes the step directory in place and commits it by writing commit_success.txt,
+the manifest goes into the step directory just before that file.) Restoring tries
 the verified checkpoints (manifest present and matching) newest first; a damaged one is named
 in one warning line and skipped. A checkpoint without a manifest (a crash between commit and
 manifest in an older version, or copied in by hand) is unverified: it is skipped while a
