@@ -102,24 +102,24 @@ def test_a_gs_workdir_trains_resumes_evaluates_and_predicts(gcs, tfds_data_dir, 
   assert not [p for p in os.listdir(tmp_path) if p != 'mirror'], os.listdir(tmp_path)
 
   # Resumed: step 9 follows the checkpoint of step 8, and the log grows, not restarts.
-  code, out, err = runs.cli(*args, '--config.train_steps=12')
+  code, out, err = runs.cli(*args, '--config.train_steps=16')
   assert code == 0, (out + err)[-3000:]
   from seq2seq_jax.trainer import metric_writer  # pylint: disable=g-import-not-at-top
   rows = metric_writer.read(workdir)
   train_steps = [r['step'] for r in rows if 'train/loss' in r]
-  assert train_steps == list(range(1, 13)), train_steps
+  assert train_steps == list(range(1, 17)), train_steps
   summary = json.loads(runs_read(f'{workdir}/summary.json'))
-  assert summary['steps'] == 12
+  assert summary['steps'] == 16
   assert sorted(s for s in (n.split('/')[3] for n in _objects(gcs)
                             if n.startswith('runs/g2p/checkpoints/')) if s.isdigit()) == \
-      ['12', '4', '8']   # keep_checkpoints=3 (older ones are deleted on GCS too)
+      ['12', '16', '8']   # keep_checkpoints=3: step 4 was deleted from the bucket
 
   # Eval and predict read the run's own config.json from the bucket.
   code, out, err = runs.cli(f'--workdir={workdir}', '--mode=eval', '--checkpoint=latest')
   assert code == 0, err[-3000:]
   rows = [json.loads(line) for line in out.splitlines()]
-  assert [r['split'] for r in rows] == ['validation', 'test'] and rows[0]['step'] == 12
-  saved = json.loads(runs_read(f'{workdir}/eval_test_12.json'))
+  assert [r['split'] for r in rows] == ['validation', 'test'] and rows[0]['step'] == 16
+  saved = json.loads(runs_read(f'{workdir}/eval_test_16.json'))
   assert saved['loss'] == pytest.approx(rows[1]['loss'])
 
   code, out, err = runs.cli(f'--workdir={workdir}', '--mode=predict', stdin='hello\nworld\n')
@@ -128,13 +128,13 @@ def test_a_gs_workdir_trains_resumes_evaluates_and_predicts(gcs, tfds_data_dir, 
 
   # A damaged object is caught by its manifest on GCS as on a disk: the next one is used.
   from etils import epath  # pylint: disable=g-import-not-at-top
-  data = sorted(n for n in _objects(gcs) if n.startswith('runs/g2p/checkpoints/12/state/')
+  data = sorted(n for n in _objects(gcs) if n.startswith('runs/g2p/checkpoints/16/state/')
                 and '/d/' in n)[0]
   epath.Path(f'gs://{BUCKET}/{data}').write_bytes(b'garbage')
   code, out, err = runs.cli(f'--workdir={workdir}', '--mode=predict', '--checkpoint=latest',
                             stdin='hello\n')
   assert code == 0, err[-3000:]
-  assert 'checkpoints/12 is damaged' in err and len(out.splitlines()) == 1
+  assert 'checkpoints/16 is damaged' in err and len(out.splitlines()) == 1
 
 
 def runs_read(path: str) -> str:
