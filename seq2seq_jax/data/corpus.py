@@ -9,7 +9,6 @@ corpus stops a run at once, never half way through.
 """
 import dataclasses
 import itertools
-import os
 import zlib
 from typing import Iterator
 
