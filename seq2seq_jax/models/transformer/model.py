@@ -5,7 +5,9 @@ Options beyond the paper: pre-LayerNorm (Xiong et al. 2020; the paper is post-LN
 `target_positions='learned'`), unscaled token embeddings (`scale_embeddings=False`), the
 normalisation and the MLP as registered parts (`norm`, `mlp`: blocks.py), a compute dtype
 (config.dtype), rematerialised layers (`remat`). Whisper (seq2seq_jax/pretrained/whisper.py)
-is a preset of these with its own frontend. Packed rows (several pairs per row, with segment ids and positions) are supported:
+is a preset of these with its own frontend; Marian (pretrained/marian.py) one with
+post-LN, Marian's sinusoids (`positions=dict(name='sinusoidal', endpoint=False)`), the 'swish'
+MLP and a learned bias on the tied logits (`logits_bias`: blocks.LOGITS_BIASES). Packed rows (several pairs per row, with segment ids and positions) are supported:
 attention never crosses segments. The encoder
 reads any input through `frontend` (models/frontends/: a name or a group of settings with a
 name, e.g. dict(name='audio_conv', channels=32)): token embeddings (scaled by
