@@ -7,7 +7,9 @@ normalisation and the MLP as registered parts (`norm`, `mlp`: blocks.py), a comp
 (config.dtype), rematerialised layers (`remat`). Whisper (seq2seq_jax/pretrained/whisper.py)
 is a preset of these with its own frontend; Marian (pretrained/marian.py) one with
 post-LN, Marian's sinusoids (`positions=dict(name='sinusoidal', endpoint=False)`), the 'swish'
-MLP and a learned bias on the tied logits (`logits_bias`: blocks.LOGITS_BIASES). Packed rows (several pairs per row, with segment ids and positions) are supported:
+MLP and a learned bias on the tied logits (`logits_bias`: blocks.LOGITS_BIASES); BART
+(pretrained/bart.py) adds a normalisation of the embedded tokens plus positions (`embed_norm`,
+a blocks.NORMS spec). Packed rows (several pairs per row, with segment ids and positions) are supported:
 attention never crosses segments. The encoder
 reads any input through `frontend` (models/frontends/: a name or a group of settings with a
 name, e.g. dict(name='audio_conv', channels=32)): token embeddings (scaled by
@@ -69,6 +71,7 @@ class Model(nn.Module):
   norm: Any = freeze('layer_norm')  # blocks.NORMS: the layer normalisation and its settings
   mlp: Any = freeze('relu')      # blocks.MLPS: the position-wise MLP
   logits_bias: Any = freeze('none')  # blocks.LOGITS_BIASES: a bias on the output logits
+  embed_norm: Any = ''          # blocks.NORMS after embeddings + positions (BART); '' none
   pre_norm: bool = True
   share_embeddings: bool = False
   tie_output: bool = True
@@ -151,6 +154,9 @@ class Model(nn.Module):
     if not self.tie_output:
       self.logits_dense = layers.dense(self.tgt_vocab_size, ('embed', 'vocab'), dtype=dt)
     self.output_bias = LOGITS_BIASES.build(self.logits_bias, vocab_size=self.tgt_vocab_size)
+    if self.embed_norm:   # BART's layernorm_embedding, one per side
+      self.src_embed_norm = layer_norm(dt, self.embed_norm)
+      self.tgt_embed_norm = layer_norm(dt, self.embed_norm)
     self.drop = nn.Dropout(self.dropout_rate)
 
   # --- pieces ---------------------------------------------------------------------
@@ -171,6 +177,8 @@ class Model(nn.Module):
       x = x + jnp.take(getattr(self, pos_table_name), positions, axis=0).astype(x.dtype)
     else:
       x = x + POSITIONS.build(kind)(positions, self.emb_dim).astype(x.dtype)
+    if self.embed_norm:
+      x = (self.src_embed_norm if pos_table_name == 'src_pos' else self.tgt_embed_norm)(x)
     x = self.drop(x, deterministic=deterministic)
     return constrain(x, ('batch', 'length', 'embed'))
 
