@@ -5,7 +5,8 @@ incremental decoding uses (see model.py's Model.init_cache for the cache layouts
 
 These parts are registered by name, each with its own settings (models/registry.py), so a
 pretrained family is a preset rather than a branch: the normalisation (`model.norm`, NORMS:
-'layer_norm' with `epsilon`, 1e-6 by default; Whisper's and Marian's is 1e-5), the
+'layer_norm' with `epsilon`, 1e-6 by default; Whisper's and Marian's is 1e-5; also
+`model.embed_norm`, BART's LayerNorm of the embedded tokens plus positions), the
 position-wise MLP (`model.mlp`, MLPS: 'relu', the paper's, the default; 'gelu', exact GELU as
 in Whisper; 'swish', SiLU as in Marian's OPUS-MT models), the fixed position encodings
 (`model.positions` / `model.target_positions` other than 'learned', POSITIONS: 'sinusoidal'
