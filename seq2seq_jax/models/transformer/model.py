@@ -9,11 +9,10 @@ is a preset of these with its own frontend; Marian (pretrained/marian.py) one wi
 post-LN, Marian's sinusoids (`positions=dict(name='sinusoidal', endpoint=False)`), the 'swish'
 MLP and a learned bias on the tied logits (`logits_bias`: blocks.LOGITS_BIASES); BART
 (pretrained/bart.py) adds a normalisation of the embedded tokens plus positions (`embed_norm`,
-a blocks.NORMS spec). Packed rows (several pairs per row, with segment ids and positions) are supported:
-attention never crosses segments. The encoder
-reads any input through `frontend` (models/frontends/: a name or a group of settings with a
-name, e.g. dict(name='audio_conv', channels=32)): token embeddings (scaled by
-sqrt(d_model), Sec. 3.4), image patches (with their own learned positions, as ViT), a conv
+a blocks.NORMS spec). Packed rows (several pairs per row, with segment ids and positions) are
+supported: attention never crosses segments. The encoder reads any input through `frontend`
+(models/frontends/: a name or a group of settings with a name, e.g. dict(name='audio_conv',
+channels=32)): token embeddings (scaled by sqrt(d_model), Sec. 3.4), image patches (with their own learned positions, as ViT), a conv
 net's feature grid or subsampled audio features (both given the model's positions); the
 source mask comes from the frontend.
 
@@ -182,7 +181,7 @@ class Model(nn.Module):
     x = self.drop(x, deterministic=deterministic)
     return constrain(x, ('batch', 'length', 'embed'))
 
-  def _check_length(self, length: int, what: str, kind: str) -> None:
+  def _check_length(self, length: int, what: str, kind: Any) -> None:
     if self._learned(kind) and length > self.max_len:
       raise UserError(f'{what} {length} exceeds model.max_len={self.max_len} (the size of the '
                       "learned position table); raise model.max_len or use 'sinusoidal'")
