@@ -218,7 +218,7 @@ def test_transformer_hooks_refuse_bad_settings():
   batch = {'inputs': jnp.ones((1, 3), jnp.int32), 'decoder_inputs': jnp.ones((1, 2), jnp.int32)}
   for extra, message in ((dict(norm=dict(name='rms')), 'model.norm.name'),
                          (dict(norm=dict(name='layer_norm', eps=1e-5)), 'no setting'),
-                         (dict(mlp='swish'), 'model.mlp.name'),
+                         (dict(mlp='no_such_mlp'), 'model.mlp.name'),
                          (dict(target_positions='rotary'), 'target_positions')):
     model = build_model(dict(base, **extra), 8, 8)
     with pytest.raises(UserError, match=message):

@@ -3,24 +3,34 @@ whose source K/V are computed once, the position-wise MLP, and the encoder and d
 with pre- or post-LayerNorm residual wiring. Each layer also has the one-step form (`step`) that
 incremental decoding uses (see model.py's Model.init_cache for the cache layouts).
 
-Two parts are registered by name, each with its own settings (models/registry.py), so a
+These parts are registered by name, each with its own settings (models/registry.py), so a
 pretrained family is a preset rather than a branch: the normalisation (`model.norm`, NORMS:
-'layer_norm' with `epsilon`, 1e-6 by default; Whisper's is 1e-5) and the position-wise MLP
-(`model.mlp`, MLPS: 'relu', the paper's, the default; 'gelu', exact GELU as in Whisper).
-Either keeps the parameter names of the defaults."""
+'layer_norm' with `epsilon`, 1e-6 by default; Whisper's and Marian's is 1e-5; also
+`model.embed_norm`, BART's LayerNorm of the embedded tokens plus positions), the
+position-wise MLP (`model.mlp`, MLPS: 'relu', the paper's, the default; 'gelu', exact GELU as
+in Whisper; 'swish', SiLU as in Marian's OPUS-MT models), the fixed position encodings
+(`model.positions` / `model.target_positions` other than 'learned', POSITIONS: 'sinusoidal'
+with `max_timescale` and `endpoint`) and a bias on the output logits (`model.logits_bias`,
+LOGITS_BIASES: 'none', the default; 'learned', Marian's and BART's final_logits_bias). Each
+keeps the parameter names of the defaults."""
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import layers
 from seq2seq_jax.models.layers import constrain
 from seq2seq_jax.models.registry import Registry, freeze
 
 NORMS = Registry('model.norm')
 MLPS = Registry('model.mlp')
+POSITIONS = Registry('model.positions')
+LOGITS_BIASES = Registry('model.logits_bias')
 
 
 @NORMS.register('layer_norm')
@@ -160,6 +170,62 @@ class GeluMlp(Mlp):
 
   def activation(self, h):
     return nn.gelu(h, approximate=False)
+
+
+@MLPS.register('swish')
+class SwishMlp(Mlp):
+  """The MLP with SiLU, x * sigmoid(x) (Ramachandran et al. 2017's Swish with beta 1), the
+  activation of Marian's OPUS-MT models (transformers' 'swish')."""
+
+  def activation(self, h):
+    return nn.silu(h)
+
+
+@POSITIONS.register('sinusoidal')
+@dataclasses.dataclass(frozen=True)
+class Sinusoidal:
+  """Fixed sinusoidal encodings (Vaswani et al. 2017, Sec. 3.5): all sines, then all cosines.
+
+  With `endpoint` (the default) the timescales run geometrically from 1 to `max_timescale`
+  inclusive, as tensor2tensor's get_timing_signal_1d (and fairseq, Whisper); without it they
+  stop one step short, 10000^(2i / d) for i < d / 2: the paper's formula, which Marian (and
+  Hugging Face's MarianSinusoidalPositionalEmbedding) lay out as sines then cosines.
+  """
+  max_timescale: float = 1e4
+  endpoint: bool = True
+
+  def __call__(self, positions: jax.Array, dim: int) -> jax.Array:
+    """float32 encodings [..., dim] of integer positions [...]."""
+    if self.endpoint:
+      return layers.sinusoidal(positions, dim, self.max_timescale)
+    if dim % 2:
+      raise UserError(f'sinusoidal positions without endpoint need an even width, got {dim}')
+    half = dim // 2
+    freqs = np.exp(-np.log(self.max_timescale) * np.arange(half) / half).astype(np.float32)
+    angles = positions[..., None].astype(jnp.float32) * freqs
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+@LOGITS_BIASES.register('none')
+class NoLogitsBias(nn.Module):
+  """Logits as the output projection gives them."""
+  vocab_size: int
+
+  def __call__(self, logits: jax.Array) -> jax.Array:
+    return logits
+
+
+@LOGITS_BIASES.register('learned')
+class LearnedLogitsBias(nn.Module):
+  """A learned vector [vocab] added to every position's logits (zeros at initialisation):
+  the final_logits_bias of Marian and BART, which their tied output projection lacks."""
+  vocab_size: int
+
+  @nn.compact
+  def __call__(self, logits: jax.Array) -> jax.Array:
+    bias = self.param('bias', layers.partitioned(nn.initializers.zeros_init(), ('vocab',)),
+                      (self.vocab_size,), jnp.float32)
+    return logits + bias
 
 
 class _Block(nn.Module):

@@ -5,11 +5,14 @@ Options beyond the paper: pre-LayerNorm (Xiong et al. 2020; the paper is post-LN
 `target_positions='learned'`), unscaled token embeddings (`scale_embeddings=False`), the
 normalisation and the MLP as registered parts (`norm`, `mlp`: blocks.py), a compute dtype
 (config.dtype), rematerialised layers (`remat`). Whisper (seq2seq_jax/pretrained/whisper.py)
-is a preset of these with its own frontend. Packed rows (several pairs per row, with segment ids and positions) are supported:
-attention never crosses segments. The encoder
-reads any input through `frontend` (models/frontends/: a name or a group of settings with a
-name, e.g. dict(name='audio_conv', channels=32)): token embeddings (scaled by
-sqrt(d_model), Sec. 3.4), image patches (with their own learned positions, as ViT), a conv
+is a preset of these with its own frontend; Marian (pretrained/marian.py) one with
+post-LN, Marian's sinusoids (`positions=dict(name='sinusoidal', endpoint=False)`), the 'swish'
+MLP and a learned bias on the tied logits (`logits_bias`: blocks.LOGITS_BIASES); BART
+(pretrained/bart.py) adds a normalisation of the embedded tokens plus positions (`embed_norm`,
+a blocks.NORMS spec). Packed rows (several pairs per row, with segment ids and positions) are
+supported: attention never crosses segments. The encoder reads any input through `frontend`
+(models/frontends/: a name or a group of settings with a name, e.g. dict(name='audio_conv',
+channels=32)): token embeddings (scaled by sqrt(d_model), Sec. 3.4), image patches (with their own learned positions, as ViT), a conv
 net's feature grid or subsampled audio features (both given the model's positions); the
 source mask comes from the frontend.
 
@@ -44,7 +47,8 @@ from seq2seq_jax.models import ctc
 from seq2seq_jax.models import frontends
 from seq2seq_jax.models import layers
 from seq2seq_jax.models.layers import constrain
-from seq2seq_jax.models.registry import freeze
+from seq2seq_jax.models.registry import freeze, spec_dict
+from seq2seq_jax.models.transformer.blocks import LOGITS_BIASES, POSITIONS
 from seq2seq_jax.models.transformer.blocks import DecoderLayer, EncoderLayer, layer_norm
 
 
@@ -60,11 +64,13 @@ class Model(nn.Module):
   num_decoder_layers: int = 6
   dropout_rate: float = 0.1
   attention_dropout_rate: float = 0.0
-  positions: str = 'sinusoidal'  # 'sinusoidal' (Sec. 3.5) | 'learned'
-  target_positions: str = ''    # the decoder's, if not `positions`: 'sinusoidal' | 'learned'
+  positions: Any = 'sinusoidal'  # 'learned' | blocks.POSITIONS: 'sinusoidal' (Sec. 3.5), ...
+  target_positions: Any = ''    # the decoder's, if not `positions` (the same choices)
   scale_embeddings: bool = True  # token embeddings times sqrt(emb_dim) (Sec. 3.4)
   norm: Any = freeze('layer_norm')  # blocks.NORMS: the layer normalisation and its settings
   mlp: Any = freeze('relu')      # blocks.MLPS: the position-wise MLP
+  logits_bias: Any = freeze('none')  # blocks.LOGITS_BIASES: a bias on the output logits
+  embed_norm: Any = ''          # blocks.NORMS after embeddings + positions (BART); '' none
   pre_norm: bool = True
   share_embeddings: bool = False
   tie_output: bool = True
@@ -77,8 +83,12 @@ class Model(nn.Module):
   ctc_weight: float = 0.0       # joint CTC-attention: weight of a CTC head on the encoder
 
   @property
-  def _target_positions(self) -> str:
+  def _target_positions(self) -> Any:
     return self.target_positions or self.positions
+
+  @staticmethod
+  def _learned(spec: Any) -> bool:
+    return spec_dict(spec).get('name') == 'learned'
 
   @property
   def _tokens(self) -> bool:
@@ -94,10 +104,14 @@ class Model(nn.Module):
     if width % self.num_heads:
       raise UserError(f'attention width {width} is not divisible by num_heads {self.num_heads}')
     for key in ('positions', 'target_positions'):
-      if getattr(self, key) not in ('sinusoidal', 'learned') and (key, getattr(self, key)) != (
-          'target_positions', ''):
-        raise UserError(f"model.{key} must be 'sinusoidal' or 'learned', "
-                        f'got {getattr(self, key)!r}')
+      spec = getattr(self, key)
+      if (key, spec) == ('target_positions', '') or self._learned(spec):
+        continue
+      name = spec_dict(spec).get('name')
+      if name not in POSITIONS.names():
+        raise UserError(f"model.{key} must be 'learned' or one of "
+                        f'{", ".join(POSITIONS.names())}, got {name!r}')
+      POSITIONS.build(spec)   # a setting the encoding does not have: one clear error
     if self.share_embeddings and fe != 'tokens':
       raise UserError(f"share_embeddings needs model.frontend 'tokens', got {fe!r}")
     if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
@@ -119,9 +133,9 @@ class Model(nn.Module):
     if not self.share_embeddings:
       self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.emb_dim, dtype=dt)
     init = layers.partitioned(nn.initializers.normal(0.02), (None, 'embed'))
-    if self.positions == 'learned':
+    if self._learned(self.positions):
       self.src_pos = self.param('src_pos', init, (self.max_len, self.emb_dim), jnp.float32)
-    if self._target_positions == 'learned':
+    if self._learned(self._target_positions):
       self.tgt_pos = self.param('tgt_pos', init, (self.max_len, self.emb_dim), jnp.float32)
     # `deterministic` is a Python bool (argument 3 and 5, counting self): static for remat.
     encoder_layer = layers.remat(EncoderLayer, self.remat, static_argnums=(3,))
@@ -138,6 +152,10 @@ class Model(nn.Module):
       self.decoder_norm = layer_norm(dt, self.norm)
     if not self.tie_output:
       self.logits_dense = layers.dense(self.tgt_vocab_size, ('embed', 'vocab'), dtype=dt)
+    self.output_bias = LOGITS_BIASES.build(self.logits_bias, vocab_size=self.tgt_vocab_size)
+    if self.embed_norm:   # BART's layernorm_embedding, one per side
+      self.src_embed_norm = layer_norm(dt, self.embed_norm)
+      self.tgt_embed_norm = layer_norm(dt, self.embed_norm)
     self.drop = nn.Dropout(self.dropout_rate)
 
   # --- pieces ---------------------------------------------------------------------
@@ -152,17 +170,19 @@ class Model(nn.Module):
 
   def _add_positions(self, x, pos_table_name, positions, deterministic):
     kind = self.positions if pos_table_name == 'src_pos' else self._target_positions
-    if kind == 'learned':
+    if self._learned(kind):
       # A learned table has max_len rows; a longer row would read past it (NaN).
       self._check_length(x.shape[1], 'a batch of length', kind)
       x = x + jnp.take(getattr(self, pos_table_name), positions, axis=0).astype(x.dtype)
     else:
-      x = x + layers.sinusoidal(positions, self.emb_dim).astype(x.dtype)
+      x = x + POSITIONS.build(kind)(positions, self.emb_dim).astype(x.dtype)
+    if self.embed_norm:
+      x = (self.src_embed_norm if pos_table_name == 'src_pos' else self.tgt_embed_norm)(x)
     x = self.drop(x, deterministic=deterministic)
     return constrain(x, ('batch', 'length', 'embed'))
 
-  def _check_length(self, length: int, what: str, kind: str) -> None:
-    if kind == 'learned' and length > self.max_len:
+  def _check_length(self, length: int, what: str, kind: Any) -> None:
+    if self._learned(kind) and length > self.max_len:
       raise UserError(f'{what} {length} exceeds model.max_len={self.max_len} (the size of the '
                       "learned position table); raise model.max_len or use 'sinusoidal'")
 
@@ -182,6 +202,7 @@ class Model(nn.Module):
     # by sqrt(d_model) only in the embedding layers; with E ~ N(0, 1/d_model) and y
     # layer-normalised, these logits already have unit variance.
     logits = (self._target_embed().attend(y) if self.tie_output else self.logits_dense(y))
+    logits = self.output_bias(logits.astype(jnp.float32))
     return constrain(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
 
   @staticmethod
