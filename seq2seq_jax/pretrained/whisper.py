@@ -34,7 +34,6 @@ the ids permuted (whisper_tokens.py), and the tests check the one against the ot
 tokens below <|endoftext|> decoded by the `tokenizers` package from tokenizer.json.
 """
 import functools
-import json
 import os
 from typing import Any
 
@@ -46,6 +45,7 @@ from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import audio
 from seq2seq_jax.models import layers
 from seq2seq_jax.pretrained import ctranslate2
+from seq2seq_jax.pretrained import hf_text
 
 # size: (width, heads, encoder layers, decoder layers, mel bins, vocabulary)
 SIZES = {
@@ -219,16 +219,6 @@ def check_encoder_positions(table: np.ndarray, tol: float = 2e-3) -> None:
                     f'{diff:.3g}; this model computes sinusoids')
 
 
-def _read_json(path: str) -> dict[str, Any]:
-  if not os.path.isfile(path):
-    raise UserError(f'no {os.path.basename(path)} in {os.path.dirname(path) or "."!r}')
-  try:
-    with open(path, encoding='utf-8') as f:
-      return json.load(f)
-  except json.JSONDecodeError as e:
-    raise UserError(f'{path} is not JSON: {e}') from None
-
-
 def _from_ct2_names(v: dict[str, np.ndarray], heads: int, num_mels_hint: int | None = None
                     ) -> tuple[dict[str, Any], dict[str, Any]]:
   enc = sum(1 for k in v if k.startswith('encoder/layer_') and k.endswith('ffn/linear_0/weight'))
@@ -254,7 +244,7 @@ def load_ctranslate2(directory: str) -> tuple[dict[str, Any], dict[str, Any], di
   heads = int(v['encoder/num_heads'])
   if int(v.get('decoder/num_heads', heads)) != heads:
     raise UserError('encoder and decoder head counts differ; this preset has one')
-  config_json = _read_json(os.path.join(directory, 'config.json'))
+  config_json = hf_text.read_json(os.path.join(directory, 'config.json'))
   config, params = _from_ct2_names(v, heads)
   return config, params, config_json
 
@@ -262,7 +252,7 @@ def load_ctranslate2(directory: str) -> tuple[dict[str, Any], dict[str, Any], di
 def load_hf(directory: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
   """(model config, params, config.json) of a Hugging Face Whisper directory
   (model.safetensors + config.json)."""
-  cfg = _read_json(os.path.join(directory, 'config.json'))
+  cfg = hf_text.read_json(os.path.join(directory, 'config.json'))
   path = os.path.join(directory, 'model.safetensors')
   if not os.path.isfile(path):
     raise UserError(f'no model.safetensors in {directory!r}')
