@@ -33,14 +33,14 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   check_variant(arg, VARIANTS)
   c = whisper_zero_shot.get_config('fillets')
   c.batch_size = 8
-  c.train_steps = 1000
-  c.eval_every_steps = 250
+  c.train_steps = 900
+  c.eval_every_steps = 150
   c.data.eval_batch_size = 16
   # Compile the train step for every length bucket before the first step.
   c.precompile_threads = 1
   if arg != 'window30':
     c.model.frontend.frames = 0
-  c.optimizer = dict(name='adamw', learning_rate=2e-5, b1=0.9, b2=0.98, eps=1e-6,
+  c.optimizer = dict(name='adamw', learning_rate=3e-5, b1=0.9, b2=0.98, eps=1e-6,
                      weight_decay=0.0, schedule='cosine', warmup_steps=50, grad_clip_norm=1.0,
                      freeze=('^frontend/',))
   return c
