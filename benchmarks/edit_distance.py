@@ -6,7 +6,13 @@ with about 20% of its characters replaced at random; both compute character edit
 and must give the same total. The time covers the distances alone.
 
   python benchmarks/edit_distance.py
+  python benchmarks/edit_distance.py --workdir=runs/spoken_digits --rounds=2
+
+With --workdir: a trained run's whole evaluation of its test split (seq2seq_jax.load, then
+.evaluate('test'): batching, decoding and scoring), in alternating rounds with each edit
+distance, after one untimed pass that compiles; the metrics must be identical.
 """
+import argparse
 import random
 import time
 
@@ -39,5 +45,39 @@ def main() -> None:
   assert len(set(totals.values())) == 1, totals
 
 
+def whole_eval(workdir: str, rounds: int) -> None:
+  import seq2seq_jax  # pylint: disable=g-import-not-at-top
+  model = seq2seq_jax.load(workdir)
+  model.evaluate('test')                     # compiles every batch shape
+  fast = error_rates.edit_distance
+  seconds, metrics = {'rapidfuzz': [], 'python DP': []}, {}
+  try:
+    for r in range(rounds):
+      for name, fn in (('rapidfuzz', fast), ('python DP', python_dp)):
+        error_rates.edit_distance = fn
+        start = time.perf_counter()
+        metrics[name] = model.evaluate('test')
+        seconds[name].append(time.perf_counter() - start)
+        print(f'round {r + 1}: {name}: eval of the test split {seconds[name][-1]:.2f} s '
+              f"({metrics[name].get('examples', '?')} examples, step {model.step})", flush=True)
+  finally:
+    error_rates.edit_distance = fast
+  for name in seconds:
+    print(f'{name}: best {min(seconds[name]):.2f} s; '
+          + ', '.join(f'{k} {v:.4g}' for k, v in sorted(metrics[name].items())
+                      if k != 'seconds'))
+  same = {k: v for k, v in metrics['rapidfuzz'].items() if k != 'seconds'} == {
+      k: v for k, v in metrics['python DP'].items() if k != 'seconds'}
+  print(f'identical metrics: {same}')
+  assert same
+
+
 if __name__ == '__main__':
-  main()
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--workdir', default='', help="a trained run: time its test split's eval")
+  p.add_argument('--rounds', type=int, default=2)
+  a = p.parse_args()
+  if a.workdir:
+    whole_eval(a.workdir, a.rounds)
+  else:
+    main()
