@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any, Sequence
 
+from seq2seq_jax import paths
 from seq2seq_jax.trainer import run_files
 
 
@@ -92,7 +93,13 @@ class MetricWriter:
                   if r.get('step', 0) > resumed_at)
     with run_files.io_errors('opening the metrics log', self.path):
       run_files.end_with_newline(self.path)
-      self._file = open(self.path, 'a')
+      if paths.is_remote(self.path):
+        # An object cannot be appended to: the log is kept here and the object rewritten
+        # whole at each row (an upload is seen whole or not at all, so never torn).
+        self._file = None
+        self._text = paths.read_bytes(self.path) if paths.exists(self.path) else b''
+      else:
+        self._file = open(self.path, 'a')
       if later:
         self._append({'step': int(resumed_at), 'restart/from_step': int(resumed_at),
                       'restart/rows_after': later})
@@ -104,7 +111,12 @@ class MetricWriter:
                                purge_step=int(resumed_at) if later else None)
 
   def _append(self, row: dict[str, Any]) -> None:
-    self._file.write(json.dumps(row) + '\n')
+    line = json.dumps(row) + '\n'
+    if self._file is None:
+      self._text += line.encode('utf-8')
+      paths.write_atomic(self.path, self._text)
+      return
+    self._file.write(line)
     self._file.flush()
 
   def write(self, step: int, scalars: dict[str, Any]) -> None:
@@ -140,7 +152,8 @@ class MetricWriter:
 
   def close(self) -> None:
     if self.enabled:
-      self._file.close()
+      if self._file is not None:
+        self._file.close()
       self._tb.close()
 
 

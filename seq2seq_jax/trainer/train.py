@@ -32,6 +32,7 @@ from seq2seq_jax.pretrained import checkpoints as pretrained
 from seq2seq_jax.trainer import run_files
 from seq2seq_jax.trainer import sharding
 from seq2seq_jax.trainer import steps
+from seq2seq_jax import paths
 from seq2seq_jax import tasks
 from seq2seq_jax.trainer import throughput
 # benchmarks/precompile.py calls train.precompile
@@ -323,10 +324,11 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
   run = setup(config)
   # A fresh run may start from another run's parameters (seq2seq_jax/trainer/warm_start.py), with the
   # vocabulary they were trained with.
-  init_from = os.path.abspath(config.init_from) if config.get('init_from', '') else ''
+  init_from = (paths.check(config.init_from, 'config.init_from')
+               if config.get('init_from', '') else '')
   init_source = ''
   if init_from and ckpt.latest_step() is None:
-    if init_from == os.path.abspath(workdir):
+    if init_from == paths.resolve(workdir):
       raise UserError('config.init_from is this run\'s own --workdir (a workdir with '
                       'checkpoints resumes by itself)')
     init_source = warm_start.source_checkpoint(init_from)
@@ -336,7 +338,9 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
     if copied:
       _log(f'vocabulary from {init_from}: {", ".join(copied)}')
   with run_files.io_errors('writing the vocabulary', workdir):
-    run.task.setup(workdir)
+    run.task.setup(workdir_lib.task_dir(workdir))
+    if _is_lead():
+      workdir_lib.keep_vocabulary(workdir)
   if _is_lead():
     workdir_lib.write_json(os.path.join(workdir, 'config.json'), config_to_dict(config))
   _log(f'mesh {dict(run.mesh.shape)} over {jax.device_count()} devices, '
