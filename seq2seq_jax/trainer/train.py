@@ -12,6 +12,7 @@
 Everything here is plain functions over a `Run` record; the step functions themselves are
 pure and live in steps.py.
 """
+import contextlib
 import dataclasses
 import json
 import math
@@ -309,8 +310,10 @@ def train(config, workdir: str, restart_from_scratch: bool = False,
       lock.truncate()
       lock.write(f'{os.getpid()}\n')
       lock.flush()
-    with StopSignal() as stop:
-      return _train(config, workdir, ckpt, stop, restart_from_scratch)
+    # The files the run writes (metrics.jsonl, TensorBoard events) are closed when it ends,
+    # also on an error: on gs:// an event file is uploaded at its close.
+    with StopSignal() as stop, contextlib.ExitStack() as opened:
+      return _train(config, workdir, ckpt, stop, restart_from_scratch, opened)
   finally:
     # Let async saves finish (or fail) cleanly, also when the run stops on an error.
     ckpt.wait()
@@ -319,8 +322,8 @@ def train(config, workdir: str, restart_from_scratch: bool = False,
       lock.close()
 
 
-def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
-           restart: bool) -> dict[str, Any]:
+def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal, restart: bool,
+           opened: contextlib.ExitStack) -> dict[str, Any]:
   run = setup(config)
   # A fresh run may start from another run's parameters (seq2seq_jax/trainer/warm_start.py), with the
   # vocabulary they were trained with.
@@ -386,7 +389,8 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
   meter = throughput.Meter(config.get('dtype', 'float32'))
   _log(f'MFU against a peak of {meter.peak:.3g} FLOP/s ({meter.peak_source})')
   loop = TrainLoop(run=run, ckpt=ckpt, workdir=workdir, best=meta.get('best'),
-                   writer=MetricWriter(workdir, enabled=_is_lead(), resumed_at=start),
+                   writer=opened.enter_context(
+                       MetricWriter(workdir, enabled=_is_lead(), resumed_at=start)),
                    progress=Progress(config.train_steps, start, enabled=_is_lead()),
                    seconds={k: meta.get(f'{k}_seconds', 0.0) for k in ('train', 'eval',
                                                                         'checkpoint')},
@@ -440,7 +444,6 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
       _log(f'stopped by {stop.received or "a signal to another process"} after step {done} '
            f'of {config.train_steps}: checkpoint {done} is saved in {workdir}/checkpoints; '
            'rerun the same command to resume')
-      loop.writer.close()
       return {'workdir': workdir, 'stopped_at': done, **_seconds(loop.totals())}
   with loop.timed('checkpoint'):
     ckpt.wait()
@@ -467,7 +470,6 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
   if _is_lead():
     workdir_lib.write_json(os.path.join(workdir, 'summary.json'), summary)
     print('SUMMARY ' + json.dumps(summary), flush=True)
-  loop.writer.close()
   return summary
 
 
