@@ -91,25 +91,30 @@ def _objects(url: str, field: str = 'size') -> dict[str, int]:
       return out
 
 
-def _assert_nothing_left_open(url: str) -> None:
-  """A finished run leaves no writer behind: no open gcsfs file, TensorBoard event writer
-  or tensorboardX gs:// writer (that one uploads its file again when collected, and at exit,
-  with the emulator gone, retried for 120 s), no thread that would keep the process alive,
-  and collecting what the run left uploads nothing."""
+def _left_open() -> dict[int, object]:
+  """{id: object} of what a run could leave behind: open gcsfs files, open TensorBoard event
+  writers, tensorboardX's own gs:// writers (one uploads its file again when collected, and
+  at exit, with the emulator gone, retried for 120 s), threads that would keep the process
+  alive."""
   from fsspec.spec import AbstractBufferedFile  # pylint: disable=g-import-not-at-top
-  from tensorboardX.event_file_writer import EventFileWriter  # pylint: disable=g-import-not-at-top
-  from tensorboardX.record_writer import GCSRecordWriter  # pylint: disable=g-import-not-at-top
-  before = _objects(url, 'generation')
+  from tensorboardX import event_file_writer, record_writer  # pylint: disable=g-import-not-at-top
   gc.collect()
-  assert _objects(url, 'generation') == before
-  left = [o for o in gc.get_objects()
-          if (isinstance(o, AbstractBufferedFile) and not o.closed)
-          or (isinstance(o, EventFileWriter) and not o._closed)  # pylint: disable=protected-access
-          or isinstance(o, GCSRecordWriter)]
+  found = [o for o in gc.get_objects()
+           if (isinstance(o, AbstractBufferedFile) and not o.closed)
+           or (isinstance(o, event_file_writer.EventFileWriter)
+               and not getattr(o, '_closed'))
+           or isinstance(o, record_writer.GCSRecordWriter)]
+  found += [t for t in threading.enumerate() if not t.daemon]
+  return {id(o): o for o in found}
+
+
+def _assert_nothing_left_open(url: str, before: dict[int, object]) -> None:
+  """A finished run left nothing open (beyond what `before`, taken before the runs, holds),
+  and collecting what it left uploads nothing."""
+  generations = _objects(url, 'generation')
+  left = [o for i, o in _left_open().items() if i not in before]
   assert not left, left
-  threads = [t for t in threading.enumerate()
-             if not t.daemon and t is not threading.main_thread()]
-  assert not threads, threads
+  assert _objects(url, 'generation') == generations
 
 
 def test_a_gs_workdir_trains_resumes_evaluates_and_predicts(gcs, tfds_data_dir, tmp_path,
@@ -120,6 +125,8 @@ def test_a_gs_workdir_trains_resumes_evaluates_and_predicts(gcs, tfds_data_dir, 
   args = [f'--config={G2P_SMOKE}', *G2P_TINY, f'--config.data.data_dir={tfds_data_dir}',
           f'--workdir={workdir}']
 
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  before = _left_open()   # (what other tests of this process may have left)
   code, out, err = runs.cli(*args, '--config.train_steps=8')
   assert code == 0, (out + err)[-3000:]
   assert 'on an object store' in err   # no lock there: said, not hidden
@@ -131,7 +138,7 @@ def test_a_gs_workdir_trains_resumes_evaluates_and_predicts(gcs, tfds_data_dir, 
   assert any(name.startswith('runs/g2p/events.out.tfevents') and size > 0
              for name, size in objects.items())
   assert not [p for p in os.listdir(tmp_path) if p != 'mirror'], os.listdir(tmp_path)
-  _assert_nothing_left_open(gcs)
+  _assert_nothing_left_open(gcs, before)
 
   # Resumed: step 9 follows the checkpoint of step 8, and the log grows, not restarts.
   code, out, err = runs.cli(*args, '--config.train_steps=16')
@@ -145,7 +152,7 @@ def test_a_gs_workdir_trains_resumes_evaluates_and_predicts(gcs, tfds_data_dir, 
   assert sorted({s for s in (n.split('/')[3] for n in _objects(gcs)
                              if n.startswith('runs/g2p/checkpoints/')) if s.isdigit()}) == \
       ['12', '16', '8']   # keep_checkpoints=3: step 4 was deleted from the bucket
-  _assert_nothing_left_open(gcs)
+  _assert_nothing_left_open(gcs, before)
 
   # Eval and predict read the run's own config.json from the bucket.
   code, out, err = runs.cli(f'--workdir={workdir}', '--mode=eval', '--checkpoint=latest')
@@ -154,13 +161,20 @@ def test_a_gs_workdir_trains_resumes_evaluates_and_predicts(gcs, tfds_data_dir, 
   assert [r['split'] for r in rows] == ['validation', 'test'] and rows[0]['step'] == 16
   saved = json.loads(runs_read(f'{workdir}/eval_test_16.json'))
   assert saved['loss'] == pytest.approx(rows[1]['loss'])
+  # TensorBoard: the last scalars of each run (logged just before it closes its writer) are
+  # in the bucket, the training runs' test metrics and eval mode's own file.
+  events = {n: epath.Path(f'gs://{BUCKET}/{n}').read_bytes() for n in _objects(gcs)
+            if n.startswith('runs/g2p/events.out.tfevents')}
+  assert sum(b'test/loss' in data for n, data in events.items()
+             if not n.endswith('.eval')) == 2, list(events)
+  assert [b'eval_mode/test/loss' in data for n, data in events.items()
+          if n.endswith('.eval')] == [True], list(events)
 
   code, out, err = runs.cli(f'--workdir={workdir}', '--mode=predict', stdin='hello\nworld\n')
   assert code == 0, err[-3000:]
   assert len(out.splitlines()) == 2   # (16 steps: the tiny model's outputs may be empty)
 
   # A damaged object is caught by its manifest on GCS as on a disk: the next one is used.
-  from etils import epath  # pylint: disable=g-import-not-at-top
   data = sorted(n for n in _objects(gcs) if n.startswith('runs/g2p/checkpoints/16/state/')
                 and '/d/' in n)[0]
   epath.Path(f'gs://{BUCKET}/{data}').write_bytes(b'garbage')
@@ -168,7 +182,7 @@ def test_a_gs_workdir_trains_resumes_evaluates_and_predicts(gcs, tfds_data_dir, 
                             stdin='hello\n')
   assert code == 0, err[-3000:]
   assert 'checkpoints/16 is damaged' in err and len(out.splitlines()) == 1
-  _assert_nothing_left_open(gcs)
+  _assert_nothing_left_open(gcs, before)
 
 
 def runs_read(path: str) -> str:
