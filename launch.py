@@ -120,6 +120,11 @@ def _distributed_init() -> None:
     jax.distributed.initialize()
 
 
+def _workdir_has_config() -> bool:
+  from seq2seq_jax import paths  # pylint: disable=g-import-not-at-top
+  return paths.exists(os.path.join(_WORKDIR.value, 'config.json'))
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     _fail(f'unexpected arguments: {" ".join(argv[1:])}')
@@ -128,8 +133,13 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)
   try:
     mode = _MODE.value
+    if _WORKDIR.value and mode != 'info':
+      # gs:// (or a missing filesystem package, or an object store orbax cannot write
+      # checkpoints to) is settled here, in one line, before anything is loaded.
+      from seq2seq_jax import paths  # pylint: disable=g-import-not-at-top
+      paths.check(_WORKDIR.value, '--workdir', workdir=mode != 'compare')
     if (mode in ('eval', 'predict') and not flags.FLAGS['config'].present and _WORKDIR.value
-        and os.path.exists(os.path.join(_WORKDIR.value, 'config.json'))):
+        and _workdir_has_config()):
       # Inference on a run reads the config it was trained with (overrides still apply).
       from seq2seq_jax.trainer import inference  # pylint: disable=g-import-not-at-top
       config = inference.workdir_config(_WORKDIR.value, _OVERRIDES)

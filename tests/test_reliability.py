@@ -238,7 +238,7 @@ def test_warm_start_skips_a_damaged_best_checkpoint(g2p_run, tmp_path, capsys):
 # --- 5. OS errors: one line, nothing saved touched -----------------------------------------------
 def test_full_disk_is_one_line_naming_the_file_and_changes_nothing_saved(g2p_run, tmp_path,
                                                                          monkeypatch):
-  from seq2seq_jax.trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax import paths  # pylint: disable=g-import-not-at-top
   workdir = _copy(g2p_run, tmp_path)
   os.remove(os.path.join(workdir, 'summary.json'))   # not finished: the rerun writes
   before = _tree(workdir)
@@ -247,7 +247,8 @@ def test_full_disk_is_one_line_naming_the_file_and_changes_nothing_saved(g2p_run
     if os.path.basename(path) == 'config.json.tmp':
       raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
     return open(path, *args, **kwargs)
-  monkeypatch.setattr(workdir_lib, 'open', full_for_config, raising=False)
+  # (the run's JSON files are written by paths.write_atomic)
+  monkeypatch.setattr(paths, 'open', full_for_config, raising=False)
   code, out, err = runs.cli(*g2p_run.args, f'--workdir={workdir}')
   assert code == 2, (out + err)[-3000:]
   assert len(_lines(err)) == 1, err

@@ -8,6 +8,7 @@ With --sweep_print_commands it only prints one launch.py command per point, for 
 `--mode=compare --runs=DIR1 --runs=DIR2 ...` writes the same table and plot for finished runs.
 """
 import csv
+import io
 import glob
 import json
 import os
@@ -19,6 +20,7 @@ import time
 from typing import Any, Sequence
 
 from seq2seq_jax import config as config_lib
+from seq2seq_jax import paths
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.trainer import metric_writer
 from seq2seq_jax.trainer import run_files
@@ -77,23 +79,24 @@ def run(spec: str, base_overrides: Sequence[tuple[str, str]], workdir: str,
   # Validate every point's overrides before spending any compute.
   for p in points:
     config_lib.load_config(spec, list(base_overrides) + [(k, _value_text(v)) for k, v in p.items()])
-  dirs = [os.path.join(os.path.abspath(workdir), point_name(i, p)) for i, p in enumerate(points)]
+  workdir = paths.check(workdir, '--workdir', workdir=True)
+  dirs = [os.path.join(workdir, point_name(i, p)) for i, p in enumerate(points)]
   if print_only:
     for p, d in zip(points, dirs):
       print(shlex.join(point_command(spec, base_overrides, p, d)))
     return []
-  os.makedirs(workdir, exist_ok=True)
+  paths.makedirs(workdir)
   failed = []
   for i, (p, d) in enumerate(zip(points, dirs)):
     summary = os.path.join(d, 'summary.json')
-    if os.path.exists(summary):
+    if paths.exists(summary):
       print(f'[sweep] point {i + 1}/{len(points)} {os.path.basename(d)}: done, skipped',
             flush=True)
       continue
     print(f'[sweep] point {i + 1}/{len(points)} {os.path.basename(d)}', flush=True)
     t0 = time.time()
     proc = subprocess.run(point_command(spec, base_overrides, p, d), check=False)
-    if proc.returncode or not os.path.exists(summary):  # only a summary means it finished
+    if proc.returncode or not paths.exists(summary):  # only a summary means it finished
       failed.append(f'{os.path.basename(d)} (exit {proc.returncode})')
       print(f'[sweep] point {os.path.basename(d)} failed (exit {proc.returncode}) after '
             f'{time.time() - t0:.0f}s; continuing', flush=True)
@@ -101,7 +104,7 @@ def run(spec: str, base_overrides: Sequence[tuple[str, str]], workdir: str,
   write_results(workdir, rows)
   if rows:
     print('[sweep] results: ' + ', '.join(
-        os.path.join(os.path.abspath(workdir), f)
+        os.path.join(workdir, f)
         for f in ('results.csv', 'results.md', 'results.png')), flush=True)
   if failed:  # a sweep with holes in its table must not look like a finished one
     done = f'; the {len(rows)} finished are in {workdir}/results.md' if rows else ''
@@ -115,7 +118,7 @@ def collect(points: list[dict[str, Any]], dirs: list[str]) -> list[dict[str, Any
   rows = []
   for p, d in zip(points, dirs):
     path = os.path.join(d, 'summary.json')
-    if not os.path.exists(path):
+    if not paths.exists(path):
       continue
     summary = run_files.read_json(path)
     if summary is None:   # cut off (a crash while writing it): not a finished run
@@ -149,16 +152,15 @@ def write_results(workdir: str, rows: list[dict[str, Any]], metric: str = '') ->
   cols = []
   for r in rows:
     cols += [k for k in r if not k.startswith('_') and k not in cols]
-  with open(os.path.join(workdir, 'results.csv'), 'w', newline='') as f:
-    w = csv.DictWriter(f, fieldnames=cols)
-    w.writeheader()
-    for r in rows:
-      w.writerow({k: r.get(k, '') for k in cols})
-  with open(os.path.join(workdir, 'results.md'), 'w') as f:
-    f.write('| ' + ' | '.join(cols) + ' |\n')
-    f.write('|' + '---|' * len(cols) + '\n')
-    for r in rows:
-      f.write('| ' + ' | '.join(_fmt(r.get(k)) for k in cols) + ' |\n')
+  table = io.StringIO(newline='')
+  w = csv.DictWriter(table, fieldnames=cols)
+  w.writeheader()
+  for r in rows:
+    w.writerow({k: r.get(k, '') for k in cols})
+  paths.write_atomic(os.path.join(workdir, 'results.csv'), table.getvalue())
+  md = ['| ' + ' | '.join(cols) + ' |\n', '|' + '---|' * len(cols) + '\n']
+  md += ['| ' + ' | '.join(_fmt(r.get(k)) for k in cols) + ' |\n' for r in rows]
+  paths.write_atomic(os.path.join(workdir, 'results.md'), ''.join(md))
   _plot(workdir, rows, metric)
 
 
@@ -181,19 +183,20 @@ def compare(run_dirs: Sequence[str], workdir: str, metric: str = '') -> list[dic
   dirs = []
   for pattern in run_dirs:
     if glob.has_magic(pattern):
-      found = sorted(d for d in glob.glob(pattern) if os.path.isdir(d))
+      found = sorted(d for d in paths.glob(pattern) if paths.isdir(d))
       if not found:
         raise UserError(f'--runs={pattern} matches no directory')
       dirs += found
     else:
       dirs.append(pattern)
-  run_dirs = [os.path.normpath(d) for d in dirs]
+  run_dirs = [paths.check(d, '--runs') if paths.is_remote(d) else os.path.normpath(d)
+              for d in dirs]
   if not run_dirs:
     raise UserError('--mode=compare needs --runs=DIR (repeat the flag for more runs)')
   for d in run_dirs:
-    if not os.path.isdir(d):
+    if not paths.isdir(d):
       raise UserError(f'{d} is not a finished run (no such directory)')
-  unfinished = [d for d in run_dirs if not os.path.exists(os.path.join(d, 'summary.json'))]
+  unfinished = [d for d in run_dirs if not paths.exists(os.path.join(d, 'summary.json'))]
   if unfinished:   # a run still training (or stopped) is left out, by name
     print(f'[compare] skipped {len(unfinished)} unfinished run(s) (no summary.json): '
           + ', '.join(unfinished), file=sys.stderr, flush=True)
@@ -207,7 +210,8 @@ def compare(run_dirs: Sequence[str], workdir: str, metric: str = '') -> list[dic
       row['point'] = d
   if metric and not any(f'eval/{metric}' in m for r in rows for m in r['_curve']):
     raise UserError(f'no run logged eval/{metric}')
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.check(workdir, '--workdir')
+  paths.makedirs(workdir)
   write_results(workdir, rows, metric)
   return rows
 
@@ -227,8 +231,7 @@ def differing_settings(run_dirs: Sequence[str]) -> list[dict[str, Any]]:
   configs = []
   for d in run_dirs:
     try:
-      with open(os.path.join(d, 'config.json')) as f:
-        configs.append(_flat(json.load(f)))
+      configs.append(_flat(json.loads(paths.read_text(os.path.join(d, 'config.json')))))
     except (OSError, ValueError):
       configs.append({})
   keys = sorted({k for c in configs for k in c})
@@ -252,5 +255,7 @@ def _plot(workdir: str, rows: list[dict[str, Any]], metric: str = '') -> None:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'results.png'), dpi=120)
+  png = io.BytesIO()
+  fig.savefig(png, format='png', dpi=120)
+  paths.write_atomic(os.path.join(workdir, 'results.png'), png.getvalue())
   plt.close(fig)

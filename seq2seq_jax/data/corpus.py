@@ -9,10 +9,10 @@ corpus stops a run at once, never half way through.
 """
 import dataclasses
 import itertools
-import os
 import zlib
 from typing import Iterator
 
+from seq2seq_jax import paths
 from seq2seq_jax.errors import UserError
 
 BAD_PAIR_POLICIES = ('error', 'skip')
@@ -61,9 +61,10 @@ class BadPairs:
 def _open(path: str):
   if not path:
     raise UserError('a corpus file path is empty in the config')
-  if not os.path.isfile(path):
+  path = paths.check(path, 'corpus file') if paths.is_remote(path) else path
+  if not paths.isfile(path):
     raise UserError(f'corpus file not found: {path}')
-  return open(path, 'rb')
+  return paths.open_file(path, 'rb')
 
 
 def lines(f) -> Iterator[str | None]:

@@ -64,7 +64,15 @@ class CmudictG2p(tfds.core.GeneratorBasedBuilder):
 
 
 def default_data_dir(data_dir: str = '') -> str:
-  """`data_dir` if non-empty, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+  """`data_dir` if non-empty, else $TFDS_DATA_DIR, else ~/tensorflow_datasets. A remote one
+  (gs://...) is a UserError: the builders write, and array_record reads, local files."""
+  from seq2seq_jax import paths  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  chosen = data_dir or os.environ.get('TFDS_DATA_DIR', '')
+  if paths.is_remote(chosen):
+    raise UserError(f'data.data_dir {chosen}: prepared datasets are written and read as '
+                    'local files; copy the directory to a local disk (gcloud storage cp -r '
+                    f'{chosen} DIR) and set --config.data.data_dir=DIR')
   return os.path.expanduser(data_dir or os.environ.get('TFDS_DATA_DIR', '')
                             or '~/tensorflow_datasets')
 

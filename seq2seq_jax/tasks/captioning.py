@@ -53,6 +53,7 @@ from seq2seq_jax.data import sources
 from seq2seq_jax.data import vocab as vocab_lib
 from seq2seq_jax.data.pipeline import EvalSet
 from seq2seq_jax.data.vocab import NUM_SPECIAL, SymbolVocab
+from seq2seq_jax import paths
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import base
 from seq2seq_jax.tasks.image_to_text import load_image
@@ -84,14 +85,15 @@ def _tfds_image(source, index: int, size, channels) -> np.ndarray:
 
 def read_captions(path: str, image_root: str, bad) -> list[tuple[str, str, str]]:
   """(image path, caption, where) of a TSV or COCO JSON captions file, in file order."""
-  if not os.path.isfile(path):
+  if paths.is_remote(path):
+    path = paths.check(path, 'the captions file')
+  if not paths.isfile(path):
     raise UserError(f'{path} not found')
-  root = image_root or os.path.dirname(os.path.abspath(path))
+  root = image_root or os.path.dirname(paths.resolve(path))
   out = []
   if path.endswith('.json'):
     try:
-      with open(path, encoding='utf-8') as f:
-        coco = json.load(f)
+      coco = json.loads(paths.read_text(path))
       files = {im['id']: im['file_name'] for im in coco['images']}
       anns = coco['annotations']
     except (ValueError, KeyError, TypeError) as e:
@@ -103,7 +105,7 @@ def read_captions(path: str, image_root: str, bad) -> list[tuple[str, str, str]]
         continue
       out.append((os.path.join(root, files[a['image_id']]), str(a.get('caption', '')), where))
   else:
-    with open(path, 'rb') as f:
+    with paths.open_file(path, 'rb') as f:
       for n, line in enumerate(corpus_lib.lines(f), 1):
         if line is None:
           bad(f'{path}:{n}', 'not valid UTF-8')

@@ -27,6 +27,7 @@ from seq2seq_jax.data import corpus as corpus_lib
 from seq2seq_jax.data import sources
 from seq2seq_jax.data.pipeline import EvalSet
 from seq2seq_jax.data.vocab import SymbolVocab
+from seq2seq_jax import paths
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.tasks import base
 
@@ -86,7 +87,9 @@ class FileToTextTask(base.BaseTask):
   def tsv_path(self, split: str) -> str:
     """The split's TSV file: data.train_tsv / eval_tsv / test_tsv, or a builder's."""
     tsv = self.source.read('path', self.data, split)
-    if not os.path.isfile(tsv):
+    if paths.is_remote(tsv):
+      tsv = paths.check(tsv, f'the {split} TSV')
+    if not paths.isfile(tsv):
       where = (f'data.{sources.SPLIT_PREFIX[split]}_tsv' if self.source.name == 'tsv'
                else f'data source {self.source.name!r}')
       raise UserError(f'{tsv} not found ({where})')
@@ -99,10 +102,10 @@ class FileToTextTask(base.BaseTask):
       return self._lines[split]
     tsv = self.tsv_path(split)
     bad = corpus_lib.BadPairs(self.bad_pairs)
-    root = os.path.dirname(os.path.abspath(tsv))
+    root = os.path.dirname(paths.resolve(tsv))
     out = []
     outside = collections.Counter()   # target characters data.alphabet lacks (-> <unk>)
-    with open(tsv, 'rb') as f:
+    with paths.open_file(tsv, 'rb') as f:
       for n, line in enumerate(corpus_lib.lines(f), 1):
         where = f'{tsv}:{n}'
         if line is None:
@@ -164,9 +167,9 @@ class FileToTextTask(base.BaseTask):
     refs: dict[str, list[str]] = collections.defaultdict(list)
     for path, text in self._read_split(split):
       refs[path].append(text)
-    paths = self._eval_paths(split)
-    return EvalSet(sources=[self._arrays[p] for p in paths], texts=paths,
-                   references=[refs[p] for p in paths])
+    files = self._eval_paths(split)
+    return EvalSet(sources=[self._arrays[p] for p in files], texts=files,
+                   references=[refs[p] for p in files])
 
   def decode_target(self, ids: Sequence[int]) -> str:
     return ''.join(self.vocab.decode(ids))

@@ -9,7 +9,9 @@ mesh works because the target shardings come from the abstract state, not the fi
 Damage is detected, not trusted away. The manifest, `<step>/MANIFEST.json` (the size and
 SHA-256 of every data file), is part of committing a checkpoint: process 0 writes it into
 orbax's temporary directory after all the bytes are written and before orbax renames the
-directory into place, so every committed checkpoint of this version has one. Restoring tries
+directory into place, so every committed checkpoint of this version has one. (On gs://,
+where orbax writes the step directory in place and commits it by writing commit_success.txt,
+the manifest goes into the step directory just before that file.) Restoring tries
 the verified checkpoints (manifest present and matching) newest first; a damaged one is named
 in one warning line and skipped. A checkpoint without a manifest (a crash between commit and
 manifest in an older version, or copied in by hand) is unverified: it is skipped while a
@@ -41,6 +43,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from seq2seq_jax import paths
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.trainer.run_files import io_errors
 
@@ -91,42 +94,37 @@ def _manager(path: str, keep: int, read_only: bool,
 def _files(step_dir: str) -> dict[str, tuple[int, str]]:
   """{relative path: (size, sha256)} of every file under step_dir but the manifest."""
   out = {}
-  for root, _, names in os.walk(step_dir):
-    for name in names:
-      path = os.path.join(root, name)
-      rel = os.path.relpath(path, step_dir)
-      if rel.startswith(MANIFEST) or rel in _COMMIT_FILES:  # the manifest; orbax's commit
-        continue
-      digest = hashlib.sha256()
-      with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-          digest.update(block)
-      out[rel] = (os.path.getsize(path), digest.hexdigest())
+  for rel, path in paths.walk_files(step_dir):
+    if rel.startswith(MANIFEST) or rel in _COMMIT_FILES:  # the manifest; orbax's commit
+      continue
+    digest, size = hashlib.sha256(), 0
+    with paths.open_file(path, 'rb') as f:
+      for block in iter(lambda: f.read(1 << 20), b''):
+        digest.update(block)
+        size += len(block)
+    out[rel] = (size, digest.hexdigest())
   return out
 
 
 def write_manifest(step_dir: str) -> None:
   """Records the committed checkpoint's files (written atomically)."""
   files = _files(step_dir)
-  tmp = os.path.join(step_dir, MANIFEST + '.tmp')
-  with open(tmp, 'w') as f:
-    json.dump({k: list(v) for k, v in sorted(files.items())}, f)
-  os.replace(tmp, os.path.join(step_dir, MANIFEST))
+  paths.write_atomic(os.path.join(step_dir, MANIFEST),
+                     json.dumps({k: list(v) for k, v in sorted(files.items())}))
 
 
 def verified(step_dir: str) -> bool:
-  return os.path.exists(os.path.join(step_dir, MANIFEST))
+  return paths.exists(os.path.join(step_dir, MANIFEST))
 
 
 def damage(step_dir: str) -> str | None:
   """What is wrong with a checkpoint directory by its manifest; None if intact or unknown
   (no manifest: see `verified`)."""
   path = os.path.join(step_dir, MANIFEST)
-  if not os.path.exists(path):
+  if not paths.exists(path):
     return None
   try:
-    with open(path) as f:
-      want = {k: tuple(v) for k, v in json.load(f).items()}
+    want = {k: tuple(v) for k, v in json.loads(paths.read_text(path)).items()}
   except (OSError, ValueError):
     return 'its manifest is unreadable'
   have = _files(step_dir)
@@ -154,7 +152,7 @@ class Checkpointer:
 
   def __init__(self, workdir: str, keep: int = 3, read_only: bool = False,
                way_back_steps: int = 0):
-    self.workdir = os.path.abspath(workdir)
+    self.workdir = paths.resolve(workdir)
     self.read_only = read_only
     self._saving: dict[str, int] = {}      # the step each manager is committing
     self._saved: set[str] = set()          # step dirs this run saved (the only ones it seals)
@@ -215,8 +213,7 @@ class Checkpointer:
 
   def set_aside_steps(self) -> list[str]:
     """The checkpoints of DIR/checkpoints that earlier runs moved aside as unusable."""
-    d = os.path.join(self.workdir, 'checkpoints')
-    names = os.listdir(d) if os.path.isdir(d) else []
+    names = paths.listdir(os.path.join(self.workdir, 'checkpoints'))
     return sorted((n for n in names if SET_ASIDE.match(n) and 'restart' not in n),
                   key=lambda n: int(n.split('.')[0]))
 
@@ -255,8 +252,16 @@ class Checkpointer:
     not yet renamed into place. Process 0 writes the manifest into it."""
     if jax.process_index() != 0:
       return
-    tmp = os.path.join(self.workdir, which, f'{self._saving[which]}{_TMP}')
-    if os.path.isdir(tmp):   # (a filesystem where orbax commits in place: _write_manifests)
+    step = self._saving[which]
+    tmp = os.path.join(self.workdir, which, f'{step}{_TMP}')
+    if paths.is_remote(tmp):
+      # gs://: an object store has no atomic rename, so orbax writes the step directory in
+      # place and commits it by writing commit_success.txt after this callback: the manifest
+      # goes into the step directory itself, still before the commit.
+      final = os.path.join(self.workdir, which, str(step))
+      if paths.isdir(final):
+        write_manifest(final)
+    elif os.path.isdir(tmp):   # (a filesystem where orbax commits in place: _write_manifests)
       write_manifest(tmp)
 
   def _write_manifests(self, mngr: ocp.CheckpointManager) -> None:
@@ -265,7 +270,7 @@ class Checkpointer:
       return
     for step in mngr.all_steps():
       d = self._dir(mngr, step)
-      if d in self._saved and os.path.isdir(d) and not verified(d):
+      if d in self._saved and paths.isdir(d) and not verified(d):
         write_manifest(d)
 
   def latest_verified_step(self) -> int | None:
@@ -347,11 +352,11 @@ class Checkpointer:
     if jax.process_index() == 0:
       d = self._dir(mngr, step)
       dst, n = f'{d}.{why}', 1
-      while os.path.exists(dst):   # the same step set aside before: keep both
+      while paths.exists(dst):   # the same step set aside before: keep both
         n += 1
         dst = f'{d}.{why}.{n}'
       with io_errors(f'moving checkpoint {step} aside', d):
-        os.replace(d, dst)
+        paths.rename(d, dst)   # (gs://: copied, then deleted)
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(f'set aside checkpoint {step}')
     mngr.reload()

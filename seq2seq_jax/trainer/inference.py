@@ -18,9 +18,11 @@ import time
 from typing import Any, Iterable, Iterator, Sequence
 
 from seq2seq_jax import config as config_lib
+from seq2seq_jax import paths
 from seq2seq_jax.analysis import attention_maps as maps_lib
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.pretrained import checkpoints as pretrained
+from seq2seq_jax.trainer import metric_writer
 from seq2seq_jax.trainer import train as train_lib
 from seq2seq_jax.trainer import workdir as workdir_lib
 from seq2seq_jax.trainer.checkpoint import Checkpointer
@@ -44,10 +46,9 @@ def parse_checkpoint(value: str | int | None) -> str | int:
 
 def workdir_config(workdir: str, overrides: Sequence[tuple[str, str]] = ()):
   """The config a run was trained with (its config.json), with `overrides` applied."""
-  path = os.path.join(os.path.abspath(workdir), 'config.json')
+  path = os.path.join(paths.check(workdir, '--workdir'), 'config.json')
   try:
-    with open(path) as f:
-      saved = json.load(f)
+    saved = json.loads(paths.read_text(path))
   except FileNotFoundError:
     raise UserError(f'{workdir} has no config.json: give --config (or train first)') from None
   except (OSError, ValueError) as e:
@@ -59,10 +60,10 @@ class Loaded:
   """A trained model restored once: `predict` and `evaluate` reuse its compiled steps."""
 
   def __init__(self, config, workdir: str, checkpoint: str | int | None = None):
-    self.workdir = os.path.abspath(workdir)
+    self.workdir = paths.check(workdir, '--workdir')
     choice = parse_checkpoint(checkpoint)
     self.config = config
-    if not os.path.isdir(os.path.join(self.workdir, 'checkpoints')):
+    if not paths.isdir(os.path.join(self.workdir, 'checkpoints')):
       spec = pretrained.spec_of(config.model)
       if not spec:
         raise UserError(f'no checkpoints in {self.workdir} (train first with --mode=train)')
@@ -81,7 +82,7 @@ class Loaded:
       workdir_lib.check(config, self.workdir, ckpt,
                         fix='leave out --config to use the run\'s own config.json')
       self.run = train_lib.setup(config)
-      self.run.task.setup(self.workdir)
+      self.run.task.setup(workdir_lib.task_dir(self.workdir))
       abstract = self.run.abstract_state
       if choice == 'best' and ckpt.best_step() is not None:
         state, _ = ckpt.restore(abstract, best=True)
@@ -222,8 +223,9 @@ def evaluate(config, workdir: str, checkpoint: str | int | None = None) -> list[
       path = os.path.join(model.workdir, f'eval_{split}_{model.step}.json')
       try:
         workdir_lib.write_json(path, row)
-      except OSError as e:   # a read-only workdir still gets its figures on stdout
-        print(f'warning: cannot write {path}: {e.strerror}', file=sys.stderr, flush=True)
+      except (OSError, UserError) as e:   # a read-only workdir still gets its figures
+        print(f'warning: cannot write {path}: {getattr(e, "strerror", None) or e}',
+              file=sys.stderr, flush=True)
   if lead:
     _to_tensorboard(model.workdir, model.step, rows)
   return rows
@@ -232,14 +234,15 @@ def evaluate(config, workdir: str, checkpoint: str | int | None = None) -> list[
 def _to_tensorboard(workdir: str, step: int, rows: list[dict]) -> None:
   """The figures as scalars `eval_mode/<split>/<metric>` at the checkpoint's step, in an
   event file of their own beside the run's (TensorBoard shows them with the run)."""
-  from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
   try:
-    writer = SummaryWriter(logdir=workdir, filename_suffix='.eval')
-    for row in rows:
-      for key, value in row.items():
-        if key != 'step' and isinstance(value, (int, float)) and not isinstance(value, bool):
-          writer.add_scalar(f'eval_mode/{row["split"]}/{key}', value, step)
-    writer.close()
+    writer = metric_writer.summary_writer(workdir, filename_suffix='.eval')
+    try:
+      for row in rows:
+        for key, value in row.items():
+          if key != 'step' and isinstance(value, (int, float)) and not isinstance(value, bool):
+            writer.add_scalar(f'eval_mode/{row["split"]}/{key}', value, step)
+    finally:
+      writer.close()
   except OSError as e:
     print(f'warning: cannot write TensorBoard events into {workdir}: {e.strerror}',
           file=sys.stderr, flush=True)

@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any, Sequence
 
+from seq2seq_jax import paths
 from seq2seq_jax.trainer import run_files
 
 
@@ -68,6 +69,60 @@ def samples_markdown(samples: Sequence[tuple[str, str, Sequence[str]]]) -> str:
   return '\n'.join(lines)
 
 
+class _ObjectEventFile:
+  """A TensorBoard event file on an object store (gs://), written through seq2seq_jax.paths
+  like the run's other files: the bytes so far are uploaded whole at each flush (an object
+  cannot be appended to), and nothing is uploaded after close().
+
+  tensorboardX's own gs:// writer uploads its file again from __del__, also after close(),
+  and tensorboardX keeps every writer it made until the interpreter exits (an atexit hook):
+  so at exit each event file the process wrote was uploaded once more, and where the store
+  could no longer be reached (a network gone, the tests' emulator stopped), google-api-core
+  retried each upload for 120 s before the process could end. For the same reason close()
+  lets go of the bytes.
+  """
+
+  def __init__(self, path: str):
+    self.path = path
+    self._data = bytearray()
+    self._uploaded = -1   # len(self._data) at the last upload
+    self.closed = False
+
+  def write(self, data: bytes) -> None:
+    if self.closed:
+      raise ValueError(f'{self.path}: written after close')
+    self._data += data
+
+  def flush(self) -> None:
+    if not self.closed and self._uploaded != len(self._data):
+      paths.write_atomic(self.path, bytes(self._data))
+      self._uploaded = len(self._data)
+
+  def close(self) -> None:
+    self.flush()
+    self.closed = True
+    self._data = bytearray()
+
+
+class _ObjectEventFiles:
+  """tensorboardX's writer factory (record_writer.register_writer_factory) for a scheme."""
+
+  def open(self, path: str) -> _ObjectEventFile:
+    return _ObjectEventFile(path)
+
+  def directory_check(self, path: str) -> None:
+    del path   # an object store has no directories to make
+
+
+def summary_writer(logdir: str, **kwargs):
+  """tensorboardX's SummaryWriter for `logdir`, local or remote (see _ObjectEventFile); the
+  caller closes it."""
+  from tensorboardX import SummaryWriter, record_writer  # pylint: disable=g-import-not-at-top
+  if paths.is_remote(logdir):
+    record_writer.register_writer_factory(paths.scheme(logdir), _ObjectEventFiles())
+  return SummaryWriter(logdir=logdir, **kwargs)
+
+
 class MetricWriter:
   """Appends one JSON object per logged step and mirrors scalars to TensorBoard."""
 
@@ -92,19 +147,29 @@ class MetricWriter:
                   if r.get('step', 0) > resumed_at)
     with run_files.io_errors('opening the metrics log', self.path):
       run_files.end_with_newline(self.path)
-      self._file = open(self.path, 'a')
+      if paths.is_remote(self.path):
+        # An object cannot be appended to: the log is kept here and the object rewritten
+        # whole at each row (an upload is seen whole or not at all, so never torn).
+        self._file = None
+        self._text = paths.read_bytes(self.path) if paths.exists(self.path) else b''
+      else:
+        self._file = open(self.path, 'a')
       if later:
         self._append({'step': int(resumed_at), 'restart/from_step': int(resumed_at),
                       'restart/rows_after': later})
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       # One logical run per workdir: a resumed run's events go to a new file in the same
       # directory, and purge_step tells TensorBoard to drop the earlier files' events from the
       # resumed step on (the steps that are computed again), so no step appears twice.
-      self._tb = SummaryWriter(logdir=workdir, flush_secs=30,
-                               purge_step=int(resumed_at) if later else None)
+      self._tb = summary_writer(workdir, flush_secs=30,
+                                purge_step=int(resumed_at) if later else None)
 
   def _append(self, row: dict[str, Any]) -> None:
-    self._file.write(json.dumps(row) + '\n')
+    line = json.dumps(row) + '\n'
+    if self._file is None:
+      self._text += line.encode('utf-8')
+      paths.write_atomic(self.path, self._text)
+      return
+    self._file.write(line)
     self._file.flush()
 
   def write(self, step: int, scalars: dict[str, Any]) -> None:
@@ -139,9 +204,17 @@ class MetricWriter:
       self._tb.add_text(tag, markdown, int(step))
 
   def close(self) -> None:
+    """Flushes and closes the log and the event file (again: nothing)."""
     if self.enabled:
-      self._file.close()
+      if self._file is not None:
+        self._file.close()
       self._tb.close()
+
+  def __enter__(self) -> 'MetricWriter':
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
 
 
 class Progress:

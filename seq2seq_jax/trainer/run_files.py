@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any, Iterator
 
+from seq2seq_jax import paths
 from seq2seq_jax.errors import UserError
 
 
@@ -53,11 +54,10 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
   """The JSON objects of a JSON-lines file, one per line; a line that does not parse (the
   torn last line of a crash, or such a line that later appends left in the middle) is
   dropped with a warning. A missing file reads as no rows."""
-  if not os.path.exists(path):
+  if not paths.exists(path):
     return []
   rows = []
-  with open(path, 'rb') as f:
-    data = f.read()
+  data = paths.read_bytes(path)
   for n, raw in enumerate(data.split(b'\n'), 1):
     if not raw.strip():
       continue
@@ -75,11 +75,10 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
 def read_json(path: str) -> dict[str, Any] | None:
   """A JSON file's object, or None (with a warning) if it is cut off or not JSON; None
   without a warning if it does not exist."""
-  if not os.path.exists(path):
+  if not paths.exists(path):
     return None
   try:
-    with open(path, 'rb') as f:
-      obj = json.loads(f.read().decode('utf-8'))
+    obj = json.loads(paths.read_bytes(path).decode('utf-8'))
     if not isinstance(obj, dict):
       raise ValueError('not an object')
     return obj
@@ -90,8 +89,9 @@ def read_json(path: str) -> dict[str, Any] | None:
 
 def end_with_newline(path: str) -> None:
   """Before appending to a JSON-lines file: a torn last line (no newline) is ended, so the
-  next row starts on a line of its own (readers drop the torn one)."""
-  if not os.path.exists(path) or os.path.getsize(path) == 0:
+  next row starts on a line of its own (readers drop the torn one). (An object store's
+  object is written whole: never torn.)"""
+  if paths.is_remote(path) or not os.path.exists(path) or os.path.getsize(path) == 0:
     return
   with open(path, 'rb') as f:
     f.seek(-1, os.SEEK_END)

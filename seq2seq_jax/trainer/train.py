@@ -12,6 +12,7 @@
 Everything here is plain functions over a `Run` record; the step functions themselves are
 pure and live in steps.py.
 """
+import contextlib
 import dataclasses
 import json
 import math
@@ -32,6 +33,7 @@ from seq2seq_jax.pretrained import checkpoints as pretrained
 from seq2seq_jax.trainer import run_files
 from seq2seq_jax.trainer import sharding
 from seq2seq_jax.trainer import steps
+from seq2seq_jax import paths
 from seq2seq_jax import tasks
 from seq2seq_jax.trainer import throughput
 # benchmarks/precompile.py calls train.precompile
@@ -308,8 +310,10 @@ def train(config, workdir: str, restart_from_scratch: bool = False,
       lock.truncate()
       lock.write(f'{os.getpid()}\n')
       lock.flush()
-    with StopSignal() as stop:
-      return _train(config, workdir, ckpt, stop, restart_from_scratch)
+    # The files the run writes (metrics.jsonl, TensorBoard events) are closed when it ends,
+    # also on an error: on gs:// an event file is uploaded at its close.
+    with StopSignal() as stop, contextlib.ExitStack() as opened:
+      return _train(config, workdir, ckpt, stop, restart_from_scratch, opened)
   finally:
     # Let async saves finish (or fail) cleanly, also when the run stops on an error.
     ckpt.wait()
@@ -318,15 +322,16 @@ def train(config, workdir: str, restart_from_scratch: bool = False,
       lock.close()
 
 
-def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
-           restart: bool) -> dict[str, Any]:
+def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal, restart: bool,
+           opened: contextlib.ExitStack) -> dict[str, Any]:
   run = setup(config)
   # A fresh run may start from another run's parameters (seq2seq_jax/trainer/warm_start.py), with the
   # vocabulary they were trained with.
-  init_from = os.path.abspath(config.init_from) if config.get('init_from', '') else ''
+  init_from = (paths.check(config.init_from, 'config.init_from')
+               if config.get('init_from', '') else '')
   init_source = ''
   if init_from and ckpt.latest_step() is None:
-    if init_from == os.path.abspath(workdir):
+    if init_from == paths.resolve(workdir):
       raise UserError('config.init_from is this run\'s own --workdir (a workdir with '
                       'checkpoints resumes by itself)')
     init_source = warm_start.source_checkpoint(init_from)
@@ -336,7 +341,9 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
     if copied:
       _log(f'vocabulary from {init_from}: {", ".join(copied)}')
   with run_files.io_errors('writing the vocabulary', workdir):
-    run.task.setup(workdir)
+    run.task.setup(workdir_lib.task_dir(workdir))
+    if _is_lead():
+      workdir_lib.keep_vocabulary(workdir)
   if _is_lead():
     workdir_lib.write_json(os.path.join(workdir, 'config.json'), config_to_dict(config))
   _log(f'mesh {dict(run.mesh.shape)} over {jax.device_count()} devices, '
@@ -382,7 +389,8 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
   meter = throughput.Meter(config.get('dtype', 'float32'))
   _log(f'MFU against a peak of {meter.peak:.3g} FLOP/s ({meter.peak_source})')
   loop = TrainLoop(run=run, ckpt=ckpt, workdir=workdir, best=meta.get('best'),
-                   writer=MetricWriter(workdir, enabled=_is_lead(), resumed_at=start),
+                   writer=opened.enter_context(
+                       MetricWriter(workdir, enabled=_is_lead(), resumed_at=start)),
                    progress=Progress(config.train_steps, start, enabled=_is_lead()),
                    seconds={k: meta.get(f'{k}_seconds', 0.0) for k in ('train', 'eval',
                                                                         'checkpoint')},
@@ -436,7 +444,6 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
       _log(f'stopped by {stop.received or "a signal to another process"} after step {done} '
            f'of {config.train_steps}: checkpoint {done} is saved in {workdir}/checkpoints; '
            'rerun the same command to resume')
-      loop.writer.close()
       return {'workdir': workdir, 'stopped_at': done, **_seconds(loop.totals())}
   with loop.timed('checkpoint'):
     ckpt.wait()
@@ -463,7 +470,6 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal,
   if _is_lead():
     workdir_lib.write_json(os.path.join(workdir, 'summary.json'), summary)
     print('SUMMARY ' + json.dumps(summary), flush=True)
-  loop.writer.close()
   return summary
 
 

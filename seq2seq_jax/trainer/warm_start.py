@@ -17,7 +17,6 @@ Only a fresh workdir is warm-started: a workdir with checkpoints resumes from th
 (so an interrupted warm-started run continues where it stopped).
 """
 import os
-import shutil
 from typing import Any
 
 import flax
@@ -25,6 +24,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from seq2seq_jax import paths
 from seq2seq_jax.trainer import checkpoint as checkpoint_lib
 from seq2seq_jax.trainer import run_files
 from seq2seq_jax.trainer.checkpoint import Checkpointer
@@ -37,7 +37,7 @@ def source_checkpoint(run_dir: str) -> str:
   """The state directory of run_dir's best checkpoint, else its newest, checked as a resume
   checks them (checkpoint.py): the first verified and intact one; with none verified, the
   newest unverified one (load_into then requires finite parameters). UserError if none."""
-  if not os.path.isdir(os.path.join(run_dir, 'checkpoints')):
+  if not paths.isdir(os.path.join(run_dir, 'checkpoints')):
     raise UserError(f'config.init_from: no checkpoints in {run_dir}')
   ckpt = Checkpointer(run_dir, read_only=True)
   try:
@@ -65,11 +65,8 @@ def copy_vocabulary(run_dir: str, workdir: str) -> list[str]:
   copied = []
   for name in VOCABULARY_FILES:
     src, dst = os.path.join(run_dir, name), os.path.join(workdir, name)
-    if os.path.exists(src) and not os.path.exists(dst) and jax.process_index() == 0:
-      if os.path.isdir(src):
-        shutil.copytree(src, dst, ignore=shutil.ignore_patterns('*.lock'))
-      else:
-        shutil.copy2(src, dst)
+    if paths.exists(src) and not paths.exists(dst) and jax.process_index() == 0:
+      paths.copy_tree(src, dst)
       copied.append(name)
   return copied
 
@@ -85,7 +82,7 @@ def load_into(params: Any, run_dir: str,
   Raises:
     UserError: no checkpoint, an unreadable one, or a shared path whose shape differs.
   """
-  path = path or source_checkpoint(os.path.abspath(run_dir))
+  path = path or source_checkpoint(paths.resolve(run_dir))
   # Every process reads whole arrays onto one local device, whatever mesh saved them.
   one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   try:

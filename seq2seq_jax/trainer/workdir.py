@@ -3,6 +3,7 @@ refusing checkpoints of another model."""
 import fcntl
 import json
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -10,11 +11,13 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from seq2seq_jax import config_migration
+from seq2seq_jax import paths
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import frontends
 from seq2seq_jax.models import model_defaults
 from seq2seq_jax.trainer import run_files
 from seq2seq_jax.trainer import checkpoint as checkpoint_lib
+from seq2seq_jax.trainer import warm_start
 from seq2seq_jax.trainer.checkpoint import Checkpointer
 
 
@@ -59,15 +62,8 @@ def _frontend_settings(spec: Any) -> Any:
 
 def write_json(path: str, obj: Any) -> None:
   """Writes a run's JSON file atomically (a failed write leaves the old one)."""
-  tmp = path + '.tmp'
   with run_files.io_errors(f'writing {os.path.basename(path)}', path):
-    try:
-      with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-      os.replace(tmp, path)
-    finally:
-      if os.path.exists(tmp):
-        os.remove(tmp)
+    paths.write_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def refuse_silent_restart(ckpt: Checkpointer, restart: bool) -> None:
@@ -108,13 +104,21 @@ def lock(workdir: str):
   the whole run. The kernel drops it when the process dies (SIGKILL, reboot), so a stale
   file never blocks the next run; eval and predict do not take it.
 
+  An object store (gs://) has no lock that dies with its holder: there nothing is locked,
+  process 0 says so on stderr, and keeping to one training job per workdir is the user's.
+
   Returns:
-    The open lock file (keep it open), or None on other processes.
+    The open lock file (keep it open), or None on other processes and remote workdirs.
 
   Raises:
     UserError: another live run holds the lock (on every process).
   """
   holder = None
+  if paths.is_remote(workdir):
+    if jax.process_index() == 0:
+      run_files.warn(f'{workdir} is on an object store, where a second training run on the '
+                     'same workdir cannot be refused: run one training job per workdir')
+    return None
   if (jax.process_index() == 0):
     path = os.path.join(workdir, '.lock')
     with run_files.io_errors('taking the workdir lock', path):
@@ -137,14 +141,50 @@ def lock(workdir: str):
 
 
 def make(workdir: str) -> str:
-  workdir = os.path.abspath(workdir)
+  """Creates the workdir (local or gs://) on process 0; returns it resolved. A remote
+  filesystem whose package is missing, or where checkpoints cannot go, is one UserError."""
+  workdir = paths.check(workdir, '--workdir', workdir=True)
   if (jax.process_index() == 0):
     try:
-      os.makedirs(workdir, exist_ok=True)
+      paths.makedirs(workdir)
     except OSError as e:
-      raise UserError(f'cannot create --workdir {workdir}: {e.strerror}') from None
+      raise UserError(f'cannot create --workdir {workdir}: {e.strerror or e}') from None
   multihost_utils.sync_global_devices('workdir')
   return workdir
+
+
+def task_dir(workdir: str) -> str:
+  """Where the task keeps its own files (vocab.txt, spm/, the token cache/): the workdir, or
+  for a remote one a local mirror (paths.local_mirror), since SentencePiece and the token
+  cache write local files. The vocabulary files the remote workdir holds are copied into the
+  mirror (they are the run's truth); one it does not hold is removed from the mirror, so the
+  task builds it afresh rather than reuse another run's. The token cache stays local (it
+  checks itself against the data files)."""
+  if not paths.is_remote(workdir):
+    return workdir
+  local = paths.local_mirror(workdir)
+  os.makedirs(local, exist_ok=True)
+  for name in warm_start.VOCABULARY_FILES:
+    src, dst = os.path.join(workdir, name), os.path.join(local, name)
+    if os.path.isdir(dst):
+      shutil.rmtree(dst)
+    elif os.path.exists(dst):
+      os.remove(dst)
+    if paths.exists(src):
+      paths.copy_tree(src, dst)
+  return local
+
+
+def keep_vocabulary(workdir: str) -> None:
+  """After the task's setup (process 0): a remote workdir gets the vocabulary files that the
+  task built in the local mirror and that it does not hold yet (never overwritten)."""
+  if not paths.is_remote(workdir):
+    return
+  local = paths.local_mirror(workdir)
+  for name in warm_start.VOCABULARY_FILES:
+    src, dst = os.path.join(local, name), os.path.join(workdir, name)
+    if os.path.exists(src) and not paths.exists(dst):
+      paths.copy_tree(src, dst)
 
 
 def finished_summary(workdir: str, step: int, train_steps: int) -> dict[str, Any] | None:
