@@ -107,7 +107,8 @@ def _layer_names(side, n, cross):
   for i in range(n):
     subs = [('self_attention', 2)] + ([('attention', 3)] if cross else [])
     for sub, k in subs:
-      out |= {f'{side}/layer_{i}/{sub}/linear_{j}/{w}' for j in range(k) for w in ('weight', 'bias')}
+      out |= {f'{side}/layer_{i}/{sub}/linear_{j}/{w}'
+              for j in range(k) for w in ('weight', 'bias')}
       out |= {f'{side}/layer_{i}/{sub}/layer_norm/{g}' for g in ('gamma', 'beta')}
     out |= {f'{side}/layer_{i}/ffn/linear_{j}/{w}' for j in range(2) for w in ('weight', 'bias')}
     out |= {f'{side}/layer_{i}/ffn/layer_norm/{g}' for g in ('gamma', 'beta')}
@@ -280,8 +281,9 @@ def test_preset_variables_post_ln_learned_positions_untied(tmp_path):
   _check_norm(v, 'decoder/layernorm_embedding', params['tgt_embed_norm'])
   _check_layers(v, model, params)
   y = np.random.default_rng(1).normal(size=16).astype(np.float32)
+  output = lambda m, x: m._logits(x)   # pylint: disable=protected-access
   logits = np.asarray(model.apply({'params': params}, jnp.asarray(y)[None, None],
-                                  method=lambda m, x: m._logits(x)))[0, 0]   # pylint: disable=protected-access
+                                  method=output))[0, 0]
   theirs = v['decoder/projection/weight'] @ y + v['decoder/projection/bias']
   np.testing.assert_allclose(theirs[2:], logits[2:], rtol=1e-5, atol=1e-5)
   assert theirs[0] < -9000 and theirs[1] < -9000

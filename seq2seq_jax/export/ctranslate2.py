@@ -231,14 +231,18 @@ def ctranslate2_config(model: Any, source: list[str], target: list[str]) -> dict
           'layer_norm_epsilon': _epsilon(model.norm), 'multi_query_attention': False}
 
 
+def _check_new(out: str) -> None:
+  if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+    raise UserError(f'--export_dir={out} exists and is not empty; give a new directory')
+
+
 def write_directory(out: str, variables: dict[str, np.ndarray], aliases: dict[str, str],
                     config_json: dict[str, Any], source_vocab: list[str],
                     target_vocab: list[str], source_spm: str, target_spm: str,
                     provenance: dict[str, Any]) -> None:
   """Writes the model directory into `out` (absent or empty), all or nothing: the files go
   to a temporary folder beside it, which then takes its name."""
-  if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-    raise UserError(f'--export_dir={out} exists and is not empty; give a new directory')
+  _check_new(out)
   parent = os.path.dirname(os.path.abspath(out))
   os.makedirs(parent, exist_ok=True)
   tmp = os.path.join(parent, f'.{os.path.basename(os.path.abspath(out))}.tmp{os.getpid()}')
@@ -275,12 +279,11 @@ def export(config: Any, workdir: str, export_dir: str, checkpoint: str | int | N
     checkpoint: 'best', 'latest' or a step (trainer/inference.py's parse_checkpoint).
 
   Returns:
-    What export.json records: workdir, checkpoint, step, decode settings, files.
+    What export.json records: workdir, checkpoint, step, the run's decode settings.
   """
   if not export_dir:
     raise UserError('--mode=export needs --export_dir (the new model directory)')
-  if os.path.exists(export_dir) and (not os.path.isdir(export_dir) or os.listdir(export_dir)):
-    raise UserError(f'--export_dir={export_dir} exists and is not empty; give a new directory')
+  _check_new(export_dir)   # before anything is loaded
   if config.task != 'translation':
     raise UserError(f'--mode=export writes translation models (SentencePiece source and '
                     f'target); task {config.task!r} is not one')
