@@ -6,6 +6,7 @@ r"""Launches an experiment: train, eval, predict, info (and sweeps).
   echo hello | python launch.py --mode=predict --workdir=DIR --checkpoint=latest
   python launch.py --config=experiments/X.py --mode=info
   python launch.py --mode=compare --runs=DIR1 --runs=DIR2 --workdir=OUT   # table + plot of runs
+  python launch.py --mode=export --workdir=DIR --export_dir=OUT  # a CTranslate2 model directory
 
 Multi-process: pass --coordinator_address/--num_processes/--process_id to every process.
 Without them, launch.py calls jax.distributed.initialize() (which reads the coordinator,
@@ -30,7 +31,7 @@ _CONFIG = flags.DEFINE_string('config', _DEFAULT_CONFIG,
                               'with --config.a.b=value.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, metrics).')
 _MODE = flags.DEFINE_enum('mode', 'train',
-                          ['train', 'eval', 'predict', 'info', 'sweep', 'compare'],
+                          ['train', 'eval', 'predict', 'info', 'sweep', 'compare', 'export'],
                           'What to do.')
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'host:port of process 0, for multi-process runs.')
@@ -46,9 +47,14 @@ _RESTART = flags.DEFINE_bool(
 _SWEEP_PRINT = flags.DEFINE_bool('sweep_print_commands', False,
                                  'With --mode=sweep: print one launch.py command per point.')
 
+_EXPORT_DIR = flags.DEFINE_string(
+    'export_dir', None, 'With --mode=export: the new (absent or empty) directory to write the '
+    "workdir's checkpoint into, as a CTranslate2 model with its SentencePiece models "
+    '(seq2seq_jax/export/ctranslate2.py).')
+
 _CHECKPOINT = flags.DEFINE_string(
-    'checkpoint', None, "With --mode=eval or predict: 'best' (the default: the best by the "
-    "task's validation metric, where the run kept one), 'latest' or a step number. With "
+    'checkpoint', None, "With --mode=eval, predict or export: 'best' (the default: the best by "
+    "the task's validation metric, where the run kept one), 'latest' or a step number. With "
     "--mode=train: a step to resume from instead of the newest (after a divergence; the "
     'later checkpoints are kept aside as <step>.before_restart).')
 
@@ -138,15 +144,17 @@ def main(argv: list[str]) -> None:
       # checkpoints to) is settled here, in one line, before anything is loaded.
       from seq2seq_jax import paths  # pylint: disable=g-import-not-at-top
       paths.check(_WORKDIR.value, '--workdir', workdir=mode != 'compare')
-    if (mode in ('eval', 'predict') and not flags.FLAGS['config'].present and _WORKDIR.value
-        and _workdir_has_config()):
+    if (mode in ('eval', 'predict', 'export') and not flags.FLAGS['config'].present
+        and _WORKDIR.value and _workdir_has_config()):
       # Inference on a run reads the config it was trained with (overrides still apply).
       from seq2seq_jax.trainer import inference  # pylint: disable=g-import-not-at-top
       config = inference.workdir_config(_WORKDIR.value, _OVERRIDES)
     else:
       config = config_lib.load_config(_CONFIG.value, _OVERRIDES)
-    if _CHECKPOINT.value is not None and mode not in ('train', 'eval', 'predict'):
-      raise UserError('--checkpoint is for --mode=train, eval and predict')
+    if _CHECKPOINT.value is not None and mode not in ('train', 'eval', 'predict', 'export'):
+      raise UserError('--checkpoint is for --mode=train, eval, predict and export')
+    if (_EXPORT_DIR.value is not None) != (mode == 'export'):
+      raise UserError('--mode=export and --export_dir go together')
     if mode != 'info' and not _WORKDIR.value:
       raise UserError(f'--mode={mode} needs --workdir')
     if mode == 'compare':
@@ -168,6 +176,11 @@ def main(argv: list[str]) -> None:
                   checkpoint=_CHECKPOINT.value)
     elif mode == 'eval':
       train.evaluate(config, _WORKDIR.value, checkpoint=_CHECKPOINT.value)
+    elif mode == 'export':
+      from seq2seq_jax.export import ctranslate2  # pylint: disable=g-import-not-at-top
+      done = ctranslate2.export(config, _WORKDIR.value, _EXPORT_DIR.value, _CHECKPOINT.value)
+      print(f'[export] {done["checkpoint"]} of {_WORKDIR.value} -> {_EXPORT_DIR.value} '
+            '(CTranslate2: model.bin, config.json, vocabulary; source.model, target.model)')
     elif mode == 'predict':
       for line in train.predict(config, _WORKDIR.value, sys.stdin,
                                 interactive=sys.stdin.isatty(),

@@ -1,4 +1,4 @@
-"""A pure-numpy reader of CTranslate2's `model.bin` (no ctranslate2 import).
+"""A pure-numpy reader and writer of CTranslate2's `model.bin` (no ctranslate2 import).
 
 The layout, as CTranslate2's writer `ModelSpec._serialize` (python/ctranslate2/specs/
 model_spec.py, binary version 6) lays it out, all little-endian:
@@ -19,6 +19,9 @@ Quantised weights: a variable `x` stored as int8 or int16 has a float companion 
 x = stored / scale. `read` dequantises such pairs into float32 and drops the scales, resolves
 aliases (e.g. Whisper's output projection `decoder/projection/weight` is an alias of the token
 embedding `decoder/embeddings/weight` when the two are tied), and returns plain numpy arrays.
+
+`write` is the inverse of `read_raw` (binary version 6; what --mode=export writes through
+seq2seq_jax/export/ctranslate2.py).
 
 Checked: tests/test_whisper.py writes tiny files in this layout itself; tools/
 make_whisper_fixtures.py also wrote one with CTranslate2's own spec writer (ctranslate2 4.x,
@@ -137,3 +140,47 @@ def read(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
       raise UserError(f'{path}: alias {alias!r} names a missing variable {target!r}')
     out[alias] = out[target]
   return header, out
+
+
+_TYPE_IDS = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2,
+             np.dtype(np.int32): 3, np.dtype(np.float16): 4}
+
+
+def write(path: str, spec: str, revision: int, variables: dict[str, np.ndarray],
+          aliases: dict[str, str] | None = None) -> None:
+  """Writes a model.bin of binary version 6 as CTranslate2's `ModelSpec._serialize` does:
+  variables sorted by name, then the aliases (alias -> the name of a written variable).
+
+  Args:
+    path: the file to write.
+    spec: the spec name, e.g. 'TransformerSpec'.
+    revision: the spec revision CTranslate2's loader expects for that name.
+    variables: name -> array of float32/float16/int8/int16/int32 (a scalar: rank 0; a bool
+      setting as int8, as the spec writer stores it).
+    aliases: alias -> target variable name.
+  """
+  aliases = dict(aliases or {})
+  for alias, target in aliases.items():
+    if target not in variables or alias in variables:
+      raise ValueError(f'alias {alias!r} -> {target!r}: the target must be a variable and '
+                       'the alias must not be one')
+  out = [struct.pack('<I', MAX_VERSION), _string(spec), struct.pack('<I', revision),
+         struct.pack('<I', len(variables))]
+  for name in sorted(variables):
+    value = np.asarray(variables[name])   # (ascontiguousarray would make a scalar 1-d)
+    if value.dtype not in _TYPE_IDS:
+      raise ValueError(f'{name}: dtype {value.dtype} has no CTranslate2 type id')
+    out += [_string(name), struct.pack('<B', value.ndim),
+            struct.pack(f'<{value.ndim}I', *value.shape),
+            struct.pack('<BI', _TYPE_IDS[value.dtype], value.nbytes),
+            value.astype(value.dtype.newbyteorder('<')).tobytes()]
+  out.append(struct.pack('<I', len(aliases)))
+  for alias in sorted(aliases):
+    out += [_string(alias), _string(aliases[alias])]
+  with open(path, 'wb') as f:
+    f.writelines(out)
+
+
+def _string(text: str) -> bytes:
+  raw = text.encode('utf-8') + b'\0'
+  return struct.pack('<H', len(raw)) + raw

@@ -163,6 +163,12 @@ class Task(base.BaseTask):
     self._sp_src, self._sp_tgt = loaded[0], loaded[-1]
     self._spm_paths, self._workdir = paths, workdir
 
+  def sentencepiece_models(self) -> tuple[str, str]:
+    """The SentencePiece model files of the source and the target side (one shared model:
+    the same path twice); what --mode=export copies beside a CTranslate2 model."""
+    self._need_setup()
+    return self._spm_paths[0], self._spm_paths[-1]
+
   def _need_setup(self) -> None:
     if self._sp_src is None:
       raise RuntimeError('Task.setup(workdir) must run before the data is used')

@@ -1,0 +1,1 @@
+"""Exports of trained models for serving elsewhere (ctranslate2.py: --mode=export)."""
