@@ -81,6 +81,11 @@ class Model(nn.Module):
   copy: bool = False            # copy from the source through a cross-attention head
   max_oovs: int = 0             # copy: temporary ids per source for its OOV words
   ctc_weight: float = 0.0       # joint CTC-attention: weight of a CTC head on the encoder
+  # The token the decoder reads at target position 0 whatever the batch holds there (BOS):
+  # a pretrained checkpoint's decoder start token when it is also another special token
+  # (Marian's and T5's <pad>, BART's </s>), so BOS's own id can be an ordinary token.
+  # -1: the batch's own first token.
+  decoder_start: int = -1
 
   @property
   def _target_positions(self) -> Any:
@@ -205,6 +210,12 @@ class Model(nn.Module):
     logits = self.output_bias(logits.astype(jnp.float32))
     return constrain(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
 
+  def _start(self, ids: jax.Array, positions: jax.Array) -> jax.Array:
+    """Decoder input ids with `decoder_start` at every target position 0 (if set)."""
+    if self.decoder_start < 0:
+      return ids
+    return jnp.where(positions == 0, self.decoder_start, ids).astype(ids.dtype)
+
   @staticmethod
   def _positions(ids, positions):
     if positions is not None:
@@ -283,8 +294,10 @@ class Model(nn.Module):
       keep_self = keep_self & (tgt_seg == targets_segmentation[:, None, :])
       keep_cross = keep_cross & (tgt_seg == inputs_segmentation[:, None, :])
     self_bias, cross_bias = layers.mask_bias(keep_self), layers.mask_bias(keep_cross)
-    y = x_in = self._embed(self._target_embed(), 'tgt_pos', self._in_vocab(decoder_inputs),
-                           self._positions(decoder_inputs, targets_position), not train)
+    positions = self._positions(decoder_inputs, targets_position)
+    y = x_in = self._embed(self._target_embed(), 'tgt_pos',
+                           self._in_vocab(self._start(decoder_inputs, positions)), positions,
+                           not train)
     copy_weights = None
     for layer in self.decoder_layers:
       y = layer(y, self_bias, encoded, cross_bias, not train)
@@ -398,7 +411,8 @@ class Model(nn.Module):
     history = lax.dynamic_update_slice(history, own_slot[:, None, :], (0, pos, 0))
     self_bias = layers.mask_bias(history.reshape(b, beams, max_len * beams))  # [B, 1, J, M*J]
     cross_bias = layers.mask_bias(src_mask[:, None, :])                       # [B, 1, 1, S]
-    y = x_in = self._embed(self._target_embed(), 'tgt_pos', self._in_vocab(last_tokens[:, None]),
+    tokens = self._start(last_tokens[:, None], index[:, None])
+    y = x_in = self._embed(self._target_embed(), 'tgt_pos', self._in_vocab(tokens),
                            index[:, None], True)
     new_layers = []
     for layer, lc in zip(self.decoder_layers, cache['layers']):
