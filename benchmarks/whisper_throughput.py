@@ -1,6 +1,7 @@
 r"""Whisper transcription throughput: audio seconds per second, ours against faster-whisper.
 
   python benchmarks/whisper_throughput.py --limit=200 --rounds=2
+  python benchmarks/whisper_throughput.py --limit=100 --rounds=2 --short_window
 
 The same recordings for all (tools/whisper_zero_shot.py's 'asterisk' set: Asterisk's English
 prompts up to 30 s, the first --limit by name, read as the speech task reads them), beam 5,
@@ -9,6 +10,9 @@ one 30 s window per recording, in alternating rounds within one run:
             patience 1), the speech task's predict path (seq2seq_jax/trainer/inference.py),
             data.eval_batch_size=--batch recordings per batch (grouped by length, padded to
             the task's second buckets); one untimed pass first compiles every batch shape.
+  ours-w0   with --short_window, the same with model.frontend.frames=0: each batch's
+            window is its length bucket instead of 30 s (a shorter encoder context, which
+            Whisper was not trained on: its transcripts are compared too).
   fw-*      faster-whisper's runtime (CTranslate2 WhisperModel.generate, batched as
             faster-whisper's BatchedInferencePipeline calls it: --batch log-mel windows per
             call, same prompt, suppressed tokens, beam 5, patience 1, length penalty 1) in
@@ -84,6 +88,8 @@ def main() -> None:
   p.add_argument('--reference_python', default='/work/whisper_env/bin/python')
   p.add_argument('--mode', default='main', choices=['main', 'reference'])
   p.add_argument('--compute_type', default='float32')
+  p.add_argument('--short_window', action='store_true',
+                 help='also time ours with model.frontend.frames=0')
   p.add_argument('--items', default='')
   p.add_argument('--out', default='')
   args = p.parse_args()
@@ -102,22 +108,31 @@ def main() -> None:
     json.dump(items, f)
   audio = [whisper_zero_shot.read(x['path']) for x in items]
   total = sum(len(a) for a in audio) / 16000
-  config = config_lib.load_config(os.path.join(ROOT, 'experiments', 'whisper_zero_shot.py'), [
-      ('model.pretrained', args.pretrained), ('decode.method', 'beam'),
-      ('decode.beam_size', '5'), ('data.eval_batch_size', str(args.batch))])
-  model = inference.Loaded(config, os.path.join(tmp, 'work'))
   from seq2seq_jax.tasks.speech import Waveform, to_pcm16  # pylint: disable=g-import-not-at-top
   sources = [Waveform(to_pcm16(a)) for a in audio]
-  train.decode_sources(model.run, model.params, sources)     # compiles every batch shape
+  ours = {}
+  for name, frames in (('ours', None), ('ours-w0', 0)):
+    if frames is not None and not args.short_window:
+      continue
+    overrides = [('model.pretrained', args.pretrained), ('decode.method', 'beam'),
+                 ('decode.beam_size', '5'), ('data.eval_batch_size', str(args.batch))]
+    if frames is not None:
+      overrides.append(('model.frontend.frames', str(frames)))
+    config = config_lib.load_config(
+        os.path.join(ROOT, 'experiments', 'whisper_zero_shot.py'), overrides)
+    ours[name] = inference.Loaded(config, os.path.join(tmp, 'work_' + name))
+    train.decode_sources(ours[name].run, ours[name].params, sources)  # compiles every shape
   print(f'{len(items)} recordings, {total:.1f} s of audio, batch {args.batch}, beam 5; host '
         f'float32 matmul {throughput.measured_matmul_flops_per_s():.3g} FLOP/s', flush=True)
-  rates = {'ours': [], 'fw-float32': [], 'fw-int8': []}
-  fw_texts = {}
+  rates = {**{k: [] for k in ours}, 'fw-float32': [], 'fw-int8': []}
+  texts, fw_texts = {}, {}
   for r in range(args.rounds):
-    t0 = time.perf_counter()
-    ids = train.decode_sources(model.run, model.params, sources)
-    rates['ours'].append(total / (time.perf_counter() - t0))
-    print(f'round {r + 1}: ours {rates["ours"][-1]:.2f} audio s/s', flush=True)
+    for name, model in ours.items():
+      t0 = time.perf_counter()
+      ids = train.decode_sources(model.run, model.params, sources)
+      rates[name].append(total / (time.perf_counter() - t0))
+      texts[name] = [model.run.task.decode_prediction(i, '') for i in ids]
+      print(f'round {r + 1}: {name} {rates[name][-1]:.2f} audio s/s', flush=True)
     for ct in ('float32', 'int8'):
       out = os.path.join(tmp, f'fw_{ct}.json')
       subprocess.run([args.reference_python, os.path.abspath(__file__), '--mode=reference',
@@ -130,13 +145,13 @@ def main() -> None:
       fw_texts[ct] = fw['texts']
       print(f'round {r + 1}: faster-whisper {ct} {rates[f"fw-{ct}"][-1]:.2f} audio s/s',
             flush=True)
-  texts = [model.run.task.decode_prediction(i, '') for i in ids]
-  same = {ct: sum(a == b for a, b in zip(texts, t)) for ct, t in fw_texts.items()}
   med = {k: statistics.median(v) for k, v in rates.items()}
   print('median audio s/s: ' + ', '.join(f'{k} {v:.2f}' for k, v in med.items()))
-  print(f'ours / fw-float32 {med["ours"] / med["fw-float32"]:.2f}, ours / fw-int8 '
-        f'{med["ours"] / med["fw-int8"]:.2f}; transcripts identical to faster-whisper\'s: '
-        f'float32 {same["float32"]}/{len(texts)}, int8 {same["int8"]}/{len(texts)}')
+  for name in ours:
+    same = {ct: sum(a == b for a, b in zip(texts[name], t)) for ct, t in fw_texts.items()}
+    print(f'{name} / fw-float32 {med[name] / med["fw-float32"]:.2f}, {name} / fw-int8 '
+          f'{med[name] / med["fw-int8"]:.2f}; transcripts identical to faster-whisper\'s: '
+          f'float32 {same["float32"]}/{len(items)}, int8 {same["int8"]}/{len(items)}')
 
 
 if __name__ == '__main__':

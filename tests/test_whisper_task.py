@@ -131,11 +131,69 @@ def test_pretrained_whisper_fine_tunes_and_resumes(setup):
   assert not np.array_equal(np.asarray(after.params['tgt_embed']['embedding']), emb)
 
 
+def test_frozen_parameters_keep_their_pretrained_values_with_a_shorter_window(setup):
+  """optimizer.freeze: the frontend and encoder stay exactly the checkpoint's while the
+  decoder trains; model.frontend.frames=0 (the batch's own window) trains and decodes."""
+  root, ckpt, paths, _ = setup
+  work = root / 'frozen'
+  code, out, err = runs.cli(*_args(root, ckpt, f'--workdir={work}', '--config.train_steps=2',
+                                   '--config.eval_every_steps=2',
+                                   '--config.optimizer.warmup_steps=0',
+                                   '--config.optimizer.learning_rate=1e-2',
+                                   '--config.model.frontend.frames=0',
+                                   "--config.optimizer.freeze=('^frontend/','^encoder')"))
+  assert code == 0, err
+  loaded = inference.load(str(work), checkpoint='latest')
+  want = checkpoints.params_for_task(ckpt, loaded.run.task)
+  frozen = [k for k in want if k.startswith(('frontend', 'encoder'))]
+  assert 'frontend' in frozen and any(k.startswith('encoder') for k in frozen), frozen
+  flat = lambda tree: {'/'.join(str(getattr(k, 'key', k)) for k in path): np.asarray(v)
+                       for path, v in __import__('jax').tree_util.tree_leaves_with_path(tree)}
+  got, ref = flat(loaded.params), flat(want)
+  for name, value in ref.items():
+    if name.startswith(('frontend', 'encoder')):
+      np.testing.assert_array_equal(got[name], value, err_msg=name)
+  changed = [n for n in ref if not n.startswith(('frontend', 'encoder'))
+             and not np.array_equal(got[n], ref[n])]
+  assert any(n.startswith('decoder') for n in changed), changed
+  # The optimizer keeps no moments for the frozen ones.
+  state = loaded.run.abstract_state.opt_state
+  assert sum(x.size for x in __import__('jax').tree.leaves(state)) < 3 * sum(
+      v.size for n, v in ref.items() if not n.startswith(('frontend', 'encoder')))
+  code, out, err = runs.cli('--mode=predict', f'--workdir={work}',
+                            stdin=''.join(p + '\n' for p in paths))
+  assert code == 0, err
+  assert len(out.splitlines()) == len(paths)
+
+
+def test_a_shorter_window_is_the_first_frames_of_the_full_one():
+  """whisper_conv with frames=0 reads the batch's own length: its log-mel is the first frames
+  of the 30 s window's, and its encoder context that length / 2."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.models.frontends import whisper_conv  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  waves = rng.normal(0, 0.1, (2, 8000)).astype(np.float32)
+  mask = np.ones_like(waves, bool)
+  mask[1, 6000:] = False
+  short = whisper_conv.WhisperConv(features=8, frames=0)
+  full = whisper_conv.WhisperConv(features=8, frames=3000)
+  a, b = short.log_mel(waves, mask), full.log_mel(waves, mask)
+  assert a.shape == (2, 50, 80) and b.shape == (2, 3000, 80)
+  np.testing.assert_allclose(a, b[:, :50], atol=1e-6)
+  assert float(np.abs(b[:, 50:]).max()) == 0.0
+  params = short.init(jax.random.key(0), waves, mask)
+  out, out_mask = short.apply(params, waves, mask)
+  assert out.shape == (2, 25, 8) and out_mask.shape == (2, 25)
+
+
 @pytest.mark.parametrize('override, message', [
     ('--config.model.pretrained=/no/such/dir', "model.pretrained='/no/such/dir': no such"),
     ('--config.model.pretrained=no-such-whisper-package', 'no installed package'),
     ('--config.decode.language=xx', "decode.language='xx' is not a language"),
     ('--config.model.emb_dim=64', 'the architecture comes from model.pretrained'),
+    ('--config.model.frontend.frames=4000', 'reads at most its own window (100 frames)'),
+    ('--config.model.frontend.frames=7', 'frames even'),
+    ("--config.optimizer.freeze=('^nothing',)", "'^nothing' matches no parameter"),
 ])
 def test_bad_pretrained_settings_are_one_line(setup, override, message):
   root, ckpt, paths, _ = setup

@@ -1,4 +1,4 @@
-"""Prints how far our Marian and BART loaders are from transformers on the fixtures that
+"""Prints how far our Marian, BART and T5 loaders are from transformers on the fixtures that
 tools/make_pretrained_text_fixtures.py wrote (tests/test_pretrained_text.py asserts the same
 to 1e-4): max abs differences of the encoder output and logits, and identical generate rows.
 
@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from seq2seq_jax.models import build_model
 from seq2seq_jax.pretrained import bart
 from seq2seq_jax.pretrained import marian
+from seq2seq_jax.pretrained import t5
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'fixtures')
 
@@ -25,11 +26,12 @@ def main():
         '| 3-beam rows identical |')
   print('|---|---|---|---|---|')
   for module, family, tag in ((marian, 'marian', 'a'), (marian, 'marian', 'b'),
-                              (bart, 'bart', 'a')):
+                              (bart, 'bart', 'a'), (t5, 't5', 'a'), (t5, 't5', 'b'),
+                              (t5, 't5', 'c')):
     root = os.path.join(FIXTURES, family)
     config, params, cfg = module.load_hf(os.path.join(root, f'hf_{tag}'))
     io = np.load(os.path.join(root, f'io_{tag}.npz'))
-    pad = cfg['pad_token_id']
+    pad = cfg.get('pad_token_id', 0)
     sizes = marian.vocab_sizes(cfg) if family == 'marian' else (cfg['vocab_size'],) * 2
     model = build_model(config, *sizes)
     src = jnp.asarray(module.to_ours(io['inputs'], pad))

@@ -216,7 +216,7 @@ def dense(features: int | Sequence[int], names: Sequence[str | None], *,
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None,
               dropout: nn.Module | None = None, deterministic: bool = True,
-              sow_in: nn.Module | None = None) -> jax.Array:
+              sow_in: nn.Module | None = None, scale: bool = True) -> jax.Array:
   """Scaled dot-product attention (Vaswani et al. 2017, Eq. 1) over [B, L, H, D] arrays.
 
   Args:
@@ -226,14 +226,15 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None,
     deterministic: disables dropout.
     sow_in: a module that sows the weights [B, H, Q, K] (before dropout) as
       'intermediates'/'attention_weights' (kept only when that collection is mutable).
+    scale: queries times D**-0.5 (Eq. 1); False: unscaled dot products (T5, whose
+      initialisation plays that part).
 
   Returns:
     [B, Q, H, D] in q's dtype. The softmax runs in float32 for stability.
   """
-  depth = q.shape[-1]
   # Scores accumulate and come out in float32 even for bfloat16 inputs: a bfloat16 logit
   # has ~3 significant digits, too coarse for a softmax over long rows.
-  logits = jnp.einsum('bqhd,bkhd->bhqk', q * (depth ** -0.5), k,
+  logits = jnp.einsum('bqhd,bkhd->bhqk', scaled(q, scale), k,
                       preferred_element_type=jnp.float32)
   if bias is not None:
     logits = logits + bias
@@ -246,7 +247,13 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None,
   return jnp.einsum('bhqk,bkhd->bqhd', weights, v)
 
 
-def attention_step(q: jax.Array, k_t: jax.Array, v: jax.Array, bias: jax.Array) -> jax.Array:
+def scaled(q: jax.Array, scale: bool = True) -> jax.Array:
+  """Queries [..., D] times D**-0.5 (Eq. 1), or as they are without `scale`."""
+  return q * (q.shape[-1] ** -0.5) if scale else q
+
+
+def attention_step(q: jax.Array, k_t: jax.Array, v: jax.Array, bias: jax.Array,
+                   scale: bool = True) -> jax.Array:
   """Attention of a few queries per item over cached keys, in decode-friendly layouts.
 
   The cache layouts are the ones XLA's CPU dot wants as they are, so no step transposes a
@@ -256,11 +263,12 @@ def attention_step(q: jax.Array, k_t: jax.Array, v: jax.Array, bias: jax.Array) 
     q: queries [B, H, J, D] (J = the beams of an item, or 1).
     k_t: keys [B, H, D, N]. v: values [B, H, N, D].
     bias: additive mask broadcastable to [B, H, J, N].
+    scale: as in `attention`.
 
   Returns:
     [B, H, J, D] in q's dtype (scores and softmax in float32, as in `attention`).
   """
-  logits = jnp.einsum('bhjd,bhdn->bhjn', q * (q.shape[-1] ** -0.5), k_t.astype(q.dtype),
+  logits = jnp.einsum('bhjd,bhdn->bhjn', scaled(q, scale), k_t.astype(q.dtype),
                       preferred_element_type=jnp.float32)
   weights = jax.nn.softmax(logits + bias, axis=-1).astype(q.dtype)
   return jnp.einsum('bhjn,bhnd->bhjd', weights, v.astype(q.dtype))

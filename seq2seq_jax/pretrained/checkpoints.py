@@ -249,11 +249,32 @@ def model_config(given: Mapping[str, Any]) -> dict[str, Any]:
   for key, value in given.items():
     if key in TRAINING_KEYS:
       out[key] = value
+    elif key == 'frontend' and _window_only(ckpt.get(key), value) is not None:
+      out[key] = _window_only(ckpt.get(key), value)
     elif key not in ckpt or _plain(ckpt[key]) != _plain(value):
       raise UserError(f'model.{key}={_plain(value)!r}: the architecture comes from '
                       f'model.pretrained ({_plain(ckpt.get(key))!r} there); a config may '
-                      f'change only {", ".join(TRAINING_KEYS)}')
+                      f'change only {", ".join(TRAINING_KEYS)} and the frontend\'s frames')
   return out
+
+
+def _window_only(ckpt: Any, given: Any) -> dict[str, Any] | None:
+  """The checkpoint's audio frontend with the settings `given` names (a group may name only
+  some: the rest are the checkpoint's), if the only change is a shorter window (`frames`,
+  or 0 for the batch's own length: the encoder context, which sinusoidal positions allow;
+  models/frontends/whisper_conv.py); None if anything else differs."""
+  ckpt, given = _plain(ckpt), _plain(given)
+  if not isinstance(ckpt, dict) or not isinstance(given, dict) or 'frames' not in ckpt:
+    return None
+  merged = {**ckpt, **given}
+  if {k: v for k, v in merged.items() if k != 'frames'} != {
+      k: v for k, v in ckpt.items() if k != 'frames'}:
+    return None
+  frames = merged['frames']
+  if not isinstance(frames, int) or not 0 <= frames <= ckpt['frames']:
+    raise UserError(f'model.frontend.frames={frames!r}: a pretrained encoder reads at most '
+                    f'its own window ({ckpt["frames"]} frames), or 0 for the batch\'s length')
+  return merged
 
 
 def _plain(value: Any) -> Any:

@@ -1,5 +1,15 @@
-"""Optimizers and learning-rate schedules from `config.optimizer` (optax)."""
+"""Optimizers and learning-rate schedules from `config.optimizer` (optax).
+
+`optimizer.freeze`: regular expressions over parameter paths (the tree's keys joined by '/':
+'encoder/layers_0/mlp/wi/kernel', 'frontend/conv1/kernel', 'tgt_embed/embedding');
+a parameter whose path any of them matches (re.search) is never updated, keeps no optimizer
+state, and is left out of grad_clip_norm's global norm. Its gradient is then unused, so XLA
+drops the backward pass that only it needed (a frozen encoder costs its forward pass only).
+"""
+import re
 from typing import Any
+
+import jax
 
 import jax.numpy as jnp
 import optax
@@ -22,7 +32,7 @@ _SCHEDULE_KEYS = {
     'cosine': {'warmup_steps': 0},
     'step_halving': {'halve_after_steps': 0, 'halve_every_steps': 1},
 }
-_COMMON_KEYS = ('name', 'learning_rate', 'schedule', 'grad_clip_norm')
+_COMMON_KEYS = ('name', 'learning_rate', 'schedule', 'grad_clip_norm', 'freeze')
 
 
 def _readers(key: str) -> tuple[str, dict[str, Any]]:
@@ -37,6 +47,11 @@ def _readers(key: str) -> tuple[str, dict[str, Any]]:
     if defaults:
       return field, defaults
   return '', {}
+
+
+def known_keys() -> set[str]:
+  """Every key of `config.optimizer` something reads."""
+  return set(_COMMON_KEYS).union(*_OPTIMIZER_KEYS.values(), *_SCHEDULE_KEYS.values())
 
 
 def validate(opt: Any) -> None:
@@ -65,7 +80,7 @@ def validate(opt: Any) -> None:
       continue
     field, defaults = _readers(key)
     if not field:
-      known = set(_COMMON_KEYS).union(*_OPTIMIZER_KEYS.values(), *_SCHEDULE_KEYS.values())
+      known = known_keys()
       raise UserError(f'unknown optimizer key {key!r} (known: {", ".join(sorted(known))})')
     value = opt[key]
     if chosen[field] in defaults or value is None or value in defaults.values():
@@ -128,4 +143,35 @@ def make_optimizer(opt: Any, train_steps: int) -> optax.GradientTransformation:
   clip = opt.get('grad_clip_norm', 0.0)
   if clip:
     tx = optax.chain(optax.clip_by_global_norm(clip), tx)
+  freeze = tuple(opt.get('freeze', None) or ())
+  if isinstance(opt.get('freeze', None), str):
+    freeze = (opt.freeze,)
+  if freeze:
+    tx = optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()},
+                               lambda params: frozen_labels(params, freeze))
   return tx
+
+
+def param_path(path: Any) -> str:
+  """'encoder/layers_0/attention/query/kernel' for a jax.tree_util key path."""
+  # Dict keys only: a flax box (nn.Partitioned) adds an attribute key 'value'.
+  return '/'.join(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
+
+
+def frozen_labels(params: Any, patterns: tuple[str, ...]) -> Any:
+  """'frozen' or 'train' for each parameter (optimizer.freeze); a pattern that matches no
+  parameter is an error (a typo would otherwise train everything)."""
+  try:
+    regexes = [re.compile(p) for p in patterns]
+  except re.error as e:
+    raise UserError(f'optimizer.freeze: {e.pattern!r} is not a regular expression ({e})')
+  paths = [param_path(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+  for r in regexes:
+    if not any(r.search(p) for p in paths):
+      raise UserError(f'optimizer.freeze: {r.pattern!r} matches no parameter (they are named '
+                      f'like {paths[0]!r})')
+  if all(any(r.search(p) for r in regexes) for p in paths):
+    raise UserError('optimizer.freeze matches every parameter: nothing would train')
+  return jax.tree_util.tree_map_with_path(
+      lambda p, _: 'frozen' if any(r.search(param_path(p)) for r in regexes) else 'train',
+      params)

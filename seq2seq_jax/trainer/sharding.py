@@ -89,10 +89,6 @@ def logical_to_shardings(boxed_abstract: Any, mesh: Mesh, rules) -> Any:
   the mesh axes do not divide (e.g. a 43-symbol vocabulary over tensor=2) stays unsplit
   rather than failing: the rule is a preference, the model's sizes are the truth.
   """
-  specs = nn.get_partition_spec(boxed_abstract)
-  mesh_specs = nn.logical_to_mesh(specs, rules)
-  unboxed = nn.unbox(boxed_abstract)
-
   def fit(x, spec):
     if spec is None:
       return NamedSharding(mesh, P())
@@ -103,8 +99,18 @@ def logical_to_shardings(boxed_abstract: Any, mesh: Mesh, rules) -> Any:
       dims.append(axes if ways and size % ways == 0 else None)
     return NamedSharding(mesh, P(*dims))
 
-  return jax.tree.map(fit, unboxed, mesh_specs,
-                      is_leaf=lambda v: isinstance(v, P) or v is None)
+  def leaf(v):
+    # Box by box, so that leafless nodes (optax's MaskedNode where optimizer.freeze leaves a
+    # parameter without state, boxed or not) keep their place in the tree.
+    if isinstance(v, nn.Partitioned) and not jax.tree.leaves(v.value):
+      return v.value
+    if isinstance(v, nn.LogicallyPartitioned):
+      return fit(v.value, nn.logical_to_mesh_axes(v.names, rules))
+    if isinstance(v, nn.Partitioned):
+      return fit(v.value, P(*v.names))
+    return fit(v, None)
+
+  return jax.tree.map(leaf, boxed_abstract, is_leaf=lambda v: isinstance(v, nn.Partitioned))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

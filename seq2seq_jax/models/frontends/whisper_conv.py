@@ -3,7 +3,10 @@
 Waveforms [B, N] (16 kHz, inputs_mask [B, N]) become Whisper's log-mel window [B, frames,
 num_mels] (models/audio.py: whisper_log_mel, faster-whisper's features: the segment then
 zeros up to `frames`, 3000 = 30 s); features [B, T, num_mels] given directly (a log-mel
-computed elsewhere) are cut or padded with zeros to `frames` likewise. Then conv1 (kernel 3,
+computed elsewhere) are cut or padded with zeros to `frames` likewise. `frames=0` is a shorter
+encoder context: the window is the batch's own padded length (with the speech task's
+`data.second_buckets`, its bucket: a 4 s bucket reads 400 frames, 200 encoder positions instead
+of 1,500), which Whisper was not trained on (docs/whisper.md measures what it costs). Then conv1 (kernel 3,
 padding 1) and GELU, conv2 (kernel 3, stride 2, padding 1) and GELU, both with the exact
 (erf) GELU: frames / 2 output vectors. The model adds its sinusoidal positions.
 
@@ -63,25 +66,33 @@ class WhisperConv(nn.Module):
   reads = ('audio', 'features')
 
   def check(self) -> None:
-    if self.num_mels < 1 or self.frames < 2:
-      raise UserError('model.frontend whisper_conv needs num_mels >= 1 and frames >= 2, got '
-                      f'{self.num_mels} and {self.frames}')
+    if self.num_mels < 1 or self.frames < 0 or self.frames == 1 or self.frames % 2:
+      raise UserError('model.frontend whisper_conv needs num_mels >= 1 and frames even: 0 (the '
+                      f'batch\'s own length) or >= 2, got {self.num_mels} and {self.frames}')
+
+  def window(self, samples_or_frames: int, waveform: bool) -> int:
+    """The log-mel frames the encoder reads: `frames`, or with frames=0 the batch's own
+    length (its padded samples / 160, rounded up to even: a shorter encoder context)."""
+    if self.frames:
+      return self.frames
+    t = -(-samples_or_frames // audio.WHISPER_HOP) if waveform else samples_or_frames
+    return max(2, t + t % 2)
 
   def log_mel(self, inputs: jax.Array, inputs_mask: jax.Array | None = None) -> jax.Array:
     """The log-mel window [B, frames, num_mels] float32 of waveforms or features."""
     if inputs.ndim == 2:
       lengths = (jnp.full(inputs.shape[:1], inputs.shape[1]) if inputs_mask is None
                  else jnp.sum(inputs_mask.astype(jnp.int32), axis=1))
-      return audio.whisper_log_mel(inputs, lengths, num_mels=self.num_mels, frames=self.frames)
+      return audio.whisper_log_mel(inputs, lengths, num_mels=self.num_mels,
+                                   frames=self.window(inputs.shape[1], True))
     if inputs.ndim != 3 or inputs.shape[-1] != self.num_mels:
       raise UserError(f"model.frontend 'whisper_conv' reads waveforms [batch, samples] or "
                       f'log-mel [batch, frames, {self.num_mels}]; got {inputs.shape}')
     x = inputs.astype(jnp.float32)
     if inputs_mask is not None:
       x = x * inputs_mask[..., None].astype(x.dtype)
-    t = x.shape[1]
-    return x[:, :self.frames] if t >= self.frames else jnp.pad(
-        x, ((0, 0), (0, self.frames - t), (0, 0)))
+    t, frames = x.shape[1], self.window(x.shape[1], False)
+    return x[:, :frames] if t >= frames else jnp.pad(x, ((0, 0), (0, frames - t), (0, 0)))
 
   @nn.compact
   def __call__(self, inputs, inputs_mask=None, train: bool = False):

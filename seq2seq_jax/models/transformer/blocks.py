@@ -12,8 +12,17 @@ in Whisper; 'swish', SiLU as in Marian's OPUS-MT models), the fixed position enc
 (`model.positions` / `model.target_positions` other than 'learned', POSITIONS: 'sinusoidal'
 with `max_timescale` and `endpoint`) and a bias on the output logits (`model.logits_bias`,
 LOGITS_BIASES: 'none', the default; 'learned', Marian's and BART's final_logits_bias). Each
-keeps the parameter names of the defaults."""
+keeps the parameter names of the defaults.
+
+T5's parts (Raffel et al. 2020; pretrained/t5.py) are choices here too: 'rms_norm' (NORMS: a
+scale, no bias, no mean subtraction), the gated MLPs 'gated_gelu' / 'gated_relu' /
+'gated_silu' (MLPS: Shazeer 2020's GLU variants, T5 v1.1's and mT5's 'gated-gelu'), and
+'relative' positions (POSITIONS: T5's bucketed relative position bias, one learned scalar per
+bucket and head added to the self-attention logits, computed once per stack and shared by its
+layers). Attention and MLP biases (`use_bias`) and the 1/sqrt(d) query scaling
+(`scale_attention`) are model settings the layers receive."""
 import dataclasses
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -25,7 +34,7 @@ from jax import lax
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import layers
 from seq2seq_jax.models.layers import constrain
-from seq2seq_jax.models.registry import Registry, freeze
+from seq2seq_jax.models.registry import Registry, freeze, spec_dict
 
 NORMS = Registry('model.norm')
 MLPS = Registry('model.mlp')
@@ -39,17 +48,27 @@ class LayerNorm(nn.LayerNorm):
   epsilon: float = 1e-6
 
 
-def layer_norm(dtype, spec: Any = 'layer_norm') -> nn.LayerNorm:
+@NORMS.register('rms_norm')
+class RMSNorm(nn.RMSNorm):
+  """Root-mean-square normalisation (Zhang & Sennrich 2019): x / sqrt(mean(x^2) + epsilon)
+  times a learned scale, no mean subtracted, no bias: T5's T5LayerNorm. The statistics are
+  float32 whatever the compute dtype; parameter 'scale' as LayerNorm's."""
+  epsilon: float = 1e-6
+
+
+def layer_norm(dtype, spec: Any = 'layer_norm') -> nn.Module:
   """The normalisation `spec` names (NORMS), with float32 parameters on the 'embed' axis."""
-  return NORMS.build(
-      spec, dtype=dtype, param_dtype=jnp.float32,
-      scale_init=layers.partitioned(nn.initializers.ones_init(), ('embed',)),
-      bias_init=layers.partitioned(nn.initializers.zeros_init(), ('embed',)))
+  kwargs = dict(dtype=dtype, param_dtype=jnp.float32,
+                scale_init=layers.partitioned(nn.initializers.ones_init(), ('embed',)))
+  fields = {f.name for f in dataclasses.fields(NORMS.get(spec_dict(spec).get('name')))}
+  if 'bias_init' in fields:   # the norms with a bias
+    kwargs['bias_init'] = layers.partitioned(nn.initializers.zeros_init(), ('embed',))
+  return NORMS.build(spec, **kwargs)
 
 
-def mlp(spec: Any, mlp_dim: int, emb_dim: int, dtype) -> nn.Module:
+def mlp(spec: Any, mlp_dim: int, emb_dim: int, dtype, use_bias: bool = True) -> nn.Module:
   """The position-wise MLP `spec` names (MLPS)."""
-  return MLPS.build(spec, mlp_dim=mlp_dim, emb_dim=emb_dim, dtype=dtype)
+  return MLPS.build(spec, mlp_dim=mlp_dim, emb_dim=emb_dim, dtype=dtype, use_bias=use_bias)
 
 
 class SelfAttention(nn.Module):
@@ -59,12 +78,14 @@ class SelfAttention(nn.Module):
   emb_dim: int
   attention_dropout_rate: float
   dtype: Any
+  use_bias: bool = True   # biases on the projections (T5 has none)
+  scale: bool = True      # queries times head_dim**-0.5 (T5: unscaled)
 
   def setup(self):
     self.qkv = layers.dense((3, self.num_heads, self.head_dim), ('embed', None, 'heads', 'kv'),
-                            dtype=self.dtype, fused=3)
+                            dtype=self.dtype, fused=3, use_bias=self.use_bias)
     self.out = layers.dense(self.emb_dim, ('heads', 'kv', 'embed'), num_in_axes=2,
-                            dtype=self.dtype)
+                            dtype=self.dtype, use_bias=self.use_bias)
     self.drop = nn.Dropout(self.attention_dropout_rate)
 
   def _project(self, x):
@@ -74,7 +95,7 @@ class SelfAttention(nn.Module):
 
   def __call__(self, x, bias, deterministic: bool):
     q, k, v = self._project(x)
-    return self.out(layers.attention(q, k, v, bias, self.drop, deterministic))
+    return self.out(layers.attention(q, k, v, bias, self.drop, deterministic, scale=self.scale))
 
   def step(self, x, k_slots, v_slots, pos, bias):
     """One new position per hypothesis (see Model.init_cache for the layouts).
@@ -92,7 +113,7 @@ class SelfAttention(nn.Module):
     v_slots = lax.dynamic_update_slice(
         v_slots, v.transpose(0, 2, 1, 3).astype(v_slots.dtype), (0, 0, pos * j, 0))
     # Every beam attends over all slots of its item; the bias keeps its own history.
-    out = layers.attention_step(q.transpose(0, 2, 1, 3), k_slots, v_slots, bias)
+    out = layers.attention_step(q.transpose(0, 2, 1, 3), k_slots, v_slots, bias, self.scale)
     return self.out(out.transpose(0, 2, 1, 3).reshape(b * j, 1, h, d)), k_slots, v_slots
 
 
@@ -103,14 +124,16 @@ class CrossAttention(nn.Module):
   emb_dim: int
   attention_dropout_rate: float
   dtype: Any
+  use_bias: bool = True   # as SelfAttention's
+  scale: bool = True
 
   def setup(self):
     self.q = layers.dense((self.num_heads, self.head_dim), ('embed', 'heads', 'kv'),
-                          dtype=self.dtype)
+                          dtype=self.dtype, use_bias=self.use_bias)
     self.kv = layers.dense((2, self.num_heads, self.head_dim), ('embed', None, 'heads', 'kv'),
-                           dtype=self.dtype, fused=2)
+                           dtype=self.dtype, fused=2, use_bias=self.use_bias)
     self.out = layers.dense(self.emb_dim, ('heads', 'kv', 'embed'), num_in_axes=2,
-                            dtype=self.dtype)
+                            dtype=self.dtype, use_bias=self.use_bias)
     self.drop = nn.Dropout(self.attention_dropout_rate)
 
   def project_kv(self, memory):
@@ -120,13 +143,14 @@ class CrossAttention(nn.Module):
 
   def __call__(self, x, k, v, bias, deterministic: bool = True):
     q = constrain(self.q(x), ('batch', 'length', 'heads', 'kv'))
-    return self.out(layers.attention(q, k, v, bias, self.drop, deterministic, sow_in=self))
+    return self.out(layers.attention(q, k, v, bias, self.drop, deterministic, sow_in=self,
+                                     scale=self.scale))
 
   def copy_weights(self, x, k, bias):
     """Head 0's attention weights float32 [B, T, S] (x [B, T, E], keys k [B, S, H, D], bias
     [B, 1, T or 1, S]): the copy distribution of Model(copy=True), no dropout."""
     q = self.q(x)[:, :, 0]
-    logits = jnp.einsum('btd,bsd->bts', q * (q.shape[-1] ** -0.5), k[:, :, 0],
+    logits = jnp.einsum('btd,bsd->bts', layers.scaled(q, self.scale), k[:, :, 0],
                         preferred_element_type=jnp.float32)
     return jax.nn.softmax(logits + bias[:, 0], axis=-1)
 
@@ -134,7 +158,7 @@ class CrossAttention(nn.Module):
     """copy_weights for one step: x [B * J, 1, E], keys k_t [B, H, D, S] -> [B * J, S]."""
     b, _, d, _ = k_t.shape
     q = self.q(x)[:, 0, 0].reshape(b, -1, d)
-    logits = jnp.einsum('bjd,bds->bjs', q * (d ** -0.5), k_t[:, 0].astype(q.dtype),
+    logits = jnp.einsum('bjd,bds->bjs', layers.scaled(q, self.scale), k_t[:, 0].astype(q.dtype),
                         preferred_element_type=jnp.float32)
     return jax.nn.softmax(logits + bias[:, 0], axis=-1).reshape(-1, k_t.shape[-1])
 
@@ -143,7 +167,8 @@ class CrossAttention(nn.Module):
     and values v [B, H, S, D] (held once per item, not per beam)."""
     b, h, d, _ = k_t.shape
     q = constrain(self.q(x), ('batch', 'length', 'heads', 'kv'))
-    out = layers.attention_step(q.reshape(b, -1, h, d).transpose(0, 2, 1, 3), k_t, v, bias)
+    out = layers.attention_step(q.reshape(b, -1, h, d).transpose(0, 2, 1, 3), k_t, v, bias,
+                                self.scale)
     return self.out(out.transpose(0, 2, 1, 3).reshape(-1, 1, h, d))
 
 
@@ -153,15 +178,20 @@ class Mlp(nn.Module):
   mlp_dim: int
   emb_dim: int
   dtype: Any
+  use_bias: bool = True   # given by the model (model.use_bias)
 
   def activation(self, h):
     return nn.relu(h)
 
+  @nn.nowrap
+  def dense(self, features, names, name):
+    return layers.dense(features, names, dtype=self.dtype, use_bias=self.use_bias, name=name)
+
   @nn.compact
   def __call__(self, x):
-    h = layers.dense(self.mlp_dim, ('embed', 'mlp'), dtype=self.dtype, name='wi')(x)
+    h = self.dense(self.mlp_dim, ('embed', 'mlp'), 'wi')(x)
     h = constrain(self.activation(h), ('batch', 'length', 'mlp'))
-    return layers.dense(self.emb_dim, ('mlp', 'embed'), dtype=self.dtype, name='wo')(h)
+    return self.dense(self.emb_dim, ('mlp', 'embed'), 'wo')(h)
 
 
 @MLPS.register('gelu')
@@ -176,6 +206,39 @@ class GeluMlp(Mlp):
 class SwishMlp(Mlp):
   """The MLP with SiLU, x * sigmoid(x) (Ramachandran et al. 2017's Swish with beta 1), the
   activation of Marian's OPUS-MT models (transformers' 'swish')."""
+
+  def activation(self, h):
+    return nn.silu(h)
+
+
+@MLPS.register('gated_gelu')
+class GatedGeluMlp(Mlp):
+  """A gated MLP (Shazeer 2020, "GLU Variants Improve Transformer"): wo(act(wi_0 x) * wi_1 x),
+  here GEGLU with the tanh approximation of GELU (transformers' 'gelu_new'), as T5 v1.1's,
+  Flan-T5's and mT5's 'gated-gelu'. Parameters wi_0 (the gated branch), wi_1, wo."""
+
+  def activation(self, h):
+    return nn.gelu(h, approximate=True)
+
+  @nn.compact
+  def __call__(self, x):
+    gate = self.activation(self.dense(self.mlp_dim, ('embed', 'mlp'), 'wi_0')(x))
+    h = constrain(gate * self.dense(self.mlp_dim, ('embed', 'mlp'), 'wi_1')(x),
+                  ('batch', 'length', 'mlp'))
+    return self.dense(self.emb_dim, ('mlp', 'embed'), 'wo')(h)
+
+
+@MLPS.register('gated_relu')
+class GatedReluMlp(GatedGeluMlp):
+  """The gated MLP with ReLU (Shazeer 2020's ReGLU; T5's 'gated-relu')."""
+
+  def activation(self, h):
+    return nn.relu(h)
+
+
+@MLPS.register('gated_silu')
+class GatedSiluMlp(GatedGeluMlp):
+  """The gated MLP with SiLU (Shazeer 2020's SwiGLU; T5's 'gated-silu')."""
 
   def activation(self, h):
     return nn.silu(h)
@@ -204,6 +267,59 @@ class Sinusoidal:
     freqs = np.exp(-np.log(self.max_timescale) * np.arange(half) / half).astype(np.float32)
     angles = positions[..., None].astype(jnp.float32) * freqs
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+def relative_buckets(relative: jax.Array, bidirectional: bool, num_buckets: int,
+                     max_distance: int) -> jax.Array:
+  """T5's bucket of each relative position (key position - query position), int32.
+
+  As Mesh TensorFlow's _relative_position_bucket (and transformers' T5Attention): with
+  `bidirectional` half the buckets are for keys after the query, else keys after it share
+  bucket 0; of each half, the first half are exact distances 0, 1, ..., the rest grow
+  logarithmically up to `max_distance`, beyond which all share the last bucket. Computed in
+  float32 as they do, so distances on a bucket boundary fall the same way.
+  """
+  relative = jnp.asarray(relative, jnp.int32)
+  buckets = jnp.zeros_like(relative)
+  if bidirectional:
+    num_buckets //= 2
+    buckets = buckets + (relative > 0).astype(jnp.int32) * num_buckets
+    distance = jnp.abs(relative)
+  else:
+    distance = -jnp.minimum(relative, 0)
+  max_exact = num_buckets // 2
+  ratio = jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / max_exact)
+  large = max_exact + (ratio / np.float32(math.log(max_distance / max_exact))
+                       * (num_buckets - max_exact)).astype(jnp.int32)
+  large = jnp.minimum(large, num_buckets - 1)
+  return buckets + jnp.where(distance < max_exact, distance, large)
+
+
+@POSITIONS.register('relative')
+class RelativePositionBias(nn.Module):
+  """T5's relative positions (Raffel et al. 2020, Sec. 2.1; Shaw et al. 2018): no encoding
+  is added to the embeddings; each self-attention logit gets a learned scalar per head for
+  the bucket of its relative position (`relative_buckets`), bidirectional in the encoder and
+  causal in the decoder (the model supplies which). One table per stack ('embedding',
+  [num_buckets, heads]): computed once and shared by every layer, as T5's first layer
+  computes it and the others reuse it. Cross-attention gets none."""
+  num_buckets: int = 32
+  max_distance: int = 128
+  num_heads: int = 8          # given by the model
+  bidirectional: bool = True  # given by the model: the encoder's, or the decoder's (causal)
+
+  adds_encoding = False       # the model adds no position encoding to the embeddings
+
+  @nn.compact
+  def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
+    """float32 bias [B or 1, heads, Q, K] for query positions [B or 1, Q] and key positions
+    [B or 1, K]."""
+    table = self.param('embedding', layers.partitioned(nn.initializers.normal(1.0),
+                                                       (None, 'heads')),
+                       (self.num_buckets, self.num_heads), jnp.float32)
+    buckets = relative_buckets(k_positions[:, None, :] - q_positions[:, :, None],
+                               self.bidirectional, self.num_buckets, self.max_distance)
+    return jnp.take(table, buckets, axis=0).transpose(0, 3, 1, 2)
 
 
 @LOGITS_BIASES.register('none')
@@ -240,6 +356,13 @@ class _Block(nn.Module):
   attention_dropout_rate: float = 0.0
   norm: Any = freeze('layer_norm')   # NORMS: the layer normalisations
   mlp_spec: Any = freeze('relu')     # MLPS: the position-wise MLP
+  use_bias: bool = True              # biases in attention and the MLP (T5: none)
+  scale_attention: bool = True       # queries times head_dim**-0.5 (T5: unscaled)
+
+  @nn.nowrap
+  def attention(self, cls):
+    return cls(self.num_heads, self.head_dim, self.emb_dim, self.attention_dropout_rate,
+               self.dtype, use_bias=self.use_bias, scale=self.scale_attention)
 
   def residual(self, x, fn, norm, deterministic):
     if self.pre_norm:
@@ -251,9 +374,8 @@ class EncoderLayer(_Block):
   """Self-attention then MLP, each a residual block."""
 
   def setup(self):
-    self.attn = SelfAttention(self.num_heads, self.head_dim, self.emb_dim,
-                              self.attention_dropout_rate, self.dtype)
-    self.mlp = mlp(self.mlp_spec, self.mlp_dim, self.emb_dim, self.dtype)
+    self.attn = self.attention(SelfAttention)
+    self.mlp = mlp(self.mlp_spec, self.mlp_dim, self.emb_dim, self.dtype, self.use_bias)
     self.ln_attn = layer_norm(self.dtype, self.norm)
     self.ln_mlp = layer_norm(self.dtype, self.norm)
     self.drop = nn.Dropout(self.dropout_rate)
@@ -273,11 +395,9 @@ class DecoderLayer(_Block):
   copy_head: bool = False
 
   def setup(self):
-    self.self_attn = SelfAttention(self.num_heads, self.head_dim, self.emb_dim,
-                                   self.attention_dropout_rate, self.dtype)
-    self.cross_attn = CrossAttention(self.num_heads, self.head_dim, self.emb_dim,
-                                     self.attention_dropout_rate, self.dtype)
-    self.mlp = mlp(self.mlp_spec, self.mlp_dim, self.emb_dim, self.dtype)
+    self.self_attn = self.attention(SelfAttention)
+    self.cross_attn = self.attention(CrossAttention)
+    self.mlp = mlp(self.mlp_spec, self.mlp_dim, self.emb_dim, self.dtype, self.use_bias)
     self.ln_self = layer_norm(self.dtype, self.norm)
     self.ln_cross = layer_norm(self.dtype, self.norm)
     self.ln_mlp = layer_norm(self.dtype, self.norm)

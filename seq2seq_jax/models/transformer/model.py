@@ -9,8 +9,12 @@ is a preset of these with its own frontend; Marian (pretrained/marian.py) one wi
 post-LN, Marian's sinusoids (`positions=dict(name='sinusoidal', endpoint=False)`), the 'swish'
 MLP and a learned bias on the tied logits (`logits_bias`: blocks.LOGITS_BIASES); BART
 (pretrained/bart.py) adds a normalisation of the embedded tokens plus positions (`embed_norm`,
-a blocks.NORMS spec). Packed rows (several pairs per row, with segment ids and positions) are
-supported: attention never crosses segments. The encoder reads any input through `frontend`
+a blocks.NORMS spec); T5 (pretrained/t5.py) has RMS norms (`norm='rms_norm'`), relative
+position biases in the self-attention logits (`positions='relative'`), no biases anywhere
+(`use_bias=False`), unscaled attention logits (`scale_attention=False`), a plain or gated MLP
+without biases ('relu', 'gated_gelu', ...) and, with its tied output (v1.0), the decoder
+output times emb_dim**-0.5 before it (`scale_output`). Packed rows (several pairs per row,
+with segment ids and positions) are supported: attention never crosses segments. The encoder reads any input through `frontend`
 (models/frontends/: a name or a group of settings with a name, e.g. dict(name='audio_conv',
 channels=32)): token embeddings (scaled by sqrt(d_model), Sec. 3.4), image patches (with their own learned positions, as ViT), a conv
 net's feature grid or subsampled audio features (both given the model's positions); the
@@ -81,6 +85,9 @@ class Model(nn.Module):
   copy: bool = False            # copy from the source through a cross-attention head
   max_oovs: int = 0             # copy: temporary ids per source for its OOV words
   ctc_weight: float = 0.0       # joint CTC-attention: weight of a CTC head on the encoder
+  use_bias: bool = True         # biases in attention, the MLP and an untied output (T5: none)
+  scale_attention: bool = True  # attention logits q.k / sqrt(head_dim) (Eq. 1); T5: q.k
+  scale_output: bool = False    # decoder output times emb_dim**-0.5 before the output (T5 v1.0)
   # The token the decoder reads at target position 0 whatever the batch holds there (BOS):
   # a pretrained checkpoint's decoder start token when it is also another special token
   # (Marian's and T5's <pad>, BART's </s>), so BOS's own id can be an ordinary token.
@@ -94,6 +101,13 @@ class Model(nn.Module):
   @staticmethod
   def _learned(spec: Any) -> bool:
     return spec_dict(spec).get('name') == 'learned'
+
+  @staticmethod
+  def _relative(spec: Any) -> bool:
+    """Positions that bias the attention logits instead of adding to the embeddings."""
+    name = spec_dict(spec).get('name')
+    return (name in POSITIONS.names()
+            and getattr(POSITIONS.get(name), 'adds_encoding', True) is False)
 
   @property
   def _tokens(self) -> bool:
@@ -116,7 +130,9 @@ class Model(nn.Module):
       if name not in POSITIONS.names():
         raise UserError(f"model.{key} must be 'learned' or one of "
                         f'{", ".join(POSITIONS.names())}, got {name!r}')
-      POSITIONS.build(spec)   # a setting the encoding does not have: one clear error
+      # A setting the encoding does not have: one clear error.
+      POSITIONS.build(spec, supplied=('num_heads', 'bidirectional') if self._relative(spec)
+                      else ())
     if self.share_embeddings and fe != 'tokens':
       raise UserError(f"share_embeddings needs model.frontend 'tokens', got {fe!r}")
     if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
@@ -130,7 +146,8 @@ class Model(nn.Module):
     kw = dict(num_heads=self.num_heads, head_dim=width // self.num_heads, emb_dim=self.emb_dim,
               mlp_dim=self.mlp_dim, attention_dropout_rate=self.attention_dropout_rate,
               pre_norm=self.pre_norm, dropout_rate=self.dropout_rate, dtype=dt,
-              norm=self.norm, mlp_spec=self.mlp)
+              norm=self.norm, mlp_spec=self.mlp, use_bias=self.use_bias,
+              scale_attention=self.scale_attention)
     # The token frontend keeps the name 'src_embed' (checkpoints and initial values).
     self.src_embed = frontends.build(
         self.frontend, vocab_size=self.src_vocab_size, features=self.emb_dim, dtype=dt,
@@ -142,6 +159,12 @@ class Model(nn.Module):
       self.src_pos = self.param('src_pos', init, (self.max_len, self.emb_dim), jnp.float32)
     if self._learned(self._target_positions):
       self.tgt_pos = self.param('tgt_pos', init, (self.max_len, self.emb_dim), jnp.float32)
+    if self._relative(self.positions):   # T5: the encoder's bias looks both ways
+      self.src_pos_bias = POSITIONS.build(self.positions, num_heads=self.num_heads,
+                                          bidirectional=True)
+    if self._relative(self._target_positions):   # the decoder's only back
+      self.tgt_pos_bias = POSITIONS.build(self._target_positions, num_heads=self.num_heads,
+                                          bidirectional=False)
     # `deterministic` is a Python bool (argument 3 and 5, counting self): static for remat.
     encoder_layer = layers.remat(EncoderLayer, self.remat, static_argnums=(3,))
     decoder_layer = layers.remat(DecoderLayer, self.remat, static_argnums=(5,))
@@ -156,7 +179,8 @@ class Model(nn.Module):
       self.encoder_norm = layer_norm(dt, self.norm)
       self.decoder_norm = layer_norm(dt, self.norm)
     if not self.tie_output:
-      self.logits_dense = layers.dense(self.tgt_vocab_size, ('embed', 'vocab'), dtype=dt)
+      self.logits_dense = layers.dense(self.tgt_vocab_size, ('embed', 'vocab'), dtype=dt,
+                                       use_bias=self.use_bias)
     self.output_bias = LOGITS_BIASES.build(self.logits_bias, vocab_size=self.tgt_vocab_size)
     if self.embed_norm:   # BART's layernorm_embedding, one per side
       self.src_embed_norm = layer_norm(dt, self.embed_norm)
@@ -175,7 +199,9 @@ class Model(nn.Module):
 
   def _add_positions(self, x, pos_table_name, positions, deterministic):
     kind = self.positions if pos_table_name == 'src_pos' else self._target_positions
-    if self._learned(kind):
+    if self._relative(kind):
+      pass          # the positions enter as attention biases (_position_bias)
+    elif self._learned(kind):
       # A learned table has max_len rows; a longer row would read past it (NaN).
       self._check_length(x.shape[1], 'a batch of length', kind)
       x = x + jnp.take(getattr(self, pos_table_name), positions, axis=0).astype(x.dtype)
@@ -185,6 +211,15 @@ class Model(nn.Module):
       x = (self.src_embed_norm if pos_table_name == 'src_pos' else self.tgt_embed_norm)(x)
     x = self.drop(x, deterministic=deterministic)
     return constrain(x, ('batch', 'length', 'embed'))
+
+  def _position_bias(self, side: str, bias: jax.Array, q_positions: jax.Array,
+                     k_positions: jax.Array) -> jax.Array:
+    """The self-attention `bias` of one side ('src' or 'tgt') plus its relative position
+    bias, if its positions are relative (one per stack, shared by all its layers)."""
+    kind = self.positions if side == 'src' else self._target_positions
+    if not self._relative(kind):
+      return bias
+    return bias + getattr(self, f'{side}_pos_bias')(q_positions, k_positions)
 
   def _check_length(self, length: int, what: str, kind: Any) -> None:
     if self._learned(kind) and length > self.max_len:
@@ -206,6 +241,8 @@ class Model(nn.Module):
     # Tied (Sec. 3.4, Press & Wolf 2017): y @ E^T with no extra factor. The paper multiplies
     # by sqrt(d_model) only in the embedding layers; with E ~ N(0, 1/d_model) and y
     # layer-normalised, these logits already have unit variance.
+    if self.scale_output:   # T5 v1.0 (Mesh TensorFlow): the tied logits of y / sqrt(d)
+      y = y * jnp.asarray(self.emb_dim ** -0.5, y.dtype)
     logits = (self._target_embed().attend(y) if self.tie_output else self.logits_dense(y))
     logits = self.output_bias(logits.astype(jnp.float32))
     return constrain(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
@@ -243,21 +280,22 @@ class Model(nn.Module):
     """
     if self._tokens:
       mask = inputs > 0
-      x = self._embed(self.src_embed, 'src_pos', self._in_vocab(inputs),
-                      self._positions(inputs, inputs_position), not train)
+      positions = self._positions(inputs, inputs_position)
+      x = self._embed(self.src_embed, 'src_pos', self._in_vocab(inputs), positions, not train)
     else:
       if inputs_segmentation is not None:
         raise UserError("packed rows need model.frontend 'tokens', got "
                         f'{frontends.name_of(self.frontend)!r}')
       x, mask = self.src_embed(inputs, inputs_mask, train=train)
+      positions = self._positions(x, None)
       if getattr(self.src_embed, 'own_positions', False):  # ViT: its own learned positions
         x = constrain(self.drop(x, deterministic=not train), ('batch', 'length', 'embed'))
       else:
-        x = self._add_positions(x, 'src_pos', self._positions(x, None), not train)
+        x = self._add_positions(x, 'src_pos', positions, not train)
     keep = mask[:, None, :]
     if inputs_segmentation is not None:
       keep = keep & (inputs_segmentation[:, :, None] == inputs_segmentation[:, None, :])
-    bias = layers.mask_bias(keep)
+    bias = self._position_bias('src', layers.mask_bias(keep), positions, positions)
     for layer in self.encoder_layers:
       x = layer(x, bias, not train)
     return (self.encoder_norm(x) if self.pre_norm else x), mask
@@ -293,8 +331,9 @@ class Model(nn.Module):
       tgt_seg = targets_segmentation[:, :, None]
       keep_self = keep_self & (tgt_seg == targets_segmentation[:, None, :])
       keep_cross = keep_cross & (tgt_seg == inputs_segmentation[:, None, :])
-    self_bias, cross_bias = layers.mask_bias(keep_self), layers.mask_bias(keep_cross)
     positions = self._positions(decoder_inputs, targets_position)
+    self_bias = self._position_bias('tgt', layers.mask_bias(keep_self), positions, positions)
+    cross_bias = layers.mask_bias(keep_cross)
     y = x_in = self._embed(self._target_embed(), 'tgt_pos',
                            self._in_vocab(self._start(decoder_inputs, positions)), positions,
                            not train)
@@ -410,6 +449,9 @@ class Model(nn.Module):
     own_slot = (jnp.arange(rows) % beams)[:, None] == jnp.arange(beams)[None, :]   # [R, J]
     history = lax.dynamic_update_slice(history, own_slot[:, None, :], (0, pos, 0))
     self_bias = layers.mask_bias(history.reshape(b, beams, max_len * beams))  # [B, 1, J, M*J]
+    # Relative positions: slot m * J + j holds position m.
+    self_bias = self._position_bias('tgt', self_bias, index[:1, None],
+                                    (jnp.arange(max_len * beams) // beams)[None])
     cross_bias = layers.mask_bias(src_mask[:, None, :])                       # [B, 1, 1, S]
     tokens = self._start(last_tokens[:, None], index[:, None])
     y = x_in = self._embed(self._target_embed(), 'tgt_pos', self._in_vocab(tokens),

