@@ -158,7 +158,7 @@ def decode(beam_size: int = 4, alpha: float = 0.6, max_len: int = 64, **override
 
 
 def pretrained_model(dropout_rate: float = 0.1, attention_dropout_rate: float = 0.0) -> dict:
-  """config.model of a pretrained Transformer (Marian, BART: seq2seq_jax/pretrained/): the
+  """config.model of a pretrained Transformer (Marian, BART, T5: seq2seq_jax/pretrained/): the
   checkpoint (--config.model.pretrained=DIR) sets the architecture and the tokenizer; a config
   sets only what training changes (dropout_rate, attention_dropout_rate, remat, dtype)."""
   return dict(name='transformer', pretrained='', dropout_rate=dropout_rate,

@@ -1,12 +1,13 @@
-"""model.pretrained on the translation and summarization tasks: tiny Marian and BART checkpoints
-in Hugging Face's layout with real tokenizer files (tests/fixtures/marian/hf_c, hf_d,
-bart/hf_b), through launch.py in process; and a fine-tuned one killed and resumed.
+"""model.pretrained on the translation and summarization tasks: tiny Marian, BART and T5
+checkpoints in Hugging Face's layout with real tokenizer files (tests/fixtures/marian/hf_c,
+hf_d, bart/hf_b, t5/hf_d), through launch.py in process; and a fine-tuned one killed and
+resumed.
 
 The references are transformers' (tools/make_pretrained_text_fixtures.py, text_*.json): its
 tokenizers' ids for the fixture's texts, its greedy generate() outputs and their decoded text.
 `--mode=predict` must print exactly that text, so the tokenizer, the token permutation, the
-decoder's start token, BART's forced <s> and the search are checked end to end against an
-independent implementation. Nothing here imports PyTorch.
+decoder's start token, BART's forced <s>, T5's task prefix (data.source_prefix) and the search
+are checked end to end against an independent implementation. Nothing here imports PyTorch.
 """
 import json
 import os
@@ -25,9 +26,12 @@ import runs  # tests/runs.py
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 # (family, tag, task): Marian c one vocabulary, Marian d separate source and target
 # vocabularies (SentencePiece + vocab.json), BART b a byte-level BPE (tokenizer.json) with a
-# forced <s>.
+# forced <s>, T5 d (v1.1: no biases, its own lm_head, relative positions) a SentencePiece
+# unigram (tokenizer.json, spiece.model) with a task prefix.
 CASES = [('marian', 'c', 'translation'), ('marian', 'd', 'translation'),
-         ('bart', 'b', 'summarization')]
+         ('bart', 'b', 'summarization'), ('t5', 'd', 'translation')]
+# Their files other than tokenizer.json that a tokenizer is read from too.
+WITHOUT_TOKENIZER_JSON = {'bart': 'vocab.json + merges.txt', 't5': 'spiece.model'}
 EXPERIMENTS = {'translation': 'ddtp_enfr_transformer.py:tsv_pretrained',
                'summarization': 'pydoc_summarization.py:tsv_pretrained'}
 MAX_NEW = 12   # the references' max_new_tokens
@@ -38,10 +42,16 @@ def _ref(family: str, tag: str) -> dict:
     return json.load(f)
 
 
-def _tokens(directory: str) -> text_tokens.TextTokens:
+def _tokens(directory: str, source_prefix: str = '') -> text_tokens.TextTokens:
   ckpt = checkpoints.load(directory)
   return text_tokens.TextTokens(ckpt.directory, ckpt.config_json, ckpt.src_vocab_size,
-                                ckpt.vocab_size)
+                                ckpt.vocab_size, source_prefix)
+
+
+def _prefix(ref: dict) -> tuple[str, ...]:
+  """The reference's task prefix as a command-line setting (none without one)."""
+  prefix = ref.get('source_prefix', '')
+  return (f'--config.data.source_prefix={prefix}',) if prefix else ()
 
 
 def _args(task: str, ckpt: str, root, *extra: str) -> tuple[str, ...]:
@@ -70,15 +80,18 @@ def _write_tsvs(root, ref: dict) -> None:
 @pytest.mark.parametrize('family,tag,_', CASES)
 def test_tokenizers_give_transformers_ids_and_text(family, tag, _, tmp_path):
   """Sources and targets as transformers' tokenizers write them (special tokens included),
-  and its greedy outputs decoded to its text; BART also from vocab.json + merges.txt alone."""
+  and its greedy outputs decoded to its text; BART also from vocab.json + merges.txt alone,
+  T5 from spiece.model alone."""
   ref = _ref(family, tag)
+  prefix = ref.get('source_prefix', '')
   directory = os.path.join(FIXTURES, family, f'hf_{tag}')
-  readers = [_tokens(directory)]
-  if family == 'bart':
+  readers = [_tokens(directory, prefix)]
+  if family in WITHOUT_TOKENIZER_JSON:
     bare = tmp_path / 'no_tokenizer_json'
     shutil.copytree(directory, bare)
     os.remove(bare / 'tokenizer.json')
-    readers.append(_tokens(str(bare)))
+    readers.append(_tokens(str(bare), prefix))
+    assert 'tokenizer.json' not in ' '.join(readers[1].files)   # read from the others
   for tokens in readers:
     for text, want in zip(ref['texts'], ref['input_ids']):
       ids, _ = tokens.encode_source(text)
@@ -103,12 +116,14 @@ def test_pretrained_predicts_transformers_greedy_text_and_evaluates(family, tag,
   ckpt = os.path.join(FIXTURES, family, f'hf_{tag}')
   _write_tsvs(tmp_path, ref)
   work = tmp_path / 'zero_shot'
-  code, out, err = runs.cli(*_args(task, ckpt, tmp_path, '--mode=predict', f'--workdir={work}'),
+  code, out, err = runs.cli(*_args(task, ckpt, tmp_path, '--mode=predict', f'--workdir={work}',
+                                  *_prefix(ref)),
                             stdin=''.join(t + '\n' for t in ref['texts']))
   assert code == 0, err[-3000:]
   assert out.split('\n')[:-1] == ref['decoded']
   assert not work.exists()               # predict writes nothing
-  code, out, err = runs.cli(*_args(task, ckpt, tmp_path, '--mode=eval', f'--workdir={work}'))
+  code, out, err = runs.cli(*_args(task, ckpt, tmp_path, '--mode=eval', f'--workdir={work}',
+                                  *_prefix(ref)))
   assert code == 0, err[-3000:]
   rows = [json.loads(line) for line in out.splitlines()]
   assert [r['split'] for r in rows] == ['validation', 'test']

@@ -55,6 +55,11 @@ the few sentences of CORPUS (needs sentencepiece, 0.2.3 here, beside transformer
                     <pad> 1, </s> 2, <unk> 3, <mask> 4), 1+1 layers, forced_bos_token_id 0 (as
                     bart-large, in generation_config.json as transformers 5 saves it);
                     vocab.json + merges.txt + tokenizer.json, as BartTokenizer saves them
+  t5/hf_d/          a T5 v1.1 (gated-gelu, own lm_head, 1+1 layers, 2 heads of 8, 8 buckets
+                    up to 16) with spiece.model (64 pieces, <pad> 0, </s> 1, <unk> 2) and the
+                    tokenizer.json T5Tokenizer makes of it (4 <extra_id_N> sentinels; the
+                    vocabulary has 4 rows more, as t5-small's 32128 for 32100 tokens), trained
+                    with T5_PREFIX before every source; its text_d.json has that source_prefix
   text_{tag}.json   for each of those, in Hugging Face's ids: TEXTS, their input_ids (the
                     tokenizer's, special tokens added), text_target encodings of TARGETS, the
                     greedy generate() output (as above, max_new_tokens=MAX_NEW, the checkpoint's
@@ -85,6 +90,7 @@ CORPUS = [
 TEXTS = ['The cat ran in the park.', 'A book every day!', 'Zebras eat 42 apples ß.',
          'the mat']
 TARGETS = ['Le chat a couru.', 'Un livre ß chaque jour !', 'Des zèbres', 'le tapis']
+T5_PREFIX = 'translate English to French: '   # t5/hf_d's task prefix (data.source_prefix)
 
 
 def randomise(model, eos):
@@ -172,19 +178,7 @@ def make_t5(seed, *, model_type, vocab, d, d_kv, heads, enc, dec, ff, proj, tied
 def save_t5(out, tag, model, rng, tied):
   """Saves as the hub has T5 (config.json's tie_word_embeddings false for v1.1 / mT5), then
   computes the references from the model transformers loads back from the directory."""
-  path = save_model(out, tag, model)
-  with open(os.path.join(path, 'config.json')) as f:
-    cfg = json.load(f)
-  cfg['tie_word_embeddings'] = tied
-  cfg.pop('scale_decoder_outputs', None)
-  with open(os.path.join(path, 'config.json'), 'w') as f:
-    json.dump(cfg, f, indent=2)
-  loaded = type(model).from_pretrained(path, attn_implementation='eager').eval()
-  if not tied:
-    assert not torch.equal(loaded.lm_head.weight, loaded.shared.weight)
-    assert not getattr(loaded.config, 'scale_decoder_outputs', False)
-  else:
-    assert loaded.config.model_type == 'mt5' or loaded.config.scale_decoder_outputs
+  loaded = t5_as_on_the_hub(save_model(out, tag, model), type(model), tied)
   bucket = transformers.models.t5.modeling_t5.T5Attention._relative_position_bucket
   rel = torch.arange(-2000, 2001)
   c = loaded.config
@@ -193,6 +187,24 @@ def save_t5(out, tag, model, rng, tied):
                                     max_distance=c.relative_attention_max_distance
                                     ).numpy().astype(np.int8) for way in ('bi', 'uni')}
   write_io(out, tag, loaded, 0, rng, (12, 5, 9), extra)
+
+
+def t5_as_on_the_hub(path, model_cls, tied):
+  """config.json of a saved T5 as the hub has it (tie_word_embeddings false for v1.1 / mT5);
+  returns the model transformers loads back from the directory."""
+  with open(os.path.join(path, 'config.json')) as f:
+    cfg = json.load(f)
+  cfg['tie_word_embeddings'] = tied
+  cfg.pop('scale_decoder_outputs', None)
+  with open(os.path.join(path, 'config.json'), 'w') as f:
+    json.dump(cfg, f, indent=2)
+  loaded = model_cls.from_pretrained(path, attn_implementation='eager').eval()
+  if not tied:
+    assert not torch.equal(loaded.lm_head.weight, loaded.shared.weight)
+    assert not getattr(loaded.config, 'scale_decoder_outputs', False)
+  else:
+    assert loaded.config.model_type == 'mt5' or loaded.config.scale_decoder_outputs
+  return loaded
 
 
 def save_model(out, tag, model):
@@ -253,15 +265,18 @@ def write_io(out, tag, model, pad, rng, lengths=(9, 5, 7), extra=None):
   print(out[-6:], tag, 'greedy', strip(greedy).tolist(), 'beam3', strip(beam).tolist(), file=sys.stderr)
 
 
-def train_spm(path, sentences, size):
+def train_spm(path, sentences, size, ext='.spm', **special):
+  """A SentencePiece unigram model of `size` pieces at path + ext (`special`: its ids, e.g.
+  T5's pad_id=0, eos_id=1, unk_id=2)."""
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter(sentences * 4), model_prefix=path, vocab_size=size,
       model_type='unigram', character_coverage=1.0, num_threads=1, minloglevel=2,
-      hard_vocab_limit=False, normalization_rule_name='identity')  # (no 240 KB charsmap)
-  os.replace(path + '.model', path + '.spm')
+      hard_vocab_limit=False, normalization_rule_name='identity',  # (no 240 KB charsmap)
+      **special)
+  os.replace(path + '.model', path + ext)
   os.remove(path + '.vocab')
-  return spm.SentencePieceProcessor(model_file=path + '.spm')
+  return spm.SentencePieceProcessor(model_file=path + ext)
 
 
 def marian_tokenizer(path, vocab, decoder_vocab, shared):
@@ -328,11 +343,31 @@ def bart_tokenizer(path):
   return tok
 
 
-def save_for_text(model, path, tok, out, tag):
-  """A checkpoint whose outputs follow its input, saved beside its tokenizer, then its
-  references: the random model trained FIT_STEPS steps (Adam) on CORPUS, so that it writes
-  something like the French of a sentence it has seen rather than one token over and over."""
-  enc = tok([s for s, _ in CORPUS], text_target=[t for _, t in CORPUS], padding=True,
+def t5_tokenizer(path, extra_ids):
+  """spiece.model (a SentencePiece unigram model of 64 pieces on T5_PREFIX + the sources and
+  on the targets: one vocabulary, <pad> 0, </s> 1, <unk> 2, as T5's) and the tokenizer.json
+  transformers' T5Tokenizer makes of it, with `extra_ids` sentinels after the pieces."""
+  os.makedirs(path)
+  sp = train_spm(os.path.join(path, 'spiece'),
+                 [T5_PREFIX + s for s, _ in CORPUS] + [t for _, t in CORPUS], 64, ext='.model',
+                 pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+  tok = transformers.T5Tokenizer.from_pretrained(path, extra_ids=extra_ids)
+  tok.save_pretrained(path)
+  for extra in os.listdir(path):
+    if extra not in ('spiece.model', 'tokenizer.json'):
+      os.remove(os.path.join(path, extra))
+  assert (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (0, 1, 2)
+  assert len(tok) == sp.get_piece_size() + extra_ids
+  for text in [T5_PREFIX + t for t in TEXTS] + TARGETS:   # spiece.model alone gives the same
+    assert tok(text).input_ids == sp.encode(text) + [1], text
+  return tok
+
+
+def fit(model, tok, tag, prefix=''):
+  """The random model trained FIT_STEPS steps (Adam) on CORPUS (`prefix` before every
+  source), so that it writes something like the French of a sentence it has seen rather than
+  one token over and over."""
+  enc = tok([prefix + s for s, _ in CORPUS], text_target=[t for _, t in CORPUS], padding=True,
             return_tensors='pt')
   labels = enc['labels'].masked_fill(enc['labels'] == model.config.pad_token_id, -100)
   opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -344,16 +379,23 @@ def save_for_text(model, path, tok, out, tag):
     loss.backward()
     opt.step()
   model.eval()
-  print(path[-12:], f'loss after {FIT_STEPS} steps: {loss.item():.3f}', file=sys.stderr)
+  print(tag, f'loss after {FIT_STEPS} steps: {loss.item():.3f}', file=sys.stderr)
+
+
+def save_for_text(model, path, tok, out, tag):
+  """A checkpoint whose outputs follow its input (fit), saved beside its tokenizer, then its
+  references."""
+  fit(model, tok, path[-12:])
   os.makedirs(path, exist_ok=True)
   model.save_pretrained(path, safe_serialization=True)   # generation_config.json kept
   save_text_case(out, tag, model, tok)
 
 
-def save_text_case(out, tag, model, tok):
-  """text_{tag}.json: TEXTS tokenized, TARGETS as labels, greedy outputs and their text."""
+def save_text_case(out, tag, model, tok, prefix=''):
+  """text_{tag}.json: TEXTS tokenized (`prefix` before each, then saved as source_prefix),
+  TARGETS as labels, greedy outputs and their text."""
   pad = model.config.pad_token_id
-  enc = tok(TEXTS, padding=True, return_tensors='pt')
+  enc = tok([prefix + t for t in TEXTS], padding=True, return_tensors='pt')
   with torch.no_grad():
     greedy = model.generate(
         **enc, do_sample=False, num_beams=1, max_new_tokens=MAX_NEW, min_length=0,
@@ -362,10 +404,12 @@ def save_text_case(out, tag, model, tok):
         repetition_penalty=1.0)
   greedy = greedy[:, 1:].numpy()        # without the start token
   ref = {'texts': TEXTS, 'targets': TARGETS,
-         'input_ids': [tok(t).input_ids for t in TEXTS],
+         'input_ids': [tok(prefix + t).input_ids for t in TEXTS],
          'labels': [tok(text_target=t).input_ids for t in TARGETS],
          'greedy': [[int(i) for i in row if i != pad] for row in greedy],
          'decoded': tok.batch_decode(greedy, skip_special_tokens=True)}
+  if prefix:
+    ref['source_prefix'] = prefix
   with open(os.path.join(out, f'text_{tag}.json'), 'w') as f:
     json.dump(ref, f, ensure_ascii=False, indent=1)
   print(out[-6:], tag, 'decoded', ref['decoded'], file=sys.stderr)
@@ -390,6 +434,15 @@ def main_t5():
   model, _ = make_t5(5, model_type='mt5', vocab=56, d=16, d_kv=4, heads=4, enc=2, dec=2,
                      ff=24, proj='gated-relu', tied=False, buckets=16, distance=20)
   save_t5(out, 'c', model, rng, False)
+  # d: a T5 v1.1 (gated-gelu, untied, 1+1 layers) with its tokenizer for the tasks, trained
+  # on CORPUS with T5_PREFIX (after the cases above: their random draws stay as they were).
+  path = os.path.join(out, 'hf_d')
+  tok = t5_tokenizer(path, extra_ids=4)
+  model, _ = make_t5(6, model_type='t5', vocab=len(tok) + 4, d=16, d_kv=8, heads=2, enc=1,
+                     dec=1, ff=32, proj='gated-gelu', tied=False, buckets=8, distance=16)
+  fit(model, tok, 't5 d', T5_PREFIX)
+  model.save_pretrained(path, safe_serialization=True)   # generation_config.json kept
+  save_text_case(out, 'd', t5_as_on_the_hub(path, type(model), False), tok, T5_PREFIX)
   write_versions(out)
 
 

@@ -41,7 +41,7 @@ from seq2seq_jax.errors import UserError
 # Settings a config may change on a pretrained model: they change training, not the weights.
 TRAINING_KEYS = ('dropout_rate', 'attention_dropout_rate', 'remat', 'dtype')
 # config.json's model_type -> the module of pretrained/ that reads it (load_hf(dir) -> (model
-# config, params, config.json)). T5: pretrained/t5.py, when it exists.
+# config, params, config.json)).
 FAMILIES = {'whisper': 'whisper', 'marian': 'marian', 'bart': 'bart', 't5': 't5', 'mt5': 't5'}
 TEXT_FAMILIES = ('marian', 'bart', 't5')   # text in, text out: pretrained/text_tokens.py
 
@@ -307,9 +307,10 @@ def params_for_task(spec: str, task: Any) -> Any:
     params['src_embed'] = {'embedding': params['src_embed']['embedding'][src]}
   if 'output_bias' in params:
     params['output_bias'] = {'bias': params['output_bias']['bias'][tgt]}
-  if 'logits_dense' in params:
+  if 'logits_dense' in params:   # (T5: no bias)
     dense = params['logits_dense']
-    params['logits_dense'] = {'kernel': dense['kernel'][:, tgt], 'bias': dense['bias'][tgt]}
+    params['logits_dense'] = {'kernel': dense['kernel'][:, tgt],
+                              **({'bias': dense['bias'][tgt]} if 'bias' in dense else {})}
   return params
 
 

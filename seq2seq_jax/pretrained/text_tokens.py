@@ -10,8 +10,11 @@ Tokenizers, read from the checkpoint directory as the hub ships them, without tr
                                    a leading language code such as >>fra<< is one token
   vocab.json + merges.txt          BART without tokenizer.json: a byte-level BPE with
                                    RoBERTa's <s> ... </s> around each text
-Each text gets the special tokens its tokenizer adds (BART: <s> text </s>; Marian: text </s>);
-the final </s> is left to the batcher, which ends every source and target with EOS.
+  spiece.model                     T5 / mT5 without tokenizer.json (mT5 on the hub): its
+                                   SentencePiece ids are the checkpoint's (<pad> 0, </s> 1,
+                                   <unk> 2), </s> appended
+Each text gets the special tokens its tokenizer adds (BART: <s> text </s>; Marian and T5:
+text </s>); the final </s> is left to the batcher, which ends every source and target with EOS.
 Decoding drops special tokens, as transformers' decode(skip_special_tokens=True). (The Moses
 punctuation normalisation MarianTokenizer applies when `sacremoses` is installed is not.)
 
@@ -142,6 +145,35 @@ class _Marian:
     return self.tokens.get(i, '?')
 
 
+class _SentencePiece:
+  """T5's / mT5's spiece.model alone, as transformers' T5Tokenizer reads it: the
+  SentencePiece ids are the checkpoint's, </s> is appended; decoding drops the control and
+  unknown pieces and ids beyond the SentencePiece model (T5's <extra_id_N> sentinels, the
+  embedding's spare rows)."""
+
+  def __init__(self, directory: str, cfg: dict[str, Any]):
+    import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+    path = os.path.join(directory, 'spiece.model')
+    self.sp = spm.SentencePieceProcessor(model_file=path)
+    self.files = [path]
+    self.size = self.sp.get_piece_size()
+    self.eos = int(cfg['eos_token_id'])
+    if self.sp.eos_id() != self.eos:
+      raise UserError(f'{path}: its </s> is id {self.sp.eos_id()}, config.json\'s '
+                      f'eos_token_id {self.eos}')
+    self.unk = self.sp.unk_id()
+
+  def encode(self, text: str) -> list[int]:
+    return list(self.sp.encode(text)) + [self.eos]
+
+  def decode(self, ids: Sequence[int]) -> str:
+    return self.sp.decode([i for i in ids if 0 <= i < self.size and not (
+        self.sp.is_control(i) or self.sp.is_unknown(i))])
+
+  def token(self, i: int) -> str:
+    return self.sp.id_to_piece(i) if 0 <= i < self.size else '?'
+
+
 def _tokenizers(directory: str, cfg: dict[str, Any]) -> tuple[Any, Any]:
   """(source side, target side) of the checkpoint's tokenizer."""
   has = lambda *names: all(os.path.isfile(os.path.join(directory, n)) for n in names)
@@ -151,9 +183,12 @@ def _tokenizers(directory: str, cfg: dict[str, Any]) -> tuple[Any, Any]:
                                and has('vocab.json', 'merges.txt')):
     tok = _Tokenizers(directory, cfg)
     return tok, tok
+  if has('spiece.model') and cfg.get('model_type') in ('t5', 'mt5'):
+    tok = _SentencePiece(directory, cfg)
+    return tok, tok
   raise UserError(f'model.pretrained={directory!r} has no tokenizer this codebase reads: '
-                  'tokenizer.json, Marian\'s source.spm + target.spm + vocab.json, or '
-                  'BART\'s vocab.json + merges.txt')
+                  'tokenizer.json, Marian\'s source.spm + target.spm + vocab.json, '
+                  'BART\'s vocab.json + merges.txt, or T5\'s spiece.model')
 
 
 # --- the task's view -----------------------------------------------------------------------

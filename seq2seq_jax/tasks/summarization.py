@@ -31,7 +31,7 @@ embeds them as UNK and copies by them); a target word that is not in the vocabul
 its source gets the source's temporary id, so the loss rewards copying it. Predictions map
 temporary ids back to the source's words (decode_prediction). With copy off every OOV is UNK.
 
-Pretrained (model.pretrained: a BART or Marian checkpoint, pretrained/checkpoints.py): sources
+Pretrained (model.pretrained: a BART, T5 or Marian checkpoint, pretrained/checkpoints.py): sources
 and summaries are the checkpoint's tokens (pretrained/text_tokens.py), truncated at
 max_source_len / max_target_len tokens, data.source_prefix before every source text (T5's
 'summarize: '); vocab_type and vocab_size are not read, outputs are the tokenizer's text.

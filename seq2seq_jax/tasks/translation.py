@@ -14,7 +14,7 @@ config without its dataset). The trainer then calls, in this order:
 Evaluation scores every segment of a split in order, one reference each, as sacreBLEU does
 on WMT test sets, so the BLEU is comparable with published sacreBLEU numbers.
 
-With model.pretrained (a Marian or BART checkpoint: pretrained/checkpoints.py) sources and
+With model.pretrained (a Marian, BART or T5 checkpoint: pretrained/checkpoints.py) sources and
 targets are the checkpoint's tokens (pretrained/text_tokens.py), data.source_prefix goes before
 every source text (T5's task prefixes), and the vocabulary keys (vocab_size, spm_*) are not
 read; nothing is trained into workdir/spm/.
