@@ -104,6 +104,7 @@ def translation_data(**overrides) -> dict:
       packing=True,
       buckets=(32, 64, 128),              # when packing=False
       token_cache=True,                   # tokenize train once into WORKDIR/cache/ (array_record)
+      source_prefix='',                   # model.pretrained: text before every source (T5's)
       eval_batch_size=64,
       eval_max_examples=0,
   )
@@ -156,6 +157,14 @@ def decode(beam_size: int = 4, alpha: float = 0.6, max_len: int = 64, **override
               temperature=1.0, top_k=0, top_p=1.0, ctc_weight=0.0, **overrides)
 
 
+def pretrained_model(dropout_rate: float = 0.1, attention_dropout_rate: float = 0.0) -> dict:
+  """config.model of a pretrained Transformer (Marian, BART, T5: seq2seq_jax/pretrained/): the
+  checkpoint (--config.model.pretrained=DIR) sets the architecture and the tokenizer; a config
+  sets only what training changes (dropout_rate, attention_dropout_rate, remat, dtype)."""
+  return dict(name='transformer', pretrained='', dropout_rate=dropout_rate,
+              attention_dropout_rate=attention_dropout_rate)
+
+
 def summarization_data(**overrides) -> dict:
   """config.data for task='summarization' (seq2seq_jax/tasks/summarization.py)."""
   data = dict(
@@ -174,6 +183,7 @@ def summarization_data(**overrides) -> dict:
       lowercase=True,
       max_source_len=400, max_target_len=100,  # tokens kept (See et al. 2017: 400 / 100)
       buckets=(100, 200, 300, 401),       # padded source lengths (incl. EOS)
+      source_prefix='',                   # model.pretrained: text before every source (T5's)
       eval_batch_size=64,
       eval_max_examples=0,
   )

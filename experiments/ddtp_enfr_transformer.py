@@ -29,12 +29,23 @@ one translating line i of the other); ':tsv_smoke' and ':files_smoke' with the s
   python launch.py --config=experiments/ddtp_enfr_transformer.py:files --workdir=runs/my_mt \
       --config.data.train_files="('train.en','train.fr')" \
       --config.data.eval_files="('dev.en','dev.fr')" --config.data.test_files="('test.en','test.fr')"
+
+A pretrained Marian (OPUS-MT) or BART checkpoint instead of the model above (':pretrained' on
+DDTP, ':tsv_pretrained' on your TSV files; docs/translation.md): its architecture and
+tokenizer, evaluated as it is when the workdir has no checkpoint, fine-tuned by --mode=train.
+
+  python launch.py --config=experiments/ddtp_enfr_transformer.py:pretrained --mode=eval \
+      --config.model.pretrained=opus-mt-en-fr --workdir=runs/ddtp_opus_mt
+  python launch.py --config=experiments/ddtp_enfr_transformer.py:pretrained \
+      --config.model.pretrained=opus-mt-en-fr --workdir=runs/ddtp_opus_mt
 """
 import ml_collections
 
-from common import base_config, check_variant, decode, own_data, smoke, translation_data
+from common import (base_config, check_variant, decode, own_data, pretrained_model, smoke,
+                    translation_data)
 
-VARIANTS = ('', 'smoke', 'tsv', 'tsv_smoke', 'files', 'files_smoke')
+VARIANTS = ('', 'smoke', 'tsv', 'tsv_smoke', 'files', 'files_smoke', 'pretrained',
+            'tsv_pretrained')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -74,6 +85,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     smoke(c, batch_size=8, model=dict(emb_dim=32, qkv_dim=32, mlp_dim=64, num_encoder_layers=1,
                                       num_decoder_layers=1))
     c.decode.max_len = 32
+  if arg.endswith('pretrained'):   # fine-tuning: a small learning rate, the checkpoint's model
+    c.model = pretrained_model(dropout_rate=0.1)
+    c.optimizer.update(learning_rate=5e-5, warmup_steps=50)
+    c.decode.max_len = 256   # subword pieces of the checkpoint's vocabulary per output, at most
   if arg.startswith(('tsv', 'files')):
     form = 'tsv' if arg.startswith('tsv') else 'files'
     own_data(c, form, source=form)

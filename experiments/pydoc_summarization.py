@@ -34,10 +34,18 @@ the summaries file summarizing line i of the documents file).
   python launch.py --config=experiments/pydoc_summarization.py:tsv --workdir=runs/my_summ \
       --config.data.train_tsv=train.tsv --config.data.eval_tsv=dev.tsv \
       --config.data.test_tsv=test.tsv
+
+A pretrained BART (or Marian) checkpoint instead (':pretrained' on pydoc, ':tsv_pretrained' on
+your TSV files; docs/summarization.md): its architecture and tokenizer, evaluated as it is
+when the workdir has no checkpoint, fine-tuned by --mode=train.
+
+  python launch.py --config=experiments/pydoc_summarization.py:pretrained \
+      --config.model.pretrained=bart-base --workdir=runs/pydoc_bart
 """
 import ml_collections
 
-from common import base_config, check_variant, decode, own_data, smoke, summarization_data
+from common import (base_config, check_variant, decode, own_data, pretrained_model, smoke,
+                    summarization_data)
 
 # The corpus's packages: those pinned in requirements.txt when README's results were measured
 # (2026-11-27), named here so that adding a dependency to the repository does not change
@@ -49,7 +57,7 @@ PACKAGES = (
     'matplotlib', 'pillow', 'soundfile', 'soxr', 'espeakng-loader', 'pytest')
 
 VARIANTS = ('', 'copy', 'copy_coverage', 'coverage', 'transformer', 'transformer_copy', 'smoke',
-            'smoke_copy', 'tsv', 'tsv_copy', 'tsv_smoke', 'files')
+            'smoke_copy', 'tsv', 'tsv_copy', 'tsv_smoke', 'files', 'pretrained', 'tsv_pretrained')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -90,6 +98,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.optimizer = dict(name='adam', learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8,
                      schedule='cosine', warmup_steps=200, grad_clip_norm=2.0)
   c.decode = decode(beam_size=4, alpha=0.6, max_len=40)
+  if arg == 'pretrained':   # the checkpoint's model and tokenizer, fine-tuned gently
+    c.model = pretrained_model(dropout_rate=0.1)
+    c.optimizer.update(learning_rate=3e-5, warmup_steps=100)
+    c.data.update(max_source_len=400, buckets=(128, 256, 401), max_target_len=64)
+    c.decode.max_len = 64
   if arg.startswith('smoke'):   # a minute: the whole path on the real corpus, learns little
     c.data.update(vocab_size=2000, eval_max_examples=32, eval_batch_size=32)
     smoke(c, batch_size=8, model=dict(emb_dim=16, hidden_dim=16, decoder_hidden_dim=16,

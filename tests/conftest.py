@@ -75,10 +75,10 @@ SECONDS = {'test_launch.py': 143, 'test_speech.py': 114, 'test_summarization.py'
            'test_translation_e2e.py': 33,
            'test_old_runs.py': 30, 'test_sweep.py': 28, 'test_decoding.py': 27,
            'test_extending.py': 21, 'test_show_attend_tell.py': 19, 'test_rnn_parts.py': 15,
-           'test_pretrained_text.py': 15, 'test_pretrained_t5.py': 40, 'test_whisper_task.py': 30,
-           'test_whisper.py': 11, 'test_translation.py': 10, 'test_export.py': 72,
-           'test_attention_maps.py': 9, 'test_cmudict_data.py': 9, 'test_g2p_task.py': 8,
-           'test_audio_features.py': 7}
+           'test_pretrained_text.py': 15, 'test_pretrained_tasks.py': 60,
+           'test_pretrained_t5.py': 40, 'test_whisper_task.py': 42, 'test_whisper.py': 11,
+           'test_translation.py': 10, 'test_export.py': 72, 'test_attention_maps.py': 9,
+           'test_cmudict_data.py': 9, 'test_g2p_task.py': 8, 'test_audio_features.py': 7}
 
 
 @pytest.fixture(scope='session')

@@ -16,12 +16,18 @@ initialised parameter tree (same shapes, same shardings): the trainer calls it f
 with no checkpoint of its own, and eval / predict call it for a workdir without checkpoints,
 so the pretrained model runs with no training.
 
-Weights arrive in the token order of the task's vocabulary: Whisper's tokens are permuted so
-that this codebase's PAD / BOS / EOS ids (0, 1, 2) are Whisper's <|startoflm|>,
-<|startoftranscript|> and <|endoftext|> (pretrained/whisper_tokens.py).
+Which reader: config.json's model_type (FAMILIES: Whisper for the speech task, the text
+encoder-decoders of TEXT_FAMILIES for translation and summarization); a CTranslate2
+directory is Whisper.
+
+Weights arrive in the token order of the task's vocabulary (`task.pretrained_tokens`): Whisper's
+tokens are permuted so that this codebase's PAD / BOS / EOS ids (0, 1, 2) are Whisper's
+<|startoflm|>, <|startoftranscript|> and <|endoftext|> (pretrained/whisper_tokens.py); a text
+checkpoint's so that PAD and EOS are its pad and eos tokens (pretrained/text_tokens.py).
 """
 import dataclasses
 import functools
+import importlib
 import importlib.metadata
 import os
 import re
@@ -34,6 +40,10 @@ from seq2seq_jax.errors import UserError
 
 # Settings a config may change on a pretrained model: they change training, not the weights.
 TRAINING_KEYS = ('dropout_rate', 'attention_dropout_rate', 'remat', 'dtype')
+# config.json's model_type -> the module of pretrained/ that reads it (load_hf(dir) -> (model
+# config, params, config.json)).
+FAMILIES = {'whisper': 'whisper', 'marian': 'marian', 'bart': 'bart', 't5': 't5', 'mt5': 't5'}
+TEXT_FAMILIES = ('marian', 'bart', 't5')   # text in, text out: pretrained/text_tokens.py
 
 
 @dataclasses.dataclass
@@ -46,16 +56,33 @@ class Pretrained:
     params: the parameter tree (numpy float32) in the checkpoint's own token order.
     config_json: the checkpoint's config.json (Whisper: suppress_ids, suppress_ids_begin).
     tokenizer: the path of its tokenizer.json ('' if it has none).
+    family: the reader's module name (FAMILIES), e.g. 'whisper', 'marian'.
+    swapped_pad: the text readers (hf_text.py) exchange rows 0 and pad_token_id of every
+      token table: that pad id (0: the rows are in the checkpoint's order).
   """
   directory: str
   model_config: dict[str, Any]
   params: Any
   config_json: dict[str, Any]
   tokenizer: str
+  family: str = 'whisper'
+  swapped_pad: int = 0
 
   @property
   def vocab_size(self) -> int:
-    return int(self.params['tgt_embed']['embedding'].shape[0])
+    """Rows of the target embedding."""
+    return int(self.params.get('tgt_embed', self.params.get('src_embed'))['embedding'].shape[0])
+
+  @property
+  def src_vocab_size(self) -> int:
+    """Rows of the source embedding (the target's for a model whose encoder reads no
+    tokens)."""
+    return int(self.params.get('src_embed', self.params.get('tgt_embed'))['embedding'].shape[0])
+
+  def rows(self, ids: np.ndarray) -> np.ndarray:
+    """The rows of the loaded tables that hold the checkpoint's tokens `ids`."""
+    from seq2seq_jax.pretrained import hf_text  # pylint: disable=g-import-not-at-top
+    return hf_text.to_ours(np.asarray(ids), self.swapped_pad) if self.swapped_pad else ids
 
 
 def cache_dir() -> str:
@@ -160,16 +187,41 @@ def resolve(spec: str) -> str:
   return folder
 
 
+def family_of(directory: str) -> str:
+  """The module of pretrained/ that reads the checkpoint (config.json's model_type)."""
+  if _kind(directory) == 'ctranslate2':
+    return 'whisper'
+  from seq2seq_jax.pretrained import hf_text  # pylint: disable=g-import-not-at-top
+  model_type = hf_text.read_json(os.path.join(directory, 'config.json')).get('model_type')
+  if model_type not in FAMILIES:
+    raise UserError(f'{directory}/config.json: model_type {model_type!r} is none this '
+                    f'codebase reads ({", ".join(sorted(FAMILIES))})')
+  return FAMILIES[model_type]
+
+
 @functools.lru_cache(maxsize=2)
 def _load_directory(directory: str) -> Pretrained:
-  from seq2seq_jax.pretrained import whisper  # pylint: disable=g-import-not-at-top
+  family = family_of(directory)
+  try:
+    module = importlib.import_module(f'seq2seq_jax.pretrained.{family}')
+  except ModuleNotFoundError as e:
+    if e.name != f'seq2seq_jax.pretrained.{family}':
+      raise
+    raise UserError(f'{directory}: {family} checkpoints are not read yet (no '
+                    f'seq2seq_jax/pretrained/{family}.py)') from None
   if _kind(directory) == 'ctranslate2':
-    config, params, config_json = whisper.load_ctranslate2(directory)
+    config, params, config_json = module.load_ctranslate2(directory)
   else:
-    config, params, config_json = whisper.load_hf(directory)
+    config, params, config_json = module.load_hf(directory)
   tokenizer = os.path.join(directory, 'tokenizer.json')
+  swapped = 0
+  if family in TEXT_FAMILIES:
+    from seq2seq_jax.pretrained import text_tokens  # pylint: disable=g-import-not-at-top
+    swapped = int(config_json['pad_token_id'])
+    tgt_vocab = int(params.get('tgt_embed', params['src_embed'])['embedding'].shape[0])
+    config = dict(config, decoder_start=text_tokens.decoder_start(config_json, tgt_vocab))
   return Pretrained(directory, config, params, config_json,
-                    tokenizer if os.path.isfile(tokenizer) else '')
+                    tokenizer if os.path.isfile(tokenizer) else '', family, swapped)
 
 
 def load(spec: str) -> Pretrained:
@@ -179,8 +231,13 @@ def load(spec: str) -> Pretrained:
 
 
 def spec_of(model_config: Mapping[str, Any]) -> str:
-  """config.model's `pretrained` ('' if none)."""
-  return str(dict(model_config).get('pretrained', '') or '')
+  """config.model's `pretrained` ('' if the config has none; a UserError if it is there
+  but empty, as in an experiment's variant that asks for one)."""
+  model_config = dict(model_config)
+  if 'pretrained' in model_config and not str(model_config['pretrained'] or '').strip():
+    raise UserError('model.pretrained is empty: give a checkpoint directory or package '
+                    '(--config.model.pretrained=DIR)')
+  return str(model_config.get('pretrained', '') or '')
 
 
 def model_config(given: Mapping[str, Any]) -> dict[str, Any]:
@@ -231,14 +288,29 @@ def _plain(value: Any) -> Any:
 
 
 def params_for_task(spec: str, task: Any) -> Any:
-  """The checkpoint's parameters in the task's token order (numpy)."""
+  """The checkpoint's parameters in the task's token order (numpy): every table indexed by
+  token (embeddings, the logits bias, an untied output projection) permuted by the task's
+  `pretrained_tokens` (`to_model`: target side; `src_to_model`: a token source's)."""
   ckpt = load(spec)
   tokens = getattr(task, 'pretrained_tokens', None)
   if tokens is None:
     raise UserError(f'model.pretrained needs a task whose targets are the checkpoint\'s '
                     f'tokens (task {type(task).__module__.rpartition(".")[2]!r} has none)')
+  tgt = ckpt.rows(tokens.to_model)
+  src = ckpt.rows(getattr(tokens, 'src_to_model', tokens.to_model))
   params = dict(ckpt.params)
-  params['tgt_embed'] = {'embedding': ckpt.params['tgt_embed']['embedding'][tokens.to_model]}
+  if 'tgt_embed' in params:
+    params['tgt_embed'] = {'embedding': params['tgt_embed']['embedding'][tgt]}
+  elif 'src_embed' in params and not np.array_equal(src, tgt):
+    raise UserError('a shared embedding needs one token order for source and target')
+  if 'src_embed' in params:   # a token frontend (shared: the target's table too)
+    params['src_embed'] = {'embedding': params['src_embed']['embedding'][src]}
+  if 'output_bias' in params:
+    params['output_bias'] = {'bias': params['output_bias']['bias'][tgt]}
+  if 'logits_dense' in params:   # (T5: no bias)
+    dense = params['logits_dense']
+    params['logits_dense'] = {'kernel': dense['kernel'][:, tgt],
+                              **({'bias': dense['bias'][tgt]} if 'bias' in dense else {})}
   return params
 
 

@@ -28,8 +28,9 @@ Ids: T5's <pad> is 0 (our padding too), </s> 1, <unk> 2, and the decoder starts 
 The ids are ours unchanged (hf_text's exchange of 0 and pad_token_id is the identity here);
 `generate` starts the searches from an id beyond the vocabulary read as the start token (they
 never emit their start id, nor 0) and returns T5's ids, padded with 0 after </s>. Our trainer's
-BOS 1 and EOS 2 are T5's </s> and <unk>: a task that trains T5 must map its ids (as
-whisper_tokens.py does for Whisper).
+BOS 1 and EOS 2 are T5's </s> and <unk>: the translation and summarization tasks map the ids
+(model.pretrained, text_tokens.py: </s> and <unk> exchanged, the decoder reading <pad> at
+position 0 through model.decoder_start).
 """
 from typing import Any
 

@@ -232,6 +232,9 @@ class Task(file_inputs.FileToTextTask):
       raise UserError('model.pretrained needs the language of the speech: set '
                       'decode.language (e.g. --config.decode.language=en)')
     ckpt = checkpoints.load(spec)
+    if ckpt.family != 'whisper':
+      raise UserError(f'model.pretrained={spec!r} is a {ckpt.family} checkpoint; the speech '
+                      'task reads Whisper')
     return whisper_tokens.WhisperTokens(ckpt.tokenizer, ckpt.config_json, ckpt.vocab_size,
                                         language, str(decode.get('task', 'transcribe')))
 

@@ -31,6 +31,11 @@ embeds them as UNK and copies by them); a target word that is not in the vocabul
 its source gets the source's temporary id, so the loss rewards copying it. Predictions map
 temporary ids back to the source's words (decode_prediction). With copy off every OOV is UNK.
 
+Pretrained (model.pretrained: a BART, T5 or Marian checkpoint, pretrained/checkpoints.py): sources
+and summaries are the checkpoint's tokens (pretrained/text_tokens.py), truncated at
+max_source_len / max_target_len tokens, data.source_prefix before every source text (T5's
+'summarize: '); vocab_type and vocab_size are not read, outputs are the tokenizer's text.
+
 Metrics: ROUGE-1/2/L F1 (rouge-score, stemmed) and CodeXGLUE's smoothed sentence BLEU-4,
 each x 100, as eval/rouge1, eval/rouge2, eval/rougeL, eval/bleu; the best checkpoint is the
 one with the highest ROUGE-L.
@@ -50,6 +55,7 @@ from seq2seq_jax.data import spm as spm_lib
 from seq2seq_jax.data import vocab as vocab_lib
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, SPECIALS, UNK_ID
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.pretrained import text_tokens
 from seq2seq_jax.tasks import base
 
 SOURCES = ('tfds', 'files', 'tsv', 'pydoc')   # the entries of data/sources.py it reads
@@ -79,7 +85,7 @@ def source_oovs(words: Sequence[str], in_vocab, max_oovs: int) -> list[str]:
   return out
 
 
-def _check_config(config: Any) -> None:
+def _check_config(config: Any, pretrained: bool) -> None:
   d = config.data
   source = d.get('source', None)
   if source not in SOURCES:
@@ -88,11 +94,13 @@ def _check_config(config: Any) -> None:
     if key not in d:
       raise UserError(f'config.data.{key} is missing (task summarization: see '
                       'summarization_data() in experiments/common.py)')
-  if d.vocab_type not in VOCAB_TYPES:
+  if pretrained:
+    pass     # the checkpoint's vocabulary: vocab_type, vocab_size are not read
+  elif d.vocab_type not in VOCAB_TYPES:
     raise UserError(f'data.vocab_type must be one of {VOCAB_TYPES}, got {d.vocab_type!r}')
-  if d.vocab_type == 'sentencepiece':
+  elif d.vocab_type == 'sentencepiece':
     spm_lib.check_model_type(d.get('spm_model_type', 'bpe'))
-  if int(d.vocab_size) <= NUM_SPECIAL + 4:
+  if not pretrained and int(d.vocab_size) <= NUM_SPECIAL + 4:
     raise UserError(f'data.vocab_size must be the vocabulary size, got {d.vocab_size}')
   for key in ('max_source_len', 'max_target_len'):
     if int(d[key]) < 1:
@@ -113,10 +121,16 @@ class Task(base.BaseTask):
   best_mode = 'max'
 
   def __init__(self, config: Any):
-    _check_config(config)
+    # model.pretrained: the checkpoint's tokenizer and vocabularies (pretrained/text_tokens.py)
+    self.pretrained_tokens = text_tokens.for_config(config)
+    _check_config(config, self.pretrained_tokens is not None)
     super().__init__(config)
     d = config.data
-    self.src_vocab_size = self.tgt_vocab_size = int(d.vocab_size)
+    if self.pretrained_tokens is not None:
+      self.src_vocab_size = self.pretrained_tokens.src_vocab_size
+      self.tgt_vocab_size = self.pretrained_tokens.vocab_size
+    else:
+      self.src_vocab_size = self.tgt_vocab_size = int(d.vocab_size)
     self.lowercase = bool(d.lowercase)
     self.max_source_len, self.max_target_len = int(d.max_source_len), int(d.max_target_len)
     model = config.get('model', {})
@@ -167,7 +181,11 @@ class Task(base.BaseTask):
   # --- vocabulary ------------------------------------------------------------------------------
   def setup(self, workdir: str) -> None:
     """Counts the training words into workdir/vocab.txt (or trains SentencePiece into
-    workdir/spm/) on first use; loads it on resume and in predict mode."""
+    workdir/spm/) on first use; loads it on resume and in predict mode. A pretrained model
+    brings its own tokenizer."""
+    if self.pretrained_tokens is not None:
+      base.log(self.pretrained_tokens.describe())
+      return
     if self.data.vocab_type == 'sentencepiece':
       self._sp, _ = spm_lib.setup(
           lambda: [s for p in self.pairs('train') for s in p],
@@ -194,7 +212,7 @@ class Task(base.BaseTask):
     self._words = {w: i + NUM_SPECIAL for i, w in enumerate(words)}
 
   def _need_setup(self) -> None:
-    if self._words is None and self._sp is None:
+    if self._words is None and self._sp is None and self.pretrained_tokens is None:
       raise RuntimeError('Task.setup(workdir) must run before the data is used')
 
   def _words_of(self, text: str, limit: int) -> list[str]:
@@ -204,6 +222,14 @@ class Task(base.BaseTask):
   def encode_pair(self, source: str, target: str | None = None):
     """(source ids, target ids or None, number of UNK source tokens): extended ids if copying."""
     self._need_setup()
+    tokens = self.pretrained_tokens
+    if tokens is not None:
+      src, unknown = tokens.encode_source(source.lower() if self.lowercase else source)
+      tgt = None
+      if target is not None:
+        tgt = tokens.encode_target(target.lower() if self.lowercase else target)
+        tgt = tgt[:self.max_target_len]
+      return src[:self.max_source_len], tgt, unknown
     if self._sp is not None:
       text_s = source.lower() if self.lowercase else source
       src = np.asarray(self._sp.encode(text_s)[:self.max_source_len], np.int32)
@@ -270,6 +296,8 @@ class Task(base.BaseTask):
 
   def _output_tokens(self, ids: Sequence[int], source_text: str | None) -> list[str]:
     self._need_setup()
+    if self.pretrained_tokens is not None:
+      return [self.pretrained_tokens.decode(ids)]
     ids = [int(i) for i in ids]
     if EOS_ID in ids:
       ids = ids[:ids.index(EOS_ID)]
@@ -300,7 +328,13 @@ class Task(base.BaseTask):
     return ' '.join(self._output_tokens(ids, source_text))
 
   def target_tokens(self, ids: Sequence[int]) -> list[str]:
+    if self.pretrained_tokens is not None:
+      return self.pretrained_tokens.pieces(ids)
     return self._output_tokens(ids, None) if self._sp is None else super().target_tokens(ids)
+
+  def decode_rules(self) -> Any:
+    """A pretrained model's forced first token (forced_bos_token_id), else None."""
+    return None if self.pretrained_tokens is None else self.pretrained_tokens.rules()
 
   def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
     """{'rouge1', 'rouge2', 'rougeL', 'bleu'} x 100 against the first reference."""

@@ -13,6 +13,11 @@ config without its dataset). The trainer then calls, in this order:
 
 Evaluation scores every segment of a split in order, one reference each, as sacreBLEU does
 on WMT test sets, so the BLEU is comparable with published sacreBLEU numbers.
+
+With model.pretrained (a Marian, BART or T5 checkpoint: pretrained/checkpoints.py) sources and
+targets are the checkpoint's tokens (pretrained/text_tokens.py), data.source_prefix goes before
+every source text (T5's task prefixes), and the vocabulary keys (vocab_size, spm_*) are not
+read; nothing is trained into workdir/spm/.
 """
 import itertools
 import os
@@ -29,6 +34,7 @@ from seq2seq_jax.data import spm as spm_lib
 from seq2seq_jax.data import token_cache
 from seq2seq_jax.data.vocab import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, UNK_ID
 from seq2seq_jax.errors import UserError
+from seq2seq_jax.pretrained import text_tokens
 from seq2seq_jax.tasks import base
 
 SOURCES = ('tfds', 'files', 'tsv', 'num2words')   # the entries of data/sources.py it reads
@@ -40,14 +46,17 @@ _COMMON_KEYS = ('source', 'src_lang', 'tgt_lang', 'bad_pairs', 'vocab_type', 'sp
 Pairs = tuple[list[np.ndarray], list[np.ndarray]]
 
 
-def _check_config(config: Any) -> None:
-  """Every data key this task reads exists and makes sense (UserError otherwise)."""
+def _check_config(config: Any, pretrained: bool) -> None:
+  """Every data key this task reads exists and makes sense (UserError otherwise). With a
+  pretrained model the vocabulary is the checkpoint's: the vocabulary keys are not read."""
   d = config.data
   source = d.get('source', None)
   if source not in SOURCES:
     raise UserError(f'data.source must be one of {SOURCES}, got {source!r}')
   vocab_keys = ('vocab_size',) if d.get('shared_vocab', True) else ('src_vocab_size',
                                                                      'tgt_vocab_size')
+  if pretrained:
+    vocab_keys = ()
   for key in _COMMON_KEYS + sources.get(source).keys + vocab_keys:
     if key not in d:
       raise UserError(f'config.data.{key} is missing (task translation: see '
@@ -55,7 +64,7 @@ def _check_config(config: Any) -> None:
   if not d.packing and 'buckets' not in d:
     raise UserError('config.data.buckets is missing (needed when data.packing=False)')
   corpus_lib.check_policy(d.bad_pairs)
-  if d.vocab_type != 'sentencepiece':
+  if not pretrained and d.vocab_type != 'sentencepiece':
     raise UserError(f"data.vocab_type must be 'sentencepiece', got {d.vocab_type!r}")
   spm_lib.check_model_type(d.spm_model_type)
   for key in vocab_keys:
@@ -71,6 +80,7 @@ def _check_config(config: Any) -> None:
     corpus_lib.check_num2words_lang(d.src_lang)
     corpus_lib.check_num2words_lang(d.tgt_lang)
   # Learned position tables have model.max_len rows; a longer row would index past them.
+  # (A pretrained model's table: the model says so when a batch is longer.)
   model = config.get('model', {})
   if model.get('positions', '') == 'learned' and 'max_len' in model:
     row = int(d.max_len) if d.packing else max(d.buckets)
@@ -86,11 +96,16 @@ class Task(base.BaseTask):
   best_mode = 'max'
 
   def __init__(self, config: Any):
-    _check_config(config)
+    # model.pretrained: the checkpoint's tokenizer and vocabularies (pretrained/text_tokens.py)
+    self.pretrained_tokens = text_tokens.for_config(config)
+    _check_config(config, self.pretrained_tokens is not None)
     super().__init__(config)
     d = config.data
     self.shared = bool(d.shared_vocab)
-    if self.shared:
+    if self.pretrained_tokens is not None:
+      self.src_vocab_size = self.pretrained_tokens.src_vocab_size
+      self.tgt_vocab_size = self.pretrained_tokens.vocab_size
+    elif self.shared:
       self.src_vocab_size = self.tgt_vocab_size = int(d.vocab_size)
     else:
       self.src_vocab_size, self.tgt_vocab_size = int(d.src_vocab_size), int(d.tgt_vocab_size)
@@ -99,6 +114,7 @@ class Task(base.BaseTask):
     self._sp_src = self._sp_tgt = None
     self._spm_paths: list[str] = []
     self._workdir = ''
+    self._ready = False
     self._announced = False
 
   # --- corpora ------------------------------------------------------------------------
@@ -141,9 +157,13 @@ class Task(base.BaseTask):
     """Trains SentencePiece on first use (workdir/spm/), else loads it; see spm.train_once.
 
     Only training needs the corpus: on resume and in predict mode the saved model is
-    loaded and no data is read.
+    loaded and no data is read. A pretrained model brings its own tokenizer.
     """
     d = self.data
+    if self.pretrained_tokens is not None:
+      base.log(self.pretrained_tokens.describe())
+      self._spm_paths, self._workdir, self._ready = self.pretrained_tokens.files, workdir, True
+      return
     # (file name, which side's sentences, vocabulary size, the key that sets it)
     if self.shared:
       models = [('shared', None, self.src_vocab_size, 'data.vocab_size')]
@@ -161,7 +181,7 @@ class Task(base.BaseTask):
       paths.append(path)
       loaded.append(sp)
     self._sp_src, self._sp_tgt = loaded[0], loaded[-1]
-    self._spm_paths, self._workdir = paths, workdir
+    self._spm_paths, self._workdir, self._ready = paths, workdir, True
 
   def sentencepiece_models(self) -> tuple[str, str]:
     """The SentencePiece model files of the source and the target side (one shared model:
@@ -170,17 +190,21 @@ class Task(base.BaseTask):
     return self._spm_paths[0], self._spm_paths[-1]
 
   def _need_setup(self) -> None:
-    if self._sp_src is None:
+    if not self._ready:
       raise RuntimeError('Task.setup(workdir) must run before the data is used')
 
-  @staticmethod
-  def _encode(sp, texts: Sequence[str]) -> list[np.ndarray]:
+  def _encode(self, side: int, texts: Sequence[str]) -> list[np.ndarray]:
+    """Ids (no EOS) of source (side 0) or target (side 1) texts."""
+    tokens = self.pretrained_tokens
+    if tokens is not None:
+      return [tokens.encode_source(t)[0] if side == 0 else tokens.encode_target(t)
+              for t in texts]
+    sp = self._sp_src if side == 0 else self._sp_tgt
     return [np.asarray(ids, np.int32) for ids in sp.encode(list(texts))]
 
   def _encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> Pairs:
     self._need_setup()
-    return (self._encode(self._sp_src, [s for s, _ in pairs]),
-            self._encode(self._sp_tgt, [t for _, t in pairs]))
+    return (self._encode(0, [s for s, _ in pairs]), self._encode(1, [t for _, t in pairs]))
 
   # --- the trainer's data ---------------------------------------------------------------
   def train_data(self):
@@ -217,6 +241,8 @@ class Task(base.BaseTask):
     prefix = os.path.join(self._workdir, 'cache', 'train')
     source = {'corpus': self._corpus_fingerprint(),
               'vocab': [token_cache.digest(p) for p in self._spm_paths]}
+    if self.pretrained_tokens is not None and self.pretrained_tokens.source_prefix:
+      source['source_prefix'] = self.pretrained_tokens.source_prefix
     streams: list[corpus_lib.Stream] = []
 
     def chunks(size: int = 65536):
@@ -255,7 +281,7 @@ class Task(base.BaseTask):
     self._need_setup()
     pairs = self._eval_pairs(split)
     sources = [s for s, _ in pairs]
-    return pipeline.EvalSet(sources=self._encode(self._sp_src, sources), texts=sources,
+    return pipeline.EvalSet(sources=self._encode(0, sources), texts=sources,
                             references=[[t] for _, t in pairs])
 
   def make_batcher(self, src, tgt=None, *, batch_size: int, seed: int, shuffle: bool,
@@ -282,16 +308,30 @@ class Task(base.BaseTask):
   def encode_source(self, text: str) -> tuple[np.ndarray, int]:
     """A source sentence as ids (no EOS), and how many of them are UNK."""
     self._need_setup()
+    if self.pretrained_tokens is not None:
+      return self.pretrained_tokens.encode_source(text.strip())
     ids = np.asarray(self._sp_src.encode(text.strip()), np.int32)
     return ids, int(np.count_nonzero(ids == UNK_ID))
 
   def decode_target(self, ids: Sequence[int]) -> str:
-    """Output ids -> detokenized text; stops at EOS, skips PAD and BOS."""
+    """Output ids -> detokenized text; stops at EOS, skips PAD and BOS (a pretrained
+    model's: its special tokens)."""
     self._need_setup()
+    if self.pretrained_tokens is not None:
+      return self.pretrained_tokens.decode(ids)
     ids = [int(i) for i in ids]
     if EOS_ID in ids:
       ids = ids[:ids.index(EOS_ID)]
     return self._sp_tgt.decode([i for i in ids if i not in (PAD_ID, BOS_ID)])
+
+  def target_tokens(self, ids: Sequence[int]) -> list[str]:
+    if self.pretrained_tokens is not None:
+      return self.pretrained_tokens.pieces(ids)
+    return super().target_tokens(ids)
+
+  def decode_rules(self) -> Any:
+    """A pretrained model's forced first token (forced_bos_token_id), else None."""
+    return None if self.pretrained_tokens is None else self.pretrained_tokens.rules()
 
   def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
     """{'bleu', 'chrf'}: sacreBLEU corpus scores on detokenized text (see seq2seq_jax/metrics/bleu.py).

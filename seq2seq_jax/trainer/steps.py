@@ -13,7 +13,7 @@ import optax
 from jax import lax
 
 from seq2seq_jax.decoding import search as decoding
-from seq2seq_jax.data.vocab import BOS_ID, EOS_ID
+from seq2seq_jax.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seq2seq_jax.errors import UserError
 from seq2seq_jax.models.base import Model
 from seq2seq_jax.models.layers import constrain, ctc_greedy, ctc_log_likelihood
@@ -240,6 +240,9 @@ def make_predict_step(model: Model, decode_config: Any,
   patience = float(decode_config.get('patience', 0.0))
   prefix_len = len(rules.prefix) if rules is not None else 0
   sampling = {k: decode_config.get(k, v) for k, v in _SAMPLING_KEYS.items()}
+  # A model that reads its own start token at position 0 (a pretrained checkpoint's:
+  # model.decoder_start) may emit BOS's id, an ordinary token there; PAD is never emitted.
+  bos_id = BOS_ID if getattr(model, 'decoder_start', -1) < 0 else PAD_ID
 
   def predict_step(params, inputs: dict[str, jax.Array], rng: jax.Array):
     if method == 'ctc_greedy':
@@ -254,7 +257,7 @@ def make_predict_step(model: Model, decode_config: Any,
 
     tokens_to_logits, cache = decoding.with_rules(model_step, cache, rules)
 
-    kw = dict(batch_size=inputs['inputs'].shape[0], max_len=max_len, bos_id=BOS_ID,
+    kw = dict(batch_size=inputs['inputs'].shape[0], max_len=max_len, bos_id=bos_id,
               eos_id=EOS_ID)
     if method == 'sample':
       return decoding.sample(tokens_to_logits, cache, rng, **kw, **sampling)[0]

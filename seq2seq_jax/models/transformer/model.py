@@ -88,6 +88,11 @@ class Model(nn.Module):
   use_bias: bool = True         # biases in attention, the MLP and an untied output (T5: none)
   scale_attention: bool = True  # attention logits q.k / sqrt(head_dim) (Eq. 1); T5: q.k
   scale_output: bool = False    # decoder output times emb_dim**-0.5 before the output (T5 v1.0)
+  # The token the decoder reads at target position 0 whatever the batch holds there (BOS):
+  # a pretrained checkpoint's decoder start token when it is also another special token
+  # (Marian's and T5's <pad>, BART's </s>), so BOS's own id can be an ordinary token.
+  # -1: the batch's own first token.
+  decoder_start: int = -1
 
   @property
   def _target_positions(self) -> Any:
@@ -242,6 +247,12 @@ class Model(nn.Module):
     logits = self.output_bias(logits.astype(jnp.float32))
     return constrain(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
 
+  def _start(self, ids: jax.Array, positions: jax.Array) -> jax.Array:
+    """Decoder input ids with `decoder_start` at every target position 0 (if set)."""
+    if self.decoder_start < 0:
+      return ids
+    return jnp.where(positions == 0, self.decoder_start, ids).astype(ids.dtype)
+
   @staticmethod
   def _positions(ids, positions):
     if positions is not None:
@@ -323,8 +334,9 @@ class Model(nn.Module):
     positions = self._positions(decoder_inputs, targets_position)
     self_bias = self._position_bias('tgt', layers.mask_bias(keep_self), positions, positions)
     cross_bias = layers.mask_bias(keep_cross)
-    y = x_in = self._embed(self._target_embed(), 'tgt_pos', self._in_vocab(decoder_inputs),
-                           positions, not train)
+    y = x_in = self._embed(self._target_embed(), 'tgt_pos',
+                           self._in_vocab(self._start(decoder_inputs, positions)), positions,
+                           not train)
     copy_weights = None
     for layer in self.decoder_layers:
       y = layer(y, self_bias, encoded, cross_bias, not train)
@@ -441,7 +453,8 @@ class Model(nn.Module):
     self_bias = self._position_bias('tgt', self_bias, index[:1, None],
                                     (jnp.arange(max_len * beams) // beams)[None])
     cross_bias = layers.mask_bias(src_mask[:, None, :])                       # [B, 1, 1, S]
-    y = x_in = self._embed(self._target_embed(), 'tgt_pos', self._in_vocab(last_tokens[:, None]),
+    tokens = self._start(last_tokens[:, None], index[:, None])
+    y = x_in = self._embed(self._target_embed(), 'tgt_pos', self._in_vocab(tokens),
                            index[:, None], True)
     new_layers = []
     for layer, lc in zip(self.decoder_layers, cache['layers']):
