@@ -287,6 +287,10 @@ def export(config: Any, workdir: str, export_dir: str, checkpoint: str | int | N
   if config.task != 'translation':
     raise UserError(f'--mode=export writes translation models (SentencePiece source and '
                     f'target); task {config.task!r} is not one')
+  if config.model.get('pretrained', None):
+    raise UserError(f'--mode=export writes models trained with our SentencePiece vocabularies; '
+                    f'this run starts from model.pretrained={config.model.pretrained!r}, whose '
+                    f'tokenizer the export cannot carry yet')
   import jax  # pylint: disable=g-import-not-at-top
   from flax.core import meta  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.trainer import inference  # pylint: disable=g-import-not-at-top
