@@ -66,7 +66,9 @@ def test_every_experiments_task_satisfies_the_protocol(experiment, tmp_path):
     for name in ('model.bin', 'config.json'):
       shutil.copy(os.path.join(fixtures, 'ct2_a', name), tmp_path / name)
     shutil.copy(os.path.join(fixtures, 'tokenizer.json'), tmp_path / 'tokenizer.json')
-    config = config_lib.load_config(path, [('model.pretrained', str(tmp_path))])
+    # (its only language is English: a Czech experiment's prompt is set to it).
+    config = config_lib.load_config(path, [('model.pretrained', str(tmp_path)),
+                                           ('decode.language', 'en')])
   task = tasks.get_task(config)
   assert isinstance(task, task_base.Task)
   assert task.input_kind in ('tokens', 'features', 'image', 'audio')

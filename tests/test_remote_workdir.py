@@ -99,11 +99,13 @@ def _left_open() -> dict[int, object]:
   from fsspec.spec import AbstractBufferedFile  # pylint: disable=g-import-not-at-top
   from tensorboardX import event_file_writer, record_writer  # pylint: disable=g-import-not-at-top
   gc.collect()
+  # type(o), not isinstance: some objects (numpy's NpzFile.f) answer any attribute lookup,
+  # __class__ included, with their own error.
   found = [o for o in gc.get_objects()
-           if (isinstance(o, AbstractBufferedFile) and not o.closed)
-           or (isinstance(o, event_file_writer.EventFileWriter)
+           if (issubclass(type(o), AbstractBufferedFile) and not o.closed)
+           or (issubclass(type(o), event_file_writer.EventFileWriter)
                and not getattr(o, '_closed'))
-           or isinstance(o, record_writer.GCSRecordWriter)]
+           or issubclass(type(o), record_writer.GCSRecordWriter)]
   found += [t for t in threading.enumerate() if not t.daemon]
   return {id(o): o for o in found}
 
