@@ -249,8 +249,8 @@ def model_config(given: Mapping[str, Any]) -> dict[str, Any]:
   for key, value in given.items():
     if key in TRAINING_KEYS:
       out[key] = value
-    elif key == 'frontend' and _window_only(ckpt.get(key), value) is not None:
-      out[key] = _window_only(ckpt.get(key), value)
+    elif key == 'frontend' and (window := _window_only(ckpt.get(key), value)) is not None:
+      out[key] = window
     elif key not in ckpt or _plain(ckpt[key]) != _plain(value):
       raise UserError(f'model.{key}={_plain(value)!r}: the architecture comes from '
                       f'model.pretrained ({_plain(ckpt.get(key))!r} there); a config may '

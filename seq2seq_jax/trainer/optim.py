@@ -143,9 +143,8 @@ def make_optimizer(opt: Any, train_steps: int) -> optax.GradientTransformation:
   clip = opt.get('grad_clip_norm', 0.0)
   if clip:
     tx = optax.chain(optax.clip_by_global_norm(clip), tx)
-  freeze = tuple(opt.get('freeze', None) or ())
-  if isinstance(opt.get('freeze', None), str):
-    freeze = (opt.freeze,)
+  freeze = opt.get('freeze', None) or ()
+  freeze = (freeze,) if isinstance(freeze, str) else tuple(freeze)
   if freeze:
     tx = optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()},
                                lambda params: frozen_labels(params, freeze))
