@@ -322,3 +322,53 @@ def test_packed_batch_needs_both_segmentations():
   half = dict(batch, inputs_segmentation=np.ones_like(batch['inputs']))
   with pytest.raises(UserError, match='segmentation'):
     jax.eval_shape(lambda p: model.apply({'params': p}, half, train=False), params)
+
+
+@pytest.mark.parametrize('bias_shape', [None, (2, 1, 1, 40), (1, 3, 36, 40), (2, 3, 36, 40)])
+def test_per_head_attention_equals_the_batched_form(bias_shape):
+  """layers.attention one (item, head) at a time (what a CPU run uses for Whisper's long
+  encoder) gives the batched form's output for every shape of mask it is given."""
+  from seq2seq_jax.models import layers  # pylint: disable=g-import-not-at-top
+  ks = jax.random.split(jax.random.key(1), 4)
+  q = jax.random.normal(ks[0], (2, 36, 3, 8))
+  k, v = (jax.random.normal(x, (2, 40, 3, 8)) for x in ks[1:3])
+  bias = None
+  if bias_shape is not None:
+    bias = jnp.where(jax.random.bernoulli(ks[3], 0.7, bias_shape), 0.0, layers.NEG_INF)
+    bias = bias + 0.3 * jax.random.normal(ks[3], bias_shape)   # a relative-position bias too
+  batched = layers.attention(q, k, v, bias, blocked=False)
+  per_head = layers.attention(q, k, v, bias, blocked=True)
+  np.testing.assert_allclose(per_head, batched, atol=2e-6)
+  if bias is not None:   # the mask is read (per item and per head)
+    assert not np.allclose(per_head, layers.attention(q, k, v, None, blocked=True), atol=1e-3)
+  assert layers._use_blocked(1500, 1500) == (jax.device_count() == 1)
+  assert not layers._use_blocked(20, 20)
+
+
+def test_decoding_reads_only_the_slots_written_so_far():
+  """Past 16 positions the decoder's self-attention reads a longer prefix of its slots
+  (layers.attention_prefix's sizes): with three beams it equals attention over every slot
+  at each step, and 30 incremental steps of a 40-position cache give the teacher-forced
+  logits."""
+  from seq2seq_jax.models import layers  # pylint: disable=g-import-not-at-top
+  ks = jax.random.split(jax.random.key(2), 4)
+  b, h, d, m, j = 2, 3, 8, 40, 3
+  q = jax.random.normal(ks[0], (b, h, j, d))
+  k_t = jax.random.normal(ks[1], (b, h, d, m * j))
+  v = jax.random.normal(ks[2], (b, h, m * j, d))
+  for pos in (0, 15, 16, 17, 31, 32, 39):
+    written = jnp.arange(m * j) < (pos + 1) * j
+    bias = jnp.where(written & jax.random.bernoulli(ks[3], 0.8, (b, 1, j, m * j)), 0.0,
+                     layers.NEG_INF)
+    np.testing.assert_allclose(
+        jax.jit(layers.attention_prefix, static_argnums=(5,))(q, k_t, v, bias, pos, j),
+        layers.attention_step(q, k_t, v, bias), atol=2e-6)
+  model, _, params, _, forward = built('pre_norm')
+  batch = make_batch(seed=3, t=30)
+  cache = model.apply({'params': params}, batch['inputs'], 40, method='init_cache')
+  step = jax.jit(lambda p, t, c: model.apply({'params': p}, t, c, method='decode_step'))
+  outs = []
+  for t in range(30):
+    out, cache = step(params, jnp.asarray(batch['decoder_inputs'][:, t]), cache)
+    outs.append(out)
+  np.testing.assert_allclose(np.stack(outs, 1), forward(params, batch), atol=1e-5)

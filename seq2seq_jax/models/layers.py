@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 
 from seq2seq_jax.errors import UserError
@@ -216,7 +217,8 @@ def dense(features: int | Sequence[int], names: Sequence[str | None], *,
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None,
               dropout: nn.Module | None = None, deterministic: bool = True,
-              sow_in: nn.Module | None = None, scale: bool = True) -> jax.Array:
+              sow_in: nn.Module | None = None, scale: bool = True,
+              blocked: bool | None = None) -> jax.Array:
   """Scaled dot-product attention (Vaswani et al. 2017, Eq. 1) over [B, L, H, D] arrays.
 
   Args:
@@ -228,10 +230,19 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None,
       'intermediates'/'attention_weights' (kept only when that collection is mutable).
     scale: queries times D**-0.5 (Eq. 1); False: unscaled dot products (T5, whose
       initialisation plays that part).
+    blocked: compute it one (item, head) at a time (_blocked_attention; not with active
+      dropout or sowing); None: when `deterministic` (no training) on a single-device CPU run
+      with at least BLOCKED_MIN_SCORES scores per (item, head).
 
   Returns:
     [B, Q, H, D] in q's dtype. The softmax runs in float32 for stability.
   """
+  sowing = sow_in is not None and sow_in.is_mutable_collection('intermediates')
+  no_dropout = dropout is None or deterministic or dropout.rate == 0.0
+  if blocked is None:   # inference and evaluation (training keeps remat's view of the dots)
+    blocked = deterministic and _use_blocked(q.shape[1], k.shape[1])
+  if blocked and no_dropout and not sowing:
+    return _blocked_attention(scaled(q, scale), k, v, bias)
   # Scores accumulate and come out in float32 even for bfloat16 inputs: a bfloat16 logit
   # has ~3 significant digits, too coarse for a softmax over long rows.
   logits = jnp.einsum('bqhd,bkhd->bhqk', scaled(q, scale), k,
@@ -245,6 +256,51 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None,
   if dropout is not None:
     weights = dropout(weights, deterministic=deterministic)
   return jnp.einsum('bhqk,bkhd->bqhd', weights, v)
+
+
+# Scores per (item, head) from which a single-device CPU run evaluates attention one (item,
+# head) at a time (_blocked_attention): Whisper's encoder (1,500 x 1,500), not a G2P model
+# (at 20 x 20 the batched form is faster; from 64 x 64 the per-head one; benchmarks/attention_cpu.py).
+BLOCKED_MIN_SCORES = 256 * 256
+
+
+def _use_blocked(q_len: int, k_len: int) -> bool:
+  return (q_len * k_len >= BLOCKED_MIN_SCORES and jax.default_backend() == 'cpu'
+          and jax.device_count() == 1)
+
+
+def _blocked_attention(q: jax.Array, k: jax.Array, v: jax.Array,
+                       bias: jax.Array | None) -> jax.Array:
+  """`attention` without dropout, one (item, head) at a time under lax.map.
+
+  The same function (scores in float32, softmax, weighted values) in another order: on
+  XLA:CPU the batched [B, H, Q, K] scores of a long sequence (Whisper's encoder: 8 x 8 x 1,500
+  x 1,500 floats, 576 MB for 8 windows) go to memory and back between the dots and the
+  softmax, while one head's [Q, K] (9 MB) stays in cache: 2.4 to 2.7 times faster for Whisper
+  base's encoder self-attention on a 2-core host (benchmarks/attention_cpu.py). Differentiable
+  (lax.map is a scan; its gradient is 1.15 times faster there, but inside remat='dots' the
+  per-head dots would count as saveable, so training keeps the batched form). q is already
+  scaled.
+  """
+  b, qn, h, d = q.shape
+  kn = k.shape[1]
+  heads_first = lambda x, n: x.transpose(0, 2, 1, 3).reshape(b * h, n, d)
+  rows = jnp.arange(b * h)
+  if bias is not None:
+    bias = jnp.asarray(bias).reshape((1,) * (4 - jnp.ndim(bias)) + jnp.shape(bias))
+
+  def one(args):
+    qq, kk, vv, r = args
+    s = jnp.einsum('qd,kd->qk', qq, kk, preferred_element_type=jnp.float32)
+    if bias is not None:
+      bi = r // h if bias.shape[0] > 1 else 0
+      hi = r % h if bias.shape[1] > 1 else 0
+      s = s + lax.dynamic_index_in_dim(bias, bi, 0, False)[hi]
+    w = jax.nn.softmax(s, axis=-1).astype(q.dtype)
+    return jnp.einsum('qk,kd->qd', w, vv)
+
+  out = lax.map(one, (heads_first(q, qn), heads_first(k, kn), heads_first(v, kn), rows))
+  return out.reshape(b, h, qn, d).transpose(0, 2, 1, 3)
 
 
 def scaled(q: jax.Array, scale: bool = True) -> jax.Array:
@@ -272,6 +328,37 @@ def attention_step(q: jax.Array, k_t: jax.Array, v: jax.Array, bias: jax.Array,
                       preferred_element_type=jnp.float32)
   weights = jax.nn.softmax(logits + bias, axis=-1).astype(q.dtype)
   return jnp.einsum('bhjn,bhnd->bhjd', weights, v.astype(q.dtype))
+
+
+PREFIX_SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+def attention_prefix(q: jax.Array, k_t: jax.Array, v: jax.Array, bias: jax.Array,
+                     pos: jax.Array, beams: int, scale: bool = True) -> jax.Array:
+  """`attention_step` over a decoder's self-attention slots, reading only those written so far.
+
+  Slot m * beams + j holds position m (Model.init_cache), so at step `pos` only the first
+  (pos + 1) * beams slots can be attended to; the rest are masked by `bias`. The step reads
+  the first P * beams slots, P the smallest of PREFIX_SIZES (or the cache's length) >= pos + 1,
+  chosen by lax.switch: the same result (masked slots weigh exactly 0) without reading
+  (and scoring) a whole max_len-long cache at every step.
+
+  Args:
+    q, k_t, v, bias, scale: as attention_step's (k_t [B, H, D, M * beams], v [B, H, M * beams,
+      D], bias [..., M * beams]).
+    pos: int32 scalar, the step.
+    beams: hypotheses per item.
+  """
+  m = k_t.shape[-1] // beams
+  sizes = [p for p in PREFIX_SIZES if p < m] + [m]
+
+  def upto(p):
+    n = p * beams
+    return lambda: attention_step(q, k_t[..., :n], v[:, :, :n], bias[..., :n], scale)
+
+  if len(sizes) == 1:
+    return upto(m)()
+  return lax.switch(jnp.sum(jnp.asarray(sizes[:-1]) < pos + 1), [upto(p) for p in sizes])
 
 
 def mask_bias(mask: jax.Array) -> jax.Array:

@@ -112,8 +112,9 @@ class SelfAttention(nn.Module):
         k_slots, k.transpose(0, 2, 3, 1).astype(k_slots.dtype), (0, 0, 0, pos * j))
     v_slots = lax.dynamic_update_slice(
         v_slots, v.transpose(0, 2, 1, 3).astype(v_slots.dtype), (0, 0, pos * j, 0))
-    # Every beam attends over all slots of its item; the bias keeps its own history.
-    out = layers.attention_step(q.transpose(0, 2, 1, 3), k_slots, v_slots, bias, self.scale)
+    # Every beam attends over the slots of its item; the bias keeps its own history.
+    out = layers.attention_prefix(q.transpose(0, 2, 1, 3), k_slots, v_slots, bias, pos, j,
+                                  self.scale)
     return self.out(out.transpose(0, 2, 1, 3).reshape(b * j, 1, h, d)), k_slots, v_slots
 
 
