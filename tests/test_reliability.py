@@ -119,6 +119,23 @@ def test_predict_prints_predictions_only_and_each_warning_once_on_stderr(g2p_run
   assert all(w.isupper() for line in out.splitlines() for w in line.split())
   assert len([l for l in err.splitlines() if 'is damaged' in l]) == 1, err
   assert os.path.isdir(os.path.join(workdir, 'checkpoints', '16'))   # predict moves nothing
+  assert 'read only' not in err, err   # orbax's notice for a read-only manager is dropped
+
+
+def test_a_read_only_checkpoint_manager_says_nothing_of_it(tmp_path, caplog):
+  """orbax warns 'Given directory is read only' for every read-only manager (the first
+  manager below shows the warning reaches caplog); ours, which eval and predict use, drops it."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer import checkpoint  # pylint: disable=g-import-not-at-top
+  os.makedirs(tmp_path / 'c')
+  caplog.set_level('WARNING')
+  ocp.CheckpointManager(tmp_path / 'c', options=ocp.CheckpointManagerOptions(
+      read_only=True, save_interval_steps=0, create=False)).close()
+  assert 'Given directory is read only' in caplog.text
+  caplog.clear()
+  checkpoint._manager(str(tmp_path / 'c'), 1, True).close()
+  assert 'read only' not in caplog.text
+  assert not __import__('logging').getLogger('absl').filters   # the filter is not left behind
 
 
 # --- 3. no silent restart -------------------------------------------------------------------------

@@ -34,6 +34,7 @@ resumes from it (`rewind`: the later checkpoints are set aside as `<step>.before
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
@@ -74,6 +75,14 @@ class _AlsoKeep:
     return [c.step in keep for c in checkpoints]
 
 
+class _QuietReadOnly(logging.Filter):
+  """Drops orbax's 'Given directory is read only' warning (absl's logger), which every eval
+  and predict would print though reading is all they asked for."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith('Given directory is read only')
+
+
 def _manager(path: str, keep: int, read_only: bool,
              on_commit: Callable[[], None] | None = None,
              also_keep: Callable[[list[int]], set[int]] | None = None) -> ocp.CheckpointManager:
@@ -88,7 +97,14 @@ def _manager(path: str, keep: int, read_only: bool,
         preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
         create=True, enable_async_checkpointing=True,
         async_options=ocp.AsyncOptions(post_finalization_callback=on_commit))
-  return ocp.CheckpointManager(path, options=options)
+  if not read_only:
+    return ocp.CheckpointManager(path, options=options)
+  quiet, absl_logger = _QuietReadOnly(), logging.getLogger('absl')
+  absl_logger.addFilter(quiet)
+  try:
+    return ocp.CheckpointManager(path, options=options)
+  finally:
+    absl_logger.removeFilter(quiet)
 
 
 def _files(step_dir: str) -> dict[str, tuple[int, str]]:
