@@ -12,9 +12,10 @@ Runs in an environment with ctranslate2 (never a dependency of this project; her
 Both sides decode the sources of `--split` (the task's evaluation set: every segment, in
 order), as SentencePiece pieces of the exported source.model, with beam `--beam_size` and
 CTranslate2's ranking: a finished hypothesis scores its summed log-probabilities over
-length ** `--length_penalty` and an item stops once beam_size hypotheses have finished
-(ours: decode.length_norm='length', decode.patience=1; CTranslate2: length_penalty,
-patience=1, its defaults). Our GNMT penalty (the configs' default) has no CTranslate2
+length ** `--length_penalty`, the length counting EOS (the Translator keeps EOS in a
+hypothesis until after the ranking), and an item stops once beam_size hypotheses have
+finished (ours: decode.length_norm='length_eos', decode.patience=1; CTranslate2:
+length_penalty, patience=1, its defaults). Our GNMT penalty (the configs' default) has no CTranslate2
 equivalent, so it is not what is compared. Max output length: the run's decode.max_len (EOS
 included; CTranslate2's max_decoding_length); batches: the run's data.eval_batch_size
 (CTranslate2's max_batch_size, sorted by length as ours are).
@@ -48,7 +49,7 @@ def ours(args) -> dict:
   config = inference.workdir_config(args.workdir)
   with config.unlocked():   # length_norm and patience are optional keys of decode
     config.decode.update(method='beam', beam_size=args.beam_size, alpha=args.length_penalty,
-                         length_norm='length', patience=1.0, ctc_weight=0.0)
+                         length_norm='length_eos', patience=1.0, ctc_weight=0.0)
   model = inference.Loaded(config, args.workdir, args.checkpoint)
   sources = model.run.task.eval_set(args.split).sources
   if args.limit:
@@ -75,6 +76,41 @@ def ours(args) -> dict:
           'batch_size': int(config.data.eval_batch_size)}
 
 
+def forced_scores(args) -> dict:
+  """Our side of --differences: each (source index, target pieces) pair's per-token
+  log-probabilities (EOS last) as our incremental decoder computes them in a search (init_cache
+  and decode_step, one hypothesis), for the pairs in --pairs."""
+  sys.path.insert(0, ROOT)
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.data.vocab import BOS_ID, EOS_ID  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer import inference  # pylint: disable=g-import-not-at-top
+  config = inference.workdir_config(args.workdir)
+  model = inference.Loaded(config, args.workdir, args.checkpoint)
+  run, params = model.run, model.params
+  sources = run.task.eval_set(args.split).sources
+  tgt_sp = spm.SentencePieceProcessor(model_file=os.path.join(args.export_dir, 'target.model'))
+  with open(args.pairs) as f:
+    pairs = json.load(f)
+  max_len = int(config.decode.max_len)
+  init = jax.jit(lambda p, x: run.model.apply({'params': p}, x, max_len, 1,
+                                              method='init_cache'))
+  step = jax.jit(lambda p, t, c: run.model.apply({'params': p}, t, c, method='decode_step'))
+  out = []
+  for index, target in pairs:
+    ids = [tgt_sp.piece_to_id(x) for x in target] + [EOS_ID]
+    inputs = run.task.collate_sources([sources[index]], 1)
+    c = init(params, inputs['inputs'])
+    last, lps = BOS_ID, []
+    for t in ids:
+      logits, c = step(params, np.array([last], np.int32), c)
+      lps.append(float(jax.nn.log_softmax(logits[0].astype(np.float32))[t]))
+      last = t
+    out.append(lps)
+  return {'log_probs': out}
+
+
 def ctranslate2_side(request: dict) -> dict:
   sys.path.insert(0, os.path.join(ROOT, 'tools'))
   import ctranslate2_translate  # pylint: disable=g-import-not-at-top
@@ -92,12 +128,16 @@ def main() -> None:
   p.add_argument('--limit', type=int, default=0, help='the first N sources only (0: all)')
   p.add_argument('--ours_python', default=os.path.join(ROOT, '.venv', 'bin', 'python'))
   p.add_argument('--json', default='', help='also write the figures here')
-  p.add_argument('--side', default='compare', choices=('compare', 'ours'))
-  p.add_argument('--out', default='', help='--side=ours: where its JSON goes')
+  p.add_argument('--differences', default='',
+                 help='write every differing sentence here, with both sides\' scores of both '
+                 'hypotheses')
+  p.add_argument('--side', default='compare', choices=('compare', 'ours', 'score'))
+  p.add_argument('--out', default='', help='--side=ours/score: where its JSON goes')
+  p.add_argument('--pairs', default='', help='--side=score: [[source index, pieces], ...]')
   args = p.parse_args()
-  if args.side == 'ours':
+  if args.side in ('ours', 'score'):
     with open(args.out, 'w') as f:
-      json.dump(ours(args), f)
+      json.dump(ours(args) if args.side == 'ours' else forced_scores(args), f)
     return
 
   env = dict(os.environ, PYTHONPATH=ROOT)
@@ -144,6 +184,62 @@ def main() -> None:
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(result, f, indent=2)
+  if args.differences:
+    differences(args, env, sources, our['hypotheses'], theirs['hypotheses'], same)
+
+
+def _score(log_probs: list[float], penalty: float) -> float:
+  """The Translator's ranking of a finished hypothesis: summed log-probs over its token
+  count, EOS included, ** length_penalty."""
+  return sum(log_probs) / len(log_probs) ** penalty
+
+
+def differences(args, env, sources, ours_h, theirs_h, same) -> None:
+  """Scores both hypotheses of every differing sentence with both implementations (ours:
+  the search's incremental decoder; CTranslate2: score_batch) and writes them with a summary:
+  a sentence where the two implementations prefer different hypotheses is a near-tie that
+  float differences decide; one where both prefer the same hypothesis is a search that
+  missed it."""
+  rows = [i for i, ok in enumerate(same) if not ok]
+  pairs = [[i, h] for i in rows for h in (ours_h[i], theirs_h[i])]
+  their_lp = ctranslate2_side({'model_dir': args.export_dir,
+                               'sources': [sources[i] for i, _ in pairs],
+                               'targets': [h for _, h in pairs]})['log_probs']
+  with tempfile.TemporaryDirectory() as tmp:
+    with open(os.path.join(tmp, 'pairs.json'), 'w') as f:
+      json.dump(pairs, f)
+    out = os.path.join(tmp, 'scores.json')
+    cmd = [args.ours_python, os.path.abspath(__file__), '--side=score', f'--out={out}',
+           f'--pairs={os.path.join(tmp, "pairs.json")}',
+           *[f'--{k}={v}' for k, v in vars(args).items()
+             if k in ('workdir', 'export_dir', 'checkpoint', 'split') and v is not None]]
+    subprocess.run(cmd, check=True, env=env)
+    with open(out) as f:
+      our_lp = json.load(f)['log_probs']
+  lp = args.length_penalty
+  table, kinds, gap = [], {}, []
+  for n, i in enumerate(rows):
+    o, t = 2 * n, 2 * n + 1
+    ours_pref = _score(our_lp[o], lp) >= _score(our_lp[t], lp)
+    theirs_pref = _score(their_lp[o], lp) >= _score(their_lp[t], lp)
+    kind = ('implementations disagree' if ours_pref != theirs_pref else
+            'both prefer ours' if ours_pref else 'both prefer ctranslate2\'s')
+    kinds[kind] = kinds.get(kind, 0) + 1
+    gap += [abs(a - b) for k in (o, t) for a, b in zip(our_lp[k], their_lp[k])]
+    table.append({'index': i, 'source': sources[i], 'ours': ours_h[i], 'ctranslate2': theirs_h[i],
+                  'kind': kind,
+                  'score_by_ours': [_score(our_lp[o], lp), _score(our_lp[t], lp)],
+                  'score_by_ctranslate2': [_score(their_lp[o], lp), _score(their_lp[t], lp)],
+                  'log_probs_by_ours': [our_lp[o], our_lp[t]],
+                  'log_probs_by_ctranslate2': [their_lp[o], their_lp[t]]})
+  gap = sorted(gap)
+  summary = {'differing': len(rows), 'kinds': kinds,
+             'token_log_prob_gap': {'median': gap[len(gap) // 2] if gap else 0.0,
+                                    'max': gap[-1] if gap else 0.0},
+             'rows': table}
+  with open(args.differences, 'w') as f:
+    json.dump(summary, f, indent=1, ensure_ascii=False)
+  print(json.dumps({k: v for k, v in summary.items() if k != 'rows'}, indent=2))
 
 
 if __name__ == '__main__':

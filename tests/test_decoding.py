@@ -393,12 +393,13 @@ def test_search_on_a_batch_sharded_over_8_devices_matches_unsharded():
 
 
 def ctranslate2_beam_search(lm: TableLM, item: int, k: int, max_len: int, prefix: tuple,
-                            patience: float, never: tuple = ()):
+                            patience: float, never: tuple = (), include_eos: bool = False):
   """CTranslate2's BeamSearch (src/decoding.cc) in plain Python, with a forced prefix and
   suppressed tokens: the 2k best candidates per step, the EOS ones among the first k
   registered, the live set refilled from the rest; the item stops once round(k * patience)
   hypotheses are registered; each scores its summed log-probs over its length after the
-  prefix without EOS (length_penalty 1)."""
+  prefix (length_penalty 1), EOS counted only with `include_eos` (include_eos_in_hypotheses:
+  false for Whisper, true for the Translator)."""
   live, found = [((), 0.0)], []
   for i in range(max_len):
     cands = []
@@ -413,7 +414,7 @@ def ctranslate2_beam_search(lm: TableLM, item: int, k: int, max_len: int, prefix
     cands = cands[:2 * k]
     for lp, s in cands[:k]:
       if s[-1] == EOS or i + 1 == max_len:
-        n = len(s) - len(prefix) - (s[-1] == EOS)
+        n = len(s) - len(prefix) - (s[-1] == EOS and not include_eos)
         found.append((lp / max(n, 1), s))
     live = [(s, lp) for lp, s in cands if s[-1] != EOS][:k]
     if len(found) >= max(round(k * patience), 1):
@@ -440,3 +441,29 @@ def test_beam_search_with_ctranslate2s_ranking_and_patience_matches_its_rules(se
     assert strip(seqs[item, 0]) == want, item
     assert float(scores[item, 0]) == pytest.approx(want_score, rel=1e-5)
     assert strip(seqs[item, 0])[0] == 4 and 3 not in strip(seqs[item, 0])
+
+
+# Seeds where counting EOS in the length changes the answer of some item.
+SEEDS_WHERE_EOS_COUNTS = (5, 20)
+
+
+def test_counting_eos_in_the_length_ranks_as_ctranslate2s_translator():
+  """length_norm='length_eos' is CTranslate2's Translator (EOS kept in the hypothesis until
+  after the ranking); on these seeds it picks another hypothesis than Whisper's 'length' for
+  some items, so the two rules are told apart."""
+  max_len, k = 6, 2
+  never = (PAD, BOS)
+  changed = 0
+  for seed in SEEDS_WHERE_EOS_COUNTS:
+    lm = TableLM(seed, max_len=max_len, eos_bias=0.5)
+    fn, cache = decoding.with_rules(TableLM.fn, lm.cache, decoding.Rules(never=never))
+    seqs, scores = decoding.beam_search(fn, cache, batch_size=BATCH, beam_size=k,
+                                        max_len=max_len, bos_id=BOS, eos_id=EOS, alpha=1.0,
+                                        length_norm='length_eos', patience=1.0)
+    for item in range(BATCH):
+      want_score, want = ctranslate2_beam_search(lm, item, k, max_len, (), 1.0, never,
+                                                 include_eos=True)
+      assert strip(seqs[item, 0]) == want, (seed, item)
+      assert float(scores[item, 0]) == pytest.approx(want_score, rel=1e-5)
+      changed += want != ctranslate2_beam_search(lm, item, k, max_len, (), 1.0, never)[1]
+  assert changed >= 1

@@ -353,7 +353,7 @@ def test_ctranslate2_scores_and_beam_equal_ours(run):
 
   fn, cache = search.with_rules(step, cache, search.Rules(never=(0, 1)))
   seqs, _ = search.beam_search(fn, cache, batch_size=len(sources), beam_size=4, max_len=32,
-                               bos_id=1, eos_id=2, alpha=1.0, length_norm='length',
+                               bos_id=1, eos_id=2, alpha=1.0, length_norm='length_eos',
                                patience=1.0)
   mine = []
   for row in np.asarray(seqs[:, 0]):

@@ -102,7 +102,7 @@ def _check_per_item(cache: Any, beam_size: int, search: str) -> None:
              f'beam_size={beam_size}: pass beam_size={beam_size} to init_cache')
 
 
-LENGTH_NORMS = ('gnmt', 'length')
+LENGTH_NORMS = ('gnmt', 'length', 'length_eos')
 
 
 @functools.partial(jax.jit, static_argnums=(0,), static_argnames=(
@@ -139,13 +139,15 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
       ((5 + length incl. EOS) / 6) ** alpha (Wu et al. 2016, Eq. 14); 'length': over
       length ** alpha, the length counting the tokens after the first `prefix_len` and
       not EOS (CTranslate2's finalize_hypothesis_score, as faster-whisper uses it with
-      alpha 1; the summed log-probs include EOS's).
+      alpha 1; the summed log-probs include EOS's); 'length_eos': the same with EOS
+      counted in the length (CTranslate2's Translator and Generator, whose hypotheses keep
+      their EOS until after the ranking: include_eos_in_hypotheses).
     patience: 0: exact early stopping (below). > 0: an item stops once round(beam_size *
       patience) hypotheses have finished, counting every EOS extension among the k best
       candidates of each step (CTranslate2's BeamSearch; Kasai et al. 2022, "Beam Decoding
       with Controlled Patience"), and its answer is the best of those by score.
     prefix_len: tokens at the start of every output that the callback forces (Rules.prefix);
-      only length_norm='length' reads it.
+      only length_norm='length' and 'length_eos' read it.
 
   Returns:
     (sequences int32 [batch, beam, max_len], scores float32 [batch, beam]), best first;
@@ -171,7 +173,9 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
     """The length penalty of hypotheses whose last token is at step `ended_at`."""
     if length_norm == 'gnmt':
       return length_penalty(ended_at + 1, alpha)
-    n = ended_at + 1 - jnp.asarray(eos, jnp.int32) - prefix_len
+    n = ended_at + 1 - prefix_len
+    if length_norm == 'length':
+      n = n - jnp.asarray(eos, jnp.int32)
     return jnp.maximum(n, 1).astype(jnp.float32) ** alpha
 
   max_len_lp = penalty(max_len - 1, False)

@@ -218,7 +218,8 @@ def make_predict_step(model: Model, decode_config: Any,
   the best path of the model's CTC head (model.ctc_weight > 0), without the decoder.
 
   Beam search ranks finished hypotheses by decode.length_norm ('gnmt' by default; 'length':
-  CTranslate2's, the length counting the tokens after the rules' prefix) and stops exactly
+  CTranslate2's for Whisper, the length counting the tokens after the rules' prefix without
+  EOS; 'length_eos': CTranslate2's Translator's, with EOS) and stops exactly
   (decode.patience 0) or, with decode.patience p > 0, after round(beam_size * p) finished
   hypotheses per item (decoding.beam_search).
 
