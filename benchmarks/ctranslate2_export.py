@@ -45,6 +45,7 @@ def ours(args) -> dict:
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.data.vocab import EOS_ID  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.trainer import inference  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.trainer import throughput  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.trainer import train  # pylint: disable=g-import-not-at-top
   config = inference.workdir_config(args.workdir)
   with config.unlocked():   # length_norm and patience are optional keys of decode
@@ -72,6 +73,7 @@ def ours(args) -> dict:
   return {'checkpoint': model.checkpoint, 'sources': [pieces(src_sp, s) for s in sources],
           'hypotheses': [pieces(tgt_sp, np.asarray(d)) for d in decoded],
           'seconds': seconds, 'warmup_seconds': warm,
+          'host_matmul_flops_per_s': throughput.measured_matmul_flops_per_s(),
           'max_len': int(config.decode.max_len),
           'batch_size': int(config.data.eval_batch_size)}
 
@@ -173,7 +175,8 @@ def main() -> None:
             'ours_warmup_seconds': our['warmup_seconds'],
             'ctranslate2_sentences_per_s': n / theirs['seconds'],
             'ctranslate2_seconds': theirs['seconds'], 'ctranslate2': theirs['version'],
-            'ctranslate2_intra_threads': theirs['intra_threads'], 'cpus': os.cpu_count()}
+            'ctranslate2_intra_threads': theirs['intra_threads'], 'cpus': os.cpu_count(),
+            'host_matmul_flops_per_s': float(f'{our["host_matmul_flops_per_s"]:.3g}')}
   print(json.dumps(result, indent=2))
   shown = 0
   for i, ok in enumerate(same):

@@ -106,3 +106,16 @@ def test_launch_reports_ignored_key_in_one_line():
   assert err.strip().splitlines() == [
       "error: optimizer.weight_decay=0.1 is ignored by optimizer.name='adam' (it is read by "
       "adamw); set it to 0.0 or choose an optimizer.name that reads it"]
+
+
+@pytest.mark.parametrize('warmup, train_steps', [(0, 1), (0, 2), (5, 3), (50, 900)])
+def test_cosine_schedule_builds_for_runs_of_any_length(warmup, train_steps):
+  """optax refuses a cosine part of no steps; a 1-step run (warm-up 0) must still build, rise
+  to at most the learning rate and end at 0 at train_steps when the warm-up (at least 1
+  step) fits in it."""
+  sched = optim.make_schedule(_opt(schedule='cosine', warmup_steps=warmup), train_steps)
+  rates = np.array([float(sched(s)) for s in range(train_steps + 1)])
+  assert np.all(np.isfinite(rates)) and np.all((rates >= 0) & (rates <= 0.1 + 1e-7))
+  if max(warmup, 1) < train_steps:
+    assert rates[train_steps] == pytest.approx(0.0, abs=1e-7)
+    assert rates.max() > 0

@@ -109,7 +109,9 @@ def make_schedule(opt: Any, train_steps: int) -> optax.Schedule:
     w = max(warmup, 1)
     return lambda step: lr * jnp.minimum((step + 1) / w, jnp.sqrt(w / (step + 1)))
   if name == 'cosine':
-    return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(train_steps, warmup + 1))
+    # optax needs a cosine part of at least one step, even for a run of 1 step.
+    w = max(warmup, 1)
+    return optax.warmup_cosine_decay_schedule(0.0, lr, w, max(train_steps, w + 1))
   if name == 'step_halving':
     after = int(opt.get('halve_after_steps', 0))
     every = int(opt.get('halve_every_steps', 1))
