@@ -19,14 +19,16 @@ What makes it fit a 2-core CPU (docs/whisper.md measures each):
   trained.
 
 Variants: '' as above; 'window30' Whisper's own 30 s window (4 to 15 times the encoder's
-compute), everything else the same.
+compute), everything else the same; 'specaug' as above with SpecAugment on the log-mel in
+training (`model.frontend.spec_augment`: 2 frequency masks of up to 20 of the 80 mel bins, 2
+time masks of up to 40 frames and 10% of the line each).
 """
 import ml_collections
 
 from common import check_variant
 import whisper_zero_shot
 
-VARIANTS = ('', 'window30')
+VARIANTS = ('', 'window30', 'specaug')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -40,6 +42,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.precompile_threads = 1
   if arg != 'window30':
     c.model.frontend.frames = 0
+  if arg == 'specaug':
+    c.model.frontend.spec_augment = (2, 20, 2, 40, 0.1)
   c.optimizer = dict(name='adamw', learning_rate=3e-5, b1=0.9, b2=0.98, eps=1e-6,
                      weight_decay=0.0, schedule='cosine', warmup_steps=50, grad_clip_norm=1.0,
                      freeze=('^frontend/',))

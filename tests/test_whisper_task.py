@@ -133,7 +133,8 @@ def test_pretrained_whisper_fine_tunes_and_resumes(setup):
 
 def test_frozen_parameters_keep_their_pretrained_values_with_a_shorter_window(setup):
   """optimizer.freeze: the frontend and encoder stay exactly the checkpoint's while the
-  decoder trains; model.frontend.frames=0 (the batch's own window) trains and decodes."""
+  decoder trains; model.frontend.frames=0 (the batch's own window) trains and decodes, with
+  SpecAugment (a training setting a pretrained frontend takes)."""
   root, ckpt, paths, _ = setup
   work = root / 'frozen'
   code, out, err = runs.cli(*_args(root, ckpt, f'--workdir={work}', '--config.train_steps=2',
@@ -141,6 +142,7 @@ def test_frozen_parameters_keep_their_pretrained_values_with_a_shorter_window(se
                                    '--config.optimizer.warmup_steps=0',
                                    '--config.optimizer.learning_rate=1e-2',
                                    '--config.model.frontend.frames=0',
+                                   '--config.model.frontend.spec_augment=(2,10,2,20,0.5)',
                                    "--config.optimizer.freeze=('^frontend/','^encoder')"))
   assert code == 0, err
   loaded = inference.load(str(work), checkpoint='latest')
@@ -184,6 +186,40 @@ def test_a_shorter_window_is_the_first_frames_of_the_full_one():
   params = short.init(jax.random.key(0), waves, mask)
   out, out_mask = short.apply(params, waves, mask)
   assert out.shape == (2, 25, 8) and out_mask.shape == (2, 25)
+
+
+def test_spec_augment_masks_the_segment_in_training_only():
+  """whisper_conv's spec_augment zeroes whole mel bins and whole frames of the segment (never
+  the window's padding beyond it), differently per row; outside training the frontend
+  computes exactly what it does without it."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.models.frontends import whisper_conv  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(4)
+  waves = rng.normal(0, 0.1, (2, 16000)).astype(np.float32)
+  mask = np.ones_like(waves, bool)
+  mask[1, 9600:] = False                                 # row 1: 60 frames of 100
+  plain = whisper_conv.WhisperConv(features=8, frames=0)
+  aug = whisper_conv.WhisperConv(features=8, frames=0, spec_augment=(2, 20, 2, 30, 1.0))
+  x = np.asarray(aug.log_mel(waves, mask))
+  masked = [np.asarray(aug.apply({}, jax.random.key(s), x, waves, mask, method='augment'))
+            for s in range(4)]
+  for y in masked:
+    assert np.all((y == x) | (y == 0))
+    for row, frames in ((0, 100), (1, 60)):
+      gone = (y[row] == 0) & (x[row] != 0)
+      bins = np.all(y[row, :frames] == 0, axis=0)
+      times = np.all(y[row] == 0, axis=1) & np.any(x[row] != 0, axis=1)
+      assert np.all(gone <= (bins[None, :] | times[:, None])), 'only whole bins and frames'
+      assert not times[frames:].any(), 'the padding is not the segment'
+  assert any((m[0] == 0).sum() > (x[0] == 0).sum() for m in masked)
+  bins_of = lambda m, row: np.all(m[row, :60] == 0, axis=0)
+  assert any(not np.array_equal(bins_of(m, 0), bins_of(m, 1)) for m in masked), \
+      'rows draw their own masks'
+  params = plain.init(jax.random.key(0), waves, mask)
+  want = plain.apply(params, waves, mask)[0]
+  np.testing.assert_array_equal(aug.apply(params, waves, mask)[0], want)
+  trained = aug.apply(params, waves, mask, train=True, rngs={'dropout': jax.random.key(1)})[0]
+  assert not np.allclose(trained, want)
 
 
 @pytest.mark.parametrize('override, message', [

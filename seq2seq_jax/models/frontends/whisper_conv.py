@@ -15,6 +15,12 @@ mask is all true): padding a batch never changes a row's result, because each ro
 reads only its own real samples (its length from inputs_mask) and the rest of its window is
 zeros whatever the batch holds.
 
+`spec_augment` = (frequency masks, F, time masks, T, p), () = off (the default): SpecAugment
+(Park et al. 2019; models/audio.py) on the log-mel in training only, over the segment's own
+frames (n // 160 of a waveform; every given frame of features), masked bins and frames set to
+0, the value of the window's padding. A training setting: a pretrained checkpoint's frontend
+may take it (pretrained/checkpoints.py).
+
 Parameters: conv1/kernel [3, num_mels, D], conv2/kernel [3, D, D] (PyTorch's Conv1d weight
 [out, in, k] transposed), each with a bias.
 """
@@ -60,6 +66,7 @@ class WhisperConv(nn.Module):
   features: int
   num_mels: int = 80
   frames: int = 3000
+  spec_augment: tuple[float, ...] = ()
   dtype: Any = jnp.float32
   init_fn: Callable | None = None
 
@@ -69,6 +76,9 @@ class WhisperConv(nn.Module):
     if self.num_mels < 1 or self.frames < 0 or self.frames == 1 or self.frames % 2:
       raise UserError('model.frontend whisper_conv needs num_mels >= 1 and frames even: 0 (the '
                       f'batch\'s own length) or >= 2, got {self.num_mels} and {self.frames}')
+    if self.spec_augment and len(self.spec_augment) != 5:
+      raise UserError('model.frontend.spec_augment must be (freq_masks, F, time_masks, T, p) '
+                      f'or (), got {tuple(self.spec_augment)}')
 
   def window(self, samples_or_frames: int, waveform: bool) -> int:
     """The log-mel frames the encoder reads: `frames`, or with frames=0 the batch's own
@@ -94,12 +104,34 @@ class WhisperConv(nn.Module):
     t, frames = x.shape[1], self.window(x.shape[1], False)
     return x[:, :frames] if t >= frames else jnp.pad(x, ((0, 0), (0, frames - t), (0, 0)))
 
+  def segment_mask(self, inputs: jax.Array, inputs_mask: jax.Array | None,
+                   frames: int) -> jax.Array:
+    """[B, frames]: true on the log-mel frames of the segment itself (not the window's
+    zeros)."""
+    if inputs_mask is None:
+      n = jnp.full(inputs.shape[:1], inputs.shape[1])
+    else:
+      n = jnp.sum(inputs_mask.astype(jnp.int32), axis=1)
+    if inputs.ndim == 2:
+      n = n // audio.WHISPER_HOP
+    return jnp.arange(frames)[None] < n[:, None]
+
+  def augment(self, key: jax.Array, log_mel: jax.Array, inputs: jax.Array,
+              inputs_mask: jax.Array | None = None) -> jax.Array:
+    """SpecAugment (`spec_augment`) of the log-mel window of `inputs`."""
+    fm, fw, tm, tw, p = self.spec_augment
+    return audio.spec_augment(key, log_mel, self.segment_mask(inputs, inputs_mask,
+                                                              log_mel.shape[1]),
+                              freq_masks=int(fm), freq_width=int(fw), time_masks=int(tm),
+                              time_width=int(tw), time_ratio=float(p))
+
   @nn.compact
   def __call__(self, inputs, inputs_mask=None, train: bool = False):
-    del train   # nothing random
     if not jnp.issubdtype(inputs.dtype, jnp.floating):
       raise UserError(f"model.frontend 'whisper_conv' reads float inputs, got {inputs.dtype}")
     x = self.log_mel(inputs, inputs_mask)
+    if train and self.spec_augment:
+      x = self.augment(self.make_rng('dropout'), x, inputs, inputs_mask)
     gelu = lambda h: nn.gelu(h, approximate=False)
     x = gelu(Conv1d(self.features, dtype=self.dtype, init_fn=self.init_fn, name='conv1')(x))
     x = gelu(Conv1d(self.features, strides=2, dtype=self.dtype, init_fn=self.init_fn,
