@@ -11,8 +11,9 @@ window):
             text is only a [bracketed description] left out), English.
   fillets   fillets-ng-data-cs: the test split of seq2seq_jax/datasets/fillets_speech.py (the
             levels no training line comes from), Czech.
-  tuxpaint  tuxpaint-stamps-default: NAME_desc_LANG.ogg with the `LANG.utf8=` line of NAME.txt
-            (the first line for en), the first --per_language by path of each language.
+  tuxpaint  tuxpaint-stamps-default: NAME_desc_LANG.ogg with the `LANG.utf8=` line of NAME.txt,
+            and NAME_desc.ogg (English) with its first line; the first --per_language by
+            path of each language.
 Every `--every`-th of the first `--limit` (asterisk, fillets).
 
 Ours: experiments/whisper_zero_shot.py with `model.pretrained` (default: the
@@ -92,11 +93,11 @@ def items(args) -> list[dict]:
     sys.path.insert(0, ROOT)
     from seq2seq_jax.datasets import tuxpaint_stamps  # pylint: disable=g-import-not-at-top
     per = collections.defaultdict(list)
-    for ogg in sorted(glob.glob('/usr/share/tuxpaint/stamps/**/*_desc_*.ogg', recursive=True)):
-      m = re.match(r'(.*)_desc_([a-zA-Z_]+)\.ogg$', ogg)
+    for ogg in sorted(glob.glob('/usr/share/tuxpaint/stamps/**/*_desc*.ogg', recursive=True)):
+      m = re.match(r'(.*)_desc(?:_([a-zA-Z_]+))?\.ogg$', ogg)   # NAME_desc.ogg: English
       if not m or not os.path.isfile(m.group(1) + '.txt'):
         continue
-      lang = m.group(2)
+      lang = m.group(2) or 'en'
       if args.languages and lang not in args.languages.split(','):
         continue
       text = tuxpaint_stamps.caption(m.group(1) + '.txt', lang)
