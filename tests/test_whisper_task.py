@@ -134,7 +134,7 @@ def test_pretrained_whisper_fine_tunes_and_resumes(setup):
 def test_frozen_parameters_keep_their_pretrained_values_with_a_shorter_window(setup):
   """optimizer.freeze: the frontend and encoder stay exactly the checkpoint's while the
   decoder trains; model.frontend.frames=0 (the batch's own window) trains and decodes, with
-  SpecAugment (a training setting a pretrained frontend takes)."""
+  SpecAugment and VTLP (training settings a pretrained frontend takes)."""
   root, ckpt, paths, _ = setup
   work = root / 'frozen'
   code, out, err = runs.cli(*_args(root, ckpt, f'--workdir={work}', '--config.train_steps=2',
@@ -143,6 +143,7 @@ def test_frozen_parameters_keep_their_pretrained_values_with_a_shorter_window(se
                                    '--config.optimizer.learning_rate=1e-2',
                                    '--config.model.frontend.frames=0',
                                    '--config.model.frontend.spec_augment=(2,10,2,20,0.5)',
+                                   '--config.model.frontend.vtlp=(0.9,1.1)',
                                    "--config.optimizer.freeze=('^frontend/','^encoder')"))
   assert code == 0, err
   loaded = inference.load(str(work), checkpoint='latest')
@@ -222,6 +223,43 @@ def test_spec_augment_masks_the_segment_in_training_only():
   assert not np.allclose(trained, want)
 
 
+
+def test_vtlp_moves_a_tone_to_the_warped_mel_bin_in_training_only():
+  """whisper_conv's vtlp: with factor 1 the warped filters are Whisper's own (the log-mel is
+  unchanged); with factor 1.2 a 1 kHz tone's energy peaks in the mel bin of 1.2 kHz; each row
+  draws its own factor in training; outside training the frontend computes exactly what it
+  does without it."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.models import audio  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.models.frontends import whisper_conv  # pylint: disable=g-import-not-at-top
+  t = np.arange(16000) / 16000
+  waves = np.stack([np.sin(2 * np.pi * 1000 * t)] * 2).astype(np.float32) * 0.1
+  lengths = np.array([16000, 16000])
+  plain = np.asarray(audio.whisper_log_mel(waves, lengths, frames=100))
+  same = np.asarray(audio.whisper_log_mel(waves, lengths, frames=100, warp=jnp.ones(2)))
+  np.testing.assert_allclose(same, plain, atol=1e-5)
+  warped = np.asarray(audio.whisper_log_mel(waves, lengths, frames=100,
+                                            warp=jnp.array([1.0, 1.2])))
+  bank = audio.slaney_mel_filterbank(80)
+  freqs = np.fft.rfftfreq(400, 1 / 16000)
+  bin_of = lambda hz: int(np.argmax(bank[np.argmin(np.abs(freqs - hz))]))
+  peak = lambda x: int(np.bincount(np.argmax(x[10:90], axis=-1)).argmax())
+  assert peak(warped[0]) == bin_of(1000) and peak(plain[0]) == bin_of(1000)
+  assert peak(warped[1]) == bin_of(1200) != bin_of(1000)
+  mask = np.ones_like(waves, bool)
+  noise = np.random.default_rng(5).normal(0, 0.1, waves.shape).astype(np.float32)
+  base = whisper_conv.WhisperConv(features=8, frames=0)
+  aug = whisper_conv.WhisperConv(features=8, frames=0, vtlp=(0.8, 1.2))
+  params = base.init(jax.random.key(0), noise, mask)
+  want = np.asarray(base.apply(params, noise, mask)[0])
+  np.testing.assert_array_equal(aug.apply(params, noise, mask)[0], want)
+  got = np.asarray(aug.apply(params, np.stack([noise[0]] * 2), mask, train=True,
+                             rngs={'dropout': jax.random.key(1)})[0])
+  assert not np.allclose(got[0], want[0]) and not np.allclose(got[0], got[1]), \
+      'rows draw their own factors'
+
+
 @pytest.mark.parametrize('override, message', [
     ('--config.model.pretrained=/no/such/dir', "model.pretrained='/no/such/dir': no such"),
     ('--config.model.pretrained=no-such-whisper-package', 'no installed package'),
@@ -229,6 +267,7 @@ def test_spec_augment_masks_the_segment_in_training_only():
     ('--config.model.emb_dim=64', 'the architecture comes from model.pretrained'),
     ('--config.model.frontend.frames=4000', 'reads at most its own window (100 frames)'),
     ('--config.model.frontend.frames=7', 'frames even'),
+    ('--config.model.frontend.vtlp=(1.2,0.8)', 'model.frontend.vtlp must be (low, high)'),
     ("--config.optimizer.freeze=('^nothing',)", "'^nothing' matches no parameter"),
 ])
 def test_bad_pretrained_settings_are_one_line(setup, override, message):

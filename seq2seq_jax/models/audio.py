@@ -163,6 +163,7 @@ def frames_for_seconds(seconds: float, sample_rate: int = 16_000, window_ms: flo
 # --- Whisper's log-mel (as faster-whisper computes it) -------------------------------------
 WHISPER_N_FFT = 400
 WHISPER_HOP = 160
+WHISPER_SAMPLE_RATE = 16_000
 
 
 def slaney_mel_filterbank(num_mels: int, n_fft: int = WHISPER_N_FFT,
@@ -171,6 +172,11 @@ def slaney_mel_filterbank(num_mels: int, n_fft: int = WHISPER_N_FFT,
   linear below 1 kHz, logarithmic above, each filter scaled to constant energy; the filters
   Whisper was trained with (faster-whisper's FeatureExtractor.get_mel_filters)."""
   fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
+  return _slaney_filters(np, fftfreqs, num_mels).astype(np.float32)
+
+
+def _slaney_edges(num_mels: int) -> np.ndarray:
+  """The num_mels + 2 filter edges (Hz) of the Slaney mel filters up to 8 kHz."""
   mels = np.linspace(0.0, 45.245640471924965, num_mels + 2)   # mel(8 kHz) on Slaney's scale
   f_sp = 200.0 / 3
   freqs = f_sp * mels
@@ -179,17 +185,23 @@ def slaney_mel_filterbank(num_mels: int, n_fft: int = WHISPER_N_FFT,
   logstep = np.log(6.4) / 27.0
   log_t = mels >= min_log_mel
   freqs[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+  return freqs
+
+
+def _slaney_filters(xp, fftfreqs, num_mels: int):
+  """Slaney filter responses [..., K, num_mels] at the frequencies fftfreqs [..., K] (Hz);
+  xp is numpy or jax.numpy (a warped frequency axis per row: VTLP)."""
+  freqs = _slaney_edges(num_mels)
   fdiff = np.diff(freqs)
-  ramps = freqs[:, None] - fftfreqs[None, :]
-  lower = -ramps[:-2] / fdiff[:-1, None]
-  upper = ramps[2:] / fdiff[1:, None]
-  weights = np.maximum(0.0, np.minimum(lower, upper))
-  weights *= (2.0 / (freqs[2:num_mels + 2] - freqs[:num_mels]))[:, None]
-  return weights.T.astype(np.float32)
+  ramps = freqs - fftfreqs[..., None]                    # [..., K, M + 2]
+  lower = -ramps[..., :-2] / fdiff[:-1]
+  upper = ramps[..., 2:] / fdiff[1:]
+  weights = xp.maximum(0.0, xp.minimum(lower, upper))
+  return weights * (2.0 / (freqs[2:num_mels + 2] - freqs[:num_mels]))
 
 
 def whisper_log_mel(waveforms: jax.Array, lengths: jax.Array, *, num_mels: int = 80,
-                    frames: int = 3000) -> jax.Array:
+                    frames: int = 3000, warp: jax.Array | None = None) -> jax.Array:
   """Whisper's input as faster-whisper computes it, inside jit: [B, N] 16 kHz waveforms with
   real lengths [B] -> float32 [B, frames, num_mels].
 
@@ -200,7 +212,8 @@ def whisper_log_mel(waveforms: jax.Array, lengths: jax.Array, *, num_mels: int =
   then (x + 4) / 4. The first n // 160 frames are the segment; the rest of the `frames`
   (30 s) window is zeros (faster-whisper pads the log-mel with zeros, not the audio: openai's
   whisper pads the audio instead, so its padding frames sit at the floor). Rows longer than
-  `frames` hops are cut to the first window.
+  `frames` hops are cut to the first window. `warp`: VTLP factors [B] (vtlp_warp, over
+  0-8 kHz: each row's mel filters read its warped frequency axis), or None.
   """
   b, n = waveforms.shape
   hop, n_fft = WHISPER_HOP, WHISPER_N_FFT
@@ -219,8 +232,15 @@ def whisper_log_mel(waveforms: jax.Array, lengths: jax.Array, *, num_mels: int =
   hann = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
   spec = jnp.fft.rfft(x * hann, n=n_fft)
   power = jnp.real(spec) ** 2 + jnp.imag(spec) ** 2
-  mel = jnp.einsum('btk,km->btm', power, jnp.asarray(slaney_mel_filterbank(num_mels, n_fft)),
-                   precision=jax.lax.Precision.HIGHEST)
+  if warp is None:
+    mel = jnp.einsum('btk,km->btm', power, jnp.asarray(slaney_mel_filterbank(num_mels, n_fft)),
+                     precision=jax.lax.Precision.HIGHEST)
+  else:
+    nyquist = WHISPER_SAMPLE_RATE / 2
+    freqs = vtlp_warp(jnp.asarray(np.fft.rfftfreq(n_fft, 1.0 / WHISPER_SAMPLE_RATE),
+                                  jnp.float32), warp.astype(jnp.float32), nyquist)
+    bank = _slaney_filters(jnp, freqs, num_mels).astype(jnp.float32)      # [B, K, M]
+    mel = jnp.einsum('btk,bkm->btm', power, bank, precision=jax.lax.Precision.HIGHEST)
   logmel = jnp.log10(jnp.maximum(mel, 1e-10))
   stft_frames = (lengths // hop + 1)[:, None]         # frames faster-whisper keeps
   valid = jnp.arange(t)[None] < stft_frames

@@ -19,7 +19,11 @@ zeros whatever the batch holds.
 (Park et al. 2019; models/audio.py) on the log-mel in training only, over the segment's own
 frames (n // 160 of a waveform; every given frame of features), masked bins and frames set to
 0, the value of the window's padding. A training setting: a pretrained checkpoint's frontend
-may take it (pretrained/checkpoints.py).
+may take it (pretrained/checkpoints.py). `vtlp` = (lo, hi), () = off (the default): vocal tract
+length perturbation in training only (Jaitly and Hinton 2013; models/audio.py: vtlp_warp), each
+row's mel filters reading a frequency axis warped by alpha ~ U[lo, hi] (a waveform input only:
+a given log-mel is read as it is); a training setting like `spec_augment`. Both draw from the
+'dropout' RNG stream, which the train step folds with the step number.
 
 Parameters: conv1/kernel [3, num_mels, D], conv2/kernel [3, D, D] (PyTorch's Conv1d weight
 [out, in, k] transposed), each with a bias.
@@ -67,6 +71,7 @@ class WhisperConv(nn.Module):
   num_mels: int = 80
   frames: int = 3000
   spec_augment: tuple[float, ...] = ()
+  vtlp: tuple[float, ...] = ()
   dtype: Any = jnp.float32
   init_fn: Callable | None = None
 
@@ -79,6 +84,9 @@ class WhisperConv(nn.Module):
     if self.spec_augment and len(self.spec_augment) != 5:
       raise UserError('model.frontend.spec_augment must be (freq_masks, F, time_masks, T, p) '
                       f'or (), got {tuple(self.spec_augment)}')
+    if self.vtlp and (len(self.vtlp) != 2 or not 0 < self.vtlp[0] <= self.vtlp[1]):
+      raise UserError('model.frontend.vtlp must be (low, high) warp factors, 0 < low <= high, '
+                      f'or (), got {tuple(self.vtlp)}')
 
   def window(self, samples_or_frames: int, waveform: bool) -> int:
     """The log-mel frames the encoder reads: `frames`, or with frames=0 the batch's own
@@ -88,13 +96,15 @@ class WhisperConv(nn.Module):
     t = -(-samples_or_frames // audio.WHISPER_HOP) if waveform else samples_or_frames
     return max(2, t + t % 2)
 
-  def log_mel(self, inputs: jax.Array, inputs_mask: jax.Array | None = None) -> jax.Array:
-    """The log-mel window [B, frames, num_mels] float32 of waveforms or features."""
+  def log_mel(self, inputs: jax.Array, inputs_mask: jax.Array | None = None,
+              warp: jax.Array | None = None) -> jax.Array:
+    """The log-mel window [B, frames, num_mels] float32 of waveforms or features (`warp`:
+    VTLP factors [B] for waveforms, or None)."""
     if inputs.ndim == 2:
       lengths = (jnp.full(inputs.shape[:1], inputs.shape[1]) if inputs_mask is None
                  else jnp.sum(inputs_mask.astype(jnp.int32), axis=1))
       return audio.whisper_log_mel(inputs, lengths, num_mels=self.num_mels,
-                                   frames=self.window(inputs.shape[1], True))
+                                   frames=self.window(inputs.shape[1], True), warp=warp)
     if inputs.ndim != 3 or inputs.shape[-1] != self.num_mels:
       raise UserError(f"model.frontend 'whisper_conv' reads waveforms [batch, samples] or "
                       f'log-mel [batch, frames, {self.num_mels}]; got {inputs.shape}')
@@ -129,7 +139,11 @@ class WhisperConv(nn.Module):
   def __call__(self, inputs, inputs_mask=None, train: bool = False):
     if not jnp.issubdtype(inputs.dtype, jnp.floating):
       raise UserError(f"model.frontend 'whisper_conv' reads float inputs, got {inputs.dtype}")
-    x = self.log_mel(inputs, inputs_mask)
+    warp = None
+    if train and self.vtlp and inputs.ndim == 2:
+      warp = jax.random.uniform(self.make_rng('dropout'), inputs.shape[:1],
+                                minval=self.vtlp[0], maxval=self.vtlp[1])
+    x = self.log_mel(inputs, inputs_mask, warp)
     if train and self.spec_augment:
       x = self.augment(self.make_rng('dropout'), x, inputs, inputs_mask)
     gelu = lambda h: nn.gelu(h, approximate=False)
