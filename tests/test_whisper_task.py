@@ -131,6 +131,37 @@ def test_pretrained_whisper_fine_tunes_and_resumes(setup):
   assert not np.array_equal(np.asarray(after.params['tgt_embed']['embedding']), emb)
 
 
+
+def test_interpolating_with_the_pretrained_weights_spans_zero_shot_to_fine_tuned(setup, capsys):
+  """tools/interpolate_pretrained.py: alpha 0 evaluates the pretrained weights (their own
+  transcripts are the references: WER 0), alpha 1 the run's checkpoint exactly, and 0.5 is
+  neither."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  root, ckpt, _, _ = setup
+  work = root / 'interpolate'
+  code, _, err = runs.cli(*_args(root, ckpt, f'--workdir={work}', '--config.train_steps=2',
+                                 '--config.eval_every_steps=2',
+                                 '--config.optimizer.warmup_steps=0',
+                                 '--config.optimizer.learning_rate=1e-2'))
+  assert code == 0, err
+  spec = importlib.util.spec_from_file_location(
+      'interpolate_pretrained', os.path.join(runs.ROOT, 'tools', 'interpolate_pretrained.py'))
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  capsys.readouterr()
+  assert tool.main([f'--workdir={work}', '--alphas=0,0.5,1', '--splits=test']) == 0
+  rows = {r['alpha']: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+  tuned = inference.load(str(work)).evaluate('test')
+  assert rows[0.0]['wer'] == 0.0 and tuned['wer'] > 0.0
+  assert rows[1.0]['loss'] == pytest.approx(tuned['loss'], abs=1e-4)
+  assert rows[1.0]['wer'] == pytest.approx(tuned['wer'], abs=1e-4)
+  assert rows[0.5]['loss'] not in (pytest.approx(rows[0.0]['loss'], abs=1e-4),
+                                   pytest.approx(rows[1.0]['loss'], abs=1e-4))
+  capsys.readouterr()
+  assert tool.main([f'--workdir={root / "nowhere"}']) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and len(err.splitlines()) == 1, err
+
 def test_frozen_parameters_keep_their_pretrained_values_with_a_shorter_window(setup):
   """optimizer.freeze: the frontend and encoder stay exactly the checkpoint's while the
   decoder trains; model.frontend.frames=0 (the batch's own window) trains and decodes, with
