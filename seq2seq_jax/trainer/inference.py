@@ -81,7 +81,7 @@ class Loaded:
     try:
       workdir_lib.check(config, self.workdir, ckpt,
                         fix='leave out --config to use the run\'s own config.json')
-      self.run = train_lib.setup(config)
+      self.run = train_lib.setup(self._with_saved_optimizer(config))
       self.run.task.setup(workdir_lib.task_dir(self.workdir))
       abstract = self.run.abstract_state
       if choice == 'best' and ckpt.best_step() is not None:
@@ -98,6 +98,21 @@ class Loaded:
     self.config = config
     self.params = state.params
     self.step = int(state.step)
+
+  def _with_saved_optimizer(self, config):
+    """`config` with the optimizer the run was trained with (its config.json's), so that
+    the checkpoint's optimizer state restores whatever optimizer `config` names (decoding
+    uses none: a --config without the run's `optimizer.freeze` still loads it)."""
+    try:
+      saved = workdir_config(self.workdir)
+    except UserError:      # no readable config.json: the given config's optimizer
+      return config
+    if saved.optimizer.to_dict() == config.optimizer.to_dict():
+      return config
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+      config.optimizer = saved.optimizer
+    return config
 
   @staticmethod
   def _restore_step(ckpt: Checkpointer, abstract: Any, step: int) -> Any:
