@@ -135,12 +135,13 @@ def test_pretrained_whisper_fine_tunes_and_resumes(setup):
 def test_interpolating_with_the_pretrained_weights_spans_zero_shot_to_fine_tuned(setup, capsys):
   """tools/interpolate_pretrained.py: alpha 0 evaluates the pretrained weights (their own
   transcripts are the references: WER 0), alpha 1 the run's checkpoint exactly, and 0.5 is
-  neither."""
+  neither; --average evaluates the mean of two checkpoints."""
   import importlib.util  # pylint: disable=g-import-not-at-top
   root, ckpt, _, _ = setup
   work = root / 'interpolate'
   code, _, err = runs.cli(*_args(root, ckpt, f'--workdir={work}', '--config.train_steps=2',
                                  '--config.eval_every_steps=2',
+                                 '--config.checkpoint_every_steps=1',
                                  '--config.optimizer.warmup_steps=0',
                                  '--config.optimizer.learning_rate=1e-2'))
   assert code == 0, err
@@ -157,6 +158,13 @@ def test_interpolating_with_the_pretrained_weights_spans_zero_shot_to_fine_tuned
   assert rows[1.0]['wer'] == pytest.approx(tuned['wer'], abs=1e-4)
   assert rows[0.5]['loss'] not in (pytest.approx(rows[0.0]['loss'], abs=1e-4),
                                    pytest.approx(rows[1.0]['loss'], abs=1e-4))
+  # --average: the mean of the checkpoints of steps 1 and 2, neither of them.
+  assert tool.main([f'--workdir={work}', '--alphas=1', '--splits=test', '--average=1,2']) == 0
+  mean = json.loads(capsys.readouterr().out)
+  assert mean['checkpoint'] == 'mean of steps 1, 2'
+  one = inference.load(str(work), checkpoint=1).evaluate('test')
+  assert mean['loss'] not in (pytest.approx(one['loss'], abs=1e-4),
+                              pytest.approx(tuned['loss'], abs=1e-4))
   capsys.readouterr()
   assert tool.main([f'--workdir={root / "nowhere"}']) == 2
   err = capsys.readouterr().err

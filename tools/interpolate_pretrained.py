@@ -2,11 +2,14 @@ r"""A fine-tuned run's weights interpolated with its pretrained checkpoint's (Wi
 
   python tools/interpolate_pretrained.py --workdir=runs/whisper_cs --alphas=0.5,0.7,1 \
       --set=decode.method=beam
+  python tools/interpolate_pretrained.py --workdir=runs/whisper_cs --alphas=1 \
+      --average=750,900 --set=decode.method=beam     # the mean of two checkpoints
 
 Weight-space ensembling (Wortsman et al. 2022, "Robust fine-tuning of zero-shot models"):
 the parameters alpha * fine-tuned + (1 - alpha) * pretrained, every leaf (alpha 1: the run's
 own checkpoint, 0: the pretrained weights read through the run's config, e.g. its shorter
-window). For each alpha, the splits are evaluated as `--mode=eval` does (loss, the task's
+window). With --average=STEPS the fine-tuned weights are the mean of those checkpoints
+(checkpoint averaging) instead of --checkpoint's. For each alpha, the splits are evaluated as `--mode=eval` does (loss, the task's
 metrics) and one JSON line is printed per split. Nothing is written into the workdir.
 """
 import argparse
@@ -38,6 +41,8 @@ def main(argv=None) -> int:
   p.add_argument('--alphas', default='0.5,0.7,1', help='comma-separated weights of the run')
   p.add_argument('--splits', default='validation,test')
   p.add_argument('--checkpoint', default='best', help="'best', 'latest' or a step")
+  p.add_argument('--average', default='', help='comma-separated steps whose mean is the '
+                 'fine-tuned weights (instead of --checkpoint)')
   p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                  help='a config override, e.g. decode.method=beam (repeatable)')
   a = p.parse_args(argv)
@@ -46,11 +51,19 @@ def main(argv=None) -> int:
     overrides = [tuple(kv.split('=', 1)) for kv in a.set]
     if any(len(kv) != 2 for kv in overrides):
       raise UserError(f'--set takes KEY=VALUE, got {a.set}')
-    model = inference.load(a.workdir, checkpoint=a.checkpoint, overrides=overrides)
+    first = a.average.split(',')[0] if a.average else a.checkpoint
+    model = inference.load(a.workdir, checkpoint=first, overrides=overrides)
     spec = pretrained.spec_of(model.config.model)
     if not spec:
       raise UserError(f'{a.workdir} was not trained from a model.pretrained')
     tuned = model.params
+    if a.average:
+      steps = [int(x) for x in a.average.split(',')]
+      for step in steps[1:]:
+        tuned = jax.tree_util.tree_map(
+            jnp.add, tuned, inference.load(a.workdir, checkpoint=step, overrides=overrides).params)
+      tuned = jax.tree_util.tree_map(lambda x: x / len(steps), tuned)
+      model.checkpoint = f'mean of steps {", ".join(map(str, steps))}'
     base = pretrained.load_into(model.run.abstract_state.params, spec, model.run.task)
     for alpha in alphas:
       model.params = mix(tuned, base, alpha)
