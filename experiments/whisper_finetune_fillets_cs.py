@@ -21,14 +21,16 @@ What makes it fit a 2-core CPU (docs/whisper.md measures each):
 Variants: '' as above; 'window30' Whisper's own 30 s window (4 to 15 times the encoder's
 compute), everything else the same; 'specaug' as above with SpecAugment on the log-mel in
 training (`model.frontend.spec_augment`: 2 frequency masks of up to 20 of the 80 mel bins, 2
-time masks of up to 40 frames and 10% of the line each).
+time masks of up to 40 frames and 10% of the line each); 'vtlp' as 'specaug' with vocal tract
+length perturbation too (`model.frontend.vtlp`: each line's mel filters read a frequency axis
+warped by a factor drawn from [0.9, 1.1]: voices the training lines do not have).
 """
 import ml_collections
 
 from common import check_variant
 import whisper_zero_shot
 
-VARIANTS = ('', 'window30', 'specaug')
+VARIANTS = ('', 'window30', 'specaug', 'vtlp')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -42,8 +44,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.precompile_threads = 1
   if arg != 'window30':
     c.model.frontend.frames = 0
-  if arg == 'specaug':
+  if arg in ('specaug', 'vtlp'):
     c.model.frontend.spec_augment = (2, 20, 2, 40, 0.1)
+  if arg == 'vtlp':
+    c.model.frontend.vtlp = (0.9, 1.1)
   c.optimizer = dict(name='adamw', learning_rate=3e-5, b1=0.9, b2=0.98, eps=1e-6,
                      weight_decay=0.0, schedule='cosine', warmup_steps=50, grad_clip_norm=1.0,
                      freeze=('^frontend/',))
