@@ -63,8 +63,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # Greedy by default; --config.decode.method=beam: beam 5 ranked as CTranslate2 ranks for
   # faster-whisper (summed log-probs / text length, EOS not counted; patience 1: an item
   # stops after 5 finished hypotheses).
+  # decode.max_tokens_per_second=r > 0: at most r tokens per second of audio (+ r), then EOS:
+  # a guard against a hypothesis that runs away (docs/whisper.md); 0 = off, as faster-whisper.
   c.decode = decode(beam_size=5, alpha=1.0, max_len=3 + 224, language='en',
-                    task='transcribe', length_norm='length', patience=1.0)
+                    task='transcribe', length_norm='length', patience=1.0,
+                    max_tokens_per_second=0.0)
   c.decode.method = 'greedy'
   if arg == 'fillets':
     c.data.fillets = {}

@@ -98,6 +98,7 @@ def apply_overrides(config: ml_collections.ConfigDict,
       _add_model_field(config, key)
       _add_frontend_setting(config, key)
       _add_optimizer_setting(config, key)
+      _add_decode_setting(config, key)
       set_value(config, key, value)
 
 
@@ -179,6 +180,21 @@ def _add_optimizer_setting(config: ml_collections.ConfigDict, key: str) -> None:
   from seq2seq_jax.trainer import optim  # pylint: disable=g-import-not-at-top
   if parts[1] in optim.known_keys():
     config.optimizer[parts[1]] = None
+
+
+# Decode settings a config may leave out (their default turns them off): an override sets
+# one on a config (or a run's config.json) that does not list it.
+OPTIONAL_DECODE = {'max_tokens_per_second': 0.0}
+
+
+def _add_decode_setting(config: ml_collections.ConfigDict, key: str) -> None:
+  """Lets `--config.decode.<key>` set an optional decode setting (OPTIONAL_DECODE) the
+  experiment did not list, e.g. on an older run's config.json."""
+  parts = key.split('.')
+  if (len(parts) == 2 and parts[0] == 'decode' and parts[1] in OPTIONAL_DECODE
+      and isinstance(config.get('decode'), ml_collections.ConfigDict)
+      and parts[1] not in config.decode):
+    config.decode[parts[1]] = OPTIONAL_DECODE[parts[1]]
 
 
 def _kind(value: Any) -> str:

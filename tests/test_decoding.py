@@ -467,3 +467,31 @@ def test_counting_eos_in_the_length_ranks_as_ctranslate2s_translator():
       assert float(scores[item, 0]) == pytest.approx(want_score, rel=1e-5)
       changed += want != ctranslate2_beam_search(lm, item, k, max_len, (), 1.0, never)[1]
   assert changed >= 1
+
+
+def test_a_length_limit_by_input_length_forces_eos_in_every_search():
+  """Rules.max_new = (per_input, extra): a row emits at most floor(per_input x its input
+  length + extra) tokens after the prefix, then EOS, in greedy and beam search alike; before
+  the limit the search is the unlimited one (greedy: its first tokens), and a row whose limit
+  lies beyond max_len is not touched."""
+  max_len, prefix, never = 9, (4,), (PAD, BOS)
+  lm = TableLM(2, max_len=max_len, eos_bias=-30.0)     # never ends by itself
+  lengths = jnp.array([2, 6, 40], jnp.int32)            # limits 2, 4 and 21 (> max_len)
+  rules = decoding.Rules(prefix=prefix, never=never, max_new=(0.5, 1.0))
+  fn, cache = decoding.with_rules(TableLM.fn, lm.cache, rules, lengths, EOS)
+  free_fn, free_cache = decoding.with_rules(TableLM.fn, lm.cache,
+                                            decoding.Rules(prefix=prefix, never=never))
+  kw = dict(batch_size=BATCH, max_len=max_len, bos_id=BOS, eos_id=EOS)
+  free = np.asarray(decoding.greedy_search(free_fn, free_cache, **kw)[0])
+  greedy = np.asarray(decoding.greedy_search(fn, cache, **kw)[0])
+  beam = np.asarray(decoding.beam_search(fn, cache, beam_size=2, alpha=1.0,
+                                         length_norm='length', patience=1.0, prefix_len=1,
+                                         **kw)[0][:, 0])
+  for item, limit in enumerate((2, 4)):
+    want = tuple(free[item, :1 + limit]) + (EOS,)
+    assert strip(greedy[item]) == want, item
+    assert len(strip(beam[item])) == 1 + limit + 1 and strip(beam[item])[-1] == EOS, item
+  assert EOS not in strip(free[0]) and strip(greedy[2]) == strip(free[2])
+  assert len(strip(beam[2])) == max_len and EOS not in strip(beam[2])
+  with pytest.raises(UserError, match='input_lengths'):
+    decoding.with_rules(TableLM.fn, lm.cache, rules)

@@ -96,6 +96,27 @@ def test_pretrained_whisper_predicts_and_evaluates_with_no_training(setup):
     assert r['examples'] == 2 and np.isfinite(r['loss'])
 
 
+
+def test_max_tokens_per_second_cuts_transcripts_to_the_audio_length(setup):
+  """decode.max_tokens_per_second=1 on 1 s recordings: at most 2 tokens (1 per second plus
+  one second's worth) after the prompt, so each transcript is the start of the free one and
+  some are shorter; the setting also applies to a run's config.json that lacks it."""
+  from seq2seq_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  root, ckpt, paths, texts = setup
+  work = root / 'limited'
+  code, out, err = runs.cli(*_args(root, ckpt, '--mode=predict', f'--workdir={work}',
+                                   '--config.decode.max_tokens_per_second=1'),
+                            stdin=''.join(p + '\n' for p in paths))
+  assert code == 0, err
+  cut = out.splitlines()
+  assert len(cut) == len(texts)
+  assert all(t.startswith(c.rstrip()) for c, t in zip(cut, texts)), (cut, texts)
+  assert any(len(c) < len(t) for c, t in zip(cut, texts))
+  saved = json.loads(config_lib.load_config(EXPERIMENT).to_json_best_effort())
+  assert saved['decode'].pop('max_tokens_per_second') == 0.0
+  again = config_lib.from_json(saved, [('decode.max_tokens_per_second', '12')])
+  assert again.decode.max_tokens_per_second == 12.0
+
 def test_pretrained_whisper_fine_tunes_and_resumes(setup):
   root, ckpt, _, _ = setup
   work = root / 'fine_tune'

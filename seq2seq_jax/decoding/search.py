@@ -264,23 +264,33 @@ class Rules:
     never: tokens never emitted (Whisper's suppressed tokens); their probability mass goes
       to the others (the softmax runs without them, as CTranslate2 disables tokens).
     never_first: tokens not emitted at the first step after the prefix (suppress_blank).
+    max_new: (per_input, extra), () = no limit: a row emits at most floor(per_input x its
+      real inputs + extra) tokens after the prefix, then EOS is forced (a length limit by the
+      input's length, ESPnet's maxlenratio: it cuts a hypothesis that runs away, repeating
+      itself, short); needs the rows' input lengths (with_rules' input_lengths).
   """
   prefix: tuple[int, ...] = ()
   never: tuple[int, ...] = ()
   never_first: tuple[int, ...] = ()
+  max_new: tuple[float, ...] = ()
 
 
-def with_rules(tokens_to_logits: TokensToLogits, cache: Any,
-               rules: Rules | None) -> tuple[TokensToLogits, Any]:
+def with_rules(tokens_to_logits: TokensToLogits, cache: Any, rules: Rules | None,
+               input_lengths: jax.Array | None = None,
+               eos_id: int | None = None) -> tuple[TokensToLogits, Any]:
   """A callback and cache that apply `rules` (None: the callback and cache as they are).
 
-  The wrapped cache is {'step': int32 [N], 'model': cache}: the step travels with each row,
-  so every search tiles and reorders it like the rest.
+  The wrapped cache is {'step': int32 [N], 'model': cache} (and 'limit' int32 [N] with
+  rules.max_new, from input_lengths [N] and eos_id): the step travels with each row, so every
+  search tiles and reorders it like the rest.
   """
   if rules is None or rules == Rules():
     return tokens_to_logits, cache
   prefix = jnp.asarray(rules.prefix or (0,), jnp.int32)
   p = len(rules.prefix)
+  if rules.max_new and (input_lengths is None or eos_id is None or len(rules.max_new) != 2):
+    raise UserError('Rules.max_new = (per_input, extra) needs the rows\' input_lengths and '
+                    'eos_id')
 
   def mask_of(ids, vocab):
     m = jnp.zeros((vocab,), bool)
@@ -296,11 +306,21 @@ def with_rules(tokens_to_logits: TokensToLogits, cache: Any,
     if p:
       forced = prefix[jnp.minimum(step, p - 1)] == jnp.arange(vocab)
       logits = jnp.where(step < p, jnp.where(forced, 0.0, -jnp.inf), logits)
-    return logits, {'step': c['step'] + 1, 'model': inner}
+    out = {'step': c['step'] + 1, 'model': inner}
+    if 'limit' in c:
+      over = step - p >= c['limit'][:, None]
+      logits = jnp.where(over, jnp.where(jnp.arange(vocab) == eos_id, 0.0, -jnp.inf), logits)
+      out['limit'] = c['limit']
+    return logits, out
 
   rows = jax.tree.leaves(cache, is_leaf=_is_per_item)[0]
   rows = (rows.value if _is_per_item(rows) else rows).shape[0]
-  return wrapped, {'step': jnp.zeros((rows,), jnp.int32), 'model': cache}
+  wrapped_cache = {'step': jnp.zeros((rows,), jnp.int32), 'model': cache}
+  if rules.max_new:
+    per_input, extra = (float(x) for x in rules.max_new)
+    n = jnp.asarray(input_lengths, jnp.float32)
+    wrapped_cache['limit'] = jnp.maximum(jnp.floor(per_input * n + extra), 0).astype(jnp.int32)
+  return wrapped, wrapped_cache
 
 
 def _filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:

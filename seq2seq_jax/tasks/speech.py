@@ -219,6 +219,11 @@ class Task(file_inputs.FileToTextTask):
       raise UserError(f'data.second_buckets must be positive durations in seconds, got '
                       f'{seconds}')
     self.sample_buckets = tuple(int(np.ceil(s * SAMPLE_RATE)) for s in sorted(seconds))
+    rate = config.get('decode', {}).get('max_tokens_per_second', 0.0) if 'decode' in config else 0.0
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or rate < 0:
+      raise UserError(f'decode.max_tokens_per_second must be a number >= 0 (0: no limit), '
+                      f'got {rate!r}')
+    self.max_tokens_per_second = float(rate)
 
   def character_targets(self, config: Any) -> bool:
     return not ('model' in config and checkpoints.spec_of(config.model))
@@ -253,8 +258,15 @@ class Task(file_inputs.FileToTextTask):
     return text
 
   def decode_rules(self) -> decoding.Rules | None:
+    """Whisper's prompt and suppressed tokens (a pretrained model), and with
+    decode.max_tokens_per_second = r > 0 a length limit: at most r tokens per second of the
+    row's audio plus one second's worth (r), then EOS (search.Rules.max_new)."""
     t = self.pretrained_tokens
-    return None if t is None else decoding.Rules(t.prefix, t.never, t.never_first)
+    rate = self.max_tokens_per_second
+    limit = (rate / SAMPLE_RATE, rate) if rate > 0 else ()
+    if t is None:
+      return decoding.Rules(max_new=limit) if limit else None
+    return decoding.Rules(t.prefix, t.never, t.never_first, max_new=limit)
 
   def setup(self, workdir: str) -> None:
     """SentencePiece targets: trains the model on the training transcripts into

@@ -256,7 +256,12 @@ def make_predict_step(model: Model, decode_config: Any,
     def model_step(tokens, c):
       return model.apply({'params': params}, tokens, c, method='decode_step')
 
-    tokens_to_logits, cache = decoding.with_rules(model_step, cache, rules)
+    lengths = None
+    if rules is not None and rules.max_new:
+      mask = inputs.get('inputs_mask')
+      lengths = (jnp.sum(mask.astype(jnp.int32), axis=1) if mask is not None else
+                 jnp.full(inputs['inputs'].shape[:1], inputs['inputs'].shape[1], jnp.int32))
+    tokens_to_logits, cache = decoding.with_rules(model_step, cache, rules, lengths, EOS_ID)
 
     kw = dict(batch_size=inputs['inputs'].shape[0], max_len=max_len, bos_id=bos_id,
               eos_id=EOS_ID)
