@@ -124,6 +124,20 @@ def test_eval_mode_reads_the_runs_config_picks_a_checkpoint_and_writes_its_figur
       assert json.load(f) == row
   # The best checkpoint's test figures are the ones the run's own summary reported.
   assert abs(rows[1]['wer'] - summary['test/wer']) < 1e-6
+  # An evaluation whose figures differ (another decode setting) keeps the earlier file's as
+  # eval_<split>_<step>.1.json; one with the same figures replaces nothing.
+  path = os.path.join(workdir, f'eval_test_{best}.json')
+  earlier = {**rows[1], 'wer': 99.0}
+  with open(path, 'w') as f:
+    json.dump(earlier, f)
+  code, out, err = runs.cli(f'--workdir={workdir}', '--mode=eval')
+  assert code == 0, err[-3000:]
+  with open(path) as f:
+    assert json.load(f) == json.loads(out.splitlines()[1])
+  with open(os.path.join(workdir, f'eval_test_{best}.1.json')) as f:
+    assert json.load(f) == earlier
+  assert not os.path.exists(os.path.join(workdir, f'eval_validation_{best}.1.json'))
+  assert f'kept as eval_test_{best}.1.json' in err
   code, out, err = runs.cli(f'--workdir={workdir}', '--mode=eval', '--checkpoint=latest')
   assert code == 0 and all(json.loads(l)['step'] == STEPS for l in out.splitlines()), err
   code, out, err = runs.cli(f'--workdir={workdir}', '--mode=eval', '--checkpoint=12')

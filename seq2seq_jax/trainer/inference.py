@@ -237,6 +237,7 @@ def evaluate(config, workdir: str, checkpoint: str | int | None = None) -> list[
       print(json.dumps(row), flush=True)
       path = os.path.join(model.workdir, f'eval_{split}_{model.step}.json')
       try:
+        _keep_earlier(path, row)
         workdir_lib.write_json(path, row)
       except (OSError, UserError) as e:   # a read-only workdir still gets its figures
         print(f'warning: cannot write {path}: {getattr(e, "strerror", None) or e}',
@@ -244,6 +245,28 @@ def evaluate(config, workdir: str, checkpoint: str | int | None = None) -> list[
   if lead:
     _to_tensorboard(model.workdir, model.step, rows)
   return rows
+
+
+def _keep_earlier(path: str, row: dict) -> None:
+  """An earlier evaluation's different figures at `path` (e.g. another decode setting) move
+  to the first free `eval_<split>_<step>.<k>.json` (k = 1, 2, ...) before `row` replaces
+  them, so no evaluation's figures are lost."""
+  if not paths.isfile(path):
+    return
+  try:
+    old = json.loads(paths.read_text(path))
+  except (OSError, ValueError):
+    old = None
+  timing = lambda r: {k: v for k, v in r.items() if k != 'seconds'}
+  if isinstance(old, dict) and timing(old) == timing(row):   # the same figures
+    return
+  stem = path[:-len('.json')]
+  k = 1
+  while paths.exists(f'{stem}.{k}.json'):
+    k += 1
+  paths.rename(path, f'{stem}.{k}.json')
+  print(f'note: the earlier figures of {os.path.basename(path)} are kept as '
+        f'{os.path.basename(stem)}.{k}.json', file=sys.stderr, flush=True)
 
 
 def _to_tensorboard(workdir: str, step: int, rows: list[dict]) -> None:
