@@ -23,14 +23,17 @@ compute), everything else the same; 'specaug' as above with SpecAugment on the l
 training (`model.frontend.spec_augment`: 2 frequency masks of up to 20 of the 80 mel bins, 2
 time masks of up to 40 frames and 10% of the line each); 'vtlp' as 'specaug' with vocal tract
 length perturbation too (`model.frontend.vtlp`: each line's mel filters read a frequency axis
-warped by a factor drawn from [0.9, 1.1]: voices the training lines do not have).
+warped by a factor drawn from [0.9, 1.1]: voices the training lines do not have);
+'cached30' Whisper's own 30 s window with the frontend and the encoder frozen: their outputs
+for the training lines are computed once before step 1 (`cache_encoder_outputs`,
+seq2seq_jax/trainer/encoder_cache.py) and the steps train the decoder alone.
 """
 import ml_collections
 
 from common import check_variant
 import whisper_zero_shot
 
-VARIANTS = ('', 'window30', 'specaug', 'vtlp')
+VARIANTS = ('', 'window30', 'specaug', 'vtlp', 'cached30')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -42,7 +45,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.data.eval_batch_size = 16
   # Compile the train step for every length bucket before the first step.
   c.precompile_threads = 1
-  if arg != 'window30':
+  if arg not in ('window30', 'cached30'):
     c.model.frontend.frames = 0
   if arg in ('specaug', 'vtlp'):
     c.model.frontend.spec_augment = (2, 20, 2, 40, 0.1)
@@ -51,4 +54,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.optimizer = dict(name='adamw', learning_rate=3e-5, b1=0.9, b2=0.98, eps=1e-6,
                      weight_decay=0.0, schedule='cosine', warmup_steps=50, grad_clip_norm=1.0,
                      freeze=('^frontend/',))
+  if arg == 'cached30':
+    c.optimizer.freeze = ('^frontend/', '^encoder_')
+    c.cache_encoder_outputs = True
   return c

@@ -77,6 +77,7 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_coll
 RUN_DEFAULTS = {
     'init_from': '',          # warm start from another run (seq2seq_jax/trainer/warm_start.py)
     'precompile_threads': 0,  # compile the batch shapes ahead, N at a time
+    'cache_encoder_outputs': False,  # frozen encoder: its outputs computed once (encoder_cache.py)
     'loss_spike': 2.0,        # a loss above this x the lowest so far is a spike (the way back)
     'way_back_steps': None,   # the way back's distance; None: checkpoint_every x keep
 }
@@ -287,6 +288,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
     raise UserError(f'config.precompile_threads must be an int >= 0 (0: compile each batch '
                     f'shape when a step first meets it), got {threads!r}')
+  if not isinstance(config.get('cache_encoder_outputs', False), bool):
+    raise UserError('config.cache_encoder_outputs must be True or False, got '
+                    f'{config.cache_encoder_outputs!r}')
   if config.get('dtype', 'float32') not in ('float32', 'bfloat16'):
     raise UserError(f"config.dtype must be 'float32' or 'bfloat16', got {config.dtype!r}")
   if 'model' not in config or not isinstance(config.model.get('name', None), str):

@@ -238,6 +238,72 @@ def test_frozen_parameters_keep_their_pretrained_values_with_a_shorter_window(se
   assert again == out
 
 
+def test_cached_encoder_outputs_train_the_decoder_exactly_as_the_whole_model_does(setup):
+  """cache_encoder_outputs=True with the frontend and encoder frozen: the encoder runs once
+  over the training set and the steps run the decoder alone on its outputs; the parameters
+  after 2 steps equal those of the same run through the whole model. Leaving a part the
+  encoder reads trainable, or augmenting its input, is refused in one line."""
+  import jax  # pylint: disable=g-import-not-at-top
+  root, ckpt, _, _ = setup
+  freeze = "--config.optimizer.freeze=('^frontend/','^encoder_')"
+  common = ('--config.train_steps=2', '--config.eval_every_steps=2',
+            '--config.optimizer.warmup_steps=0', '--config.optimizer.learning_rate=1e-2')
+  params = {}
+  for cached in (False, True):
+    work = root / f'cache_{cached}'
+    code, out, err = runs.cli(*_args(root, ckpt, f'--workdir={work}', freeze, *common,
+                                     f'--config.cache_encoder_outputs={cached}'))
+    assert code == 0, err
+    assert ('encoder cache: 4 training examples encoded' in out) == cached, out
+    params[cached] = inference.load(str(work), checkpoint='latest').params
+  pairs = list(zip(jax.tree_util.tree_leaves_with_path(params[False]),
+                   jax.tree.leaves(params[True])))
+  before = checkpoints.params_for_task(ckpt, inference.load(str(root / 'cache_True')).run.task)
+  moved = 0
+  # Equal to float rounding (the encoder's outputs come from another compiled program):
+  # a trained parameter moves by about the learning rate, 1e-2, per step; the cross-attention
+  # key bias, whose gradient is zero but for rounding, by noise of about 1e-6.
+  for (path, a), b in pairs:
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=2e-5,
+                               err_msg=jax.tree_util.keystr(path))
+  for (path, a), _ in pairs:
+    name = '/'.join(str(getattr(k, 'key', k)) for k in path)
+    ref = before
+    for k in name.split('/'):
+      ref = ref[k]
+    moved += not np.array_equal(np.asarray(a), np.asarray(ref))
+  assert moved > 0    # the decoder did train
+  # The outputs were kept in the workdir: the resumed run reads them (fingerprint matched)
+  # instead of encoding again, and trains on from step 2.
+  work = root / 'cache_True'
+  assert (work / 'encoder_cache' / 'meta.json').exists()
+  code, out, err = runs.cli(*_args(root, ckpt, f'--workdir={work}', freeze, *common[1:],
+                                   '--config.train_steps=3', '--config.cache_encoder_outputs=True'))
+  assert code == 0, err
+  assert 'resumed from step 2' in out and 'encoder cache: read from' in out, out
+  assert 'training examples encoded' not in out
+  assert inference.load(str(work), checkpoint='latest').step == 3
+  # Another frontend setting (a shorter window) changes the fingerprint: encoded anew.
+  shutil.copytree(work / 'encoder_cache', root / 'cache_frames0' / 'encoder_cache')
+  code, out, err = runs.cli(*_args(root, ckpt, f'--workdir={root / "cache_frames0"}', freeze,
+                                   *common, '--config.cache_encoder_outputs=True',
+                                   '--config.model.frontend.frames=0'))
+  assert code == 0, err
+  assert 'encoder cache: 4 training examples encoded' in out and 'read from' not in out, out
+  for extra, message in (
+      (("--config.optimizer.freeze=('^frontend/',)",),
+       'needs every parameter the encoder reads frozen'),
+      ((freeze, '--config.model.frontend.spec_augment=(2,10,2,20,0.5)'),
+       'the encoder computes something else in training')):
+    code, out, err = runs.cli(*_args(root, ckpt, f'--workdir={root / "cache_bad"}', *common,
+                                     '--config.cache_encoder_outputs=True', *extra))
+    assert code == 2 and 'Traceback' not in err
+    errors = [l for l in err.splitlines() if l.startswith('error: ')]
+    assert len(errors) == 1 and message in errors[0], err
+    assert not (root / 'cache_bad' / 'checkpoints').exists() or not os.listdir(
+        root / 'cache_bad' / 'checkpoints')
+
+
 def test_a_shorter_window_is_the_first_frames_of_the_full_one():
   """whisper_conv with frames=0 reads the batch's own length: its log-mel is the first frames
   of the 30 s window's, and its encoder context that length / 2."""

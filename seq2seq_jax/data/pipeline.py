@@ -65,9 +65,12 @@ def count_tokens(batch: dict[str, np.ndarray]) -> int:
 
   Source tokens are ids > 0 for token inputs, real frames ('inputs_mask') for features, 10 ms
   frames for waveforms (16 kHz samples / 160, what the audio frontends make of them), and
-  none for images (a picture has no tokens; its targets still count).
+  none for images (a picture has no tokens; its targets still count); with cached encoder
+  outputs, the encoder's positions.
   """
-  if 'inputs_mask' in batch:
+  if 'encoded_mask' in batch:   # cached encoder outputs (trainer/encoder_cache.py)
+    source = np.count_nonzero(batch['encoded_mask'])
+  elif 'inputs_mask' in batch:
     source = np.count_nonzero(batch['inputs_mask'])
     if batch['inputs'].ndim == 2 and np.issubdtype(batch['inputs'].dtype, np.floating):
       source //= 160

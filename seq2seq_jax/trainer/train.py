@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
+from seq2seq_jax.trainer import encoder_cache
 from seq2seq_jax.trainer import feed as feed_lib
 from seq2seq_jax.trainer import frontend_weights
 from seq2seq_jax.trainer import optim
@@ -403,6 +404,11 @@ def _train(config, workdir: str, ckpt: Checkpointer, stop: StopSignal, restart: 
     loop.writer.hparams(config_to_dict(config),
                         ['train/loss', 'eval/loss', f'eval/{best}', f'test/{best}'])
 
+  if config.get('cache_encoder_outputs', False) and start < config.train_steps:
+    # inside the loop's clock: train_seconds has the encoder's pass over the training set
+    batcher = encoder_cache.build(
+        run, state.params, batcher, feed, _log,
+        None if paths.is_remote(workdir) else os.path.join(workdir, 'encoder_cache'))
   threads = int(config.get('precompile_threads', 0))
   if threads and start < config.train_steps:  # inside the loop's clock: train_seconds has it
     t = time.perf_counter()

@@ -93,6 +93,9 @@ class Model(nn.Module):
   # (Marian's and T5's <pad>, BART's </s>), so BOS's own id can be an ordinary token.
   # -1: the batch's own first token.
   decoder_start: int = -1
+  # The train step's batch may carry the encoder's outputs instead of its inputs
+  # (trainer/encoder_cache.py); a plain class attribute, not a setting.
+  reads_encoded = True
 
   @property
   def _target_positions(self) -> Any:
@@ -356,9 +359,12 @@ class Model(nn.Module):
     if self.copy and seg is not None:
       raise UserError('model.copy reads one pair per row (temporary ids are per source): '
                       'set data.packing=False')
-    encoded, src_mask = self.encode(batch['inputs'], inputs_mask=batch.get('inputs_mask'),
-                                    inputs_segmentation=seg,
-                                    inputs_position=batch.get('inputs_position'), train=train)
+    if 'encoded' in batch:   # the encoder's outputs, cached (trainer/encoder_cache.py)
+      encoded, src_mask = batch['encoded'].astype(layers.dtype_of(self.dtype)), batch['encoded_mask']
+    else:
+      encoded, src_mask = self.encode(batch['inputs'], inputs_mask=batch.get('inputs_mask'),
+                                      inputs_segmentation=seg,
+                                      inputs_position=batch.get('inputs_position'), train=train)
     if self.ctc_proj is not None:
       if seg is not None:
         raise UserError('model.ctc_weight reads one pair per row: set data.packing=False')
