@@ -26,14 +26,17 @@ length perturbation too (`model.frontend.vtlp`: each line's mel filters read a f
 warped by a factor drawn from [0.9, 1.1]: voices the training lines do not have);
 'cached30' Whisper's own 30 s window with the frontend and the encoder frozen: their outputs
 for the training lines are computed once before step 1 (`cache_encoder_outputs`,
-seq2seq_jax/trainer/encoder_cache.py) and the steps train the decoder alone.
+seq2seq_jax/trainer/encoder_cache.py) and the steps train the decoder alone;
+'frozen_decoder' the other way round: the default with the decoder (its blocks, token
+embedding, which is also the output layer, and positions) frozen, the encoder's blocks
+trained to speak to Whisper's own decoder.
 """
 import ml_collections
 
 from common import check_variant
 import whisper_zero_shot
 
-VARIANTS = ('', 'window30', 'specaug', 'vtlp', 'cached30')
+VARIANTS = ('', 'window30', 'specaug', 'vtlp', 'cached30', 'frozen_decoder')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -54,6 +57,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.optimizer = dict(name='adamw', learning_rate=3e-5, b1=0.9, b2=0.98, eps=1e-6,
                      weight_decay=0.0, schedule='cosine', warmup_steps=50, grad_clip_norm=1.0,
                      freeze=('^frontend/',))
+  if arg == 'frozen_decoder':
+    c.optimizer.freeze = ('^frontend/', '^decoder_', '^tgt_')
   if arg == 'cached30':
     c.optimizer.freeze = ('^frontend/', '^encoder_')
     c.cache_encoder_outputs = True

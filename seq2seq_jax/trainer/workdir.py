@@ -52,12 +52,22 @@ def check(config, workdir: str, ckpt: Checkpointer, fix: str = 'use a new --work
                       f'{fix} (nothing was changed)')
 
 
+# Frontend settings that act in training only (augmentation): they change no parameter and
+# no evaluation, so a run evaluated or resumed with other values is the same model.
+TRAINING_ONLY_FRONTEND = ('spec_augment', 'vtlp')
+
+
 def _frontend_settings(spec: Any) -> Any:
-  """A frontend spec with its defaults filled in, as JSON holds it (tuples as lists)."""
+  """A frontend spec with its defaults filled in, as JSON holds it (tuples as lists), less
+  its training-only settings."""
   try:
-    return json.loads(json.dumps(frontends.resolved(spec)))
+    out = json.loads(json.dumps(frontends.resolved(spec)))
   except (UserError, TypeError):   # an unknown frontend: compared as it is
     return spec
+  if isinstance(out, dict):
+    for k in TRAINING_ONLY_FRONTEND:
+      out.pop(k, None)
+  return out
 
 
 def write_json(path: str, obj: Any) -> None:
