@@ -97,34 +97,35 @@ class CachedEncoderBatcher:
     return [self._make(b, m[:bs]) for b, m in enumerate(self.inner.members) if len(m) >= bs]
 
 
-def check(run: Any, params: Any, first: dict[str, Any]) -> None:
-  """The refusals of the module docstring, on the first training batch `first` (global)."""
+def _encode_fn(run: Any):
+  """jit: (params, global batch, rng, train) -> the encoder's (outputs, mask)."""
+  return jax.jit(lambda p, b, rng, train: run.model.apply(
+      {'params': p}, b['inputs'], inputs_mask=b.get('inputs_mask'), train=train,
+      rngs={'dropout': rng}, method='encode'), static_argnums=3)
+
+
+def check(run: Any, params: Any, first: dict[str, Any], encode) -> list[str]:
+  """The refusals of the module docstring, on the first training batch `first` (global);
+  returns the paths of the parameters the encoder reads."""
   name = run.config.model.get('name', '?')
   if not getattr(run.model, 'reads_encoded', False):
     raise UserError(f'cache_encoder_outputs: model {name!r} cannot train on cached encoder '
                     'outputs (the transformer family can)')
   reads = encoder_parameters(run.model, params, first)
-  labels = optim.frozen_labels(params, _freeze_patterns(run.config))
+  labels = optim.frozen_labels(params, optim.freeze_patterns(run.config.optimizer))
   flat = {optim.param_path(p): l for p, l in jax.tree_util.tree_leaves_with_path(labels)}
   trained = [p for p in reads if flat.get(p) != 'frozen']
   if trained:
     raise UserError(f'cache_encoder_outputs needs every parameter the encoder reads frozen; '
                     f'optimizer.freeze leaves {len(trained)} trainable, e.g. {trained[0]!r} '
                     "(Whisper: freeze=('^frontend/', '^encoder_'))")
-  enc = jax.jit(lambda p, b, rng, train: run.model.apply(
-      {'params': p}, b['inputs'], inputs_mask=b.get('inputs_mask'), train=train,
-      rngs={'dropout': rng}, method='encode')[0], static_argnums=3)
-  a = np.asarray(_gather(run, enc, params, first, jax.random.key(1), True))
-  b = np.asarray(_gather(run, enc, params, first, jax.random.key(1), False))
+  a, b = (np.asarray(_gather(run, encode, params, first, jax.random.key(1), train)[0])
+          for train in (True, False))
   if not np.array_equal(a, b):
     raise UserError('cache_encoder_outputs: the encoder computes something else in training '
                     '(dropout, SpecAugment or VTLP in the encoder or its frontend): a cache '
                     'would leave that out; turn them off or train without the cache')
-
-
-def _freeze_patterns(config) -> tuple[str, ...]:
-  freeze = config.optimizer.get('freeze', None) or ()
-  return (freeze,) if isinstance(freeze, str) else tuple(freeze)
+  return reads
 
 
 def _gather(run, fn, *args):
@@ -188,29 +189,27 @@ def build(run: Any, params: Any, batcher: Any, feed: Any, log=print,
   bs = batcher.batch_size
   firsts = [(b, m[:bs]) for b, m in enumerate(batcher.members) if len(m)]
   first = feed.to_global(batcher._make(*firsts[0]))  # pylint: disable=protected-access
-  check(run, params, first)
+  encode = _encode_fn(run)
+  reads = check(run, params, first, encode)
   if jax.process_count() > 1:
     directory = None
   key = ''
   if directory:
     t0 = time.perf_counter()
-    key = fingerprint(run, params, batcher, encoder_parameters(run.model, params, first))
+    key = fingerprint(run, params, batcher, reads)
     found = _read(directory, key)
     if found is not None:
       log(f'encoder cache: read from {directory} (its fingerprint matches; '
           f'{time.perf_counter() - t0:.0f} s); the train step runs the decoder only')
       return CachedEncoderBatcher(batcher, *found)
-  encode = jax.jit(lambda p, b: run.model.apply(
-      {'params': p}, b['inputs'], inputs_mask=b.get('inputs_mask'), train=False,
-      method='encode'))
   total = sum(len(m) for m in batcher.members)
   encoded, masks, done, t0 = [], [], 0, time.perf_counter()
   for b, members in enumerate(batcher.members):
     enc_b, mask_b = None, None
     for start in range(0, len(members), bs):
       chunk = members[start:start + bs]
-      x, m = _gather(run, encode, params,
-                     feed.to_global(batcher._make(b, chunk)))  # pylint: disable=protected-access
+      x, m = _gather(run, encode, params, feed.to_global(batcher._make(b, chunk)),  # pylint: disable=protected-access
+                     jax.random.key(0), False)
       x, m = np.asarray(x)[:len(chunk)], np.asarray(m)[:len(chunk)]
       if enc_b is None:
         enc_b = np.empty((len(members),) + x.shape[1:], x.dtype)

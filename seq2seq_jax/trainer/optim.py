@@ -145,12 +145,17 @@ def make_optimizer(opt: Any, train_steps: int) -> optax.GradientTransformation:
   clip = opt.get('grad_clip_norm', 0.0)
   if clip:
     tx = optax.chain(optax.clip_by_global_norm(clip), tx)
-  freeze = opt.get('freeze', None) or ()
-  freeze = (freeze,) if isinstance(freeze, str) else tuple(freeze)
+  freeze = freeze_patterns(opt)
   if freeze:
     tx = optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()},
                                lambda params: frozen_labels(params, freeze))
   return tx
+
+
+def freeze_patterns(opt: Any) -> tuple[str, ...]:
+  """optimizer.freeze as a tuple of patterns (one string or several; none: ())."""
+  freeze = opt.get('freeze', None) or ()
+  return (freeze,) if isinstance(freeze, str) else tuple(freeze)
 
 
 def param_path(path: Any) -> str:
