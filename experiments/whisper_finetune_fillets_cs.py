@@ -29,14 +29,16 @@ for the training lines are computed once before step 1 (`cache_encoder_outputs`,
 seq2seq_jax/trainer/encoder_cache.py) and the steps train the decoder alone;
 'frozen_decoder' the other way round: the default with the decoder (its blocks, token
 embedding, which is also the output layer, and positions) frozen, the encoder's blocks
-trained to speak to Whisper's own decoder.
+trained to speak to Whisper's own decoder; 'speed' the default with speed perturbation in
+training (`model.frontend.speed`: each line played at a factor drawn from [0.9, 1.1], tempo and
+pitch together, Ko et al. 2015).
 """
 import ml_collections
 
 from common import check_variant
 import whisper_zero_shot
 
-VARIANTS = ('', 'window30', 'specaug', 'vtlp', 'cached30', 'frozen_decoder')
+VARIANTS = ('', 'window30', 'specaug', 'vtlp', 'cached30', 'frozen_decoder', 'speed')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -54,6 +56,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.model.frontend.spec_augment = (2, 20, 2, 40, 0.1)
   if arg == 'vtlp':
     c.model.frontend.vtlp = (0.9, 1.1)
+  if arg == 'speed':
+    c.model.frontend.speed = (0.9, 1.1)
   c.optimizer = dict(name='adamw', learning_rate=3e-5, b1=0.9, b2=0.98, eps=1e-6,
                      weight_decay=0.0, schedule='cosine', warmup_steps=50, grad_clip_norm=1.0,
                      freeze=('^frontend/',))

@@ -204,6 +204,7 @@ def test_frozen_parameters_keep_their_pretrained_values_with_a_shorter_window(se
                                    '--config.model.frontend.frames=0',
                                    '--config.model.frontend.spec_augment=(2,10,2,20,0.5)',
                                    '--config.model.frontend.vtlp=(0.9,1.1)',
+                                   '--config.model.frontend.speed=(0.9,1.1)',
                                    "--config.optimizer.freeze=('^frontend/','^encoder')"))
   assert code == 0, err
   loaded = inference.load(str(work), checkpoint='latest')
@@ -394,6 +395,46 @@ def test_vtlp_moves_a_tone_to_the_warped_mel_bin_in_training_only():
       'rows draw their own factors'
 
 
+def test_speed_perturbation_plays_each_row_faster_or_slower_in_training_only():
+  """whisper_conv's speed: a 1 kHz tone played at 1.25 is a 1.25 kHz tone of n / 1.25 samples
+  (zeros after); at 0.8 a row grows only as far as its buffer holds; factor 1 changes
+  nothing; each row draws its own factor in training; outside training the frontend computes
+  exactly what it does without it."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.models import audio  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.models.frontends import whisper_conv  # pylint: disable=g-import-not-at-top
+  n = 16000
+  t = np.arange(n) / 16000
+  tone = (0.1 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+  waves = np.stack([tone, tone, np.pad(tone[:8000], (0, 8000))])
+  lengths = np.array([n, n, 8000])
+  out, new = audio.speed_perturb(jnp.asarray(waves), lengths, jnp.array([1.0, 1.25, 0.8]))
+  out, new = np.asarray(out), np.asarray(new)
+  np.testing.assert_array_equal(new, [n, int(n / 1.25), 10000])
+  np.testing.assert_allclose(out[0], tone, atol=1e-7)
+  assert not out[1, new[1]:].any() and not out[2, new[2]:].any()
+  spectrum = lambda x: np.abs(np.fft.rfft(x))
+  peak_hz = lambda x: np.argmax(spectrum(x)) * 16000 / len(x)
+  assert abs(peak_hz(out[1, :new[1]]) - 1250) < 2 and abs(peak_hz(out[2, :new[2]]) - 800) < 2
+  capped, cap_len = audio.speed_perturb(jnp.asarray(waves[:1]), lengths[:1], jnp.array([0.8]))
+  assert int(cap_len[0]) == n, 'a full buffer is not slowed down past its end'
+  np.testing.assert_allclose(np.asarray(capped)[0], tone, atol=1e-7)
+  mask = np.ones((2, n), bool)
+  noise = np.random.default_rng(5).normal(0, 0.1, (2, n)).astype(np.float32)
+  noise[:, 12000:] = 0
+  mask[:, 12000:] = False
+  base = whisper_conv.WhisperConv(features=8, frames=0)
+  aug = whisper_conv.WhisperConv(features=8, frames=0, speed=(0.9, 1.1))
+  params = base.init(jax.random.key(0), noise, mask)
+  want = np.asarray(base.apply(params, noise, mask)[0])
+  np.testing.assert_array_equal(aug.apply(params, noise, mask)[0], want)
+  got = np.asarray(aug.apply(params, np.stack([noise[0]] * 2), mask, train=True,
+                             rngs={'dropout': jax.random.key(1)})[0])
+  assert not np.allclose(got[0], want[0]) and not np.allclose(got[0], got[1]), \
+      'rows draw their own factors'
+
+
 @pytest.mark.parametrize('override, message', [
     ('--config.model.pretrained=/no/such/dir', "model.pretrained='/no/such/dir': no such"),
     ('--config.model.pretrained=no-such-whisper-package', 'no installed package'),
@@ -402,6 +443,7 @@ def test_vtlp_moves_a_tone_to_the_warped_mel_bin_in_training_only():
     ('--config.model.frontend.frames=4000', 'reads at most its own window (100 frames)'),
     ('--config.model.frontend.frames=7', 'frames even'),
     ('--config.model.frontend.vtlp=(1.2,0.8)', 'model.frontend.vtlp must be (low, high)'),
+    ('--config.model.frontend.speed=(0,1.1)', 'model.frontend.speed must be (low, high)'),
     ("--config.optimizer.freeze=('^nothing',)", "'^nothing' matches no parameter"),
 ])
 def test_bad_pretrained_settings_are_one_line(setup, override, message):

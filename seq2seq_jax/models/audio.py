@@ -28,6 +28,13 @@ frequency F_hi min(alpha, 1) / alpha (F_hi = 4,800 Hz), linear from there to the
 frequency, which stays fixed. `log_mel(warp=alpha)` applies it by evaluating the mel filters at
 the warped frequencies of the FFT bins, so the energy at frequency f is counted where alpha f
 would be (alpha = 1: the unwarped features).
+
+`speed_perturb` is speed perturbation (Ko et al. 2015): each utterance is played at a factor s
+(drawn per utterance, e.g. U[0.9, 1.1]), tempo and pitch together, by reading the waveform at
+positions j s (linear interpolation between neighbouring samples, no anti-aliasing filter:
+Kaldi resamples with sox, band-limited), so n samples become floor(n / s). The padded buffer
+holds N samples: a row that would grow beyond it is slowed down only as far as N allows
+(s >= n / N), so no real sample is cut.
 """
 import math
 
@@ -65,6 +72,27 @@ def vtlp_warp(freqs: jax.Array, alpha: jax.Array, nyquist: float,
   above = nyquist - (nyquist - boundary_hz * jnp.minimum(alpha, 1.0)) / (nyquist - knee) * (
       nyquist - f)
   return jnp.where(f <= knee, alpha * f, above)
+
+
+def speed_perturb(waveforms: jax.Array, lengths: jax.Array, factors: jax.Array
+                  ) -> tuple[jax.Array, jax.Array]:
+  """Waveforms [B, N] with real lengths [B], played at `factors` [B] (> 1 faster and higher,
+  < 1 slower and lower; the module docstring) -> (waveforms [B, N], lengths [B] int32); the
+  samples past a row's new length are zeros."""
+  b, n = waveforms.shape
+  lengths = jnp.asarray(lengths, jnp.int32)
+  s = jnp.maximum(factors.astype(jnp.float32), lengths.astype(jnp.float32) / n)   # fits in N
+  new_lengths = jnp.minimum(jnp.floor(lengths / s).astype(jnp.int32), n)
+  pos = jnp.arange(n, dtype=jnp.float32)[None] * s[:, None]                       # [B, N]
+  i0 = jnp.floor(pos).astype(jnp.int32)
+  frac = pos - i0
+  w = waveforms.astype(jnp.float32)
+  x0 = jnp.take_along_axis(w, jnp.clip(i0, 0, n - 1), axis=1)
+  x1 = jnp.take_along_axis(w, jnp.clip(i0 + 1, 0, n - 1), axis=1)
+  x1 = jnp.where(i0 + 1 < lengths[:, None], x1, 0.0)       # past the row's end: silence
+  out = x0 + (x1 - x0) * frac
+  out = jnp.where(jnp.arange(n)[None] < new_lengths[:, None], out, 0.0)
+  return out.astype(waveforms.dtype), new_lengths
 
 
 def _triangles(xp, freqs, edges):

@@ -255,7 +255,7 @@ def model_config(given: Mapping[str, Any]) -> dict[str, Any]:
       raise UserError(f'model.{key}={_plain(value)!r}: the architecture comes from '
                       f'model.pretrained ({_plain(ckpt.get(key))!r} there); a config may '
                       f'change only {", ".join(TRAINING_KEYS)} and the frontend\'s frames, '
-                      f'spec_augment and vtlp')
+                      f'spec_augment, vtlp and speed')
   return out
 
 
@@ -263,13 +263,14 @@ def _window_only(ckpt: Any, given: Any) -> dict[str, Any] | None:
   """The checkpoint's audio frontend with the settings `given` names (a group may name only
   some: the rest are the checkpoint's), if the only changes are a shorter window (`frames`,
   or 0 for the batch's own length: the encoder context, which sinusoidal positions allow;
-  models/frontends/whisper_conv.py) and augmentation in training (`spec_augment`, `vtlp`); None if
+  models/frontends/whisper_conv.py) and augmentation in training (`spec_augment`, `vtlp`,
+  `speed`); None if
   anything else differs."""
   ckpt, given = _plain(ckpt), _plain(given)
   if not isinstance(ckpt, dict) or not isinstance(given, dict) or 'frames' not in ckpt:
     return None
   merged = {**ckpt, **given}
-  free = ('frames', 'spec_augment', 'vtlp')   # the encoder context; training augmentations
+  free = ('frames', 'spec_augment', 'vtlp', 'speed')   # the encoder context; training augmentations
   if {k: v for k, v in merged.items() if k not in free} != {
       k: v for k, v in ckpt.items() if k not in free}:
     return None

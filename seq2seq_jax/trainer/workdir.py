@@ -54,7 +54,7 @@ def check(config, workdir: str, ckpt: Checkpointer, fix: str = 'use a new --work
 
 # Frontend settings that act in training only (augmentation): they change no parameter and
 # no evaluation, so a run evaluated or resumed with other values is the same model.
-TRAINING_ONLY_FRONTEND = ('spec_augment', 'vtlp')
+TRAINING_ONLY_FRONTEND = ('spec_augment', 'vtlp', 'speed')
 
 
 def _frontend_settings(spec: Any) -> Any:

@@ -22,8 +22,11 @@ frames (n // 160 of a waveform; every given frame of features), masked bins and 
 may take it (pretrained/checkpoints.py). `vtlp` = (lo, hi), () = off (the default): vocal tract
 length perturbation in training only (Jaitly and Hinton 2013; models/audio.py: vtlp_warp), each
 row's mel filters reading a frequency axis warped by alpha ~ U[lo, hi] (a waveform input only:
-a given log-mel is read as it is); a training setting like `spec_augment`. Both draw from the
-'dropout' RNG stream, which the train step folds with the step number.
+a given log-mel is read as it is); a training setting like `spec_augment`. `speed` = (lo, hi),
+() = off (the default): speed perturbation in training only (Ko et al. 2015;
+models/audio.py: speed_perturb), each row's waveform played at a factor s ~ U[lo, hi] (tempo
+and pitch; a waveform input only), before the log-mel. All three draw from the 'dropout' RNG
+stream, which the train step folds with the step number, so a resumed run draws the same.
 
 Parameters: conv1/kernel [3, num_mels, D], conv2/kernel [3, D, D] (PyTorch's Conv1d weight
 [out, in, k] transposed), each with a bias.
@@ -74,6 +77,7 @@ class WhisperConv(nn.Module):
   vtlp: tuple[float, ...] = ()
   dtype: Any = jnp.float32
   init_fn: Callable | None = None
+  speed: tuple[float, ...] = ()
 
   reads = ('audio', 'features')
 
@@ -87,6 +91,9 @@ class WhisperConv(nn.Module):
     if self.vtlp and (len(self.vtlp) != 2 or not 0 < self.vtlp[0] <= self.vtlp[1]):
       raise UserError('model.frontend.vtlp must be (low, high) warp factors, 0 < low <= high, '
                       f'or (), got {tuple(self.vtlp)}')
+    if self.speed and (len(self.speed) != 2 or not 0 < self.speed[0] <= self.speed[1]):
+      raise UserError('model.frontend.speed must be (low, high) speed factors, 0 < low <= '
+                      f'high, or (), got {tuple(self.speed)}')
 
   def window(self, samples_or_frames: int, waveform: bool) -> int:
     """The log-mel frames the encoder reads: `frames`, or with frames=0 the batch's own
@@ -139,6 +146,13 @@ class WhisperConv(nn.Module):
   def __call__(self, inputs, inputs_mask=None, train: bool = False):
     if not jnp.issubdtype(inputs.dtype, jnp.floating):
       raise UserError(f"model.frontend 'whisper_conv' reads float inputs, got {inputs.dtype}")
+    if train and self.speed and inputs.ndim == 2:
+      factors = jax.random.uniform(self.make_rng('dropout'), inputs.shape[:1],
+                                   minval=self.speed[0], maxval=self.speed[1])
+      lengths = (jnp.full(inputs.shape[:1], inputs.shape[1]) if inputs_mask is None
+                 else jnp.sum(inputs_mask.astype(jnp.int32), axis=1))
+      inputs, lengths = audio.speed_perturb(inputs, lengths, factors)
+      inputs_mask = jnp.arange(inputs.shape[1])[None] < lengths[:, None]
     warp = None
     if train and self.vtlp and inputs.ndim == 2:
       warp = jax.random.uniform(self.make_rng('dropout'), inputs.shape[:1],
