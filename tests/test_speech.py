@@ -490,9 +490,10 @@ def test_spec_augment_only_in_training_and_from_the_rng():
   assert not np.allclose(enc(True, 0), enc(True, 1))
 
 
-def test_vtlp_only_in_training_and_from_the_rng():
+@pytest.mark.parametrize('setting', ['vtlp', 'speed'])
+def test_vtlp_and_speed_only_in_training_and_from_the_rng(setting):
   plain = build_model(_audio(SMALL['rnn'], spec_augment=()), 0, 9)
-  model = build_model(_audio(SMALL['rnn'], spec_augment=(), vtlp=(0.9, 1.1)), 0, 9)
+  model = build_model(_audio(SMALL['rnn'], spec_augment=(), **{setting: (0.9, 1.1)}), 0, 9)
   batch, _ = _wave_batches()
   params = model.init({'params': jax.random.key(0)}, batch, train=False)['params']
 
@@ -500,14 +501,14 @@ def test_vtlp_only_in_training_and_from_the_rng():
     return np.asarray(m.apply({'params': params}, batch['inputs'],
                               inputs_mask=batch['inputs_mask'], train=train,
                               rngs={'dropout': jax.random.key(key)}, method='encode')[0])
-  assert np.array_equal(enc(model, False, 0), enc(plain, False, 0))  # evaluation: no warp
+  assert np.array_equal(enc(model, False, 0), enc(plain, False, 0))  # evaluation: unchanged
   assert np.array_equal(enc(model, True, 0), enc(model, True, 0))
   assert not np.allclose(enc(model, True, 0), enc(plain, True, 0))
   assert not np.allclose(enc(model, True, 0), enc(model, True, 1))
   for bad in ((1.1,), (1.1, 0.9)):   # checked when the model is set up, even for evaluation
-    with pytest.raises(UserError, match='model.frontend.vtlp must be'):
-      build_model(_audio(SMALL['rnn'], vtlp=bad), 0, 9).apply({'params': params}, batch,
-                                                            train=False)
+    with pytest.raises(UserError, match=f'model.frontend.{setting} must be'):
+      build_model(_audio(SMALL['rnn'], **{setting: bad}), 0, 9).apply(
+          {'params': params}, batch, train=False)
 
 
 # --- end to end ------------------------------------------------------------------------------

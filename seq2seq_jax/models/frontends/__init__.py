@@ -21,9 +21,9 @@ float [B, T, F] with inputs_mask; 'audio' float waveforms [B, N] with inputs_mas
   'cnn'         (cnn.py) images -> a small conv net's last feature grid, by cell or by
                 column, projected to D (Show, Attend and Tell; CRNN); channels, columns.
   'log_mel'     (audio.py) waveforms -> log-mel frames projected to D; num_mels,
-                spec_augment, vtlp.
+                spec_augment, vtlp, speed.
   'audio_conv'  (audio.py) features or waveforms -> fairseq's conv subsampler (4x fewer
-                frames); channels, num_mels, spec_augment, vtlp.
+                frames); channels, num_mels, spec_augment, vtlp, speed.
 
 What the model supplies, never the config (SUPPLIED): `features` (the model width D), `dtype`
 (compute dtype; parameters are float32), `init_fn` (overrides every initialiser, e.g. the

@@ -8,7 +8,9 @@ LibriSpeech basic policy (2, 27, 2, 100, 1.0)), drawn from the 'dropout' RNG str
 train step folds with the step number, so a resumed run draws the same masks. `vtlp` = (lo, hi)
 adds vocal tract length perturbation in training (Jaitly and Hinton 2013; () = off, the
 default): each utterance's log-mel filters read a frequency axis warped by alpha ~ U[lo, hi]
-(models/audio.py), drawn from the same stream.
+(models/audio.py), drawn from the same stream. `speed` = (lo, hi) adds speed perturbation in
+training (Ko et al. 2015; () = off, the default): each utterance's waveform is played at a
+factor s ~ U[lo, hi] before its features (models/audio.py: speed_perturb), from the same stream.
 
 Padding never changes results: masked frames are zeroed before every convolution and the
 convolutions pad explicitly on both sides, so a real output frame sees exactly what it would
@@ -37,7 +39,8 @@ def subsampled_mask(mask: jax.Array) -> jax.Array:
 
 def audio_features(module: nn.Module, waveforms: jax.Array, mask: jax.Array | None, *,
                    num_mels: int, spec_augment: Sequence[float], train: bool,
-                   vtlp: Sequence[float] = ()) -> tuple[jax.Array, jax.Array]:
+                   vtlp: Sequence[float] = (), speed: Sequence[float] = ()
+                   ) -> tuple[jax.Array, jax.Array]:
   """Waveforms [B, N] (mask [B, N]) -> normalised log-mel frames [B, T, num_mels] float32
   (SpecAugment in training) and the frame mask [B, T]; see the module docstring."""
   if waveforms.ndim != 2 or not jnp.issubdtype(waveforms.dtype, jnp.floating):
@@ -45,6 +48,10 @@ def audio_features(module: nn.Module, waveforms: jax.Array, mask: jax.Array | No
                     f'got {waveforms.dtype} {waveforms.shape}')
   lengths = (jnp.full(waveforms.shape[:1], waveforms.shape[1]) if mask is None
              else jnp.sum(mask, axis=1))
+  if train and speed:
+    factors = jax.random.uniform(module.make_rng('dropout'), waveforms.shape[:1],
+                                 minval=speed[0], maxval=speed[1])
+    waveforms, lengths = audio.speed_perturb(waveforms, lengths, factors)
   warp = None
   if train and vtlp:
     warp = jax.random.uniform(module.make_rng('dropout'), waveforms.shape[:1],
@@ -75,10 +82,14 @@ class _AudioSettings:
     if self.vtlp and (len(self.vtlp) != 2 or not 0 < self.vtlp[0] <= self.vtlp[1]):
       raise UserError('model.frontend.vtlp must be (low, high) warp factors, 0 < low <= high, '
                       f'or (), got {tuple(self.vtlp)}')
+    if self.speed and (len(self.speed) != 2 or not 0 < self.speed[0] <= self.speed[1]):
+      raise UserError('model.frontend.speed must be (low, high) speed factors, 0 < low <= '
+                      f'high, or (), got {tuple(self.speed)}')
 
   def features_of(self, waveforms, mask, train: bool):
     return audio_features(self, waveforms, mask, num_mels=self.num_mels,
-                          spec_augment=self.spec_augment, train=train, vtlp=self.vtlp)
+                          spec_augment=self.spec_augment, train=train, vtlp=self.vtlp,
+                          speed=self.speed)
 
 
 @FRONTENDS.register('log_mel')
@@ -93,6 +104,7 @@ class LogMel(_AudioSettings, nn.Module):
   dtype: Any = jnp.float32
   init_fn: Callable | None = None
   vtlp: tuple[float, ...] = ()
+  speed: tuple[float, ...] = ()
 
   reads = ('audio',)
 
@@ -118,6 +130,7 @@ class AudioConv(_AudioSettings, nn.Module):
   num_mels: int = 80
   spec_augment: tuple[float, ...] = LIBRISPEECH_BASIC
   vtlp: tuple[float, ...] = ()
+  speed: tuple[float, ...] = ()
 
   reads = ('features', 'audio')
 
