@@ -94,6 +94,13 @@ def test_symbol_vocab_unknowns_and_specials():
   assert unknown == 3
   assert vocab.decode([BOS_ID, 5, PAD_ID, 4, UNK_ID, EOS_ID, 6, 6]) == ['b', 'a', '<unk>']
   assert vocab.encode([])[1] == 0 and vocab.encode([])[0].shape == (0,)
+  # encode_many: encode's ids of each sequence, empty ones included, from one pass.
+  seqs = ['abc', '', 'xa', ['c', 'y']]
+  many = vocab.encode_many(seqs)
+  assert len(many) == 4 and all(m.dtype == np.int32 for m in many)
+  for got, seq in zip(many, seqs):
+    np.testing.assert_array_equal(got, vocab.encode(seq)[0])
+  assert vocab.encode_many([]) == []
   with pytest.raises(ValueError):
     SymbolVocab(('a', 'a'))
 

@@ -77,6 +77,24 @@ def _args(root, ckpt, *extra):
           *extra)
 
 
+DECODER_ONLY = "--config.optimizer.freeze=('^frontend/','^encoder_')"
+TUNE = ('--config.train_steps=2', '--config.eval_every_steps=2',
+        '--config.checkpoint_every_steps=1', '--config.optimizer.warmup_steps=0',
+        '--config.optimizer.learning_rate=1e-2')
+
+
+@pytest.fixture(scope='module')
+def decoder_run(setup):
+  """The pretrained model fine-tuned 2 steps at learning rate 1e-2 with its frontend and
+  encoder frozen, every step checkpointed, through the whole model (no encoder cache), once
+  per module: (workdir, stdout). Read it, never change it."""
+  root, ckpt, _, _ = setup
+  work = root / 'decoder_run'
+  code, out, err = runs.cli(*_args(root, ckpt, f'--workdir={work}', DECODER_ONLY, *TUNE))
+  assert code == 0, err
+  return work, out
+
+
 def test_pretrained_whisper_predicts_and_evaluates_with_no_training(setup):
   root, ckpt, paths, texts = setup
   assert all(texts) and len(set(texts)) > 1     # real, differing transcripts to compare
@@ -153,19 +171,14 @@ def test_pretrained_whisper_fine_tunes_and_resumes(setup):
 
 
 
-def test_interpolating_with_the_pretrained_weights_spans_zero_shot_to_fine_tuned(setup, capsys):
+def test_interpolating_with_the_pretrained_weights_spans_zero_shot_to_fine_tuned(
+    setup, decoder_run, capsys):
   """tools/interpolate_pretrained.py: alpha 0 evaluates the pretrained weights (their own
   transcripts are the references: WER 0), alpha 1 the run's checkpoint exactly, and 0.5 is
   neither; --average evaluates the mean of two checkpoints."""
   import importlib.util  # pylint: disable=g-import-not-at-top
-  root, ckpt, _, _ = setup
-  work = root / 'interpolate'
-  code, _, err = runs.cli(*_args(root, ckpt, f'--workdir={work}', '--config.train_steps=2',
-                                 '--config.eval_every_steps=2',
-                                 '--config.checkpoint_every_steps=1',
-                                 '--config.optimizer.warmup_steps=0',
-                                 '--config.optimizer.learning_rate=1e-2'))
-  assert code == 0, err
+  root = setup[0]
+  work = decoder_run[0]
   spec = importlib.util.spec_from_file_location(
       'interpolate_pretrained', os.path.join(runs.ROOT, 'tools', 'interpolate_pretrained.py'))
   tool = importlib.util.module_from_spec(spec)
@@ -238,24 +251,24 @@ def test_frozen_parameters_keep_their_pretrained_values_with_a_shorter_window(se
   assert again == out
 
 
-def test_cached_encoder_outputs_train_the_decoder_exactly_as_the_whole_model_does(setup):
+def test_cached_encoder_outputs_train_the_decoder_exactly_as_the_whole_model_does(
+    setup, decoder_run):
   """cache_encoder_outputs=True with the frontend and encoder frozen: the encoder runs once
   over the training set and the steps run the decoder alone on its outputs; the parameters
   after 2 steps equal those of the same run through the whole model. Leaving a part the
   encoder reads trainable, or augmenting its input, is refused in one line."""
   import jax  # pylint: disable=g-import-not-at-top
   root, ckpt, _, _ = setup
-  freeze = "--config.optimizer.freeze=('^frontend/','^encoder_')"
-  common = ('--config.train_steps=2', '--config.eval_every_steps=2',
-            '--config.optimizer.warmup_steps=0', '--config.optimizer.learning_rate=1e-2')
-  params = {}
-  for cached in (False, True):
-    work = root / f'cache_{cached}'
-    code, out, err = runs.cli(*_args(root, ckpt, f'--workdir={work}', freeze, *common,
-                                     f'--config.cache_encoder_outputs={cached}'))
-    assert code == 0, err
-    assert ('encoder cache: 4 training examples encoded' in out) == cached, out
-    params[cached] = inference.load(str(work), checkpoint='latest').params
+  freeze, common = DECODER_ONLY, TUNE
+  whole, out = decoder_run
+  assert 'encoder cache' not in out
+  params = {False: inference.load(str(whole), checkpoint='latest').params}
+  work = root / 'cache_True'
+  code, out, err = runs.cli(*_args(root, ckpt, f'--workdir={work}', freeze, *common,
+                                   '--config.cache_encoder_outputs=True'))
+  assert code == 0, err
+  assert 'encoder cache: 4 training examples encoded' in out, out
+  params[True] = inference.load(str(work), checkpoint='latest').params
   pairs = list(zip(jax.tree_util.tree_leaves_with_path(params[False]),
                    jax.tree.leaves(params[True])))
   before = checkpoints.params_for_task(ckpt, inference.load(str(root / 'cache_True')).run.task)

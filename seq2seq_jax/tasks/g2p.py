@@ -68,8 +68,8 @@ class Task(base.BaseTask):
     return self._pairs_cache[split]
 
   def _encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> Pairs:
-    src = [self.src_vocab.encode(w)[0] for w, _ in pairs]
-    tgt = [self.tgt_vocab.encode(p.split())[0] for _, p in pairs]
+    src = self.src_vocab.encode_many([w for w, _ in pairs])
+    tgt = self.tgt_vocab.encode_many([p.split() for _, p in pairs])
     return src, tgt
 
   def train_data(self) -> Pairs:
@@ -99,7 +99,7 @@ class Task(base.BaseTask):
         refs[word].append(pron)
       words = self.eval_subset(sorted(refs))
       self._eval_sets[split] = EvalSet(
-          sources=[self.src_vocab.encode(w)[0] for w in words], texts=words,
+          sources=self.src_vocab.encode_many(words), texts=words,
           references=[refs[w] for w in words])
     return self._eval_sets[split]
 

@@ -223,7 +223,9 @@ def decode_sources(run: Run, params, sources: list[Any], stop=None,
     full = run.task.collate_sources([sources[i] for i in idx], bs)
     inputs = feed.to_global({k: feed.local_rows(v) for k, v in full.items()})
     result = traced(run, run.predict_step, params, inputs, jax.random.fold_in(root, n))
-    result = np.asarray(multihost_utils.process_allgather(result, tiled=True))
+    # One process holds every shard itself; several gather theirs (a compiled all-gather).
+    result = np.asarray(result if result.is_fully_addressable
+                        else multihost_utils.process_allgather(result, tiled=True))
     for j, i in enumerate(idx):
       out[i] = result[j]
     if progress is not None:
