@@ -64,9 +64,11 @@ def main(argv=None) -> int:
             jnp.add, tuned, inference.load(a.workdir, checkpoint=step, overrides=overrides).params)
       tuned = jax.tree_util.tree_map(lambda x: x / len(steps), tuned)
       model.checkpoint = f'mean of steps {", ".join(map(str, steps))}'
-    base = pretrained.load_into(model.run.abstract_state.params, spec, model.run.task)
+    base = None
+    if any(alpha != 1 for alpha in alphas):   # alpha 1 alone needs no pretrained weights
+      base = pretrained.load_into(model.run.abstract_state.params, spec, model.run.task)
     for alpha in alphas:
-      model.params = mix(tuned, base, alpha)
+      model.params = tuned if alpha == 1 else mix(tuned, base, alpha)
       for split in a.splits.split(','):
         start = time.perf_counter()
         row = model.evaluate(split)
