@@ -372,15 +372,29 @@ def test_spec_augment_masks_the_segment_in_training_only():
 
 
 
+def _in_training_only(noise, mask, **setting):
+  """whisper_conv with a training setting computes exactly what it does without it outside
+  training; in training it changes the output, each row by its own draw."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from seq2seq_jax.models.frontends import whisper_conv  # pylint: disable=g-import-not-at-top
+  base = whisper_conv.WhisperConv(features=8, frames=0)
+  aug = whisper_conv.WhisperConv(features=8, frames=0, **setting)
+  params = base.init(jax.random.key(0), noise, mask)
+  want = np.asarray(base.apply(params, noise, mask)[0])
+  np.testing.assert_array_equal(aug.apply(params, noise, mask)[0], want)
+  got = np.asarray(aug.apply(params, np.stack([noise[0]] * 2), mask, train=True,
+                             rngs={'dropout': jax.random.key(1)})[0])
+  assert not np.allclose(got[0], want[0]) and not np.allclose(got[0], got[1]), \
+      'rows draw their own factors'
+
+
 def test_vtlp_moves_a_tone_to_the_warped_mel_bin_in_training_only():
   """whisper_conv's vtlp: with factor 1 the warped filters are Whisper's own (the log-mel is
   unchanged); with factor 1.2 a 1 kHz tone's energy peaks in the mel bin of 1.2 kHz; each row
   draws its own factor in training; outside training the frontend computes exactly what it
   does without it."""
-  import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.models import audio  # pylint: disable=g-import-not-at-top
-  from seq2seq_jax.models.frontends import whisper_conv  # pylint: disable=g-import-not-at-top
   t = np.arange(16000) / 16000
   waves = np.stack([np.sin(2 * np.pi * 1000 * t)] * 2).astype(np.float32) * 0.1
   lengths = np.array([16000, 16000])
@@ -397,15 +411,7 @@ def test_vtlp_moves_a_tone_to_the_warped_mel_bin_in_training_only():
   assert peak(warped[1]) == bin_of(1200) != bin_of(1000)
   mask = np.ones_like(waves, bool)
   noise = np.random.default_rng(5).normal(0, 0.1, waves.shape).astype(np.float32)
-  base = whisper_conv.WhisperConv(features=8, frames=0)
-  aug = whisper_conv.WhisperConv(features=8, frames=0, vtlp=(0.8, 1.2))
-  params = base.init(jax.random.key(0), noise, mask)
-  want = np.asarray(base.apply(params, noise, mask)[0])
-  np.testing.assert_array_equal(aug.apply(params, noise, mask)[0], want)
-  got = np.asarray(aug.apply(params, np.stack([noise[0]] * 2), mask, train=True,
-                             rngs={'dropout': jax.random.key(1)})[0])
-  assert not np.allclose(got[0], want[0]) and not np.allclose(got[0], got[1]), \
-      'rows draw their own factors'
+  _in_training_only(noise, mask, vtlp=(0.8, 1.2))
 
 
 def test_speed_perturbation_plays_each_row_faster_or_slower_in_training_only():
@@ -413,10 +419,8 @@ def test_speed_perturbation_plays_each_row_faster_or_slower_in_training_only():
   (zeros after); at 0.8 a row grows only as far as its buffer holds; factor 1 changes
   nothing; each row draws its own factor in training; outside training the frontend computes
   exactly what it does without it."""
-  import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from seq2seq_jax.models import audio  # pylint: disable=g-import-not-at-top
-  from seq2seq_jax.models.frontends import whisper_conv  # pylint: disable=g-import-not-at-top
   n = 16000
   t = np.arange(n) / 16000
   tone = (0.1 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
@@ -437,15 +441,7 @@ def test_speed_perturbation_plays_each_row_faster_or_slower_in_training_only():
   noise = np.random.default_rng(5).normal(0, 0.1, (2, n)).astype(np.float32)
   noise[:, 12000:] = 0
   mask[:, 12000:] = False
-  base = whisper_conv.WhisperConv(features=8, frames=0)
-  aug = whisper_conv.WhisperConv(features=8, frames=0, speed=(0.9, 1.1))
-  params = base.init(jax.random.key(0), noise, mask)
-  want = np.asarray(base.apply(params, noise, mask)[0])
-  np.testing.assert_array_equal(aug.apply(params, noise, mask)[0], want)
-  got = np.asarray(aug.apply(params, np.stack([noise[0]] * 2), mask, train=True,
-                             rngs={'dropout': jax.random.key(1)})[0])
-  assert not np.allclose(got[0], want[0]) and not np.allclose(got[0], got[1]), \
-      'rows draw their own factors'
+  _in_training_only(noise, mask, speed=(0.9, 1.1))
 
 
 @pytest.mark.parametrize('override, message', [
