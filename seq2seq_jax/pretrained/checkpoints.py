@@ -254,9 +254,16 @@ def model_config(given: Mapping[str, Any]) -> dict[str, Any]:
     elif key not in ckpt or _plain(ckpt[key]) != _plain(value):
       raise UserError(f'model.{key}={_plain(value)!r}: the architecture comes from '
                       f'model.pretrained ({_plain(ckpt.get(key))!r} there); a config may '
-                      f'change only {", ".join(TRAINING_KEYS)} and the frontend\'s frames, '
-                      f'spec_augment, vtlp and speed')
+                      f'change only {", ".join(TRAINING_KEYS)} and the frontend\'s '
+                      f'{", ".join(_free_frontend_settings())}')
   return out
+
+
+def _free_frontend_settings() -> tuple[str, ...]:
+  """The audio frontend's settings a config may set on a pretrained checkpoint: the encoder
+  context (`frames`) and the training-only augmentations."""
+  from seq2seq_jax.models import frontends  # pylint: disable=g-import-not-at-top
+  return ('frames', *frontends.TRAINING_ONLY)
 
 
 def _window_only(ckpt: Any, given: Any) -> dict[str, Any] | None:
@@ -270,7 +277,7 @@ def _window_only(ckpt: Any, given: Any) -> dict[str, Any] | None:
   if not isinstance(ckpt, dict) or not isinstance(given, dict) or 'frames' not in ckpt:
     return None
   merged = {**ckpt, **given}
-  free = ('frames', 'spec_augment', 'vtlp', 'speed')   # the encoder context; training augmentations
+  free = _free_frontend_settings()
   if {k: v for k, v in merged.items() if k not in free} != {
       k: v for k, v in ckpt.items() if k not in free}:
     return None

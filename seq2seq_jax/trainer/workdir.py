@@ -52,9 +52,6 @@ def check(config, workdir: str, ckpt: Checkpointer, fix: str = 'use a new --work
                       f'{fix} (nothing was changed)')
 
 
-# Frontend settings that act in training only (augmentation): they change no parameter and
-# no evaluation, so a run evaluated or resumed with other values is the same model.
-TRAINING_ONLY_FRONTEND = ('spec_augment', 'vtlp', 'speed')
 
 
 def _frontend_settings(spec: Any) -> Any:
@@ -65,7 +62,7 @@ def _frontend_settings(spec: Any) -> Any:
   except (UserError, TypeError):   # an unknown frontend: compared as it is
     return spec
   if isinstance(out, dict):
-    for k in TRAINING_ONLY_FRONTEND:
+    for k in frontends.TRAINING_ONLY:
       out.pop(k, None)
   return out
 

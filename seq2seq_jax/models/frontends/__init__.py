@@ -59,6 +59,11 @@ from seq2seq_jax.models.frontends.tokens import Tokens
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 
+# Settings that act in training only (augmentation): they change no parameter and nothing
+# outside training, so a run evaluated, resumed or loaded from a pretrained checkpoint with
+# other values is the same model (trainer/workdir.py, pretrained/checkpoints.py).
+TRAINING_ONLY = ('spec_augment', 'vtlp', 'speed')
+
 def name_of(spec: Any) -> str:
   """The frontend a spec (a name, a dict, a ConfigDict or a frozen spec) chooses."""
   return spec_dict(spec).get('name')

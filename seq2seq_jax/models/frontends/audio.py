@@ -37,6 +37,22 @@ def subsampled_mask(mask: jax.Array) -> jax.Array:
   return mask[:, ::2]
 
 
+def check_factor_range(name: str, value, what: str) -> None:
+  """A training setting (lo, hi) of factors drawn per row, or () for off; UserError naming
+  `model.frontend.NAME` otherwise."""
+  if value and (len(value) != 2 or not 0 < value[0] <= value[1]):
+    raise UserError(f'model.frontend.{name} must be (low, high) {what}, 0 < low <= high, '
+                    f'or (), got {tuple(value)}')
+
+
+def perturb_speed(module: nn.Module, waveforms: jax.Array, lengths: jax.Array,
+                  speed: Sequence[float]) -> tuple[jax.Array, jax.Array]:
+  """Each row played at a factor ~ U[speed] from `module`'s 'dropout' stream
+  (models/audio.py: speed_perturb): (waveforms, lengths)."""
+  factors = jax.random.uniform(module.make_rng('dropout'), waveforms.shape[:1],
+                               minval=speed[0], maxval=speed[1])
+  return audio.speed_perturb(waveforms, lengths, factors)
+
 def audio_features(module: nn.Module, waveforms: jax.Array, mask: jax.Array | None, *,
                    num_mels: int, spec_augment: Sequence[float], train: bool,
                    vtlp: Sequence[float] = (), speed: Sequence[float] = ()
@@ -49,9 +65,7 @@ def audio_features(module: nn.Module, waveforms: jax.Array, mask: jax.Array | No
   lengths = (jnp.full(waveforms.shape[:1], waveforms.shape[1]) if mask is None
              else jnp.sum(mask, axis=1))
   if train and speed:
-    factors = jax.random.uniform(module.make_rng('dropout'), waveforms.shape[:1],
-                                 minval=speed[0], maxval=speed[1])
-    waveforms, lengths = audio.speed_perturb(waveforms, lengths, factors)
+    waveforms, lengths = perturb_speed(module, waveforms, lengths, speed)
   warp = None
   if train and vtlp:
     warp = jax.random.uniform(module.make_rng('dropout'), waveforms.shape[:1],
@@ -79,12 +93,8 @@ class _AudioSettings:
     if self.spec_augment and len(self.spec_augment) != 5:
       raise UserError('model.frontend.spec_augment must be (freq_masks, F, time_masks, T, p) '
                       f'or (), got {tuple(self.spec_augment)}')
-    if self.vtlp and (len(self.vtlp) != 2 or not 0 < self.vtlp[0] <= self.vtlp[1]):
-      raise UserError('model.frontend.vtlp must be (low, high) warp factors, 0 < low <= high, '
-                      f'or (), got {tuple(self.vtlp)}')
-    if self.speed and (len(self.speed) != 2 or not 0 < self.speed[0] <= self.speed[1]):
-      raise UserError('model.frontend.speed must be (low, high) speed factors, 0 < low <= '
-                      f'high, or (), got {tuple(self.speed)}')
+    check_factor_range('vtlp', self.vtlp, 'warp factors')
+    check_factor_range('speed', self.speed, 'speed factors')
 
   def features_of(self, waveforms, mask, train: bool):
     return audio_features(self, waveforms, mask, num_mels=self.num_mels,

@@ -41,6 +41,14 @@ from seq2seq_jax.errors import UserError
 from seq2seq_jax.models import audio
 from seq2seq_jax.models import layers
 from seq2seq_jax.models.frontends import FRONTENDS
+from seq2seq_jax.models.frontends import audio as audio_frontends
+
+
+def _lengths(inputs: jax.Array, inputs_mask: jax.Array | None) -> jax.Array:
+  """[B] real samples (or frames) of each row: its mask's count, or the whole row."""
+  if inputs_mask is None:
+    return jnp.full(inputs.shape[:1], inputs.shape[1])
+  return jnp.sum(inputs_mask.astype(jnp.int32), axis=1)
 
 
 class Conv1d(nn.Module):
@@ -88,12 +96,8 @@ class WhisperConv(nn.Module):
     if self.spec_augment and len(self.spec_augment) != 5:
       raise UserError('model.frontend.spec_augment must be (freq_masks, F, time_masks, T, p) '
                       f'or (), got {tuple(self.spec_augment)}')
-    if self.vtlp and (len(self.vtlp) != 2 or not 0 < self.vtlp[0] <= self.vtlp[1]):
-      raise UserError('model.frontend.vtlp must be (low, high) warp factors, 0 < low <= high, '
-                      f'or (), got {tuple(self.vtlp)}')
-    if self.speed and (len(self.speed) != 2 or not 0 < self.speed[0] <= self.speed[1]):
-      raise UserError('model.frontend.speed must be (low, high) speed factors, 0 < low <= '
-                      f'high, or (), got {tuple(self.speed)}')
+    audio_frontends.check_factor_range('vtlp', self.vtlp, 'warp factors')
+    audio_frontends.check_factor_range('speed', self.speed, 'speed factors')
 
   def window(self, samples_or_frames: int, waveform: bool) -> int:
     """The log-mel frames the encoder reads: `frames`, or with frames=0 the batch's own
@@ -108,9 +112,8 @@ class WhisperConv(nn.Module):
     """The log-mel window [B, frames, num_mels] float32 of waveforms or features (`warp`:
     VTLP factors [B] for waveforms, or None)."""
     if inputs.ndim == 2:
-      lengths = (jnp.full(inputs.shape[:1], inputs.shape[1]) if inputs_mask is None
-                 else jnp.sum(inputs_mask.astype(jnp.int32), axis=1))
-      return audio.whisper_log_mel(inputs, lengths, num_mels=self.num_mels,
+      return audio.whisper_log_mel(inputs, _lengths(inputs, inputs_mask),
+                                   num_mels=self.num_mels,
                                    frames=self.window(inputs.shape[1], True), warp=warp)
     if inputs.ndim != 3 or inputs.shape[-1] != self.num_mels:
       raise UserError(f"model.frontend 'whisper_conv' reads waveforms [batch, samples] or "
@@ -125,10 +128,7 @@ class WhisperConv(nn.Module):
                    frames: int) -> jax.Array:
     """[B, frames]: true on the log-mel frames of the segment itself (not the window's
     zeros)."""
-    if inputs_mask is None:
-      n = jnp.full(inputs.shape[:1], inputs.shape[1])
-    else:
-      n = jnp.sum(inputs_mask.astype(jnp.int32), axis=1)
+    n = _lengths(inputs, inputs_mask)
     if inputs.ndim == 2:
       n = n // audio.WHISPER_HOP
     return jnp.arange(frames)[None] < n[:, None]
@@ -147,11 +147,8 @@ class WhisperConv(nn.Module):
     if not jnp.issubdtype(inputs.dtype, jnp.floating):
       raise UserError(f"model.frontend 'whisper_conv' reads float inputs, got {inputs.dtype}")
     if train and self.speed and inputs.ndim == 2:
-      factors = jax.random.uniform(self.make_rng('dropout'), inputs.shape[:1],
-                                   minval=self.speed[0], maxval=self.speed[1])
-      lengths = (jnp.full(inputs.shape[:1], inputs.shape[1]) if inputs_mask is None
-                 else jnp.sum(inputs_mask.astype(jnp.int32), axis=1))
-      inputs, lengths = audio.speed_perturb(inputs, lengths, factors)
+      inputs, lengths = audio_frontends.perturb_speed(self, inputs, _lengths(inputs, inputs_mask),
+                                                      self.speed)
       inputs_mask = jnp.arange(inputs.shape[1])[None] < lengths[:, None]
     warp = None
     if train and self.vtlp and inputs.ndim == 2:
